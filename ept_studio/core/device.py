@@ -1,0 +1,115 @@
+"""Which compute device a run uses, how to name it for people, and whether it does bfloat16 well."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from pathlib import Path
+
+import torch
+
+from ept_studio.errors import ConfigError, DeviceError
+
+CPUINFO = Path("/proc/cpuinfo")
+_CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """``auto``: a CUDA GPU if PyTorch sees one, else Apple's MPS, else the CPU.
+
+    An explicit ``cuda``, ``cuda:N`` or ``mps`` that this machine lacks is a :class:`DeviceError`.
+    """
+    name = requested.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise DeviceError("the Apple GPU (MPS) is not available here: choose 'auto' or 'cpu'")
+        return torch.device("mps")
+    if name == "cuda" or name.startswith("cuda:"):
+        return _cuda_device(name)
+    raise ConfigError(
+        f"unknown device {requested!r}: choose 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+    )
+
+
+def _cuda_device(name: str) -> torch.device:
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            "a CUDA GPU was requested but PyTorch sees none on this machine (no NVIDIA GPU, "
+            "no driver, or a CPU-only PyTorch): choose 'auto' or 'cpu'"
+        )
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {name!r}: write 'cuda' or 'cuda:N'") from err
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise DeviceError(
+            f"GPU {device.index} was requested but this machine has GPUs 0..{count - 1}"
+        )
+    return device
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def describe_device(device: torch.device) -> str:
+    """A short human name: ``CPU (2 threads)``, ``NVIDIA H200 (139 GiB)``, ``Apple GPU (MPS)``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        properties = torch.cuda.get_device_properties(index)
+        return f"{properties.name} ({properties.total_memory / 2**30:.0f} GiB)"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    if device.type == "cpu":
+        return f"CPU ({torch.get_num_threads()} threads)"
+    return str(device)
+
+
+def bf16_supported(device: torch.device, *, cpuinfo: Path = CPUINFO) -> bool:
+    """Whether bfloat16 autocast is fast here: CUDA's answer; Linux CPUs with AVX512-BF16/AMX."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu" and sys.platform.startswith("linux"):
+        return bool(_cpu_flags(cpuinfo) & _CPU_BF16_FLAGS)
+    return False
+
+
+def _cpu_flags(cpuinfo: Path) -> set[str]:
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+    return flags
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    """Resolve a recipe's ``bf16`` setting: ``auto`` means a CUDA GPU with bfloat16 support."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    if setting == "auto":
+        return device.type == "cuda" and bf16_supported(device)
+    raise ConfigError(f"bf16 must be 'auto', 'on' or 'off', got {setting!r}")
+
+
+def free_device_memory(device: torch.device) -> None:
+    """Give cached accelerator memory back (after a run, before the next one)."""
+    gc.collect()
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and _mps_available():
+        torch.mps.empty_cache()

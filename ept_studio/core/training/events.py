@@ -1,0 +1,72 @@
+"""What a training run reports while it runs: plain, frozen data any thread or process can hold.
+
+A run yields :class:`RunStarted` first, then one :class:`StepFinished` per optimiser step and one
+:class:`EpochFinished` per epoch, and ends with exactly one :class:`RunFinished` or
+:class:`RunFailed`.
+Epochs and steps count from 1; times are seconds of wall clock since the run started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TypeAlias
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStarted:
+    """The run is set up: the model is on ``device``; ``trainable_parameters`` values learn."""
+
+    total_steps: int
+    total_epochs: int
+    device: str
+    trainable_parameters: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StepFinished:
+    """One optimiser step: its loss and learning rate (the method's; the head's if it has none)."""
+
+    epoch: int
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochFinished:
+    """One pass over the training set; ``val_metrics`` is None without a validation set."""
+
+    epoch: int
+    train_loss: float
+    val_metrics: dict[str, float] | None
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFinished:
+    """The run ended normally; the model holds the weights of ``best_epoch``.
+
+    ``metrics`` are the validation metrics of that epoch (None without a validation set);
+    ``stopped_early`` says early stopping ended the run before the last epoch.
+    """
+
+    epochs_run: int
+    best_epoch: int
+    metrics: dict[str, float] | None
+    stopped_early: bool
+    elapsed_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFailed:
+    """The run cannot go on (for example the loss became NaN); ``message`` says what to change."""
+
+    message: str
+
+
+TrainEvent: TypeAlias = RunStarted | StepFinished | EpochFinished | RunFinished | RunFailed
+"""Any event a training run yields."""

@@ -1,0 +1,184 @@
+"""The training recipe: every knob of a run in one validated, frozen dataclass.
+
+The defaults are the paper's recipe (Zu et al. 2024, section 4.2): SGD at 6e-4 with momentum 0.9 and
+weight decay 1e-4, cosine annealing to 0, no warmup, 20 epochs, batch size 4, RandomResizedCrop with
+scale (0.08, 1) and horizontal flips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import warnings
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+from ept_studio.errors import ConfigError
+
+
+class OptimizerName(str, Enum):
+    """The optimisers a recipe can ask for."""
+
+    SGD = "sgd"
+    ADAMW = "adamw"
+
+
+class LrSchedule(str, Enum):
+    """How the learning rate moves after warmup: cosine to 0 over the run, or flat."""
+
+    COSINE = "cosine"
+    CONSTANT = "constant"
+
+
+class Bf16Mode(str, Enum):
+    """bfloat16 autocast: ``auto`` uses it on CUDA GPUs that support it, ``on``/``off`` force it."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRecipe:
+    """How to train a tuned model. ``head_lr=None`` trains the head at ``lr`` too.
+
+    ``warmup_steps`` and the schedule count optimiser steps; ``early_stopping_patience`` counts
+    epochs without a better validation metric and only matters when a validation set is given.
+    """
+
+    optimizer: OptimizerName = OptimizerName.SGD
+    lr: float = 6e-4
+    head_lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: LrSchedule = LrSchedule.COSINE
+    warmup_steps: int = 0
+    epochs: int = 20
+    batch_size: int = 4
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    hflip: bool = True
+    grad_clip: float | None = None
+    early_stopping_patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    bf16: Bf16Mode = Bf16Mode.AUTO
+
+    def __post_init__(self) -> None:
+        self._coerce_enums()
+        object.__setattr__(self, "crop_scale", _crop_scale(self.crop_scale))
+        _check_rate("learning rate (lr)", self.lr)
+        if self.head_lr is not None:
+            _check_rate("head learning rate (head_lr)", self.head_lr)
+        if not (isinstance(self.momentum, (int, float)) and 0.0 <= self.momentum < 1.0):
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        _check_rate("weight decay", self.weight_decay)
+        _check_count("warmup_steps", self.warmup_steps, minimum=0)
+        _check_count("epochs", self.epochs, minimum=1)
+        _check_count("batch_size", self.batch_size, minimum=1)
+        if not isinstance(self.hflip, bool):
+            raise ConfigError(f"hflip must be true or false, got {self.hflip!r}")
+        if self.grad_clip is not None and not _finite_number(self.grad_clip, above=0.0):
+            raise ConfigError(f"grad_clip must be a number > 0 or None, got {self.grad_clip!r}")
+        if self.early_stopping_patience is not None:
+            _check_count("early_stopping_patience", self.early_stopping_patience, minimum=1)
+        _check_count("seed", self.seed, minimum=0)
+        if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
+            raise ConfigError(
+                f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}"
+            )
+
+    def _coerce_enums(self) -> None:
+        for name, enum_type in (
+            ("optimizer", OptimizerName),
+            ("schedule", LrSchedule),
+            ("bf16", Bf16Mode),
+        ):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum_type(value))
+            except ValueError as err:
+                choices = ", ".join(repr(m.value) for m in enum_type)
+                raise ConfigError(f"{name} must be one of {choices}, got {value!r}") from err
+
+    @property
+    def head_learning_rate(self) -> float:
+        """The head's learning rate: ``head_lr`` if set, else ``lr``."""
+        return self.lr if self.head_lr is None else self.head_lr
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        """Optimiser steps per epoch: the last batch may be smaller, it is never dropped."""
+        return math.ceil(train_size / self.batch_size)
+
+    def total_steps(self, train_size: int) -> int:
+        """Optimiser steps of a full run over ``train_size`` samples."""
+        return self.epochs * self.steps_per_epoch(train_size)
+
+    def replace(self, **changes: Any) -> TrainRecipe:
+        """A copy with some settings changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (enums as their values, tuples as lists)."""
+        data: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, Enum):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            data[field.name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainRecipe:
+        """Rebuild from :meth:`to_dict`; unknown keys (from newer versions) only warn."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            warnings.warn(f"ignoring unknown recipe settings {unknown}", UserWarning, stacklevel=2)
+        try:
+            return cls(**{key: value for key, value in data.items() if key in known})
+        except TypeError as err:
+            raise ConfigError(f"bad training recipe {dict(data)!r}: {err}") from err
+
+
+def _finite_number(
+    value: object, above: float | None = None, at_least: float | None = None
+) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if above is not None and not value > above:
+        return False
+    return at_least is None or value >= at_least
+
+
+def _check_rate(name: str, value: object) -> None:
+    if not _finite_number(value, at_least=0.0):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_count(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _crop_scale(value: object) -> tuple[float, float]:
+    message = f"crop_scale must be two numbers 0 < low <= high <= 1, got {value!r}"
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigError(message)
+    low, high = value
+    if not (_finite_number(low, above=0.0) and _finite_number(high) and low <= high <= 1.0):
+        raise ConfigError(message)
+    return (float(low), float(high))
+
+
+PAPER_RECIPE = TrainRecipe()
+"""Zu et al. 2024: SGD 6e-4, momentum 0.9, wd 1e-4, cosine to 0, 20 epochs, batch 4."""
+
+RECIPES: dict[str, TrainRecipe] = {"paper": PAPER_RECIPE}
+"""Named presets a user can pick by name."""

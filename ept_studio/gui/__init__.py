@@ -1,0 +1,1 @@
+"""The desktop app (PySide6): windows and widgets only; it talks to services."""

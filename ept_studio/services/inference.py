@@ -1,0 +1,139 @@
+"""Load a prompt file onto its backbone, then evaluate a labelled folder or predict on files."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ept_studio.data.folders import scan_class_folders
+from ept_studio.errors import DatasetError
+from ept_studio.services.images import SkippedFile, load_images, split_class_folders
+
+if TYPE_CHECKING:
+    from ept_studio.core.backbones import LoadedBackbone
+    from ept_studio.core.model import LabelMode, TunedModel
+    from ept_studio.core.prompt_file import PromptFileMetadata
+
+
+@dataclasses.dataclass(frozen=True)
+class TunedHandle:
+    """A tuned model ready for inference, with the metadata of the prompt file it came from."""
+
+    model: TunedModel
+    metadata: PromptFileMetadata
+    prompt_file: Path
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.metadata.class_names
+
+
+def load_tuned_model(
+    prompt_file: Path, *, weights: Path | None = None, backbone: LoadedBackbone | None = None
+) -> TunedHandle:
+    """Rebuild the tuned model of ``prompt_file``; refuses a backbone whose checksum differs."""
+    from ept_studio.core.backbones import load_backbone
+    from ept_studio.core.model import TunedModel
+    from ept_studio.core.prompt_file import check_backbone, read_prompt_file
+
+    tensors, metadata = read_prompt_file(prompt_file)
+    loaded = backbone or load_backbone(
+        metadata.backbone, weights=weights, img_size=metadata.input_size
+    )
+    check_backbone(metadata, loaded.spec.name, loaded.weights_sha256)
+    model = TunedModel(loaded.model, metadata.method_config, len(metadata.class_names))
+    model.load_trainable_state(tensors)
+    return TunedHandle(model.eval(), metadata, prompt_file)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The predicted class of one image and the model score of every class."""
+
+    path: Path
+    sha256: str
+    predicted_class: str
+    scores: dict[str, float]
+
+
+def predict_files(
+    handle: TunedHandle, paths: Iterable[Path], batch_size: int = 16
+) -> tuple[list[Prediction], list[SkippedFile]]:
+    """Model scores for every decodable file; the others are reported, not fatal."""
+    from ept_studio.core.training import predict_probabilities
+
+    images, skipped = load_images(paths)
+    if not images:
+        return [], skipped
+    meta = handle.metadata
+    probabilities = predict_probabilities(
+        handle.model,
+        [image.pixels for image in images],
+        input_size=meta.input_size,
+        mean=meta.mean,
+        std=meta.std,
+        label_mode=_label_mode(meta),
+        batch_size=batch_size,
+    )
+    names = meta.class_names
+    predictions = [
+        Prediction(
+            image.path,
+            image.sha256,
+            names[int(row.argmax())],
+            {name: float(score) for name, score in zip(names, row, strict=True)},
+        )
+        for image, row in zip(images, probabilities, strict=True)
+    ]
+    return predictions, skipped
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationReport:
+    """Metrics of a tuned model on a labelled folder."""
+
+    class_names: tuple[str, ...]
+    metrics: dict[str, float]
+    confusion_matrix: list[list[int]]
+    images: int
+    skipped: list[SkippedFile]
+
+
+def evaluate_folder(handle: TunedHandle, data_dir: Path) -> EvaluationReport:
+    """Evaluate on every image of a class-folder set whose class names the model knows."""
+    from ept_studio.core.metrics import confusion_matrix
+    from ept_studio.core.training import evaluate
+
+    scan = scan_class_folders(data_dir)
+    unknown = sorted(set(scan.classes) - set(handle.class_names))
+    if unknown:
+        raise DatasetError(
+            f"{data_dir}: the model was not trained on the classes {unknown}; it knows "
+            f"{list(handle.class_names)}"
+        )
+    split = split_class_folders(scan, None, seed=0)
+    index = {name: i for i, name in enumerate(handle.class_names)}
+    samples = [(image.pixels, index[scan.classes[y]]) for image, y in split.support]
+    meta = handle.metadata
+    result = evaluate(
+        handle.model,
+        samples,
+        input_size=meta.input_size,
+        mean=meta.mean,
+        std=meta.std,
+        label_mode=_label_mode(meta),
+    )
+    matrix = confusion_matrix(
+        result.targets, result.probabilities.argmax(axis=1), len(handle.class_names)
+    )
+    return EvaluationReport(
+        handle.class_names, dict(result.metrics), matrix.tolist(), len(samples), split.skipped
+    )
+
+
+def _label_mode(metadata: PromptFileMetadata) -> LabelMode:
+    from ept_studio.core.model import LabelMode
+
+    return LabelMode(metadata.label_mode)
