@@ -1,52 +1,18 @@
-"""``ept-studio``: the headless command line over the same services the desktop app uses."""
+"""The engine commands: doctor, models, train, eval, predict, bench speed."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.errors import EptStudioError, TrainingCancelled
+from ept_studio import RESEARCH_USE_NOTICE
+from ept_studio.cli.console import Console
 
 METHODS = ("ept", "linear", "full", "bias", "vpt", "lora")
-
-
-class Console:
-    """The CLI's output layer: results to stdout, progress and notes to stderr."""
-
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
-        self._progress_shown = False
-
-    def line(self, text: str = "") -> None:
-        self._end_progress()
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def note(self, text: str) -> None:
-        self._end_progress()
-        self.err.write(text + "\n")
-        self.err.flush()
-
-    def progress(self, done: int, total: int, text: str) -> None:
-        width = 30
-        filled = int(width * done / max(total, 1))
-        bar = "#" * filled + "-" * (width - filled)
-        self.err.write(f"\r[{bar}] {done}/{total} {text}")
-        self.err.flush()
-        self._progress_shown = True
-
-    def _end_progress(self) -> None:
-        if self._progress_shown:
-            self.err.write("\n")
-            self._progress_shown = False
 
 
 def parse_blocks(text: str) -> list[int] | None:
@@ -95,6 +61,7 @@ def recipe_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _add_train(commands: Any) -> None:
     train = commands.add_parser("train", help="tune a backbone on a folder of class sub-folders")
+    train.set_defaults(handler=run_train)
     train.add_argument("data", type=Path, help="folder whose sub-folders are the classes")
     train.add_argument(
         "--out", type=Path, required=True, help="prompt file to write (.safetensors)"
@@ -131,27 +98,26 @@ def _add_train(commands: Any) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ept-studio",
-        description="Embedded Prompt Tuning for few-shot medical images.",
-        epilog=RESEARCH_USE_NOTICE,
-    )
-    parser.add_argument("--version", action="version", version=f"EPT Studio {__version__}")
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("doctor", help="check the offline default backbone and the devices")
+def add_commands(commands: Any) -> None:
+    """Register doctor, models, train, eval, predict and bench."""
+    commands.add_parser(
+        "doctor", help="check the offline default backbone and the devices"
+    ).set_defaults(handler=lambda args, console: run_doctor(console))
     models = commands.add_parser("models", help="list or get backbones")
+    models.set_defaults(handler=run_models)
     model_commands = models.add_subparsers(dest="models_command", required=True)
     model_commands.add_parser("list", help="supported backbones and whether they are here")
     get = model_commands.add_parser("get", help="download a backbone (uses the network)")
     get.add_argument("name")
     _add_train(commands)
     evaluate = commands.add_parser("eval", help="evaluate a prompt file on a labelled folder")
+    evaluate.set_defaults(handler=run_eval)
     evaluate.add_argument("prompt", type=Path)
     evaluate.add_argument("data", type=Path)
     evaluate.add_argument("--weights", type=Path)
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     predict = commands.add_parser("predict", help="model scores for image files")
+    predict.set_defaults(handler=run_predict)
     predict.add_argument("prompt", type=Path)
     predict.add_argument("paths", type=Path, nargs="+")
     predict.add_argument("--csv", type=Path, help="write the scores to this CSV file")
@@ -159,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     speed = bench_commands.add_parser("speed", help="training-step time per method vs the floor")
+    speed.set_defaults(handler=run_bench)
     speed.add_argument(
         "--backbone", action="append", help="manifest name or random:TIMM_NAME (repeatable)"
     )
@@ -166,7 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--batch-size", type=int, default=4)
     speed.add_argument("--device", default="cpu")
     speed.add_argument("--out", type=Path, help="also write the markdown report here")
-    return parser
 
 
 def run_doctor(console: Console) -> None:
@@ -314,37 +280,3 @@ def run_bench(args: argparse.Namespace, console: Console) -> None:
     console.note(f"benchmark took {time.perf_counter() - start:.0f} s")
     if args.out:
         args.out.write_text(report, encoding="utf-8")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ept-studio`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    console = Console()
-    handlers = {
-        "doctor": lambda: run_doctor(console),
-        "models": lambda: run_models(args, console),
-        "train": lambda: run_train(args, console),
-        "eval": lambda: run_eval(args, console),
-        "predict": lambda: run_predict(args, console),
-        "bench": lambda: run_bench(args, console),
-    }
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 0
-    try:
-        handlers[args.command]()
-    except TrainingCancelled as err:
-        console.note(f"cancelled: {err}")
-        return 130
-    except KeyboardInterrupt:
-        console.note("interrupted")
-        return 130
-    except EptStudioError as err:
-        console.note(f"error: {err}")
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""``ept-studio``: the headless command line over the same services the desktop app uses.
+
+Each command module registers its sub-commands with a ``handler(args, console)``; nothing here
+imports torch, so ``--help`` and torch-free commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.cli import engine
+from ept_studio.cli.console import Console
+from ept_studio.errors import EptStudioError, TrainingCancelled
+
+COMMAND_MODULES = (engine,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ept-studio",
+        description="Embedded Prompt Tuning for few-shot medical images.",
+        epilog=RESEARCH_USE_NOTICE,
+    )
+    parser.add_argument("--version", action="version", version=f"EPT Studio {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    for module in COMMAND_MODULES:
+        module.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ept-studio`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console()
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 0
+    try:
+        args.handler(args, console)
+    except TrainingCancelled as err:
+        console.note(f"cancelled: {err}")
+        return 130
+    except KeyboardInterrupt:
+        console.note("interrupted")
+        return 130
+    except EptStudioError as err:
+        console.note(f"error: {err}")
+        return 2
+    return 0
