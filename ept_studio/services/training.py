@@ -58,13 +58,14 @@ class DataReady:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSaved:
-    """The run finished and its files are written."""
+    """The run finished and its files are written; ``model`` is the tuned model, for in-app use."""
 
     prompt_file: Path
     prompt_sha256: str
     run_record: Path
     compact_file: Path | None
     metrics: dict[str, float]
+    model: TunedModel = dataclasses.field(repr=False, compare=False)
 
 
 def run_record_path(prompt_file: Path) -> Path:
@@ -126,7 +127,7 @@ def train_on_folder(
             finished = event
     evaluation = _evaluate_query(model, split, loaded)
     training = {"device": device, **(dataclasses.asdict(finished) if finished else {})}
-    yield _save(request, model, loaded, split, recipe.to_dict(), evaluation, training)
+    yield _save(FinishedRun(request, model, loaded, split, recipe.to_dict(), evaluation, training))
 
 
 def _data_ready(split: LabelledSplit) -> DataReady:
@@ -163,16 +164,23 @@ def _evaluate_query(
     }
 
 
-def _save(
-    request: TrainRequest,
-    model: TunedModel,
-    loaded: LoadedBackbone,
-    split: LabelledSplit,
-    recipe: dict[str, Any],
-    evaluation: dict[str, Any],
-    training: dict[str, Any],
-) -> TrainingSaved:
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """What a finished run knows before its files are written."""
+
+    request: TrainRequest
+    model: TunedModel
+    loaded: LoadedBackbone
+    split: LabelledSplit
+    recipe: dict[str, Any]
+    evaluation: dict[str, Any]
+    training: dict[str, Any]
+
+
+def _save(run: FinishedRun) -> TrainingSaved:
     from ept_studio.core.prompt_file import PromptFileMetadata, save_prompt_file, to_compact
+
+    request, model, loaded, split = run.request, run.model, run.loaded, run.split
 
     metadata = PromptFileMetadata(
         method=model.method_config.to_dict(),
@@ -184,7 +192,7 @@ def _save(
         label_mode="single",
         class_names=split.classes,
         rendering={"policy": "rgb8"},
-        metrics=evaluation["metrics"],
+        metrics=run.evaluation["metrics"],
         seed=request.seed,
     )
     request.output.parent.mkdir(parents=True, exist_ok=True)
@@ -196,25 +204,20 @@ def _save(
             request.output.name.removesuffix(".safetensors") + ".compact.safetensors"
         )
         save_prompt_file(compact_file, *to_compact(tensors, metadata))
-    record = _run_record(request, model, loaded, split, recipe, evaluation, training, sha)
+    record = _run_record(run, sha)
     record_path = run_record_path(request.output)
     record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return TrainingSaved(request.output, sha, record_path, compact_file, evaluation["metrics"])
+    return TrainingSaved(
+        request.output, sha, record_path, compact_file, run.evaluation["metrics"], model
+    )
 
 
-def _run_record(
-    request: TrainRequest,
-    model: TunedModel,
-    loaded: LoadedBackbone,
-    split: LabelledSplit,
-    recipe: dict[str, Any],
-    evaluation: dict[str, Any],
-    training: dict[str, Any],
-    prompt_sha256: str,
-) -> dict[str, Any]:
+def _run_record(run: FinishedRun, prompt_sha256: str) -> dict[str, Any]:
     """Everything needed to re-run exactly. Images are identified by content hash, never by path."""
     import timm
     import torch
+
+    request, model, loaded, split = run.request, run.model, run.loaded, run.split
 
     def images(items: list[tuple[Any, int]]) -> list[dict[str, str]]:
         return [{"sha256": image.sha256, "class": split.classes[y]} for image, y in items]
@@ -232,7 +235,7 @@ def _run_record(
         "machine": {"platform": platform.platform(), "processor": platform.machine()},
         "seed": request.seed,
         "method": model.method_config.to_dict(),
-        "recipe": recipe,
+        "recipe": run.recipe,
         "trainable_parameters": model.trainable_parameter_count(),
         "backbone": {"name": loaded.spec.name, "sha256": loaded.weights_sha256},
         "data": {
@@ -242,7 +245,7 @@ def _run_record(
             "query": images(split.query),
             "skipped_files": len(split.skipped),
         },
-        "training": training,
-        "evaluation": evaluation,
+        "training": run.training,
+        "evaluation": run.evaluation,
         "prompt_file": {"name": request.output.name, "sha256": prompt_sha256},
     }

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import make_tiny_vit
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from support import make_tiny_vit
 
 from ept_studio.core.backbones import (
     IMAGENET_MEAN,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from conftest import make_tiny_vit
+from support import METHOD_MATRIX, make_tiny_vit
 
 from ept_studio.core.methods import (
-    BiasConfig,
     EptConfig,
     FullConfig,
     LinearConfig,
@@ -20,21 +19,6 @@ from ept_studio.core.methods import (
 from ept_studio.core.methods.ept import ConcatPrompt
 from ept_studio.core.model import TunedModel
 from ept_studio.errors import ConfigError
-
-ALL_METHODS: list[MethodConfig] = [
-    EptConfig(),
-    EptConfig.shallow(),
-    EptConfig(blocks=(1,)),
-    EptConfig(embedding="add"),
-    EptConfig(embedding="multi"),
-    EptConfig(embedding="multi_cat"),
-    LinearConfig(),
-    BiasConfig(),
-    FullConfig(),
-    VptConfig(),
-    VptConfig(deep=False),
-    LoraConfig(rank=4),
-]
 
 
 def _pixels(seed: int = 1, batch: int = 2, size: int = 32) -> torch.Tensor:
@@ -139,7 +123,7 @@ def test_ept_is_not_identity_at_init_and_attention_is_post_prompt() -> None:
     assert tuned.cls_attention(tuned_weights[0]).shape == (2, 4, 16)
 
 
-@pytest.mark.parametrize("config", ALL_METHODS, ids=lambda c: str(c.to_dict()))
+@pytest.mark.parametrize("config", METHOD_MATRIX, ids=lambda c: str(c.to_dict()))
 def test_attention_capture_does_not_change_logits(config: MethodConfig) -> None:
     model = TunedModel(make_tiny_vit(seed=4, layer_scale=True), config, 3)
     _randomise_prompts(model, std=0.1)
@@ -155,7 +139,7 @@ def test_attention_capture_does_not_change_logits(config: MethodConfig) -> None:
 
 def test_trainable_tensors_per_method() -> None:
     counts = {}
-    for config in ALL_METHODS:
+    for config in METHOD_MATRIX:
         model = TunedModel(make_tiny_vit(), config, 3)
         counts[str(config.to_dict())] = model.method_parameter_count()
         frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
@@ -209,7 +193,7 @@ def test_lora_starts_at_the_frozen_model_and_touches_only_q_and_v() -> None:
 
 
 def test_config_round_trip_and_validation() -> None:
-    for config in ALL_METHODS:
+    for config in METHOD_MATRIX:
         assert config_from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="length"):
         EptConfig(length=0)

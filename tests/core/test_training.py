@@ -10,16 +10,13 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_vit
+from support import METHOD_MATRIX, make_tiny_vit
 
 from ept_studio.core.methods import (
-    BiasConfig,
     EptConfig,
     FullConfig,
     LinearConfig,
-    LoraConfig,
     MethodConfig,
-    VptConfig,
 )
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.training import (
@@ -191,22 +188,8 @@ def test_backbone_stays_in_eval_mode_while_the_head_trains() -> None:
 
 # --- only the method's tensors learn --------------------------------------------------------------
 
-ALL_METHODS: list[MethodConfig] = [
-    EptConfig(),
-    EptConfig.shallow(),
-    EptConfig(embedding="add"),
-    EptConfig(embedding="multi"),
-    EptConfig(embedding="multi_cat"),
-    LinearConfig(),
-    BiasConfig(),
-    FullConfig(),
-    VptConfig(),
-    VptConfig(deep=False),
-    LoraConfig(),
-]
 
-
-@pytest.mark.parametrize("method", ALL_METHODS, ids=repr)
+@pytest.mark.parametrize("method", METHOD_MATRIX, ids=repr)
 def test_only_the_method_and_head_change(method: MethodConfig) -> None:
     model = tuned_model(method)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}

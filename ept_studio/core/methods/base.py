@@ -9,6 +9,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from torch import nn
 
+from ept_studio.config import to_json_dict
 from ept_studio.errors import ConfigError
 
 Backbone: TypeAlias = Any
@@ -34,15 +35,7 @@ class MethodConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, including the method name."""
-        data: dict[str, Any] = {"method": self.method.value}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, Enum):
-                value = value.value
-            elif isinstance(value, tuple):
-                value = list(value)
-            data[field.name] = value
-        return data
+        return {"method": self.method.value, **to_json_dict(self)}
 
 
 class TuningMethod(ABC):

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
+from ept_studio.config import to_json_dict
 from ept_studio.errors import ConfigError
 
 
@@ -124,15 +125,7 @@ class TrainRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (enums as their values, tuples as lists)."""
-        data: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, Enum):
-                value = value.value
-            elif isinstance(value, tuple):
-                value = list(value)
-            data[field.name] = value
-        return data
+        return to_json_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainRecipe:

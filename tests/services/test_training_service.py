@@ -1,0 +1,176 @@
+"""End to end on the real offline backbone: train a few steps on real images, save, load, predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ept_studio.core.backbones import load_backbone
+from ept_studio.core.prompt_file import read_prompt_file
+from ept_studio.errors import BackboneMismatchError, DatasetError
+from ept_studio.services.images import load_images
+from ept_studio.services.inference import load_tuned_model, predict_files
+from ept_studio.services.training import (
+    DataReady,
+    TrainingSaved,
+    TrainRequest,
+    train_on_folder,
+)
+
+QUICK = {"epochs": 2, "batch_size": 4, "lr": 0.05}
+
+
+def _run(request: TrainRequest) -> tuple[list[object], TrainingSaved]:
+    events = list(train_on_folder(request))
+    saved = events[-1]
+    assert isinstance(saved, TrainingSaved)
+    return events, saved
+
+
+def test_train_save_load_predict_on_the_offline_backbone(
+    class_folders: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run" / "prompts.safetensors"
+    request = TrainRequest(
+        class_folders,
+        out,
+        method={"method": "ept", "length": 20},
+        recipe=QUICK,
+        shots=2,
+        max_query_per_class=3,
+        compact=True,
+    )
+    events, saved = _run(request)
+    ready = events[0]
+    assert isinstance(ready, DataReady)
+    assert ready.support_counts == {"fundus": 2, "histology": 2}
+    assert ready.query_counts == {"fundus": 3, "histology": 3}
+    assert set(saved.metrics) >= {"accuracy", "balanced_accuracy", "macro_auc", "ece"}
+    assert 0.0 <= saved.metrics["accuracy"] <= 1.0
+
+    images, skipped = load_images(sorted(class_folders.rglob("*.png"))[:4])
+    assert not skipped
+    from ept_studio.core.training import eval_transform
+
+    spec = load_backbone().spec
+    transform = eval_transform(spec.input_size, spec.mean, spec.std)
+    pixels = torch.stack([transform(image.pixels) for image in images])
+    with torch.inference_mode():
+        in_memory = saved.model.eval()(pixels)
+        loaded = load_tuned_model(saved.prompt_file)
+        from_file = loaded.model(pixels)
+        assert saved.compact_file is not None
+        compact = load_tuned_model(saved.compact_file).model(pixels)
+    assert (in_memory - from_file).abs().max().item() == 0.0
+    assert (in_memory - compact).abs().max().item() <= 1e-5
+
+    predictions, _ = predict_files(loaded, [image.path for image in images])
+    scores = torch.tensor([[p.scores["fundus"], p.scores["histology"]] for p in predictions])
+    assert (scores - in_memory.softmax(-1)).abs().max().item() <= 1e-5
+
+    tensors, metadata = read_prompt_file(saved.prompt_file)
+    assert metadata.class_names == ("fundus", "histology")
+    assert metadata.backbone_sha256 == load_backbone().weights_sha256
+    assert sum(t.numel() for n, t in tensors.items() if "prompt" in n) == 12 * 257 * 20
+
+    record = json.loads(saved.run_record.read_text())
+    assert record["backbone"]["sha256"] == metadata.backbone_sha256
+    assert record["seed"] == 0
+    assert record["training"]["device"].startswith("CPU")
+    assert len(record["data"]["support"]) == 4
+    text = saved.run_record.read_text()
+    assert str(class_folders) not in text, "the run record must not hold file paths"
+
+
+def test_cli_predict_matches_the_service(class_folders: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.safetensors"
+    _, saved = _run(
+        TrainRequest(class_folders, out, method={"method": "linear"}, recipe=QUICK, shots=2)
+    )
+    files = sorted(class_folders.rglob("*.png"))[:3]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    table = tmp_path / "scores.csv"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ept_studio",
+            "predict",
+            str(out),
+            *map(str, files),
+            str(broken),
+            "--csv",
+            str(table),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "broken.png" in result.stderr
+    assert "not a recognised image format" in result.stderr
+    rows = list(csv.DictReader(table.open()))
+    assert [Path(r["file"]).name for r in rows] == [f.name for f in files]
+    predictions, _ = predict_files(load_tuned_model(saved.prompt_file), files)
+    for row, prediction in zip(rows, predictions, strict=True):
+        assert row["predicted_class"] == prediction.predicted_class
+        assert abs(float(row["score_fundus"]) - prediction.scores["fundus"]) <= 1e-6
+
+
+def test_same_seed_same_run_twice(class_folders: Path, tmp_path: Path) -> None:
+    runs = []
+    for index in range(2):
+        request = TrainRequest(
+            class_folders,
+            tmp_path / f"r{index}.safetensors",
+            method={"method": "ept", "length": 5},
+            recipe={"epochs": 1, "lr": 0.05},
+            shots=2,
+            max_query_per_class=2,
+            seed=3,
+        )
+        runs.append(_run(request)[1])
+    assert runs[0].metrics == runs[1].metrics
+    first, _ = read_prompt_file(runs[0].prompt_file)
+    second, _ = read_prompt_file(runs[1].prompt_file)
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_prompt_file_refuses_another_backbone(class_folders: Path, tmp_path: Path) -> None:
+    from ept_studio.core.backbones import random_backbone
+
+    _, saved = _run(
+        TrainRequest(
+            class_folders,
+            tmp_path / "p.safetensors",
+            method={"method": "linear"},
+            recipe={"epochs": 1},
+            shots=2,
+        )
+    )
+    other = random_backbone("vit_small_patch14_dinov2", seed=1, img_size=224)
+    with pytest.raises(BackboneMismatchError, match="backbone"):
+        load_tuned_model(saved.prompt_file, backbone=other)
+
+
+def test_a_folder_without_classes_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    request = TrainRequest(tmp_path / "empty", tmp_path / "p.safetensors")
+    with pytest.raises(DatasetError, match="empty"):
+        list(train_on_folder(request))
+
+
+def test_importing_services_and_cli_does_not_import_torch() -> None:
+    code = (
+        "import sys, ept_studio.cli, ept_studio.services.training, ept_studio.services.inference;"
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,78 @@
+"""Shared test helpers: tiny seeded timm ViTs and the method matrix (import as ``support``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import skimage.data
+import timm
+import torch
+from PIL import Image
+from torch import nn
+
+from ept_studio.core.methods import (
+    BiasConfig,
+    EptConfig,
+    FullConfig,
+    LinearConfig,
+    LoraConfig,
+    MethodConfig,
+    VptConfig,
+)
+
+
+def make_tiny_vit(
+    seed: int = 0, img_size: int = 32, layer_scale: bool = False, depth: int = 2
+) -> nn.Module:
+    """A seeded, randomly initialised ViT: 32 px, patch 8 (16 patches + CLS = 17 tokens), width 64."""
+    torch.manual_seed(seed)
+    model = timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=img_size,
+        patch_size=8,
+        embed_dim=64,
+        depth=depth,
+        num_heads=4,
+        num_classes=0,
+        init_values=1e-1 if layer_scale else None,
+    )
+    return model.eval()
+
+
+def write_class_folders(root: Path, per_class: int = 6, size: int = 160, seed: int = 0) -> Path:
+    """Two classes of real medical pixels: fundus photograph crops vs immunohistochemistry crops.
+
+    Sources: scikit-image's ``retina`` (a fundus photograph) and ``immunohistochemistry`` images,
+    both shipped inside the scikit-image wheel (offline).
+    """
+    rng = np.random.default_rng(seed)
+    sources = {"fundus": skimage.data.retina(), "histology": skimage.data.immunohistochemistry()}
+    for name, image in sources.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        height, width = image.shape[:2]
+        side = int(min(height, width) * 0.4)
+        for index in range(per_class):
+            top, left = rng.integers(0, height - side), rng.integers(0, width - side)
+            crop = image[top : top + side, left : left + side]
+            Image.fromarray(crop).resize((size, size)).save(folder / f"img{index:02d}.png")
+    return root
+
+
+METHOD_MATRIX: list[MethodConfig] = [
+    EptConfig(),
+    EptConfig.shallow(),
+    EptConfig(blocks=(1,)),
+    EptConfig(embedding="add"),
+    EptConfig(embedding="multi"),
+    EptConfig(embedding="multi_cat"),
+    LinearConfig(),
+    BiasConfig(),
+    FullConfig(),
+    VptConfig(),
+    VptConfig(deep=False),
+    LoraConfig(rank=4),
+]
+"""Every method and variant, for the tests that must hold for all of them."""
