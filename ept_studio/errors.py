@@ -58,3 +58,19 @@ class TrainingCancelled(EptStudioError):
 
 class DeviceError(EptStudioError):
     """The requested compute device is not available."""
+
+
+class ProjectError(EptStudioError):
+    """A project folder cannot be created, opened or changed as asked (the message says why)."""
+
+
+class ExportError(EptStudioError):
+    """An export (ONNX model, overlay images) could not be written or failed its own check."""
+
+
+class ParityError(ExportError):
+    """An exported ONNX model does not reproduce the torch model within the tolerances."""
+
+
+class OnnxModelError(EptStudioError):
+    """An ONNX file cannot be used: missing, corrupt, not exported by EPT Studio, or it failed to run."""

@@ -11,11 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.cli import engine
+from ept_studio.cli import engine, project
 from ept_studio.cli.console import Console
 from ept_studio.errors import EptStudioError, TrainingCancelled
 
-COMMAND_MODULES = (engine,)
+COMMAND_MODULES = (engine, project)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingCancelled as err:
         console.note(f"cancelled: {err}")
         return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
+        return 0
     except KeyboardInterrupt:
         console.note("interrupted")
         return 130

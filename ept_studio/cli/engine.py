@@ -11,6 +11,7 @@ from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
+from ept_studio.errors import ConfigError
 
 METHODS = ("ept", "linear", "full", "bias", "vpt", "lora")
 
@@ -62,9 +63,14 @@ def recipe_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _add_train(commands: Any) -> None:
     train = commands.add_parser("train", help="tune a backbone on a folder of class sub-folders")
     train.set_defaults(handler=run_train)
-    train.add_argument("data", type=Path, help="folder whose sub-folders are the classes")
     train.add_argument(
-        "--out", type=Path, required=True, help="prompt file to write (.safetensors)"
+        "data", type=Path, nargs="?", help="folder whose sub-folders are the classes"
+    )
+    train.add_argument("--out", type=Path, help="prompt file to write (.safetensors)")
+    train.add_argument(
+        "--project",
+        type=Path,
+        help="train on a project's labels (train / test roles) instead of a folder",
     )
     train.add_argument("--backbone", help="backbone name from the manifest (default: offline one)")
     train.add_argument("--weights", type=Path, help="a local weights file for the backbone")
@@ -162,7 +168,13 @@ def run_models(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_train(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.core.training import EpochFinished, RunStarted, StepFinished
+    if args.project is not None:
+        from ept_studio.cli.project import run_project_train
+
+        run_project_train(args, console)
+        return
+    if args.data is None or args.out is None:
+        raise ConfigError("give a DATA folder and --out FILE, or --project FOLDER")
     from ept_studio.services.training import DataReady, TrainingSaved, TrainRequest, train_on_folder
 
     request = TrainRequest(
@@ -180,21 +192,29 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
     for event in train_on_folder(request):
         if isinstance(event, DataReady):
             _show_data(event, console)
-        elif isinstance(event, RunStarted):
-            console.note(
-                f"training on {event.device}: {event.total_steps} steps, "
-                f"{event.trainable_parameters:,} trainable parameters"
-            )
-        elif isinstance(event, StepFinished):
-            console.progress(
-                event.step,
-                event.total_steps,
-                f"epoch {event.epoch} loss {event.loss:.4f} eta {event.eta_s:.0f}s",
-            )
-        elif isinstance(event, EpochFinished) and event.val_metrics:
-            console.note(f"epoch {event.epoch}: {event.val_metrics}")
         elif isinstance(event, TrainingSaved):
             _show_saved(event, console)
+        else:
+            show_training_event(event, console)
+
+
+def show_training_event(event: object, console: Console) -> None:
+    """Render one of the engine's training events (start, step progress, epoch metrics)."""
+    from ept_studio.core.training import EpochFinished, RunStarted, StepFinished
+
+    if isinstance(event, RunStarted):
+        console.note(
+            f"training on {event.device}: {event.total_steps} steps, "
+            f"{event.trainable_parameters:,} trainable parameters"
+        )
+    elif isinstance(event, StepFinished):
+        console.progress(
+            event.step,
+            event.total_steps,
+            f"epoch {event.epoch} loss {event.loss:.4f} eta {event.eta_s:.0f}s",
+        )
+    elif isinstance(event, EpochFinished) and event.val_metrics:
+        console.note(f"epoch {event.epoch}: {event.val_metrics}")
 
 
 def _show_data(event: Any, console: Console) -> None:

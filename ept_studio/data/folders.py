@@ -16,6 +16,7 @@ import logging
 import random
 from pathlib import Path
 
+from ept_studio.data.dicom import is_dicom_file
 from ept_studio.data.images import IMAGE_SUFFIXES, is_image_path
 from ept_studio.errors import DatasetError
 
@@ -133,8 +134,8 @@ def _file_problem(path: Path, seen: _Seen) -> str | None:
     """Why ``path`` is not taken as an image, or None if it is."""
     if not _is_file(path):
         return "broken link or not a regular file"
-    if not is_image_path(path):
-        return f"not an image file ({path.suffix or 'no suffix'})"
+    if not (is_image_path(path) or is_dicom_file(path)):
+        return f"not an image or DICOM file ({path.suffix or 'no suffix'})"
     identity = _identity(path)
     if identity in seen.files:
         return "the same file as another image already listed (a link)"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ept_studio.data.folders import ClassFolderScan, LabelledImage, sample_per_class
-from ept_studio.data.images import decode_image
+from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.errors import DatasetError, ImageDecodeError
 from ept_studio.files import file_sha256
 
@@ -33,15 +33,20 @@ class SkippedFile:
     reason: str
 
 
-def load_images(paths: Iterable[Path]) -> tuple[list[LoadedImage], list[SkippedFile]]:
-    """Decode every path; a file that fails is reported and the others go on."""
+def load_images(
+    paths: Iterable[Path], spec: RenderingSpec | None = None
+) -> tuple[list[LoadedImage], list[SkippedFile]]:
+    """Decode and render every path (DICOM, PNG, JPEG, TIFF, BMP) as ``spec`` says.
+
+    A file that fails is reported and the others go on.
+    """
     import torch
 
     loaded: list[LoadedImage] = []
     skipped: list[SkippedFile] = []
     for path in paths:
         try:
-            array = decode_image(path)
+            array = render_file(path, spec)
         except ImageDecodeError as err:
             skipped.append(SkippedFile(path, err.reason))
             continue

@@ -393,7 +393,9 @@ def test_random_backbone_is_deterministic_per_seed() -> None:
     assert not torch.equal(
         weights[0]["blocks.0.attn.qkv.weight"], weights[2]["blocks.0.attn.qkv.weight"]
     )
-    assert first.weights_sha256 == "random-init:vit_tiny_patch16_224:seed=0"
+    assert first.weights_sha256 == second.weights_sha256 != other.weights_sha256
+    assert len(first.weights_sha256) == 64
+    int(first.weights_sha256, 16)
     assert first.weights_path is None
     assert first.spec.input_size == 32
     assert first.spec.licence == "n/a"

@@ -59,8 +59,8 @@ def test_scan_finds_classes_nested_images_and_skipped_files(tmp_path: Path) -> N
         LabelledImage(a3, "normal"),
     )
     assert scan.skipped == (
-        (no_suffix, "not an image file (no suffix)"),
-        (notes, "not an image file (.txt)"),
+        (no_suffix, "not an image or DICOM file (no suffix)"),
+        (notes, "not an image or DICOM file (.txt)"),
         (stray, "not inside a class folder"),
     )
     assert scan.counts() == {"effusion": 1, "normal": 3}

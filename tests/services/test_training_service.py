@@ -174,3 +174,32 @@ def test_importing_services_and_cli_does_not_import_torch() -> None:
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_folder_training_takes_dicom_by_content(tmp_path: Path) -> None:
+    """DICOM files are found by their preamble (no suffix needed) and rendered for the model."""
+    import shutil
+
+    import pydicom.data
+
+    sources = Path(pydicom.data.__file__).parent / "test_files"
+    for name, source in (("ct", "CT_small.dcm"), ("mr", "MR_small.dcm")):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        for index in range(3):
+            shutil.copy(sources / source, folder / f"IM{index:04d}")
+    (tmp_path / "data" / "ct" / "notes.txt").write_text("not an image")
+    request = TrainRequest(
+        tmp_path / "data",
+        tmp_path / "p.safetensors",
+        method={"method": "linear"},
+        recipe={"epochs": 1},
+        shots=2,
+    )
+    events, saved = _run(request)
+    ready = events[0]
+    assert isinstance(ready, DataReady)
+    assert ready.support_counts == {"ct": 2, "mr": 2}
+    assert ready.query_counts == {"ct": 1, "mr": 1}
+    assert [s.path.name for s in ready.skipped] == ["notes.txt"]
+    assert saved.prompt_file.is_file()

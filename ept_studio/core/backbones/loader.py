@@ -6,6 +6,7 @@ whose sha256 differs from the manifest's is refused before any tensor is read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -262,9 +263,22 @@ def random_backbone(
     return LoadedBackbone(
         model=freeze(model),
         spec=spec,
-        weights_sha256=f"random-init:{timm_name}:seed={seed}",
+        weights_sha256=state_dict_sha256(model),
         weights_path=None,
     )
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """A sha256 over a model's tensors (names, shapes, dtypes and bytes, in key order).
+
+    It identifies weights that never were a file, such as a seeded random initialisation.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tuple(data.shape)}|{data.dtype}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _without_head(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

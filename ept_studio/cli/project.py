@@ -1,0 +1,280 @@
+"""The project commands: ``ept-studio project new|import|classes|label|role|undo|redo|list|check|
+runs|export``, and the handler behind ``ept-studio train --project``.
+
+Images are named by their id in the project (``project list`` shows ids, status and files).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ept_studio import RESEARCH_USE_NOTICE
+from ept_studio.cli.console import Console
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``project`` and its sub-commands."""
+    project = commands.add_parser("project", help="create, fill and label a project")
+    sub = project.add_subparsers(dest="project_command", required=True)
+    new = sub.add_parser("new", help="create a project folder")
+    new.add_argument("folder", type=Path)
+    new.add_argument("--multi-label", action="store_true", help="several classes per image")
+    new.set_defaults(handler=run_new)
+    add = sub.add_parser("import", help="add image files and folders (recursively)")
+    add.add_argument("folder", type=Path, help="the project folder")
+    add.add_argument("paths", type=Path, nargs="+", help="files or folders to add")
+    add.add_argument(
+        "--folders-as-classes",
+        action="store_true",
+        help="each sub-folder of a given folder is a class: label its images with it",
+    )
+    add.add_argument("--no-thumbnails", action="store_true", help="do not cache thumbnails")
+    add.set_defaults(handler=run_import)
+    classes = sub.add_parser("classes", help="list the classes, or add one")
+    classes.add_argument("folder", type=Path)
+    classes.add_argument("--add", metavar="NAME", help="add a class with this name")
+    classes.add_argument("--shortcut", help="keyboard shortcut of the added class")
+    classes.set_defaults(handler=run_classes)
+    label = sub.add_parser("label", help="label images (by id) with a class, or clear them")
+    label.add_argument("folder", type=Path)
+    label.add_argument("ids", type=int, nargs="+")
+    target = label.add_mutually_exclusive_group(required=True)
+    target.add_argument("--class", dest="class_name", help="the class name")
+    target.add_argument("--clear", action="store_true", help="remove every label")
+    label.add_argument("--role", choices=("train", "test"))
+    label.set_defaults(handler=run_label)
+    role = sub.add_parser("role", help="move labelled images to the train or test role")
+    role.add_argument("folder", type=Path)
+    role.add_argument("role", choices=("train", "test"))
+    role.add_argument("ids", type=int, nargs="+")
+    role.set_defaults(handler=run_role)
+    for name, helptext in (("undo", "undo the last label change"), ("redo", "redo it")):
+        step = sub.add_parser(name, help=helptext)
+        step.add_argument("folder", type=Path)
+        step.set_defaults(handler=run_undo if name == "undo" else run_redo)
+    _add_reading_commands(sub)
+
+
+def _add_reading_commands(sub: Any) -> None:
+    listing = sub.add_parser("list", help="the images with their labels and status")
+    listing.add_argument("folder", type=Path)
+    listing.add_argument("--status", choices=("ok", "missing", "changed", "unreadable"))
+    listing.set_defaults(handler=run_list)
+    check = sub.add_parser("check", help="find missing and changed source files")
+    check.add_argument("folder", type=Path)
+    check.set_defaults(handler=run_check)
+    runs = sub.add_parser("runs", help="the training runs of the project")
+    runs.add_argument("folder", type=Path)
+    runs.set_defaults(handler=run_runs)
+    export = sub.add_parser("export", help="copy a run's prompt file out of the project")
+    export.add_argument("folder", type=Path)
+    export.add_argument("run", type=int, help="run id (see `project runs`)")
+    export.add_argument("out", type=Path, help="the prompt file to write (.safetensors)")
+    export.set_defaults(handler=run_export)
+
+
+def run_new(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+
+    mode = "multi" if args.multi_label else "single"
+    with Project.create(args.folder, mode):
+        pass
+    console.line(f"created a {mode}-label project in {args.folder}")
+    console.note(RESEARCH_USE_NOTICE)
+
+
+def run_import(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+    from ept_studio.services.project_import import ImportFinished, iter_import
+
+    with Project.open(args.folder) as project:
+        events = iter_import(
+            project,
+            args.paths,
+            folders_as_classes=args.folders_as_classes,
+            thumbnails=not args.no_thumbnails,
+        )
+        for event in events:
+            if isinstance(event, ImportFinished):
+                _show_report(event.report, console)
+            else:
+                console.progress(event.done, event.total, "files")
+
+
+def _show_report(report: Any, console: Console) -> None:
+    for path, reason in report.skipped:
+        console.note(f"skipped {path}: {reason}")
+    for path, image_id in report.changed:
+        console.note(f"changed since it was added (image {image_id} flagged): {path}")
+    for name, count in sorted(report.labelled.items()):
+        console.line(f"labelled {count} images {name!r}")
+    if report.text_in_pixels:
+        console.note(
+            f"{len(report.text_in_pixels)} images may show text burned into their pixels "
+            "(burned-in annotation, ultrasound or screen capture): check them for patient details"
+        )
+    console.line(
+        f"added {len(report.added)}, duplicates {len(report.duplicates)}, relinked "
+        f"{len(report.relinked)}, changed {len(report.changed)}, skipped {len(report.skipped)}"
+    )
+
+
+def run_classes(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+
+    with Project.open(args.folder) as project:
+        if args.add:
+            project.add_class(args.add, shortcut=args.shortcut)
+        counts = {c.class_id: c for c in project.counts_per_class()}
+        for cls in project.classes():
+            count = counts[cls.id]
+            key = f" [{cls.shortcut}]" if cls.shortcut else ""
+            console.line(
+                f"{cls.position:>3} {cls.name}{key}  {count.train} train, {count.test} test"
+            )
+
+
+def run_label(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+    from ept_studio.errors import ProjectError
+
+    with Project.open(args.folder) as project:
+        class_id = None
+        if not args.clear:
+            found = project.class_by_name(args.class_name)
+            if found is None:
+                names = ", ".join(c.name for c in project.classes()) or "none yet"
+                raise ProjectError(
+                    f"there is no class {args.class_name!r} (classes: {names}); add it with "
+                    "`ept-studio project classes FOLDER --add NAME`"
+                )
+            class_id = found.id
+        changed = project.set_label(args.ids, class_id, role=args.role)
+    console.line(f"{len(changed)} images changed")
+
+
+def run_role(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+
+    with Project.open(args.folder) as project:
+        changed = project.set_role(args.ids, args.role)
+    console.line(f"{len(changed)} images moved to {args.role}")
+
+
+def run_undo(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+
+    with Project.open(args.folder) as project:
+        touched = project.undo()
+    console.line(f"undone: {len(touched)} images" if touched else "nothing to undo")
+
+
+def run_redo(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+
+    with Project.open(args.folder) as project:
+        touched = project.redo()
+    console.line(f"redone: {len(touched)} images" if touched else "nothing to redo")
+
+
+def run_list(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import ImageFilter, ImageStatus, Project
+
+    with Project.open(args.folder) as project:
+        names = {c.id: c.name for c in project.classes()}
+        labels: dict[int, list[str]] = {}
+        for label in project.labels():
+            labels.setdefault(label.image_id, []).append(
+                f"{names[label.class_id]}:{label.role.value}"
+            )
+        status = ImageStatus(args.status) if args.status else None
+        for image in project.images(ImageFilter(status=status)):
+            size = f"{image.columns}x{image.rows}" + (
+                f"x{image.frames}" if image.frames > 1 else ""
+            )
+            kind = image.modality or image.kind
+            shown = ",".join(labels.get(image.id, [])) or "-"
+            where = str(image.path) if image.path else "(not found on this machine)"
+            console.line(
+                f"{image.id:>6} {image.status.value:<10} {kind:<6} {size:<12} {shown}  {where}"
+            )
+
+
+def run_check(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+    from ept_studio.services.project_import import missing_or_changed
+
+    with Project.open(args.folder) as project:
+        counts = missing_or_changed(project)
+    console.line(", ".join(f"{count} {status}" for status, count in counts.items()))
+
+
+def run_runs(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+
+    with Project.open(args.folder) as project:
+        for run in project.runs():
+            method = run.config.get("method", {}).get("method", "?")
+            metrics = " ".join(f"{k}={v:.3f}" for k, v in sorted(run.metrics.items()))
+            console.line(f"{run.id:>4} {run.created} {run.status:<9} {method:<6} {metrics}")
+
+
+def run_export(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.project import export_prompt_file
+
+    out = export_prompt_file(args.folder, args.run, args.out)
+    console.line(f"prompt file       {out}")
+    console.note(RESEARCH_USE_NOTICE)
+
+
+def run_project_train(args: argparse.Namespace, console: Console) -> None:
+    """``ept-studio train --project FOLDER``: train on the project's labels (train / test roles)."""
+    from ept_studio.cli.engine import method_from_args, recipe_from_args, show_training_event
+    from ept_studio.services.project import (
+        ProjectDataReady,
+        ProjectTrainingSaved,
+        export_prompt_file,
+        train_on_project,
+    )
+
+    events = train_on_project(
+        args.project,
+        method_from_args(args),
+        recipe_from_args(args),
+        args.seed,
+        backbone_name=args.backbone,
+        backbone_weights=args.weights,
+    )
+    for event in events:
+        if isinstance(event, ProjectDataReady):
+            _show_project_data(event, console)
+        elif isinstance(event, ProjectTrainingSaved):
+            for name, value in sorted(event.metrics.items()):
+                console.line(f"{name:<18} {value:.4f}")
+            console.line(f"run               {event.run_id} ({event.run_record})")
+            if args.out is not None:
+                console.line(
+                    f"prompt file       {export_prompt_file(args.project, event.run_id, args.out)}"
+                )
+            else:
+                console.line(f"prompt file       {event.prompt_file}")
+        else:
+            show_training_event(event, console)
+
+
+def _show_project_data(event: Any, console: Console) -> None:
+    for name in event.classes:
+        console.note(
+            f"class {name}: {event.train_counts[name]} train, {event.test_counts[name]} test images"
+        )
+    for reason, count in sorted(event.excluded.items()):
+        console.note(f"left out {count} labelled images: {reason}")
+    if event.unreadable:
+        console.note(f"left out {event.unreadable} images whose files cannot be decoded")
+    if event.patients_in_both_roles:
+        console.note(
+            f"{event.patients_in_both_roles} patients have images in both train and test: "
+            "the test result will be optimistic"
+        )

@@ -1,0 +1,446 @@
+"""Training on a project's labels: the training set, and ``train_on_project``.
+
+``train_on_project`` is a generator like ``train_on_folder``: it yields :class:`ProjectDataReady`,
+then the engine's training events, then :class:`ProjectTrainingSaved`. Images are rendered with the
+rendering spec stored for each of them (the pixels the user saw when labelling), trained on the
+``train`` role and evaluated on the ``test`` role. The prompt file and the run record go to
+``runs/<id>/`` in the project, and the run is recorded in the database, also when it fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import platform
+from collections.abc import Callable, Generator, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.data.render import RenderingSpec, render_file
+from ept_studio.data.store import ImageStatus, LabelMode, Project, Role
+from ept_studio.errors import DatasetError, ImageDecodeError, TrainingCancelled, TrainingError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ept_studio.core.backbones import LoadedBackbone
+    from ept_studio.core.model import TunedModel
+    from ept_studio.core.training import TrainRecipe
+
+RUN_RECORD_FORMAT = "ept-studio-run/1"
+PROMPT_FILE_NAME = "prompt.safetensors"
+RUN_RECORD_NAME = "run.json"
+
+Target = int | tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingItem:
+    """One labelled image: where it is, how to render it, its target (index or multi-hot), role."""
+
+    image_id: int
+    sha256: str
+    path: Path
+    rendering: RenderingSpec
+    target: Target
+    role: Role
+    patient_hash: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSet:
+    """A project's labelled images in class order; ``excluded`` counts those left out, by reason."""
+
+    classes: tuple[str, ...]
+    label_mode: LabelMode
+    items: tuple[TrainingItem, ...]
+    excluded: dict[str, int]
+
+    def of_role(self, role: Role) -> list[TrainingItem]:
+        return [item for item in self.items if item.role is role]
+
+    def patients_in_both_roles(self) -> int:
+        """Patients (by salted hash) with images in train and in test: an optimistic test."""
+        train = {i.patient_hash for i in self.of_role(Role.TRAIN) if i.patient_hash}
+        return len(train & {i.patient_hash for i in self.of_role(Role.TEST) if i.patient_hash})
+
+
+def training_set(project: Project) -> TrainingSet:
+    """Every labelled image whose file is in place, with its rendering spec, target and role."""
+    classes = project.classes()
+    index = {c.id: k for k, c in enumerate(classes)}
+    by_image: dict[int, list[tuple[int, Role]]] = {}
+    for label in project.labels():
+        by_image.setdefault(label.image_id, []).append((index[label.class_id], label.role))
+    items: list[TrainingItem] = []
+    excluded: dict[str, int] = {}
+    for image in project.images():
+        labels = by_image.get(image.id)
+        if not labels:
+            continue
+        if image.status is not ImageStatus.OK or image.path is None:
+            reason = "file not found on this machine" if image.path is None else image.status.value
+            excluded[reason] = excluded.get(reason, 0) + 1
+            continue
+        target: Target = labels[0][0]
+        if project.label_mode is LabelMode.MULTI:
+            hot = {k for k, _ in labels}
+            target = tuple(int(k in hot) for k in range(len(classes)))
+        spec = RenderingSpec.from_dict(image.rendering)
+        items.append(
+            TrainingItem(
+                image.id, image.sha256, image.path, spec, target, labels[0][1], image.patient_hash
+            )
+        )
+    names = tuple(c.name for c in classes)
+    return TrainingSet(names, project.label_mode, tuple(items), excluded)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectDataReady:
+    """The labelled images are rendered: counts per class and role, what was left out and why."""
+
+    run_id: int
+    classes: tuple[str, ...]
+    train_counts: dict[str, int]
+    test_counts: dict[str, int]
+    excluded: dict[str, int]
+    unreadable: int
+    patients_in_both_roles: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectTrainingSaved:
+    """The run finished; its prompt file and run record are in ``runs/<id>/``."""
+
+    run_id: int
+    prompt_file: Path
+    prompt_sha256: str
+    run_record: Path
+    metrics: dict[str, float]
+    model: TunedModel = dataclasses.field(repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rendered:
+    classes: tuple[str, ...]
+    label_mode: LabelMode
+    train: list[tuple[TrainingItem, torch.Tensor]]
+    test: list[tuple[TrainingItem, torch.Tensor]]
+
+
+def train_on_project(
+    folder: Path,
+    method: dict[str, Any],
+    recipe: dict[str, Any],
+    seed: int = 0,
+    *,
+    backbone: LoadedBackbone | None = None,
+    backbone_name: str | None = None,
+    backbone_weights: Path | None = None,
+    cancel: Callable[[], bool] | None = None,
+    locations_dir: Path | None = None,
+) -> Iterator[object]:
+    """Train on the project in ``folder``; yields events (see the module docstring).
+
+    ``method`` is a method config dict (``{"method": "ept", "length": 100}``), ``recipe`` holds
+    overrides of the paper recipe; ``backbone`` replaces the named one (tests pass a tiny one).
+    """
+    from ept_studio.core.backbones import load_backbone
+    from ept_studio.core.methods import config_from_dict
+    from ept_studio.core.training import PAPER_RECIPE
+
+    full_recipe = PAPER_RECIPE.replace(seed=seed, **recipe)
+    method_config = config_from_dict(method)
+    with Project.open(folder, locations_dir=locations_dir) as project:
+        tset = training_set(project)
+        rendered, unreadable = _render(project, tset)
+        loaded = backbone or load_backbone(backbone_name, weights=backbone_weights)
+        config = {
+            "method": method_config.to_dict(),
+            "recipe": full_recipe.to_dict(),
+            "label_mode": tset.label_mode.value,
+            "classes": list(tset.classes),
+        }
+        run_id = project.record_run(
+            config=config,
+            seed=seed,
+            versions=_versions(),
+            backbone=loaded.spec.name,
+            backbone_sha256=loaded.weights_sha256,
+        )
+        yield _data_ready(run_id, tset, rendered, unreadable)
+        run = _Run(project, run_id, loaded, rendered, config)
+        try:
+            saved = yield from _train_and_save(run, cancel)
+        except (TrainingCancelled, GeneratorExit):
+            project.finish_run(run_id, "cancelled")
+            raise
+        except BaseException:
+            project.finish_run(run_id, "failed")
+            raise
+        yield saved
+
+
+def _render(project: Project, tset: TrainingSet) -> tuple[_Rendered, int]:
+    """Each image through its stored rendering spec; an unreadable file is flagged and left out."""
+    import torch
+
+    pairs: dict[Role, list[tuple[TrainingItem, torch.Tensor]]] = {Role.TRAIN: [], Role.TEST: []}
+    unreadable = 0
+    for item in tset.items:
+        try:
+            pixels = render_file(item.path, item.rendering)
+        except ImageDecodeError:
+            project.set_status([item.image_id], ImageStatus.UNREADABLE)
+            unreadable += 1
+            continue
+        tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()
+        pairs[item.role].append((item, tensor))
+    rendered = _Rendered(tset.classes, tset.label_mode, pairs[Role.TRAIN], pairs[Role.TEST])
+    _check_trainable(rendered)
+    return rendered, unreadable
+
+
+def _check_trainable(rendered: _Rendered) -> None:
+    if len(rendered.classes) < 2 and rendered.label_mode is LabelMode.SINGLE:
+        raise DatasetError("a single-label project needs at least 2 classes to train")
+    if not rendered.train:
+        raise DatasetError("no labelled image has the train role: label some images first")
+    if rendered.label_mode is LabelMode.SINGLE:
+        seen = {item.target for item, _ in rendered.train}
+        empty = [name for k, name in enumerate(rendered.classes) if k not in seen]
+        if empty:
+            raise DatasetError(
+                f"class {empty[0]!r} has no training image: label at least one image of it "
+                "with the train role, or delete the class"
+            )
+
+
+def _data_ready(
+    run_id: int, tset: TrainingSet, rendered: _Rendered, unreadable: int
+) -> ProjectDataReady:
+    def counts(pairs: list[tuple[TrainingItem, Any]]) -> dict[str, int]:
+        return {
+            name: sum(_has(i.target, k) for i, _ in pairs) for k, name in enumerate(tset.classes)
+        }
+
+    return ProjectDataReady(
+        run_id,
+        tset.classes,
+        counts(rendered.train),
+        counts(rendered.test),
+        dict(tset.excluded),
+        unreadable,
+        tset.patients_in_both_roles(),
+    )
+
+
+def _has(target: Target, k: int) -> bool:
+    return bool(target[k]) if isinstance(target, tuple) else target == k
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """A recorded run about to train: where it is recorded and what it trains on."""
+
+    project: Project
+    run_id: int
+    loaded: LoadedBackbone
+    rendered: _Rendered
+    config: dict[str, Any]
+
+
+def _train_and_save(
+    run: _Run, cancel: Callable[[], bool] | None
+) -> Generator[object, None, ProjectTrainingSaved]:
+    from ept_studio.core.methods import config_from_dict
+    from ept_studio.core.model import TunedModel
+    from ept_studio.core.training import TrainRecipe, seed_everything
+
+    recipe = TrainRecipe.from_dict(run.config["recipe"])
+    mode = run.rendered.label_mode.value
+    seed_everything(recipe.seed)
+    method = config_from_dict(run.config["method"])
+    model = TunedModel(run.loaded.model, method, num_classes=len(run.rendered.classes))
+    samples = [(pixels, item.target) for item, pixels in run.rendered.train]
+    training = yield from fit(model, samples, recipe, run.loaded, mode, cancel)
+    test = [(pixels, item.target) for item, pixels in run.rendered.test]
+    evaluation = evaluate_samples(model, test, run.loaded, mode)
+    return _save_run(run, model, training, evaluation)
+
+
+def fit(
+    model: TunedModel,
+    samples: Sequence[tuple[torch.Tensor, Target]],
+    recipe: TrainRecipe,
+    loaded: LoadedBackbone,
+    label_mode: str,
+    cancel: Callable[[], bool] | None,
+) -> Generator[object, None, dict[str, Any]]:
+    """Run the engine's training loop, passing its events on; returns the training summary.
+
+    Shared by every service that trains (``yield from`` it): a failed run raises TrainingError.
+    """
+    from ept_studio.core.model import LabelMode as EngineLabelMode
+    from ept_studio.core.training import RunFailed, RunFinished, RunStarted, train
+
+    summary: dict[str, Any] = {"device": "unknown"}
+    for event in train(
+        model,
+        list(samples),
+        recipe,
+        input_size=loaded.spec.input_size,
+        mean=loaded.spec.mean,
+        std=loaded.spec.std,
+        label_mode=EngineLabelMode(label_mode),
+        cancel=cancel,
+    ):
+        yield event
+        if isinstance(event, RunFailed):
+            raise TrainingError(event.message)
+        if isinstance(event, RunStarted):
+            summary["device"] = event.device
+        if isinstance(event, RunFinished):
+            summary.update(dataclasses.asdict(event))
+    return summary
+
+
+def evaluate_samples(
+    model: TunedModel,
+    samples: Sequence[tuple[torch.Tensor, Target]],
+    loaded: LoadedBackbone,
+    label_mode: str,
+) -> dict[str, Any]:
+    """Metrics (and, single-label, the confusion matrix) on held-out samples; empty when none."""
+    from ept_studio.core.metrics import confusion_matrix
+    from ept_studio.core.model import LabelMode as EngineLabelMode
+    from ept_studio.core.training import evaluate
+
+    if not samples:
+        return {"metrics": {}, "confusion_matrix": None, "test_size": 0}
+    result = evaluate(
+        model,
+        list(samples),
+        input_size=loaded.spec.input_size,
+        mean=loaded.spec.mean,
+        std=loaded.spec.std,
+        label_mode=EngineLabelMode(label_mode),
+    )
+    matrix = None
+    if label_mode == "single":
+        predictions = result.probabilities.argmax(axis=1)
+        matrix = confusion_matrix(result.targets, predictions, model.num_classes).tolist()
+    return {
+        "metrics": {k: float(v) for k, v in result.metrics.items()},
+        "confusion_matrix": matrix,
+        "test_size": len(samples),
+    }
+
+
+def _save_run(
+    run: _Run, model: TunedModel, training: dict[str, Any], evaluation: dict[str, Any]
+) -> ProjectTrainingSaved:
+    from ept_studio.core.prompt_file import PromptFileMetadata, save_prompt_file
+
+    loaded, rendered, config = run.loaded, run.rendered, run.config
+    folder = run.project.run_dir(run.run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    metadata = PromptFileMetadata(
+        method=config["method"],
+        backbone=loaded.spec.name,
+        backbone_sha256=loaded.weights_sha256,
+        input_size=loaded.spec.input_size,
+        mean=loaded.spec.mean,
+        std=loaded.spec.std,
+        label_mode=rendered.label_mode.value,
+        class_names=rendered.classes,
+        rendering=_rendering_summary(rendered),
+        metrics=evaluation["metrics"],
+        seed=int(config["recipe"]["seed"]),
+    )
+    prompt = folder / PROMPT_FILE_NAME
+    tensors = {k: v.cpu() for k, v in model.trainable_state().items()}
+    sha = save_prompt_file(prompt, tensors, metadata)
+    record = _run_record(run, model, training, evaluation, sha)
+    record_path = folder / RUN_RECORD_NAME
+    record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    artifacts = {
+        "prompt_file": PROMPT_FILE_NAME,
+        "prompt_sha256": sha,
+        "run_record": RUN_RECORD_NAME,
+    }
+    run.project.finish_run(
+        run.run_id,
+        "finished",
+        metrics=evaluation["metrics"],
+        artifacts=artifacts,
+        device=training.get("device"),
+    )
+    return ProjectTrainingSaved(run.run_id, prompt, sha, record_path, evaluation["metrics"], model)
+
+
+def _rendering_summary(rendered: _Rendered) -> dict[str, Any]:
+    """The rendering the model was trained with: the one spec, or every distinct spec used."""
+    specs = sorted({item.rendering.to_json() for item, _ in rendered.train + rendered.test})
+    if len(specs) == 1:
+        return dict(json.loads(specs[0]))
+    return {"policy": "per-image", "specs": [json.loads(spec) for spec in specs]}
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import pydicom
+    import timm
+    import torch
+
+    return {
+        "ept_studio": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+        "pydicom": pydicom.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _run_record(
+    run: _Run,
+    model: TunedModel,
+    training: dict[str, Any],
+    evaluation: dict[str, Any],
+    prompt_sha256: str,
+) -> dict[str, Any]:
+    """Everything needed to re-run exactly. Images by content hash only: no path, no patient."""
+    loaded, rendered, config = run.loaded, run.rendered, run.config
+
+    def images(pairs: list[tuple[TrainingItem, Any]]) -> list[dict[str, Any]]:
+        return [
+            {"sha256": item.sha256, "target": item.target, "rendering": item.rendering.to_dict()}
+            for item, _ in pairs
+        ]
+
+    return {
+        "format": RUN_RECORD_FORMAT,
+        "run_id": run.run_id,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "notice": RESEARCH_USE_NOTICE,
+        "versions": _versions(),
+        "machine": {"platform": platform.platform(), "processor": platform.machine()},
+        "seed": config["recipe"]["seed"],
+        "method": config["method"],
+        "recipe": config["recipe"],
+        "trainable_parameters": model.trainable_parameter_count(),
+        "backbone": {"name": loaded.spec.name, "sha256": loaded.weights_sha256},
+        "data": {
+            "classes": list(rendered.classes),
+            "label_mode": rendered.label_mode.value,
+            "train": images(rendered.train),
+            "test": images(rendered.test),
+        },
+        "training": training,
+        "evaluation": evaluation,
+        "prompt_file": {"name": PROMPT_FILE_NAME, "sha256": prompt_sha256},
+    }

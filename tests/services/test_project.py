@@ -1,0 +1,325 @@
+"""Project services on real files: import (folders, DICOM, duplicates, moves, changes, broken
+files), the training set, training a tiny ViT on a project, exporting its prompt file, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from ept_studio.core.backbones import LoadedBackbone, random_backbone, save_backbone_weights
+from ept_studio.core.prompt_file import read_prompt_file
+from ept_studio.data.store import ImageFilter, ImageStatus, Project, Role
+from ept_studio.errors import DatasetError, TrainingCancelled
+from ept_studio.services.project import (
+    ProjectDataReady,
+    ProjectTrainingSaved,
+    export_prompt_file,
+    import_paths,
+    train_on_project,
+    training_set,
+)
+from ept_studio.services.project_import import (
+    ImportFinished,
+    ImportProgress,
+    iter_import,
+    missing_or_changed,
+)
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+QUICK = {"epochs": 1, "batch_size": 8, "lr": 0.05, "device": "cpu"}
+
+
+def tiny_backbone(tmp_path: Path) -> LoadedBackbone:
+    """A fresh tiny random ViT (32 px, 2 blocks) whose weights have a real sha256 on disk."""
+    loaded = random_backbone(
+        "vit_tiny_patch16_224",
+        seed=0,
+        img_size=32,
+        patch_size=8,
+        depth=2,
+        embed_dim=64,
+        num_heads=4,
+    )
+    sha = save_backbone_weights(loaded.model, tmp_path / "tiny-vit.safetensors")
+    return dataclasses.replace(loaded, weights_sha256=sha)
+
+
+def _digests(folder: Path) -> dict[Path, str]:
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    with Project.create(tmp_path / "project", locations_dir=tmp_path / "locations") as opened:
+        yield opened  # type: ignore[misc]
+
+
+def test_folders_as_classes_import_labels_and_thumbnails(
+    project: Project, class_folders: Path
+) -> None:
+    before = _digests(class_folders)
+    report = import_paths(project, [class_folders], folders_as_classes=True)
+    assert len(report.added) == 12
+    assert not report.skipped
+    assert not report.duplicates
+    assert report.labelled == {"fundus": 6, "histology": 6}
+    assert [c.name for c in project.classes()] == ["fundus", "histology"]
+    assert [(c.train, c.test) for c in project.counts_per_class()] == [(6, 0), (6, 0)]
+    image = project.image(report.added[0][1])
+    assert (image.kind, image.rows, image.columns, image.frames) == ("image", 160, 160, 1)
+    assert image.path == class_folders / "fundus" / "img00.png"
+    assert image.rendering == {"window": None, "policy": "file", "invert": None, "frame": 0}
+    thumbnails = sorted(project.thumbnails_dir.glob("*.png"))
+    assert len(thumbnails) == 12
+    assert all(t.name.startswith(tuple(i.sha256 for i in project.images())) for t in thumbnails)
+    # Importing again: nothing new, nothing re-labelled; the sources were never written.
+    again = import_paths(project, [class_folders], folders_as_classes=True)
+    assert (len(again.added), len(again.duplicates), again.labelled) == (0, 12, {})
+    assert _digests(class_folders) == before
+
+
+def test_moved_changed_missing_and_broken_files(project: Project, class_folders: Path) -> None:
+    import_paths(project, [class_folders], folders_as_classes=True)
+    moved_to = class_folders.parent / "elsewhere" / "moved.png"
+    moved_to.parent.mkdir()
+    original = class_folders / "fundus" / "img01.png"
+    moved_id = project.images_at(original)[0].id
+    shutil.move(original, moved_to)
+    changed = class_folders / "histology" / "img02.png"
+    changed_id = project.images_at(changed)[0].id
+    changed.write_bytes((class_folders / "histology" / "img03.png").read_bytes()[:-12] + b"x" * 12)
+    (class_folders / "histology" / "img04.png").unlink()
+    broken = class_folders.parent / "broken"
+    broken.mkdir()
+    (broken / "empty.png").write_bytes(b"")
+    (broken / "truncated.png").write_bytes(
+        (class_folders / "fundus" / "img00.png").read_bytes()[:300]
+    )
+    (broken / "notes.txt").write_text("not an image")
+    (broken / "fake.dcm").write_bytes(b"\x00" * 200)
+    (broken / ".hidden.png").write_bytes(b"")
+    other = Project.create(broken / "other-project", locations_dir=class_folders.parent / "loc2")
+    import_paths(other, [class_folders / "fundus"])  # its thumbnails must not be imported
+    other.close()
+
+    report = import_paths(project, [class_folders, moved_to.parent, broken, broken / "gone.png"])
+    assert report.relinked == [(moved_to, moved_id)]
+    assert project.image(moved_id).path == moved_to
+    assert report.changed == [(changed, changed_id)]
+    assert project.image(changed_id).status is ImageStatus.CHANGED
+    reasons = {path.name: reason for path, reason in report.skipped}
+    assert reasons["empty.png"] == "file is empty"
+    assert "truncated" in reasons["truncated.png"] or "damaged" in reasons["truncated.png"]
+    assert reasons["notes.txt"] == reasons["fake.dcm"] == "not a DICOM, PNG, JPEG, TIFF or BMP file"
+    assert reasons["gone.png"] == "file or folder not found"
+    assert reasons["other-project"] == "an EPT Studio project (its images are caches)"
+    assert ".hidden.png" not in reasons
+    # The changed file's new content could not be decoded (it is damaged), so nothing was added.
+    assert report.added == []
+    assert len(report.duplicates) == 9
+    counts = missing_or_changed(project)
+    assert counts == {"ok": 10, "missing": 1, "changed": 1, "unreadable": 0}
+    missing = project.images(ImageFilter(status=ImageStatus.MISSING))
+    assert [i.path for i in missing] == [class_folders / "histology" / "img04.png"]
+
+
+def test_dicom_is_found_by_content_and_identifiers_are_hashed(
+    project: Project, tmp_path: Path
+) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", folder / "IM0001")
+    shutil.copy(PYDICOM_FILES / "MR_small.dcm", folder / "IM0002.DCM")
+    events = list(iter_import(project, [folder]))
+    assert [e.done for e in events if isinstance(e, ImportProgress)] == [1, 2]
+    finished = events[-1]
+    assert isinstance(finished, ImportFinished)
+    assert len(finished.report.added) == 2
+    ct, mr = project.images()
+    assert (ct.kind, ct.modality, ct.rows, ct.columns, ct.photometric) == (
+        "dicom",
+        "CT",
+        128,
+        128,
+        "MONOCHROME2",
+    )
+    assert mr.modality == "MR"
+    header = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm", stop_before_pixels=True)
+    assert ct.patient_hash == project.hash_identifier(header.PatientID)
+    assert ct.study_hash == project.hash_identifier(header.StudyInstanceUID)
+    assert ct.patient_hash not in (None, header.PatientID)
+    assert ct.burned_in_annotation is None
+
+
+def test_training_set_targets_roles_and_exclusions(tmp_path: Path, class_folders: Path) -> None:
+    with Project.create(tmp_path / "multi", "multi", locations_dir=tmp_path / "loc") as multi:
+        import_paths(multi, [class_folders], folders_as_classes=True, thumbnails=False)
+        _fundus, histology = multi.classes()
+        first = multi.images()[0]
+        multi.set_label([first.id], histology.id)
+        multi.set_role([first.id], Role.TEST)
+        (class_folders / "fundus" / "img05.png").unlink()
+        missing_or_changed(multi)
+        tset = training_set(multi)
+    assert tset.classes == ("fundus", "histology")
+    assert len(tset.items) == 11
+    assert tset.excluded == {"missing": 1}
+    by_id = {item.image_id: item for item in tset.items}
+    assert by_id[first.id].target == (1, 1)
+    assert by_id[first.id].role is Role.TEST
+    assert sorted({item.target for item in tset.of_role(Role.TRAIN)}) == [(0, 1), (1, 0)]
+    assert len(tset.of_role(Role.TRAIN)) == 10
+
+
+def test_train_on_project_records_the_run_and_exports(
+    project: Project, class_folders: Path, tmp_path: Path
+) -> None:
+    import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
+    ids = [i.id for i in project.images()]
+    project.set_role(ids[4:6] + ids[10:12], Role.TEST)
+    folder = project.folder
+    events = list(
+        train_on_project(
+            folder,
+            {"method": "ept", "length": 4},
+            QUICK,
+            seed=3,
+            backbone=tiny_backbone(tmp_path),
+            locations_dir=tmp_path / "locations",
+        )
+    )
+    ready, saved = events[0], events[-1]
+    assert isinstance(ready, ProjectDataReady)
+    assert isinstance(saved, ProjectTrainingSaved)
+    assert ready.train_counts == {"fundus": 4, "histology": 4}
+    assert ready.test_counts == {"fundus": 2, "histology": 2}
+    assert saved.prompt_file == folder / "runs" / str(saved.run_id) / "prompt.safetensors"
+    assert set(saved.metrics) >= {"accuracy", "macro_auc"}
+    _, metadata = read_prompt_file(saved.prompt_file)
+    assert metadata.class_names == ("fundus", "histology")
+    assert metadata.rendering == {"window": None, "policy": "file", "invert": None, "frame": 0}
+    assert metadata.seed == 3
+    run = project.run(saved.run_id)
+    assert run.status == "finished"
+    assert run.seed == 3
+    assert (run.device or "").lower().startswith("cpu")
+    assert run.artifacts["prompt_sha256"] == saved.prompt_sha256
+    assert run.metrics == saved.metrics
+    assert run.config["classes"] == ["fundus", "histology"]
+    exported = export_prompt_file(
+        folder,
+        saved.run_id,
+        tmp_path / "out" / "chest.safetensors",
+        locations_dir=tmp_path / "locations",
+    )
+    assert hashlib.sha256(exported.read_bytes()).hexdigest() == saved.prompt_sha256
+    assert [(e.kind, e.file_name) for e in project.exports(saved.run_id)] == [
+        ("prompt", "chest.safetensors")
+    ]
+
+
+def test_train_on_project_refuses_and_cancels_clearly(
+    project: Project, class_folders: Path, tmp_path: Path
+) -> None:
+    import_paths(project, [class_folders / "fundus"], thumbnails=False)
+    project.add_class("fundus")
+    project.add_class("histology")
+    project.set_label([i.id for i in project.images()], project.classes()[0].id)
+    options = {"backbone": tiny_backbone(tmp_path), "locations_dir": tmp_path / "locations"}
+    with pytest.raises(DatasetError, match="class 'histology' has no training image"):
+        list(train_on_project(project.folder, {"method": "linear"}, QUICK, **options))
+    assert project.runs() == []
+    import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
+    with pytest.raises(TrainingCancelled):
+        list(
+            train_on_project(
+                project.folder, {"method": "linear"}, QUICK, cancel=lambda: True, **options
+            )
+        )
+    assert [r.status for r in project.runs()] == ["cancelled"]
+
+
+def test_project_cli_commands(
+    class_folders: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import io
+
+    from ept_studio.cli import project as project_cli
+    from ept_studio.cli.console import Console
+
+    monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "user-data"))
+    parser = argparse.ArgumentParser()
+    project_cli.add_commands(parser.add_subparsers(dest="command"))
+    folder = str(tmp_path / "cli-project")
+
+    def run(*argv: str) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        args = parser.parse_args(["project", *argv])
+        args.handler(args, Console(out, err))
+        return out.getvalue()
+
+    assert "created a single-label project" in run("new", folder)
+    imported = run("import", folder, str(class_folders), "--folders-as-classes")
+    assert "added 12, duplicates 0" in imported
+    assert run("classes", folder).splitlines() == [
+        "  0 fundus  6 train, 0 test",
+        "  1 histology  6 train, 0 test",
+    ]
+    assert run("label", folder, "1", "2", "--class", "histology") == "2 images changed\n"
+    assert run("role", folder, "test", "1", "7") == "2 images moved to test\n"
+    assert run("undo", folder) == "undone: 2 images\n"
+    assert run("redo", folder) == "redone: 2 images\n"
+    lines = run("list", folder).splitlines()
+    assert len(lines) == 12
+    assert lines[0].split()[:5] == ["1", "ok", "image", "160x160", "histology:test"]
+    (class_folders / "fundus" / "img03.png").unlink()
+    assert run("check", folder) == "11 ok, 1 missing, 0 changed, 0 unreadable\n"
+    assert len(run("list", folder, "--status", "missing").splitlines()) == 1
+    assert run("runs", folder) == ""
+    assert list((tmp_path / "user-data" / "locations").glob("*.db"))
+
+
+def test_a_changed_file_is_flagged_and_its_old_content_relinked_when_found(
+    project: Project, class_folders: Path
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    import_paths(project, [class_folders / "fundus"], thumbnails=False)
+    path = class_folders / "fundus" / "img00.png"
+    old_id = project.images_at(path)[0].id
+    original = path.read_bytes()
+    noise = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    report = import_paths(project, [path], thumbnails=False)
+    assert report.changed == [(path, old_id)]
+    assert len(report.added) == 1
+    new_id = report.added[0][1]
+    assert (project.image(new_id).rows, project.image(new_id).columns) == (40, 50)
+    assert project.image(old_id).status is ImageStatus.CHANGED
+    restored = class_folders / "restored.png"
+    restored.write_bytes(original)
+    again = import_paths(project, [class_folders], thumbnails=False)
+    assert again.relinked == [(restored, old_id)]
+    assert again.changed == []
+    assert project.image(old_id).status is ImageStatus.OK
+    assert project.image(old_id).path == restored
+
+
+def test_the_import_benchmark_runs_in_miniature() -> None:
+    from ept_studio.services.bench_import import run_import_benchmark
+
+    result = run_import_benchmark(6)
+    assert (result.files, result.added) == (6, 6)
+    assert result.images_per_second > 0
+    assert "| first import (6 added) |" in result.markdown()
