@@ -11,11 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.cli import engine, project
+from ept_studio.cli import engine, onnx, project
 from ept_studio.cli.console import Console
 from ept_studio.errors import EptStudioError, TrainingCancelled
 
-COMMAND_MODULES = (engine, project)
+COMMAND_MODULES = (engine, project, onnx)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE
+from ept_studio.cli import onnx as cli_onnx
 from ept_studio.cli.console import Console
 from ept_studio.errors import ConfigError
 
@@ -122,12 +123,15 @@ def add_commands(commands: Any) -> None:
     evaluate.add_argument("data", type=Path)
     evaluate.add_argument("--weights", type=Path)
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
-    predict = commands.add_parser("predict", help="model scores for image files")
+    predict = commands.add_parser(
+        "predict", help="model scores for image files (a prompt file, or --onnx MODEL)"
+    )
     predict.set_defaults(handler=run_predict)
-    predict.add_argument("prompt", type=Path)
-    predict.add_argument("paths", type=Path, nargs="+")
+    predict.add_argument("prompt", type=Path, nargs="?", help="the prompt file (not with --onnx)")
+    predict.add_argument("paths", type=Path, nargs="+", help="image files or folders")
     predict.add_argument("--csv", type=Path, help="write the scores to this CSV file")
     predict.add_argument("--weights", type=Path)
+    cli_onnx.add_predict_onnx_options(predict)
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     speed = bench_commands.add_parser("speed", help="training-step time per method vs the floor")
@@ -139,6 +143,7 @@ def add_commands(commands: Any) -> None:
     speed.add_argument("--batch-size", type=int, default=4)
     speed.add_argument("--device", default="cpu")
     speed.add_argument("--out", type=Path, help="also write the markdown report here")
+    cli_onnx.add_bench_latency(bench_commands)
 
 
 def run_doctor(console: Console) -> None:
@@ -265,6 +270,12 @@ def run_eval(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_predict(args: argparse.Namespace, console: Console) -> None:
+    if args.onnx is not None:
+        args.paths = [p for p in (args.prompt, *args.paths) if p is not None]
+        cli_onnx.run_predict_onnx(args, console)
+        return
+    if args.prompt is None:
+        raise ConfigError("give a prompt file, or --onnx MODEL, before the image files")
     from ept_studio.services.inference import load_tuned_model, predict_files
 
     handle = load_tuned_model(args.prompt, weights=args.weights)

@@ -83,7 +83,7 @@ class PromptFileMetadata:
     std: tuple[float, float, float]
     label_mode: str
     class_names: tuple[str, ...]
-    rendering: dict[str, Any] = dataclasses.field(default_factory=lambda: {"policy": "auto"})
+    rendering: dict[str, Any] = dataclasses.field(default_factory=lambda: {"policy": "file"})
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     app_version: str = __version__

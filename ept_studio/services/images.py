@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ept_studio.data.folders import ClassFolderScan, LabelledImage, sample_per_class
 from ept_studio.data.render import RenderingSpec, render_file
@@ -14,6 +14,20 @@ from ept_studio.files import file_sha256
 
 if TYPE_CHECKING:
     import torch
+
+
+def rendering_spec(rendering: Mapping[str, Any]) -> RenderingSpec:
+    """The rendering stored with a model, as a spec.
+
+    A stored :class:`~ept_studio.data.render.RenderingSpec` (policy ``file`` or ``percentile``) is
+    used as it is; anything else (``per-image`` when a project's images had specs of their own, or
+    no policy) falls back to the default spec: each file's own window.
+    """
+    from ept_studio.data.render import POLICIES
+
+    if rendering.get("policy") in POLICIES:
+        return RenderingSpec.from_dict(rendering)
+    return RenderingSpec()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +80,11 @@ class LabelledSplit:
 
 
 def split_class_folders(
-    scan: ClassFolderScan, shots: int | None, seed: int, max_query_per_class: int | None = None
+    scan: ClassFolderScan,
+    shots: int | None,
+    seed: int,
+    max_query_per_class: int | None = None,
+    spec: RenderingSpec | None = None,
 ) -> LabelledSplit:
     """Draw ``shots`` support images per class (all when None) and keep the rest as the query set."""
     query_items: list[LabelledImage]
@@ -78,8 +96,8 @@ def split_class_folders(
         query_items = _cap_per_class(query_items, max_query_per_class)
     index = {name: i for i, name in enumerate(scan.classes)}
     skipped = [SkippedFile(path, reason) for path, reason in scan.skipped]
-    support = _load_labelled(support_items, index, skipped)
-    query = _load_labelled(query_items, index, skipped)
+    support = _load_labelled(support_items, index, skipped, spec)
+    query = _load_labelled(query_items, index, skipped, spec)
     if not support:
         raise DatasetError("none of the training images could be decoded")
     return LabelledSplit(scan.classes, support, query, skipped)
@@ -96,9 +114,12 @@ def _cap_per_class(items: Sequence[LabelledImage], cap: int) -> list[LabelledIma
 
 
 def _load_labelled(
-    items: Sequence[LabelledImage], index: dict[str, int], skipped: list[SkippedFile]
+    items: Sequence[LabelledImage],
+    index: dict[str, int],
+    skipped: list[SkippedFile],
+    spec: RenderingSpec | None,
 ) -> list[tuple[LoadedImage, int]]:
-    loaded, failed = load_images(item.path for item in items)
+    loaded, failed = load_images((item.path for item in items), spec)
     skipped.extend(failed)
     label_of = {item.path: index[item.label] for item in items}
     return [(image, label_of[image.path]) for image in loaded]

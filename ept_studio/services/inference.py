@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 
 from ept_studio.data.folders import scan_class_folders
 from ept_studio.errors import DatasetError
-from ept_studio.services.images import SkippedFile, load_images, split_class_folders
+from ept_studio.services.images import (
+    SkippedFile,
+    load_images,
+    rendering_spec,
+    split_class_folders,
+)
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone
@@ -64,10 +69,10 @@ def predict_files(
     """Model scores for every decodable file; the others are reported, not fatal."""
     from ept_studio.core.training import predict_probabilities
 
-    images, skipped = load_images(paths)
+    meta = handle.metadata
+    images, skipped = load_images(paths, rendering_spec(meta.rendering))
     if not images:
         return [], skipped
-    meta = handle.metadata
     probabilities = predict_probabilities(
         handle.model,
         [image.pixels for image in images],
@@ -113,7 +118,7 @@ def evaluate_folder(handle: TunedHandle, data_dir: Path) -> EvaluationReport:
             f"{data_dir}: the model was not trained on the classes {unknown}; it knows "
             f"{list(handle.class_names)}"
         )
-    split = split_class_folders(scan, None, seed=0)
+    split = split_class_folders(scan, None, 0, spec=rendering_spec(handle.metadata.rendering))
     index = {name: i for i, name in enumerate(handle.class_names)}
     samples = [(image.pixels, index[scan.classes[y]]) for image, y in split.support]
     meta = handle.metadata

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.data.folders import scan_class_folders
+from ept_studio.data.render import RenderingSpec
 from ept_studio.errors import TrainingError
 from ept_studio.services.images import LabelledSplit, SkippedFile, split_class_folders
 
@@ -191,7 +192,7 @@ def _save(run: FinishedRun) -> TrainingSaved:
         std=loaded.spec.std,
         label_mode="single",
         class_names=split.classes,
-        rendering={"policy": "rgb8"},
+        rendering=RenderingSpec().to_dict(),
         metrics=run.evaluation["metrics"],
         seed=request.seed,
     )

@@ -1,0 +1,174 @@
+"""ONNX commands: ``export PROMPT --onnx OUT.onnx``, ``predict --onnx MODEL PATHS...``, ``bench latency``.
+
+``predict --onnx`` runs without torch: it imports only the ONNX Runtime runner, the decoders and the
+overlay code. Its parser options come from :func:`add_predict_onnx_options`, its handler is
+:func:`run_predict_onnx`; ``bench latency`` is added to the ``bench`` sub-commands with
+:func:`add_bench_latency`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ept_studio import RESEARCH_USE_NOTICE
+from ept_studio.cli.console import Console
+from ept_studio.errors import DatasetError, ExportError
+
+if TYPE_CHECKING:
+    from ept_studio.services.onnx_inference import InferenceEvent, InferenceFinished
+
+
+def add_commands(commands: Any) -> None:
+    """Register ``export``."""
+    export = commands.add_parser(
+        "export", help="export a prompt file to ONNX (checked against torch before it is kept)"
+    )
+    export.set_defaults(handler=run_export)
+    export.add_argument("prompt", type=Path, help="the prompt file (.safetensors)")
+    export.add_argument("--onnx", type=Path, required=True, help="the ONNX file to write")
+    export.add_argument("--weights", type=Path, help="a local weights file for the backbone")
+    export.add_argument(
+        "--check-images",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="images to check the export on (default: pydicom's CT and MR sample images)",
+    )
+
+
+def add_predict_onnx_options(predict: argparse.ArgumentParser) -> None:
+    """The options ``predict`` takes when it runs an ONNX model (``--onnx MODEL``)."""
+    predict.add_argument("--onnx", type=Path, help="run this exported ONNX model (no torch needed)")
+    predict.add_argument("--overlays", type=Path, help="write attention overlay PNGs here")
+    predict.add_argument(
+        "--head", type=int, help="overlay one attention head (default: the mean of all heads)"
+    )
+    predict.add_argument(
+        "--rollout", action="store_true", help="overlay the attention rollout over all blocks"
+    )
+    predict.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1")
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--workers", type=int, default=2, help="threads decoding images")
+    predict.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="ONNX Runtime provider"
+    )
+
+
+def add_bench_latency(bench_commands: Any) -> None:
+    """Register ``bench latency`` under the ``bench`` sub-commands."""
+    latency = bench_commands.add_parser(
+        "latency", help="ONNX Runtime vs torch latency, and folder inference throughput"
+    )
+    latency.set_defaults(handler=run_bench_latency)
+    latency.add_argument("--rounds", type=int, default=10)
+    latency.add_argument("--threads", type=int, default=2)
+    latency.add_argument("--images", type=int, default=32, help="DICOM files in the folder test")
+    latency.add_argument("--batch-size", type=int, default=8)
+    latency.add_argument("--out", type=Path, help="also write the markdown report here")
+
+
+def run_export(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.export import export_prompt_to_onnx
+
+    result = export_prompt_to_onnx(
+        args.prompt, args.onnx, weights=args.weights, check_files=args.check_images
+    )
+    parity = result.parity
+    console.line(f"onnx file         {result.onnx_path} ({result.size_bytes / 1e6:.1f} MB)")
+    console.line(f"sha256            {result.sha256}")
+    console.line(f"classes           {', '.join(result.class_names)}")
+    console.line(
+        f"parity check      {parity.images} images ({result.check_source}): logits within "
+        f"{parity.logits_error:.2g}, attention within {parity.attention_error:.2g}"
+    )
+    console.note(RESEARCH_USE_NOTICE)
+
+
+def run_predict_onnx(args: argparse.Namespace, console: Console) -> None:
+    """``predict --onnx MODEL PATHS... [--csv FILE] [--overlays DIR]``; torch is never imported."""
+    from ept_studio.services.onnx_inference import (
+        OverlayOptions,
+        iter_predictions,
+        open_onnx_model,
+    )
+
+    runner = open_onnx_model(args.onnx, device=args.device)
+    overlays = None
+    if args.overlays is not None:
+        overlays = OverlayOptions(
+            args.overlays, alpha=args.alpha, head=args.head, rollout=args.rollout
+        )
+    events = iter_predictions(
+        runner, args.paths, batch_size=args.batch_size, workers=args.workers, overlays=overlays
+    )
+    finished = _follow(events, console)
+    for item in finished.failed:
+        console.note(f"skipped {item.path}: {item.reason}")
+    if not finished.predictions:
+        raise DatasetError(f"none of the {len(finished.failed)} files could be used")
+    if args.csv:
+        write_predictions_csv(args.csv, finished.predictions, runner.info.class_names)
+        console.note(f"wrote {len(finished.predictions)} predictions to {args.csv}")
+    if overlays is not None:
+        console.note(f"wrote {len(finished.predictions)} overlays to {overlays.folder}")
+    for p in finished.predictions:
+        console.line(f"{p.path}\t{p.predicted_class}\t{p.scores[p.predicted_class]:.4f}")
+    console.note(RESEARCH_USE_NOTICE)
+
+
+def _follow(events: Iterator[InferenceEvent], console: Console) -> InferenceFinished:
+    """Show the progress of an inference run; its InferenceFinished event."""
+    from ept_studio.services.onnx_inference import (
+        BatchPredicted,
+        InferenceFinished,
+        InferenceStarted,
+    )
+
+    for event in events:
+        if isinstance(event, InferenceStarted):
+            for note in event.notes:
+                console.note(note)
+            console.note(f"running on {event.provider}: {event.total} files")
+        elif isinstance(event, BatchPredicted):
+            console.progress(event.done, event.total, f"{event.elapsed_s:.0f}s")
+        elif isinstance(event, InferenceFinished):
+            return event
+    raise DatasetError("the inference run ended without a result")
+
+
+def write_predictions_csv(
+    path: Path, predictions: Sequence[Any], class_names: Sequence[str]
+) -> None:
+    """One row per image: file, sha256, predicted class, one score column per class, overlay."""
+    header = ["file", "sha256", "predicted_class", *(f"score_{n}" for n in class_names), "overlay"]
+    try:
+        with Path(path).open("w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(header)
+            for p in predictions:
+                scores = [f"{p.scores[n]:.6f}" for n in class_names]
+                overlay = str(p.overlay) if p.overlay is not None else ""
+                writer.writerow([str(p.path), p.sha256, p.predicted_class, *scores, overlay])
+    except OSError as err:
+        raise ExportError(
+            f"{path}: the CSV file cannot be written ({err.strerror or err})"
+        ) from err
+
+
+def run_bench_latency(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.bench_inference import format_inference_bench, run_inference_bench
+
+    bench = run_inference_bench(
+        rounds=args.rounds,
+        threads=args.threads,
+        folder_images=args.images,
+        batch_size=args.batch_size,
+    )
+    report = format_inference_bench(bench)
+    console.line(report)
+    if args.out:
+        args.out.write_text(report + "\n", encoding="utf-8")

@@ -1,0 +1,227 @@
+"""What both runners share: the exported model's description, its preprocessing and its outputs.
+
+Torch-free (numpy and Pillow), like :mod:`ept_studio.core.onnx_runtime`. :class:`ModelInfo` is stored in
+the ONNX file's ``metadata_props``; :func:`preprocess` is the torch engine's test-time transform
+(bicubic antialiased resize, clamp, normalise) without torch, so the ONNX and torch runners see the same
+pixels; :class:`ModelOutputs` is what :class:`~ept_studio.core.onnx_runtime.OnnxRunner` and
+:class:`~ept_studio.core.torch_runner.TorchRunner` return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.errors import ConfigError, OnnxModelError
+
+ONNX_FORMAT = 1
+"""The version of the ONNX layout and metadata this module writes and reads."""
+
+FORMAT_KEY = "ept_studio.onnx_format"
+INPUT_NAME = "pixels"
+OUTPUT_NAMES = ("logits", "probabilities", "attention", "rollout")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelInfo:
+    """What an exported model says about itself, stored as the ONNX file's ``metadata_props``.
+
+    It describes the model and its preprocessing, never the images it was tuned on (no PHI).
+    """
+
+    class_names: tuple[str, ...]
+    label_mode: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    heads: int
+    patch_grid: tuple[int, int]
+    backbone: str
+    backbone_sha256: str
+    prompt_sha256: str
+    method: dict[str, Any]
+    rendering: dict[str, Any]
+    app_version: str = __version__
+    notice: str = RESEARCH_USE_NOTICE
+
+    @property
+    def patches(self) -> int:
+        return self.patch_grid[0] * self.patch_grid[1]
+
+    def to_metadata_props(self) -> dict[str, str]:
+        """Every field as text (JSON for lists and objects), plus the format marker."""
+        props = {FORMAT_KEY: str(ONNX_FORMAT)}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            props[field.name] = value if isinstance(value, str) else _json(value)
+        return props
+
+    @classmethod
+    def from_metadata_props(cls, props: Mapping[str, str], source: str) -> ModelInfo:
+        """Parse and check :meth:`to_metadata_props` output; ``source`` names the file in errors."""
+        marker = props.get(FORMAT_KEY)
+        if marker is None:
+            raise OnnxModelError(
+                f"{source}: this ONNX model was not exported by EPT Studio (it has no EPT Studio "
+                "metadata); export the prompt file with `ept-studio export PROMPT --onnx OUT.onnx`"
+            )
+        if marker != str(ONNX_FORMAT):
+            raise OnnxModelError(
+                f"{source}: it uses EPT Studio ONNX format {marker[:20]!r}; this version "
+                f"({__version__}) reads format {ONNX_FORMAT}. Export it again with this version."
+            )
+        try:
+            return cls(**_parse_props(props))
+        except (KeyError, ValueError, TypeError) as err:
+            raise OnnxModelError(
+                f"{source}: its EPT Studio metadata is missing or damaged ({err}); export it again"
+            ) from err
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _parse_props(props: Mapping[str, str]) -> dict[str, Any]:
+    """Field values from text, each checked; a missing key is a KeyError naming it."""
+    for name in (f.name for f in dataclasses.fields(ModelInfo)):
+        if name not in props:
+            raise KeyError(f"no {name!r} entry")
+    names = json.loads(props["class_names"])
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError("'class_names' is not a list of texts")
+    if props["label_mode"] not in ("single", "multi"):
+        raise ValueError(f"'label_mode' is {props['label_mode'][:20]!r}")
+    grid = json.loads(props["patch_grid"])
+    method, rendering = json.loads(props["method"]), json.loads(props["rendering"])
+    if not isinstance(method, dict) or not isinstance(rendering, dict):
+        raise ValueError("'method' and 'rendering' must be JSON objects")
+    return {
+        "class_names": tuple(names),
+        "label_mode": props["label_mode"],
+        "input_size": _positive_int(props["input_size"], "input_size"),
+        "mean": _triple(props["mean"], "mean"),
+        "std": _triple(props["std"], "std"),
+        "heads": _positive_int(props["heads"], "heads"),
+        "patch_grid": (_positive_int(grid[0], "patch_grid"), _positive_int(grid[1], "patch_grid")),
+        "method": method,
+        "rendering": rendering,
+        **{k: props[k] for k in ("backbone", "backbone_sha256", "prompt_sha256")},
+        **{k: props[k] for k in ("app_version", "notice")},
+    }
+
+
+def _positive_int(value: object, name: str) -> int:
+    number = json.loads(value) if isinstance(value, str) else value
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise ValueError(f"{name!r} is not a whole number >= 1")
+    return number
+
+
+def _triple(text: str, name: str) -> tuple[float, float, float]:
+    values = json.loads(text)
+    if not isinstance(values, list) or len(values) != 3:
+        raise ValueError(f"{name!r} is not 3 numbers")
+    first, second, third = (float(v) for v in values)
+    return first, second, third
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOutputs:
+    """One batch through the model: the four outputs of the ONNX graph, as float32 arrays.
+
+    ``attention`` is ``[B, heads, patches]``: the CLS row of the last block over the patch tokens,
+    after the tuning method (EPT's prompt columns dropped). ``rollout`` is ``[B, patches]``: the CLS
+    row of the attention rollout over all blocks. ``provider`` says what actually ran it.
+    """
+
+    logits: np.ndarray
+    probabilities: np.ndarray
+    attention: np.ndarray
+    rollout: np.ndarray
+    provider: str
+
+
+class Runner(Protocol):
+    """What the ONNX runner and the torch runner share, so callers need not know which one runs."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def notes(self) -> tuple[str, ...]: ...
+
+    def run(self, pixels: np.ndarray) -> ModelOutputs:
+        """Model outputs for preprocessed pixels ``[B, 3, S, S]`` float32."""
+        ...
+
+    def predict(self, images: Sequence[np.ndarray]) -> ModelOutputs:
+        """Model outputs for rendered images (``H x W x 3`` uint8, any size)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing: the engine's eval_transform without torch
+
+
+def resize_plane(plane: np.ndarray, size: int) -> np.ndarray:
+    """One float32 plane resized to ``size x size``: bicubic, antialiased (Pillow's resampler).
+
+    torchvision's ``resize(..., BICUBIC, antialias=True)`` on float tensors is a port of this same
+    algorithm (kernel ``a = -0.5`` stretched by the scale on downscaling), so both give the same
+    values to float32 rounding; Pillow's is single-threaded C, which leaves the cores to the model.
+    """
+    resized = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F").resize(
+        (size, size), Image.Resampling.BICUBIC
+    )
+    return np.asarray(resized, dtype=np.float32)
+
+
+def preprocess_image(image: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """One rendered image (``H x W x 3`` or ``H x W`` uint8) -> normalised ``[3, S, S]`` float32.
+
+    Resize the whole image to ``S x S`` (bicubic, antialiased), clamp to [0, 1], then
+    ``(x - mean) / std``: what the torch engine does at test time. A grey image (three equal
+    channels) is resized once.
+    """
+    pixels = _rgb(image)
+    size = info.input_size
+    unit = pixels.astype(np.float32) / np.float32(255.0)
+    grey = bool(
+        (pixels[:, :, 0] == pixels[:, :, 1]).all() and (pixels[:, :, 0] == pixels[:, :, 2]).all()
+    )
+    if grey:
+        plane = resize_plane(unit[:, :, 0], size)
+        resized = np.stack([plane, plane, plane])
+    else:
+        resized = np.stack([resize_plane(unit[:, :, c], size) for c in range(3)])
+    np.clip(resized, 0.0, 1.0, out=resized)
+    mean = np.asarray(info.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(info.std, dtype=np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray((resized - mean) / std, dtype=np.float32)
+
+
+def preprocess(images: Sequence[np.ndarray], info: ModelInfo) -> np.ndarray:
+    """A batch ``[B, 3, S, S]`` float32 from rendered images."""
+    if not images:
+        raise ConfigError("there are no images to run the model on")
+    return np.stack([preprocess_image(image, info) for image in images])
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8:
+        raise ConfigError(f"a rendered image must be uint8, got {image.dtype}")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0:
+        return image
+    raise ConfigError(f"a rendered image must be H x W x 3, got shape {image.shape}")

@@ -1,0 +1,383 @@
+"""Export a tuned model to ONNX with its attention maps, then prove the export matches torch.
+
+The graph takes ``pixels [batch, 3, S, S]`` (normalised, see :func:`~ept_studio.core.model_io.preprocess`)
+and returns ``logits [batch, C]``, ``probabilities [batch, C]`` (softmax, or per-class sigmoid for
+multi-label models), ``attention [batch, heads, patches]`` (the CLS row of the last block over the
+patch tokens, after the tuning method: EPT's prompt columns are dropped, so it is the tuned model's
+attention) and ``rollout [batch, patches]`` (attention rollout over every block, see
+:func:`attention_rollout`). Every method exports the same way, through the legacy (tracing)
+exporter: all blocks run the reference attention path with capture on, and VPT's prompt tokens come
+in through its forward pre-hooks, which tracing records like any other operation. EPT's Pure_Cat
+prompts are traced in their exact compact form (:class:`LogsumexpPrompt`), one column per row
+instead of ``L``.
+
+Every export is checked before the file appears: ONNX Runtime runs the new file on real rendered
+images and its outputs must match torch (logits within 1e-4, attention and rollout within 1e-5),
+else :class:`~ept_studio.errors.ParityError` and nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import secrets
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.core.methods.ept import ConcatPrompt
+from ept_studio.core.model import LabelMode, TunedModel
+from ept_studio.core.model_io import INPUT_NAME, OUTPUT_NAMES, ModelInfo, preprocess
+from ept_studio.core.onnx_runtime import OnnxRunner
+from ept_studio.core.prompt_file import PromptFileMetadata
+from ept_studio.errors import ExportError, OnnxModelError, ParityError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+LOGITS_TOLERANCE = 1e-4
+ATTENTION_TOLERANCE = 1e-5
+_TRACER_WARNING: type[Warning] = getattr(torch.jit, "TracerWarning", Warning)
+
+
+def attention_rollout(weights: Sequence[torch.Tensor], prefix_tokens: int) -> torch.Tensor:
+    """The CLS row of the attention rollout (Abnar & Zuidema 2020) over the patch tokens, ``[B, P]``.
+
+    Per block: the mean over heads, plus the identity (the residual path), each row renormalised to
+    sum to 1; then the product through the blocks, ``A_last ... A_first``. EPT's rows sum to less
+    than 1 (the prompt columns were dropped after the softmax); renormalising after adding the
+    identity treats that missing mass like the rest, so every factor is row-stochastic. The result
+    is the CLS row of the product over the patch columns; its entries sum to at most 1 (the class
+    token and any prompt or register tokens take the rest). Only the CLS row is carried through the
+    product (a vector times each matrix, last block first), which costs next to nothing.
+    """
+    if not weights:
+        raise ExportError("attention rollout needs the weights of at least one block")
+    last, *earlier = reversed(weights)
+    row = _residual_mix(last)[:, :1, :]
+    for block_weights in earlier:
+        row = row @ _residual_mix(block_weights)
+    return row[:, 0, prefix_tokens:]
+
+
+def _residual_mix(weights: torch.Tensor) -> torch.Tensor:
+    """``[B, N, N]``: the head-mean attention plus the identity, rows renormalised to sum to 1."""
+    mixed = weights.mean(dim=1)
+    mixed = mixed + torch.eye(mixed.shape[-1], dtype=mixed.dtype, device=mixed.device)
+    return mixed / mixed.sum(dim=-1, keepdim=True)
+
+
+class InferenceModule(nn.Module):
+    """A tuned model with the four outputs of the ONNX graph (what is exported, and what
+    :class:`~ept_studio.core.torch_runner.TorchRunner` runs)."""
+
+    def __init__(self, model: TunedModel, label_mode: LabelMode | str) -> None:
+        super().__init__()
+        self.model = model
+        self.multi_label = LabelMode(label_mode) is LabelMode.MULTI
+        self.blocks = tuple(range(len(model.backbone.blocks)))
+
+    def forward(
+        self, pixels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, weights = self.model.forward_with_attention(pixels, self.blocks)
+        probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
+        attention = self.model.cls_attention(weights[-1])
+        rollout = attention_rollout(weights, self.model.prefix_tokens)
+        return logits, probabilities, attention, rollout
+
+
+class LogsumexpPrompt(nn.Module):
+    """Pure_Cat's exact inference form: one prompt column per row, the logsumexp of that row.
+
+    ``softmax([P; U])[L:]`` depends on a prompt row only through its logsumexp, so one column gives
+    the same weights as ``L`` and the exported softmax runs over ``N + 1`` columns, not ``N + L``.
+    """
+
+    def __init__(self, prompt: ConcatPrompt) -> None:
+        super().__init__()
+        self.lse: torch.Tensor
+        self.register_buffer("lse", torch.logsumexp(prompt.prompt.detach(), dim=-1, keepdim=True))
+
+    def weights(self, logits: torch.Tensor) -> torch.Tensor:
+        B, H, N, _ = logits.shape
+        column = self.lse.to(logits.dtype).expand(B, H, N, 1)
+        return torch.cat([column, logits], dim=-1).softmax(dim=-1)[..., 1:]
+
+    def fast_bias(self) -> torch.Tensor | None:
+        return self.lse
+
+
+@contextlib.contextmanager
+def compact_prompts_for_export(model: TunedModel) -> Iterator[None]:
+    """While tracing, Pure_Cat prompts run as :class:`LogsumexpPrompt` (put back afterwards)."""
+    swapped = []
+    for block in model.backbone.blocks:
+        prompt = getattr(block.attn, "prompt", None)
+        if type(prompt) is ConcatPrompt and prompt.prompt.shape[-1] > 1:
+            block.attn.prompt = LogsumexpPrompt(prompt)
+            swapped.append((block.attn, prompt))
+    try:
+        yield
+    finally:
+        for attention, prompt in swapped:
+            attention.prompt = prompt
+
+
+def model_info(model: TunedModel, metadata: PromptFileMetadata, prompt_sha256: str) -> ModelInfo:
+    """The description an export stores, from the prompt file the model was loaded from."""
+    grid = tuple(int(g) for g in model.backbone.patch_embed.grid_size)
+    return ModelInfo(
+        class_names=tuple(metadata.class_names),
+        label_mode=str(metadata.label_mode),
+        input_size=int(metadata.input_size),
+        mean=metadata.mean,
+        std=metadata.std,
+        heads=int(model.backbone.blocks[-1].attn.num_heads),
+        patch_grid=(grid[0], grid[1]),
+        backbone=metadata.backbone,
+        backbone_sha256=metadata.backbone_sha256,
+        prompt_sha256=prompt_sha256,
+        method=dict(metadata.method),
+        rendering=dict(metadata.rendering),
+        app_version=__version__,
+        notice=RESEARCH_USE_NOTICE,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityReport:
+    """How far ONNX Runtime's outputs are from torch's on the check images (max absolute errors)."""
+
+    images: int
+    provider: str
+    logits_error: float
+    probabilities_error: float
+    attention_error: float
+    rollout_error: float
+    logits_tolerance: float
+    attention_tolerance: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    """A written, checked ONNX file."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    opset: int
+    seconds: float
+    parity: ParityReport
+
+
+def export_onnx(
+    model: TunedModel,
+    path: Path,
+    info: ModelInfo,
+    check_images: Sequence[np.ndarray],
+    *,
+    opset: int = DEFAULT_OPSET,
+    logits_tolerance: float = LOGITS_TOLERANCE,
+    attention_tolerance: float = ATTENTION_TOLERANCE,
+) -> ExportReport:
+    """Write ``model`` to ``path`` as ONNX with ``info`` as metadata, after a parity check.
+
+    ``check_images`` are rendered images (``H x W x 3`` uint8); at least one, two or more also check
+    the dynamic batch. The file is built next to ``path`` and renamed over it only once it passed.
+    """
+    path = Path(path)
+    _check_request(path, check_images, opset)
+    start = time.perf_counter()
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        _trace_to_onnx(model, info, temporary, opset)
+        _write_metadata(temporary, info)
+        parity = check_parity(
+            model,
+            temporary,
+            check_images,
+            logits_tolerance=logits_tolerance,
+            attention_tolerance=attention_tolerance,
+        )
+        os.replace(temporary, path)
+    except ExportError as err:
+        raise type(err)(f"{path}: not exported, {err}") from err
+    except OSError as err:
+        raise ExportError(f"{path}: not exported, {err.strerror or err}") from err
+    finally:
+        temporary.unlink(missing_ok=True)
+    data = path.read_bytes()
+    digest, seconds = hashlib.sha256(data).hexdigest(), time.perf_counter() - start
+    report = ExportReport(path, digest, len(data), opset, seconds, parity)
+    logger.info("exported an ONNX model (%d bytes), parity %s", report.size_bytes, parity)
+    return report
+
+
+def _check_request(path: Path, check_images: Sequence[np.ndarray], opset: int) -> None:
+    if not check_images:
+        raise ExportError(f"{path}: not exported, the parity check needs at least one image")
+    if opset < DEFAULT_OPSET:
+        raise ExportError(f"{path}: not exported, ONNX opset {opset} is below {DEFAULT_OPSET}")
+    if not path.parent.is_dir():
+        raise ExportError(f"{path}: not exported, the folder {path.parent} does not exist")
+
+
+def _trace_to_onnx(model: TunedModel, info: ModelInfo, path: Path, opset: int) -> None:
+    """The legacy (tracing) exporter: fast, and it records VPT's pre-hooks and EPT's capture path."""
+    module = InferenceModule(model, info.label_mode)
+    device = next(model.parameters()).device
+    example = torch.zeros(2, 3, info.input_size, info.input_size, device=device)
+    batch = {0: "batch"}
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), compact_prompts_for_export(model):
+            # The legacy exporter announces its deprecation and tracing notes; neither is actionable.
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.simplefilter("ignore", category=_TRACER_WARNING)
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes={name: batch for name in (INPUT_NAME, *OUTPUT_NAMES)},
+                opset_version=opset,
+                dynamo=False,
+                external_data=False,
+                do_constant_folding=True,
+            )
+    except (RuntimeError, TypeError, ValueError, torch.onnx.errors.OnnxExporterError) as err:
+        raise ExportError(f"the model could not be traced to ONNX ({err})") from err
+    finally:
+        model.train(was_training)
+
+
+def _write_metadata(path: Path, info: ModelInfo) -> None:
+    proto = onnx.load(str(path))
+    _declare_shapes(proto, info)
+    del proto.metadata_props[:]
+    for key, value in sorted(info.to_metadata_props().items()):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "EPT Studio"
+    proto.producer_version = __version__
+    proto.doc_string = RESEARCH_USE_NOTICE
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"the exported ONNX graph is not valid ONNX ({err})") from err
+    onnx.save(proto, str(path))
+
+
+def _declare_shapes(proto: onnx.ModelProto, info: ModelInfo) -> None:
+    """State every output's fixed sizes (tracing can leave some symbolic); batch stays dynamic."""
+    classes = len(info.class_names)
+    sizes = {
+        INPUT_NAME: [3, info.input_size, info.input_size],
+        "logits": [classes],
+        "probabilities": [classes],
+        "attention": [info.heads, info.patches],
+        "rollout": [info.patches],
+    }
+    for value in (*proto.graph.input, *proto.graph.output):
+        if value.name not in sizes:
+            continue
+        shape = value.type.tensor_type.shape
+        del shape.dim[:]
+        shape.dim.add().dim_param = "batch"
+        for size in sizes[value.name]:
+            shape.dim.add().dim_value = size
+
+
+@torch.no_grad()
+def check_parity(
+    model: TunedModel,
+    onnx_path: Path,
+    images: Sequence[np.ndarray],
+    *,
+    logits_tolerance: float = LOGITS_TOLERANCE,
+    attention_tolerance: float = ATTENTION_TOLERANCE,
+) -> ParityReport:
+    """Run ``onnx_path`` in ONNX Runtime (CPU) and ``model`` in torch on ``images``; compare.
+
+    The torch logits come from the model's own forward pass (EPT's fast path), its attention from
+    the capture path; ONNX Runtime runs the whole batch and, to check the dynamic batch, the first
+    image alone. Raises :class:`ParityError` when any output is further off than the tolerances.
+    """
+    try:
+        runner = OnnxRunner(Path(onnx_path), device="cpu")
+    except OnnxModelError as err:
+        raise ExportError(f"the exported model cannot be opened by ONNX Runtime: {err}") from err
+    pixels = preprocess(images, runner.info)
+    ours, single = runner.run(pixels), runner.run(pixels[:1])
+    reference = _torch_reference(model, pixels, runner.info.label_mode)
+    pairs = zip(
+        (ours.logits, ours.probabilities, ours.attention, ours.rollout),
+        reference,
+        (single.logits, single.probabilities, single.attention, single.rollout),
+        strict=True,
+    )
+    logits, probabilities, attention, rollout = (_max_error(*pair) for pair in pairs)
+    report = ParityReport(
+        len(images),
+        runner.provider,
+        logits,
+        probabilities,
+        attention,
+        rollout,
+        logits_tolerance,
+        attention_tolerance,
+    )
+    _raise_unless_close(report)
+    return report
+
+
+def _torch_reference(model: TunedModel, pixels: np.ndarray, label_mode: str) -> list[np.ndarray]:
+    """Logits from the model's own forward pass, the other outputs from the export graph."""
+    was_training = model.training
+    model.eval()
+    try:
+        tensor = torch.from_numpy(pixels).to(next(model.parameters()).device)
+        outputs = list(InferenceModule(model, label_mode)(tensor))
+        outputs[0] = model(tensor)
+    finally:
+        model.train(was_training)
+    return [t.float().cpu().numpy() for t in outputs]
+
+
+def _max_error(onnx_batch: np.ndarray, torch_batch: np.ndarray, onnx_single: np.ndarray) -> float:
+    if onnx_batch.shape != torch_batch.shape or onnx_single.shape[1:] != torch_batch.shape[1:]:
+        return float("inf")
+    batch = float(np.max(np.abs(onnx_batch.astype(np.float64) - torch_batch)))
+    single = float(np.max(np.abs(onnx_single.astype(np.float64) - torch_batch[:1])))
+    return max(batch, single)
+
+
+def _raise_unless_close(report: ParityReport) -> None:
+    failures = [
+        f"{name} differ by {error:.3g} (tolerance {tolerance:g})"
+        for name, error, tolerance in (
+            ("logits", report.logits_error, report.logits_tolerance),
+            ("probabilities", report.probabilities_error, report.logits_tolerance),
+            ("attention maps", report.attention_error, report.attention_tolerance),
+            ("rollout maps", report.rollout_error, report.attention_tolerance),
+        )
+        if not error <= tolerance  # also catches NaN
+    ]
+    if failures:
+        raise ParityError(
+            f"the ONNX export does not reproduce the torch model on {report.images} check "
+            f"images: {'; '.join(failures)}; please report this as a bug"
+        )

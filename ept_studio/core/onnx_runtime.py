@@ -1,0 +1,240 @@
+"""Run an exported EPT Studio model with ONNX Runtime: no torch, GPU when there is one, else the CPU.
+
+This module must never import torch (directly or through another module): it is what runs on a
+workstation or in a pipeline where PyTorch is not installed.
+
+Providers are tried CUDA first, then the CPU. onnxruntime-gpu installs on machines without a GPU
+and then logs red CUDA load errors when asked for the CUDA provider, so the runner first looks for an
+NVIDIA driver with at least one device (through the driver library: no torch, no ``nvidia-smi``) and
+only asks for CUDA when it finds one; a missing GPU is a note, not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import logging
+import sys
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ept_studio.core.model_io import INPUT_NAME, OUTPUT_NAMES, ModelInfo, ModelOutputs, preprocess
+from ept_studio.errors import ConfigError, OnnxModelError
+
+logger = logging.getLogger(__name__)
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+_QUIET = 3  # ONNX Runtime log severity: errors and fatal only
+
+
+class Device(str, Enum):
+    """Where to run: ``auto`` (the GPU when there is one), or force the CPU or CUDA."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+# ---------------------------------------------------------------------------------------------
+# Providers
+
+
+def nvidia_gpu_count() -> int:
+    """How many CUDA devices the NVIDIA driver reports (0 without a driver); torch-free.
+
+    Loads the driver library itself (``libcuda.so.1`` / ``nvcuda.dll``) and asks ``cuDeviceGetCount``
+    after ``cuInit``: the CUDA toolkit or onnxruntime-gpu being installed says nothing about a GPU.
+    """
+    names = {"win32": ("nvcuda.dll",), "linux": ("libcuda.so.1", "libcuda.so")}.get(
+        sys.platform, ()
+    )
+    for name in names:
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return int(count.value)
+    return 0
+
+
+def choose_providers(device: Device | str = Device.AUTO) -> tuple[list[str], list[str]]:
+    """The providers to ask for, in order, and notes for the user (why not the GPU)."""
+    try:
+        device = Device(device)
+    except ValueError as err:
+        raise ConfigError(f"unknown ONNX device {device!r}: choose auto, cpu or cuda") from err
+    if device is Device.CPU:
+        return [CPU_PROVIDER], []
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        return [CPU_PROVIDER], ["this ONNX Runtime has no CUDA provider; running on the CPU"]
+    if nvidia_gpu_count() == 0:
+        return [CPU_PROVIDER], ["no NVIDIA GPU found; running on the CPU"]
+    _preload_cuda_libraries()
+    return [CUDA_PROVIDER, CPU_PROVIDER], []
+
+
+def _preload_cuda_libraries() -> None:
+    """Let onnxruntime-gpu find the CUDA / cuDNN libraries that torch's wheels bring, if any."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter):
+            preload()
+    except (OSError, RuntimeError, ValueError) as err:
+        logger.info("ONNX Runtime could not preload the CUDA libraries: %s", err)
+    if chatter.getvalue():
+        logger.info("ONNX Runtime preload: %s", chatter.getvalue().strip()[:500])
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """Quiet logs, no spinning worker threads (they slow torch running next to it), all optimisations."""
+    options = ort.SessionOptions()
+    options.log_severity_level = _QUIET
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return options
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's own exception types (they derive from Exception only) plus the usual ones."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "InvalidGraph",
+        "InvalidProtobuf",
+        "NoSuchFile",
+        "NoModel",
+        "NotImplemented",
+        "ModelLoaded",
+        "RuntimeException",
+        "EPFail",
+        "EngineError",
+        "ModelLoadCanceled",
+        "ModelRequiresCompilation",
+    )
+    found = [getattr(state, n) for n in names if isinstance(getattr(state, n, None), type)]
+    return (*found, RuntimeError, ValueError, OSError)
+
+
+_ORT_ERRORS = _ort_errors()
+
+
+class OnnxRunner:
+    """An EPT Studio ONNX model in an ONNX Runtime session.
+
+    Opening checks the file, its metadata and its inputs and outputs, so a corrupt or foreign file
+    fails here with a message naming it, not at the first image.
+    """
+
+    def __init__(
+        self, path: Path, *, device: Device | str = Device.AUTO, threads: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        _check_file(self.path)
+        ort.set_default_logger_severity(_QUIET)
+        providers, notes = choose_providers(device)
+        try:
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=session_options(threads), providers=providers
+            )
+        except _ORT_ERRORS as err:
+            raise OnnxModelError(
+                f"{self.path}: not a valid ONNX model ({_short(err)}); the file may be damaged "
+                "or incomplete, export it again"
+            ) from err
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self._info = ModelInfo.from_metadata_props(meta, str(self.path))
+        _check_signature(self._session, self._info, self.path)
+        self._provider = str(self._session.get_providers()[0])
+        if providers[0] == CUDA_PROVIDER and self._provider != CUDA_PROVIDER:
+            notes.append("the CUDA provider could not start; running on the CPU")
+        self._notes = tuple(notes)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that actually runs the model (``session.get_providers()``)."""
+        return self._provider
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self._notes
+
+    def run(self, pixels: np.ndarray) -> ModelOutputs:
+        size = self._info.input_size
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, size, size):
+            raise ConfigError(
+                f"the model takes pixels [batch, 3, {size}, {size}], got {tuple(pixels.shape)}"
+            )
+        feed = {INPUT_NAME: np.ascontiguousarray(pixels, dtype=np.float32)}
+        try:
+            logits, probabilities, attention, rollout = self._session.run(list(OUTPUT_NAMES), feed)
+        except _ORT_ERRORS as err:
+            raise OnnxModelError(f"{self.path}: the model failed to run ({_short(err)})") from err
+        return ModelOutputs(logits, probabilities, attention, rollout, self._provider)
+
+    def predict(self, images: Sequence[np.ndarray]) -> ModelOutputs:
+        return self.run(preprocess(images, self._info))
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise OnnxModelError(f"{path}: file not found")
+    if not path.is_file():
+        raise OnnxModelError(f"{path}: this is a folder, not an ONNX model file")
+    if path.stat().st_size == 0:
+        raise OnnxModelError(f"{path}: the file is empty, not an ONNX model")
+
+
+def _check_signature(session: ort.InferenceSession, info: ModelInfo, path: Path) -> None:
+    """Input ``pixels [batch, 3, S, S]`` and the four outputs with the shapes the metadata says."""
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    size = info.input_size
+    expected = {
+        "logits": [len(info.class_names)],
+        "probabilities": [len(info.class_names)],
+        "attention": [info.heads, info.patches],
+        "rollout": [info.patches],
+    }
+    problems = []
+    if list(inputs) != [INPUT_NAME] or list(inputs[INPUT_NAME][1:]) != [3, size, size]:
+        problems.append(f"input {inputs} instead of pixels [batch, 3, {size}, {size}]")
+    for name, tail in expected.items():
+        if name not in outputs:
+            problems.append(f"no {name!r} output")
+        elif list(outputs[name][1:]) != tail:
+            problems.append(f"output {name!r} has shape {outputs[name]}, expected [batch, {tail}]")
+    if problems:
+        raise OnnxModelError(
+            f"{path}: its inputs and outputs do not match its EPT Studio metadata "
+            f"({'; '.join(problems)[:300]}); export it again"
+        )
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).replace("[ONNXRuntimeError] : ", "").strip()
+    return text[:200] or type(err).__name__

@@ -1,0 +1,104 @@
+"""Export a prompt file to ONNX, checked against torch on real rendered images before it is kept.
+
+The check images are the user's own (rendered as the model was tuned) or, when none are given, the
+CT and MR sample files that ship inside pydicom, rendered the same way. The export records no path,
+file name or header of those images: the ONNX metadata describes the model only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ept_studio.errors import ExportError, ImageDecodeError
+from ept_studio.files import file_sha256
+from ept_studio.services.onnx_inference import image_decoder
+
+if TYPE_CHECKING:
+    from ept_studio.core.backbones import LoadedBackbone
+    from ept_studio.core.onnx_export import ParityReport
+    from ept_studio.services.inference import TunedHandle
+
+REFERENCE_FILES = ("CT_small.dcm", "MR_small.dcm")
+"""pydicom's own sample files (in its ``data/test_files`` folder), the default check images."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxExportResult:
+    """A written ONNX file that passed its parity check."""
+
+    onnx_path: Path
+    sha256: str
+    size_bytes: int
+    seconds: float
+    parity: ParityReport
+    check_source: str
+    class_names: tuple[str, ...]
+
+
+def reference_check_files() -> list[Path]:
+    """pydicom's sample CT and MR files (without any download), where they are installed."""
+    import pydicom
+
+    folder = Path(pydicom.__file__).parent / "data" / "test_files"
+    return [folder / name for name in REFERENCE_FILES if (folder / name).is_file()]
+
+
+def check_images(paths: Sequence[Path], rendering: dict[str, object]) -> list[np.ndarray]:
+    """Render ``paths`` as the model was tuned; a file that fails is an :class:`ExportError`."""
+    decode = image_decoder(rendering)
+    images = []
+    for path in paths:
+        try:
+            images.append(decode(Path(path)))
+        except ImageDecodeError as err:
+            raise ExportError(f"the check image {err}; choose other check images") from err
+    return images
+
+
+def export_prompt_to_onnx(
+    prompt_file: Path,
+    out: Path,
+    *,
+    weights: Path | None = None,
+    backbone: LoadedBackbone | None = None,
+    check_files: Sequence[Path] = (),
+) -> OnnxExportResult:
+    """Load ``prompt_file`` on its backbone (checksum verified) and export it to ``out``."""
+    from ept_studio.services.inference import load_tuned_model
+
+    handle = load_tuned_model(Path(prompt_file), weights=weights, backbone=backbone)
+    return export_handle_to_onnx(handle, out, check_files=check_files)
+
+
+def export_handle_to_onnx(
+    handle: TunedHandle, out: Path, *, check_files: Sequence[Path] = ()
+) -> OnnxExportResult:
+    """Export an already loaded tuned model; see :func:`export_prompt_to_onnx`."""
+    from ept_studio.core.onnx_export import export_onnx, model_info
+
+    out = Path(out)
+    files, source = list(check_files), "your check images"
+    if not files:
+        files, source = reference_check_files(), "pydicom's CT and MR sample images"
+    if not files:
+        raise ExportError(
+            f"{out}: not exported, no check images: pydicom's sample files are not installed "
+            "here, so give a few images of your own to check the export with"
+        )
+    images = check_images(files, dict(handle.metadata.rendering))
+    info = model_info(handle.model, handle.metadata, file_sha256(handle.prompt_file))
+    report = export_onnx(handle.model, out, info, images)
+    return OnnxExportResult(
+        report.path,
+        report.sha256,
+        report.size_bytes,
+        report.seconds,
+        report.parity,
+        source,
+        info.class_names,
+    )
