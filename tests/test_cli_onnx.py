@@ -16,8 +16,8 @@ import pydicom
 import pytest
 import skimage.data
 import torch
-from support import make_tiny_vit
 from PIL import Image
+from support import make_tiny_vit
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli import build_parser

@@ -12,6 +12,7 @@ from typing import Any
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli import onnx as cli_onnx
 from ept_studio.cli.console import Console
+from ept_studio.cli.evidence import add_bench_commands as add_accuracy_bench
 from ept_studio.errors import ConfigError
 
 METHODS = ("ept", "linear", "full", "bias", "vpt", "lora")
@@ -144,6 +145,7 @@ def add_commands(commands: Any) -> None:
     speed.add_argument("--device", default="cpu")
     speed.add_argument("--out", type=Path, help="also write the markdown report here")
     cli_onnx.add_bench_latency(bench_commands)
+    add_accuracy_bench(bench_commands)
 
 
 def run_doctor(console: Console) -> None:

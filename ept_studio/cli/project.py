@@ -73,6 +73,14 @@ def _add_reading_commands(sub: Any) -> None:
     export.add_argument("run", type=int, help="run id (see `project runs`)")
     export.add_argument("out", type=Path, help="the prompt file to write (.safetensors)")
     export.set_defaults(handler=run_export)
+    predict = sub.add_parser(
+        "predict", help="score every image of the project with an exported ONNX model"
+    )
+    predict.add_argument("folder", type=Path)
+    predict.add_argument("--onnx", type=Path, required=True, help="the exported model")
+    predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.set_defaults(handler=run_predict)
 
 
 def run_new(args: argparse.Namespace, console: Console) -> None:
@@ -226,6 +234,31 @@ def run_export(args: argparse.Namespace, console: Console) -> None:
 
     out = export_prompt_file(args.folder, args.run, args.out)
     console.line(f"prompt file       {out}")
+    console.note(RESEARCH_USE_NOTICE)
+
+
+def run_predict(args: argparse.Namespace, console: Console) -> None:
+    """``project predict FOLDER --onnx MODEL``: an inference run stored in the project."""
+    from ept_studio.services.onnx_inference import BatchPredicted, InferenceStarted, open_onnx_model
+    from ept_studio.services.project_inference import ProjectPredicted, predict_project
+
+    runner = open_onnx_model(args.onnx, device=args.device)
+    events = predict_project(
+        args.folder, runner, model_name=args.onnx.name, batch_size=args.batch_size
+    )
+    for event in events:
+        if isinstance(event, InferenceStarted):
+            for note in event.notes:
+                console.note(note)
+        elif isinstance(event, BatchPredicted):
+            console.progress(event.done, event.total, "images")
+            for failed in event.failed:
+                console.note(f"skipped {failed.path}: {failed.reason}")
+        elif isinstance(event, ProjectPredicted):
+            console.line(
+                f"run {event.run_id}: {event.predicted} images scored, {event.failed} skipped "
+                f"({runner.provider})"
+            )
     console.note(RESEARCH_USE_NOTICE)
 
 

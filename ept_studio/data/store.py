@@ -35,6 +35,11 @@ from ept_studio import __version__
 from ept_studio.data import store_schema
 from ept_studio.data.phi import new_salt, salted_hash
 from ept_studio.data.store_labels import LabelBook
+from ept_studio.data.store_predictions import (
+    PredictionRow,
+    insert_predictions,
+    select_predictions,
+)
 from ept_studio.data.store_records import (
     ClassCount,
     ClassInfo,
@@ -64,6 +69,7 @@ __all__ = [
     "Label",
     "LabelMode",
     "NewImage",
+    "PredictionRow",
     "Project",
     "Role",
     "RunRecord",
@@ -374,6 +380,16 @@ class Project(LabelBook):
                 [run_id, kind, Path(file_name).name, sha256, utc_now()],
             )
         return int(cursor.lastrowid or 0)
+
+    def record_predictions(self, run_id: int, rows: Sequence[PredictionRow]) -> None:
+        """Store a batch of a run's predictions, in one transaction."""
+        self.run(run_id)
+        with self._write("the predictions cannot be saved"):
+            insert_predictions(self.db, run_id, rows)
+
+    def predictions(self, run_id: int) -> list[PredictionRow]:
+        """A run's predictions, by image id."""
+        return select_predictions(self.db, run_id)
 
     def exports(self, run_id: int | None = None) -> list[ExportRecord]:
         where, params = ("WHERE run_id = ?", [run_id]) if run_id is not None else ("", [])

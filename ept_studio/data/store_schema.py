@@ -130,7 +130,28 @@ def _v2_indexes(db: Database) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_indexes)
+_V3_PREDICTIONS = (
+    """CREATE TABLE predictions (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        predicted_class TEXT NOT NULL,
+        scores TEXT NOT NULL,
+        attention BLOB NOT NULL,
+        attention_shape TEXT NOT NULL,
+        created TEXT NOT NULL,
+        PRIMARY KEY (run_id, image_id)
+    )""",
+    "CREATE INDEX predictions_image ON predictions(image_id)",
+)
+
+
+def _v3_predictions(db: Database) -> None:
+    """A run's model scores and attention per image (inference runs and evaluations)."""
+    for statement in _V3_PREDICTIONS:
+        db.execute(statement)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_indexes, _v3_predictions)
 """In order; never edit or remove one that has shipped, only append."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

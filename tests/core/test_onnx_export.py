@@ -13,8 +13,8 @@ import onnx
 import pydicom
 import pytest
 import torch
-from support import make_tiny_vit
 from onnx import numpy_helper
+from support import make_tiny_vit
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.core.methods import (

@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from support import make_tiny_vit
 from onnx import TensorProto, helper
+from support import make_tiny_vit
 
 from ept_studio.core.methods import EptConfig
 from ept_studio.core.model import TunedModel

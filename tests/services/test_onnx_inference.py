@@ -12,8 +12,8 @@ import pydicom
 import pytest
 import skimage.data
 import torch
-from support import make_tiny_vit
 from PIL import Image
+from support import make_tiny_vit
 
 from ept_studio.core.backbones import random_backbone
 from ept_studio.core.methods import EptConfig, MethodConfig

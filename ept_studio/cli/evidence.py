@@ -1,0 +1,144 @@
+"""``ept-studio bench accuracy``: the few-shot accuracy protocol from the command line.
+
+Registered on the existing ``bench`` group by :func:`add_bench_commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from ept_studio import RESEARCH_USE_NOTICE
+from ept_studio.cli.console import Console
+
+DATASETS = ("dicom-modality", "mri-planes", "textiles", "lfw-faces")
+METHOD_NAMES = ("ept", "linear", "vpt", "lora", "bias", "full")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,5,10, not {text!r}") from err
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected whole numbers >= 1, not {text!r}")
+    return values
+
+
+def _method_list(text: str) -> tuple[str, ...]:
+    names = tuple(v.strip().lower() for v in text.split(",") if v.strip())
+    unknown = [n for n in names if n not in METHOD_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown methods {unknown}: choose from {', '.join(METHOD_NAMES)}"
+        )
+    return names
+
+
+def add_bench_commands(bench_subparsers: Any) -> None:
+    """Add ``accuracy`` to the ``bench`` sub-command group."""
+    accuracy = bench_subparsers.add_parser(
+        "accuracy", help="few-shot accuracy of EPT vs the baselines (the paper's protocol)"
+    )
+    accuracy.set_defaults(handler=run_bench_accuracy)
+    source = accuracy.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", choices=DATASETS, help="a built-in offline dataset")
+    source.add_argument(
+        "--medfmc", type=Path, help="your local MedFMC folder (chest/ colon/ endo/)"
+    )
+    accuracy.add_argument("--task", choices=("chest", "colon", "endo"), help="the MedFMC task")
+    accuracy.add_argument("--shots", type=_int_list, default=(1, 5, 10), help="K values: 1,5,10")
+    accuracy.add_argument("--draws", type=int, default=5, help="support draws (MedFMC: splits)")
+    accuracy.add_argument("--seeds", type=int, default=4, help="training seeds per draw")
+    accuracy.add_argument(
+        "--methods", type=_method_list, default=METHOD_NAMES, help="e.g. ept,linear,vpt,lora"
+    )
+    accuracy.add_argument("--backbone", help="manifest name (default: the offline ViT-S/14)")
+    accuracy.add_argument("--weights", type=Path, help="a local weights file for the backbone")
+    accuracy.add_argument("--epochs", type=int, help="epochs per run (paper: 20)")
+    accuracy.add_argument("--batch-size", type=int, help="batch size (paper: 4)")
+    accuracy.add_argument("--lr", type=float, help="learning rate (paper: 6e-4)")
+    accuracy.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    accuracy.add_argument("--queries-per-class", type=int, help="cap the query set per class")
+    accuracy.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    accuracy.add_argument("--seed", type=int, default=0)
+    accuracy.add_argument("--out", type=Path, default=Path("accuracy-results"))
+
+
+def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.accuracy import (
+        AccuracyPlanned,
+        AccuracyRequest,
+        AccuracySaved,
+        EpisodeDone,
+        run_accuracy,
+    )
+
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    recipe: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if args.device:
+        recipe["device"] = args.device
+    request = AccuracyRequest(
+        out=args.out,
+        dataset=args.dataset,
+        medfmc_root=args.medfmc,
+        medfmc_task=args.task,
+        shots=args.shots,
+        draws=args.draws,
+        seeds=args.seeds,
+        methods=args.methods,
+        backbone=args.backbone,
+        backbone_weights=args.weights,
+        recipe=recipe,
+        queries_per_class=args.queries_per_class,
+        resamples=args.resamples,
+        seed=args.seed,
+        command=_command_line(),
+    )
+    for event in run_accuracy(request):
+        if isinstance(event, AccuracyPlanned):
+            _show_plan(event, console)
+        elif isinstance(event, EpisodeDone):
+            console.progress(
+                event.index,
+                event.total,
+                f"{event.method} K={event.shots} {event.metric} {event.value:.3f} "
+                f"({event.seconds:.0f}s) eta {event.eta_s / 60:.0f} min",
+            )
+        elif isinstance(event, AccuracySaved):
+            console.line(event.markdown)
+            console.note(
+                f"wrote {event.results_json}, {event.results_md} and {len(event.plots)} plots"
+            )
+            console.note(f"wall time {event.wall_seconds / 60:.1f} min")
+    console.note(RESEARCH_USE_NOTICE)
+
+
+def _show_plan(event: Any, console: Console) -> None:
+    counts = ", ".join(f"{name} {n}" for name, n in event.counts.items())
+    console.note(f"{event.title}: {counts}; {event.skipped} files skipped")
+    for note in event.notes:
+        console.note(f"note: {note}")
+    console.note(f"{event.runs} training runs planned")
+
+
+_PATH_OPTIONS = ("--medfmc", "--weights")
+
+
+def _command_line() -> str:
+    """The command as typed, for the report; the paths to a user's data and weights are hidden."""
+    words: list[str] = []
+    hide_next = False
+    for word in sys.argv[1:]:
+        option = word.split("=", 1)[0]
+        if hide_next:
+            words.append("PATH")
+        elif option in _PATH_OPTIONS and "=" in word:
+            words.append(f"{option}=PATH")
+        else:
+            words.append(word)
+        hide_next = word in _PATH_OPTIONS
+    return shlex.join(["ept-studio", *words])

@@ -1,0 +1,351 @@
+"""``ept-studio bench accuracy``: the paper's K-shot protocol on a dataset, written as JSON, markdown
+and plots.
+
+``run_accuracy`` is a generator: it yields :class:`AccuracyPlanned`, one :class:`EpisodeDone` per
+training run, then :class:`AccuracySaved`. The engine (``core``) is imported inside the functions, so
+importing this module does not load torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.data.datasets import LabelledDataset, MedfmcData, load_dataset, load_medfmc
+from ept_studio.data.datasets.base import shrink
+from ept_studio.errors import ConfigError
+from ept_studio.services.accuracy_report import (
+    finite_or_none,
+    medfmc_table,
+    results_markdown,
+    summary_dicts,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from ept_studio.core.backbones import LoadedBackbone
+    from ept_studio.core.protocol import EpisodeResult, FewShotPool, SupportDraw
+
+DEFAULT_METHODS = ("ept", "linear", "vpt", "lora", "bias", "full")
+CACHE_MAX_SIDE = 512
+RESULTS_FORMAT = "ept-studio-accuracy/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyRequest:
+    """One protocol run. ``dataset`` names a built-in set; or ``medfmc_root`` + ``medfmc_task``.
+
+    ``draws`` are random support draws (for MedFMC: the release's splits exp1..exp``draws``);
+    ``recipe`` overrides the paper recipe (``{"epochs": 3}``), identically for every method.
+    """
+
+    out: Path
+    dataset: str | None = None
+    medfmc_root: Path | None = None
+    medfmc_task: str | None = None
+    shots: tuple[int, ...] = (1, 5, 10)
+    draws: int = 5
+    seeds: int = 4
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    backbone: str | None = None
+    backbone_weights: Path | None = None
+    recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
+    queries_per_class: int | None = None
+    resamples: int = 1000
+    seed: int = 0
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.dataset is None) == (self.medfmc_root is None):
+            raise ConfigError("choose either a built-in --dataset or --medfmc ROOT with --task")
+        if self.medfmc_root is not None and self.medfmc_task is None:
+            raise ConfigError("--medfmc needs --task chest, colon or endo")
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyPlanned:
+    """The data is read and the runs are planned."""
+
+    title: str
+    counts: dict[str, int]
+    runs: int
+    notes: tuple[str, ...]
+    skipped: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeDone:
+    """One training run finished (``index`` counts from 1)."""
+
+    index: int
+    total: int
+    method: str
+    shots: int
+    metric: str
+    value: float
+    seconds: float
+    eta_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracySaved:
+    """Everything is written; ``markdown`` is the report's text."""
+
+    results_json: Path
+    results_md: Path
+    plots: tuple[Path, ...]
+    markdown: str
+    wall_seconds: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Plan:
+    title: str
+    dataset: LabelledDataset
+    pool: FewShotPool
+    draws: list[SupportDraw]
+    medfmc: MedfmcData | None
+
+
+def run_accuracy(
+    request: AccuracyRequest,
+    backbone: LoadedBackbone | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Iterator[object]:
+    """Run the protocol (see the module docstring); ``backbone`` replaces the requested one."""
+    from ept_studio.core.backbones import load_backbone
+    from ept_studio.core.methods import default_config
+    from ept_studio.core.protocol import ProtocolConfig, plan_episodes, run_episode
+    from ept_studio.core.training import PAPER_RECIPE
+
+    start = time.perf_counter()
+    config = ProtocolConfig(
+        shots=request.shots,
+        draws=request.draws,
+        seeds=request.seeds,
+        queries_per_class=request.queries_per_class,
+        resamples=request.resamples,
+        seed=request.seed,
+    )
+    recipe = PAPER_RECIPE.replace(**request.recipe)
+    methods = {name: default_config(name) for name in _checked_methods(request.methods)}
+    plan = _plan(request, config)
+    episodes = plan_episodes(plan.draws, methods, config)
+    notes = tuple(sorted({note for draw in plan.draws for note in draw.notes}))
+    yield AccuracyPlanned(
+        plan.title,
+        plan.dataset.counts(),
+        len(episodes),
+        notes + plan.dataset.notes,
+        len(plan.dataset.skipped),
+    )
+    loaded = backbone or load_backbone(request.backbone, weights=request.backbone_weights)
+    images = _ImageCache(plan.dataset)
+    results: list[EpisodeResult] = []
+    for index, episode in enumerate(episodes, start=1):
+        result = run_episode(episode, plan.pool, images, loaded, recipe, cancel)
+        results.append(result)
+        elapsed = time.perf_counter() - start
+        metric = "map" if plan.dataset.label_mode == "multi" else "accuracy"
+        yield EpisodeDone(
+            index,
+            len(episodes),
+            result.method,
+            result.shots,
+            metric,
+            result.metrics[metric],
+            result.train_seconds,
+            elapsed / index * (len(episodes) - index),
+        )
+    yield _save(request, plan, config, recipe.to_dict(), loaded, results, notes, start)
+
+
+def _checked_methods(names: tuple[str, ...]) -> tuple[str, ...]:
+    from ept_studio.core.methods import MethodName
+
+    known = {m.value for m in MethodName}
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(f"unknown methods {unknown}: choose from {', '.join(sorted(known))}")
+    return tuple(dict.fromkeys(names))
+
+
+def _plan(request: AccuracyRequest, config: Any) -> _Plan:
+    from ept_studio.core.protocol import FewShotPool, plan_draws
+
+    if request.medfmc_root is not None:
+        return _plan_medfmc(request, config)
+    dataset = load_dataset(str(request.dataset))
+    pool = FewShotPool(
+        targets=tuple(s.label for s in dataset.samples),
+        class_names=dataset.class_names,
+        label_mode=dataset.label_mode,  # type: ignore[arg-type]
+        groups=tuple(s.group for s in dataset.samples),
+    )
+    return _Plan(dataset.card.title, dataset, pool, plan_draws(pool, config), None)
+
+
+def _plan_medfmc(request: AccuracyRequest, config: Any) -> _Plan:
+    from ept_studio.core.protocol import FewShotPool, explicit_draw
+
+    experiments = tuple(range(1, request.draws + 1))
+    data = load_medfmc(
+        Path(str(request.medfmc_root)), str(request.medfmc_task), request.shots, experiments
+    )
+    dataset = data.dataset
+    pool = FewShotPool(
+        targets=tuple(s.label for s in dataset.samples),
+        class_names=dataset.class_names,
+        label_mode=dataset.label_mode,  # type: ignore[arg-type]
+        groups=tuple(s.group for s in dataset.samples),
+    )
+    query = _capped_test(
+        data.test, request.queries_per_class, len(dataset.class_names), config.seed
+    )
+    draws = [
+        explicit_draw(pool, split.shots, split.experiment - 1, split.support, query)
+        for split in data.splits
+    ]
+    return _Plan(dataset.card.title, dataset, pool, draws, data)
+
+
+def _capped_test(
+    test: tuple[int, ...], per_class: int | None, classes: int, seed: int
+) -> tuple[int, ...]:
+    """The whole test list, or a seeded subsample of ``per_class x classes`` images."""
+    if per_class is None or per_class * classes >= len(test):
+        return test
+    import numpy as np
+
+    chosen = np.random.default_rng(seed).choice(len(test), size=per_class * classes, replace=False)
+    return tuple(test[int(i)] for i in sorted(chosen))
+
+
+class _ImageCache:
+    """Sample ``i`` as a uint8 ``[3, H, W]`` tensor, decoded once.
+
+    Images over ``CACHE_MAX_SIDE`` pixels a side are shrunk once, before any transform, so that a
+    test set of thousands of large images fits in memory (the model sees 224 px).
+    """
+
+    def __init__(self, dataset: LabelledDataset) -> None:
+        self.dataset = dataset
+        self.cache: dict[int, torch.Tensor] = {}
+
+    def __call__(self, index: int) -> torch.Tensor:
+        import torch
+
+        if index not in self.cache:
+            pixels = shrink(self.dataset.samples[index].read(), CACHE_MAX_SIDE)
+            self.cache[index] = torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()
+        return self.cache[index]
+
+
+def _save(
+    request: AccuracyRequest,
+    plan: _Plan,
+    config: Any,
+    recipe: dict[str, Any],
+    loaded: LoadedBackbone,
+    results: list[EpisodeResult],
+    notes: tuple[str, ...],
+    start: float,
+) -> AccuracySaved:
+    from ept_studio.core.protocol_stats import summarise
+    from ept_studio.services.plots import plot_accuracy_vs_shots, plot_reliability
+
+    summaries = summary_dicts(summarise(results, plan.pool.label_mode, config))
+    wall = time.perf_counter() - start
+    document = _document(request, plan, config, recipe, loaded, results, summaries, notes, wall)
+    request.out.mkdir(parents=True, exist_ok=True)
+    json_path = request.out / "results.json"
+    json_path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    plots = (
+        plot_accuracy_vs_shots(document, request.out / "accuracy_vs_k.png"),
+        plot_reliability(document, request.out / "reliability.png"),
+    )
+    markdown = results_markdown(document, [p.name for p in plots])
+    if plan.medfmc is not None:
+        markdown += "\n" + medfmc_table(document, plan.medfmc.task.key)
+    md_path = request.out / "results.md"
+    md_path.write_text(markdown, encoding="utf-8")
+    return AccuracySaved(json_path, md_path, plots, markdown, wall)
+
+
+def _document(
+    request: AccuracyRequest,
+    plan: _Plan,
+    config: Any,
+    recipe: dict[str, Any],
+    loaded: LoadedBackbone,
+    results: list[EpisodeResult],
+    summaries: list[dict[str, Any]],
+    notes: tuple[str, ...],
+    wall: float,
+) -> dict[str, Any]:
+    """The results document: no image names or paths, only counts (no PHI)."""
+    import timm
+    import torch
+
+    card = dataclasses.asdict(plan.dataset.card)
+    return {
+        "format": RESULTS_FORMAT,
+        "notice": RESEARCH_USE_NOTICE,
+        "command": request.command,
+        "dataset": {
+            **card,
+            "classes": list(plan.dataset.class_names),
+            "label_mode": plan.dataset.label_mode,
+            "counts": plan.dataset.counts(),
+            "skipped_files": len(plan.dataset.skipped),
+            "notes": list(plan.dataset.notes),
+        },
+        "protocol": {**dataclasses.asdict(config), "shots": list(config.shots)},
+        "draw_notes": list(notes),
+        "recipe": recipe,
+        "methods": list(dict.fromkeys(r.method for r in results)),
+        "backbone": {"name": loaded.spec.name, "sha256": loaded.weights_sha256},
+        "machine": _machine(results),
+        "versions": {
+            "ept_studio": __version__,
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "python": platform.python_version(),
+        },
+        "wall_seconds": round(wall, 1),
+        "summaries": summaries,
+        "runs": [_run_dict(r) for r in results],
+    }
+
+
+def _machine(results: list[EpisodeResult]) -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": results[0].device if results else "none",
+    }
+
+
+def _run_dict(result: EpisodeResult) -> dict[str, Any]:
+    return {
+        "method": result.method,
+        "shots": result.shots,
+        "draw": result.draw,
+        "seed": result.seed,
+        "classes": len(result.classes),
+        "support_size": result.support_size,
+        "query_size": result.query_size,
+        "metrics": {k: finite_or_none(v) for k, v in result.metrics.items()},
+        "train_seconds": round(result.train_seconds, 2),
+        "trainable_parameters": result.trainable_parameters,
+        "failure": result.failure,
+    }

@@ -1,0 +1,240 @@
+"""The K-shot protocol: draws, group-disjoint queries, episodes, and the statistics over runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from support import make_tiny_vit
+
+from ept_studio.core.backbones import random_backbone
+from ept_studio.core.backbones.loader import LoadedBackbone, freeze
+from ept_studio.core.methods import EptConfig, LinearConfig
+from ept_studio.core.model import LabelMode
+from ept_studio.core.protocol import (
+    EpisodeResult,
+    FewShotPool,
+    ProtocolConfig,
+    draw_support,
+    explicit_draw,
+    plan_draws,
+    plan_episodes,
+    run_episode,
+)
+from ept_studio.core.protocol_stats import (
+    bootstrap_ci,
+    mean_sd,
+    metric_function,
+    reliability_bins,
+    summarise,
+)
+from ept_studio.core.training import PAPER_RECIPE
+from ept_studio.errors import ConfigError
+
+RECIPE = PAPER_RECIPE.replace(epochs=2, device="cpu", lr=0.05)
+
+
+def tiny_backbone() -> LoadedBackbone:
+    spec = dataclasses.replace(random_backbone("vit_tiny_patch16_224", seed=0).spec, input_size=32)
+    return LoadedBackbone(freeze(make_tiny_vit()), spec, "tiny-test", None)
+
+
+def pool_of(targets: list[int], groups: list[str] | None = None) -> FewShotPool:
+    names = tuple(f"class{c}" for c in range(max(targets) + 1))
+    return FewShotPool(
+        tuple(targets),
+        names,
+        LabelMode.SINGLE,
+        tuple(groups or [str(i) for i in range(len(targets))]),
+    )
+
+
+@pytest.fixture(scope="module")
+def faces() -> tuple[FewShotPool, list[torch.Tensor]]:
+    """24 real images: 12 LFW faces and 12 non-face crops (scikit-image's bundled subset)."""
+    crops = skimage.data.lfw_subset()
+    chosen = list(range(12)) + list(range(100, 112))
+    images = [
+        torch.from_numpy((crops[i] * 255).astype(np.uint8)).expand(3, -1, -1).contiguous()
+        for i in chosen
+    ]
+    return pool_of([0] * 12 + [1] * 12), images
+
+
+def test_a_draw_has_k_per_class_and_a_disjoint_query() -> None:
+    pool = pool_of([0] * 10 + [1] * 7 + [2] * 4)
+    draw = draw_support(pool, 3, 0, ProtocolConfig(queries_per_class=2))
+    labels = [pool.targets[i] for i in draw.support]
+    assert sorted(labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert not set(draw.support) & set(draw.query)
+    assert sorted(pool.targets[i] for i in draw.query) == [0, 0, 1, 1, 2]  # class 2: 4 - 3 left
+    assert draw.classes == (0, 1, 2)
+
+
+def test_draws_are_seeded_and_differ_between_draws() -> None:
+    pool = pool_of([0] * 20 + [1] * 20)
+    config = ProtocolConfig(draws=3)
+    first, again = plan_draws(pool, config), plan_draws(pool, config)
+    assert [d.support for d in first] == [d.support for d in again]
+    assert len({d.support for d in first if d.shots == 1}) == 3
+    other = plan_draws(pool, dataclasses.replace(config, seed=1))
+    assert [d.support for d in other] != [d.support for d in first]
+
+
+def test_a_class_too_small_for_k_is_dropped_with_a_note() -> None:
+    pool = pool_of([0] * 10 + [1] * 10 + [2] * 3)
+    draw = draw_support(pool, 5, 0, ProtocolConfig())
+    assert draw.classes == (0, 1)
+    assert draw.notes == ("class2: 3 images, too few for 5 support + 1 query",)
+    assert all(pool.targets[i] != 2 for i in draw.support + draw.query)
+
+
+def test_the_query_never_shares_a_group_with_the_support() -> None:
+    # Class 1 is two files of three frames each: one file gives the support, the other the query.
+    groups = [f"a{i}" for i in range(6)] + ["f1", "f1", "f1", "f2", "f2", "f2"]
+    pool = pool_of([0] * 6 + [1] * 6, groups)
+    for draw_index in range(5):
+        draw = draw_support(pool, 1, draw_index, ProtocolConfig())
+        support_groups = {groups[i] for i in draw.support}
+        assert not support_groups & {groups[i] for i in draw.query}
+        assert sum(pool.targets[i] == 1 for i in draw.query) == 3
+
+
+def test_a_class_whose_query_would_be_empty_is_dropped() -> None:
+    pool = pool_of([0] * 6 + [1] * 3, [f"a{i}" for i in range(6)] + ["one"] * 3)
+    draw = draw_support(pool, 1, 0, ProtocolConfig())
+    assert draw.classes == (0,)
+    assert "no query image left outside the support's groups" in draw.notes[0]
+    assert plan_episodes([draw], {"linear": LinearConfig()}, ProtocolConfig()) == []
+
+
+def test_episodes_share_support_and_seed_across_methods() -> None:
+    pool = pool_of([0] * 5 + [1] * 5)
+    config = ProtocolConfig(shots=(1, 2), draws=2, seeds=3)
+    methods = {"ept": EptConfig(length=4), "linear": LinearConfig()}
+    episodes = plan_episodes(plan_draws(pool, config), methods, config)
+    assert len(episodes) == 2 * 2 * 3 * 2
+    for ept, linear in zip(episodes[::2], episodes[1::2], strict=True):
+        assert (ept.method, linear.method) == ("ept", "linear")
+        assert ept.draw == linear.draw
+        assert ept.seed == linear.seed
+    assert len({e.seed for e in episodes}) == 12
+
+
+def test_protocol_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="1000 bootstrap"):
+        ProtocolConfig(resamples=200)
+    with pytest.raises(ConfigError, match="shots"):
+        ProtocolConfig(shots=(0,))
+    with pytest.raises(ConfigError, match="groups"):
+        FewShotPool((0, 1), ("a", "b"), LabelMode.SINGLE, ("g",))
+
+
+def test_a_run_trains_and_measures_on_real_images(
+    faces: tuple[FewShotPool, list[torch.Tensor]],
+) -> None:
+    pool, images = faces
+    config = ProtocolConfig(shots=(2,), draws=1, seeds=1, queries_per_class=5)
+    draw = plan_draws(pool, config)[0]
+    episode = plan_episodes([draw], {"ept": EptConfig(length=4)}, config)[0]
+    result = run_episode(episode, pool, images.__getitem__, tiny_backbone(), RECIPE)
+    assert (result.support_size, result.query_size) == (4, 10)
+    assert result.probabilities.shape == (10, 2)
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
+    assert result.metrics["accuracy"] == pytest.approx(
+        float(np.mean(result.probabilities.argmax(axis=1) == result.targets))
+    )
+    assert result.trainable_parameters == 2 * 17 * 4 + 64 * 2 + 2
+    again = run_episode(episode, pool, images.__getitem__, tiny_backbone(), RECIPE)
+    np.testing.assert_array_equal(result.probabilities, again.probabilities)
+
+
+def test_the_summary_of_real_runs_brackets_the_mean(
+    faces: tuple[FewShotPool, list[torch.Tensor]],
+) -> None:
+    pool, images = faces
+    config = ProtocolConfig(shots=(1, 3), draws=2, seeds=1, queries_per_class=6)
+    methods = {"linear": LinearConfig(), "ept": EptConfig(length=4)}
+    episodes = plan_episodes(plan_draws(pool, config), methods, config)
+    backbone = tiny_backbone()
+    results = [run_episode(e, pool, images.__getitem__, backbone, RECIPE) for e in episodes]
+    summaries = summarise(results, LabelMode.SINGLE, config)
+    assert [(s.method, s.shots) for s in summaries] == [
+        ("linear", 1),
+        ("ept", 1),
+        ("linear", 3),
+        ("ept", 3),
+    ]
+    for summary in summaries:
+        runs = [r for r in results if (r.method, r.shots) == (summary.method, summary.shots)]
+        values = [r.metrics["accuracy"] for r in runs]
+        assert summary.runs == 2
+        assert summary.mean == pytest.approx(np.mean(values))
+        assert summary.sd == pytest.approx(np.std(values, ddof=1))
+        assert 0.0 <= summary.ci_low <= summary.mean <= summary.ci_high <= 1.0
+        assert sum(b.count for b in summary.reliability) == sum(r.query_size for r in runs)
+    assert summarise(results, LabelMode.SINGLE, config) == summaries
+
+
+def make_result(probabilities: np.ndarray, targets: np.ndarray, accuracy: float) -> EpisodeResult:
+    return EpisodeResult(
+        method="m",
+        shots=1,
+        draw=0,
+        seed=0,
+        classes=(0, 1),
+        support_size=2,
+        query_size=len(targets),
+        metrics={"accuracy": accuracy, "macro_auc": 0.5, "ece": 0.1},
+        probabilities=probabilities,
+        targets=targets,
+        train_seconds=0.0,
+        trainable_parameters=1,
+        device="cpu",
+    )
+
+
+def test_the_bootstrap_is_seeded_and_sized_by_the_query() -> None:
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 2, 40)
+    correct = rng.random(40) < 0.75
+    predicted = np.where(correct, targets, 1 - targets)
+    probabilities = np.eye(2)[predicted] * 0.8 + 0.1
+    run = make_result(probabilities, targets, float(correct.mean()))
+    accuracy = metric_function(LabelMode.SINGLE)
+    low, high = bootstrap_ci([run], accuracy, 1000, 0.95, seed=3)
+    assert (low, high) == bootstrap_ci([run], accuracy, 1000, 0.95, seed=3)
+    assert low < correct.mean() < high
+    # Binomial standard error at n = 40 is about 6.8 points: the interval spans about 4 of them.
+    assert 0.18 < high - low < 0.34
+    # Two runs with the same predictions: the same centre, a narrower interval (80 query images).
+    low2, high2 = bootstrap_ci([run, run], accuracy, 1000, 0.95, seed=3)
+    assert high2 - low2 < high - low
+
+
+def test_multi_label_runs_use_map_and_binary_reliability() -> None:
+    targets = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    probabilities = np.array([[0.9, 0.2], [0.1, 0.7], [0.6, 0.8], [0.3, 0.4]])
+    run = make_result(probabilities, targets, 1.0)
+    assert metric_function(LabelMode.MULTI)(probabilities, targets) == pytest.approx(1.0)
+    bins = reliability_bins([run], 5)
+    assert sum(b.count for b in bins) == 8
+    pool = FewShotPool(((1, 0), (0, 1), (1, 1)), ("a", "b"), LabelMode.MULTI, ("x", "y", "z"))
+    draw = explicit_draw(pool, 1, 0, (0, 1), (1, 2))
+    assert draw.classes == (0, 1)
+    assert draw.notes == ("1 query images are also support images",)
+    with pytest.raises(ConfigError, match="single-label"):
+        draw_support(pool, 1, 0, ProtocolConfig())
+
+
+def test_mean_sd_ignores_nan_and_handles_one_value() -> None:
+    assert mean_sd([0.5]) == (0.5, 0.0)
+    mean, sd = mean_sd([0.2, math.nan, 0.4])
+    assert mean == pytest.approx(0.3)
+    assert sd == pytest.approx(math.sqrt(0.02))
+    assert all(math.isnan(v) for v in mean_sd([math.nan]))

@@ -1,0 +1,178 @@
+"""A miniature of ``ept-studio bench accuracy``: tiny random ViT, one draw, real images.
+
+The full runs are commands (resources/evidence/README.md), not tests; this keeps the runner, its JSON, its
+markdown, its plots and the MedFMC path working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from support import make_tiny_vit
+
+from ept_studio.cli import evidence
+from ept_studio.core.backbones import random_backbone
+from ept_studio.core.backbones.loader import LoadedBackbone, freeze
+from ept_studio.errors import ConfigError
+from ept_studio.services.accuracy import (
+    AccuracyPlanned,
+    AccuracyRequest,
+    AccuracySaved,
+    EpisodeDone,
+    run_accuracy,
+)
+
+QUICK = {"epochs": 1, "lr": 0.05, "device": "cpu"}
+
+
+def tiny_backbone() -> LoadedBackbone:
+    spec = dataclasses.replace(random_backbone("vit_tiny_patch16_224", seed=0).spec, input_size=32)
+    return LoadedBackbone(freeze(make_tiny_vit()), spec, "tiny-test", None)
+
+
+def run(request: AccuracyRequest) -> tuple[list[object], dict[str, Any]]:
+    events = list(run_accuracy(request, backbone=tiny_backbone()))
+    saved = events[-1]
+    assert isinstance(saved, AccuracySaved)
+    return events, json.loads(saved.results_json.read_text(encoding="utf-8"))
+
+
+def faces_request(out: Path, **changes: Any) -> AccuracyRequest:
+    settings: dict[str, Any] = {
+        "out": out,
+        "dataset": "lfw-faces",
+        "shots": (1, 2),
+        "draws": 1,
+        "seeds": 1,
+        "methods": ("ept", "linear"),
+        "recipe": QUICK,
+        "queries_per_class": 4,
+        "command": "ept-studio bench accuracy --dataset lfw-faces",
+    }
+    return AccuracyRequest(**{**settings, **changes})
+
+
+def test_the_miniature_writes_numbers_tables_and_plots(tmp_path: Path) -> None:
+    events, document = run(faces_request(tmp_path / "a"))
+    planned = events[0]
+    assert isinstance(planned, AccuracyPlanned)
+    assert planned.counts == {"face": 100, "non-face": 100}
+    assert planned.runs == 4
+    done = [e for e in events if isinstance(e, EpisodeDone)]
+    assert [(e.index, e.method, e.shots) for e in done] == [
+        (1, "ept", 1),
+        (2, "linear", 1),
+        (3, "ept", 2),
+        (4, "linear", 2),
+    ]
+    assert document["format"] == "ept-studio-accuracy/1"
+    assert document["dataset"]["counts"] == {"face": 100, "non-face": 100}
+    assert document["protocol"]["resamples"] == 1000
+    assert document["recipe"]["epochs"] == 1
+    assert document["backbone"]["sha256"] == "tiny-test"
+    assert len(document["runs"]) == 4
+    for run_row in document["runs"]:
+        assert run_row["query_size"] == 8
+        assert run_row["classes"] == 2
+        assert 0.0 <= run_row["metrics"]["accuracy"] <= 1.0
+    for summary in document["summaries"]:
+        assert summary["metric"] == "accuracy"
+        assert summary["runs"] == 1
+        assert 0.0 <= summary["ci_low"] <= summary["mean"] <= summary["ci_high"] <= 1.0
+        assert summary["sd"] == 0.0
+        assert sum(b["count"] for b in summary["reliability"]) == 8
+    saved = events[-1]
+    assert isinstance(saved, AccuracySaved)
+    markdown = saved.results_md.read_text(encoding="utf-8")
+    assert "| method | 1-shot accuracy (%) | 2-shot accuracy (%) |" in markdown
+    assert "| ept | 1 | 1 |" in markdown
+    assert "For research use only" in markdown
+    for plot in saved.plots:
+        with Image.open(plot) as image:
+            assert image.format == "PNG"
+            assert image.size[0] > 300
+    assert str(tmp_path) not in saved.results_json.read_text(encoding="utf-8")
+
+
+def test_the_same_seed_gives_the_same_results(tmp_path: Path) -> None:
+    _, first = run(faces_request(tmp_path / "a", shots=(1,)))
+    _, second = run(faces_request(tmp_path / "b", shots=(1,)))
+
+    def stable(document: dict[str, Any]) -> list[Any]:
+        return [
+            {k: v for k, v in s.items() if k != "train_seconds_mean"} for s in document["summaries"]
+        ] + [r["metrics"] for r in document["runs"]]
+
+    assert stable(first) == stable(second)
+
+
+def write_colon_replica(root: Path) -> None:
+    """A generated MedFMC ColonPath layout: real-looking format, synthetic 40 x 40 PNGs."""
+    folder = root / "colon"
+    (folder / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    labels = [i % 2 for i in range(12)]
+    for index, label in enumerate(labels):
+        pixels = rng.integers(0, 80, (40, 40, 3)) + 150 * label
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / "images" / f"c{index}.png")
+    test = "\n".join(f"c{i}.png {labels[i]}" for i in range(4, 12))
+    (folder / "test_WithLabel.txt").write_text(test + "\n", encoding="utf-8")
+    for exp in (1, 2):
+        lines = [f"c{i}.png {labels[i]}" for i in ((exp - 1) * 2, (exp - 1) * 2 + 1)]
+        (folder / f"colon_1-shot_train_exp{exp}.txt").write_text("\n".join(lines), encoding="utf-8")
+
+
+def test_the_medfmc_path_prints_the_papers_layout(tmp_path: Path) -> None:
+    write_colon_replica(tmp_path / "medfmc")
+    request = AccuracyRequest(
+        out=tmp_path / "out",
+        medfmc_root=tmp_path / "medfmc",
+        medfmc_task="colon",
+        shots=(1,),
+        draws=2,
+        seeds=1,
+        methods=("ept", "linear"),
+        recipe=QUICK,
+    )
+    events, document = run(request)
+    assert [s["shots"] for s in document["summaries"]] == [1, 1]
+    assert {r["draw"] for r in document["runs"]} == {0, 1}
+    assert all(r["query_size"] == 8 and r["support_size"] == 2 for r in document["runs"])
+    markdown = events[-1].markdown  # type: ignore[attr-defined]
+    assert "ColonPath (accuracy, %): this run vs Zu et al. 2024 Table 1" in markdown
+    assert "(75.31)" in markdown
+    assert "(70.24)" in markdown
+    assert "| adapter | - (73.79) | - (83.03) | - (85.52) |" in markdown
+    assert "5-shot split 1" not in markdown  # only the asked-for K are looked for
+
+
+def test_a_request_needs_one_source_and_known_methods(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="either a built-in"):
+        AccuracyRequest(out=tmp_path)
+    with pytest.raises(ConfigError, match="--task"):
+        AccuracyRequest(out=tmp_path, medfmc_root=tmp_path)
+    with pytest.raises(ConfigError, match="unknown methods"):
+        list(run_accuracy(faces_request(tmp_path, methods=("adapter",)), tiny_backbone()))
+
+
+def test_the_cli_parses_and_hides_data_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = argparse.ArgumentParser()
+    evidence.add_bench_commands(parser.add_subparsers(dest="bench_command"))
+    args = parser.parse_args(
+        ["accuracy", "--dataset", "textiles", "--shots", "1,5", "--methods", "ept,linear"]
+    )
+    assert (args.shots, args.methods, args.draws, args.seeds) == ((1, 5), ("ept", "linear"), 5, 4)
+    assert args.handler is evidence.run_bench_accuracy
+    with pytest.raises(SystemExit):
+        parser.parse_args(["accuracy", "--dataset", "textiles", "--methods", "adapter"])
+    argv = ["ept-studio", "bench", "accuracy", "--medfmc", "/home/x/MedFMC", "--weights=/w.st"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert evidence._command_line() == "ept-studio bench accuracy --medfmc PATH --weights=PATH"
