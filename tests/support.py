@@ -20,6 +20,8 @@ from ept_studio.core.methods import (
     MethodConfig,
     VptConfig,
 )
+from ept_studio.core.model import TunedModel
+from ept_studio.core.prompt_file import PromptFileMetadata
 
 
 def make_tiny_vit(
@@ -76,3 +78,39 @@ METHOD_MATRIX: list[MethodConfig] = [
     LoraConfig(rank=4),
 ]
 """Every method and variant, for the tests that must hold for all of them."""
+
+
+BLOCK_TORCH = """
+import sys
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "timm", "torchvision"}:
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, BlockTorch())
+"""
+"""Prepend to a ``python -c`` script to make importing torch, timm or torchvision fail."""
+
+
+def tiny_tuned_model(classes: int, *, seed: int = 0, head_seed: int = 1) -> TunedModel:
+    """A tiny EPT model (L = 4) whose head is large enough to give distinct scores."""
+    model = TunedModel(make_tiny_vit(seed), EptConfig(length=4), classes).eval()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(head_seed))
+    return model
+
+
+def tiny_metadata(model: TunedModel, class_names: tuple[str, ...]) -> PromptFileMetadata:
+    """Prompt-file metadata for a tiny test model (32 px, a made-up backbone checksum)."""
+    return PromptFileMetadata(
+        method=model.method_config.to_dict(),
+        backbone="tiny-test-vit",
+        backbone_sha256="ab" * 32,
+        input_size=32,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        label_mode="single",
+        class_names=class_names,
+    )

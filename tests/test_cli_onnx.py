@@ -17,7 +17,7 @@ import pytest
 import skimage.data
 import torch
 from PIL import Image
-from support import make_tiny_vit
+from support import BLOCK_TORCH, tiny_metadata, tiny_tuned_model
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli import build_parser
@@ -35,20 +35,6 @@ from ept_studio.errors import OnnxModelError
 from ept_studio.files import file_sha256
 
 SAMPLES = Path(pydicom.__file__).parent / "data" / "test_files"
-
-BLOCK_TORCH = textwrap.dedent(
-    """
-    import sys
-
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"torch", "timm", "torchvision"}:
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
-    """
-)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,19 +86,8 @@ def test_export_command_on_the_real_offline_backbone(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TunedModel]:
-    model = TunedModel(make_tiny_vit(0), EptConfig(length=4), 3).eval()
-    with torch.no_grad():
-        model.head.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(3))
-    metadata = PromptFileMetadata(
-        method=model.method_config.to_dict(),
-        backbone="tiny-test-vit",
-        backbone_sha256="ab" * 32,
-        input_size=32,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        label_mode="single",
-        class_names=("cyst", "nodule", "normal"),
-    )
+    model = tiny_tuned_model(3, head_seed=3)
+    metadata = tiny_metadata(model, ("cyst", "nodule", "normal"))
     path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
     images = [render_file(SAMPLES / "CT_small.dcm"), render_file(SAMPLES / "MR_small.dcm")]
     export_onnx(model, path, model_info(model, metadata, "cd" * 32), images)

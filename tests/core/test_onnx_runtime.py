@@ -12,9 +12,8 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
-from support import make_tiny_vit
+from support import BLOCK_TORCH, tiny_metadata, tiny_tuned_model
 
-from ept_studio.core.methods import EptConfig
 from ept_studio.core.model import TunedModel
 from ept_studio.core.model_io import FORMAT_KEY, ModelInfo, preprocess, preprocess_image
 from ept_studio.core.onnx_export import export_onnx, model_info
@@ -24,24 +23,9 @@ from ept_studio.core.onnx_runtime import (
     choose_providers,
     nvidia_gpu_count,
 )
-from ept_studio.core.prompt_file import PromptFileMetadata
 from ept_studio.core.torch_runner import TorchRunner
 from ept_studio.core.training.transforms import eval_transform
 from ept_studio.errors import ConfigError, OnnxModelError
-
-BLOCK_TORCH = textwrap.dedent(
-    """
-    import sys
-
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"torch", "timm", "torchvision"}:
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
-    """
-)
 
 
 def _images(seed: int = 0) -> list[np.ndarray]:
@@ -54,19 +38,8 @@ def _images(seed: int = 0) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TunedModel, ModelInfo]:
-    model = TunedModel(make_tiny_vit(0), EptConfig(length=4), 2).eval()
-    with torch.no_grad():
-        model.head.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
-    metadata = PromptFileMetadata(
-        method=model.method_config.to_dict(),
-        backbone="tiny-test-vit",
-        backbone_sha256="ab" * 32,
-        input_size=32,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        label_mode="single",
-        class_names=("benign", "malignant"),
-    )
+    model = tiny_tuned_model(2, head_seed=1)
+    metadata = tiny_metadata(model, ("benign", "malignant"))
     info = model_info(model, metadata, "cd" * 32)
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     export_onnx(model, path, info, _images())

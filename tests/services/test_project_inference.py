@@ -9,15 +9,11 @@ import numpy as np
 import pydicom
 import pytest
 import skimage.data
-import torch
 from PIL import Image
-from support import make_tiny_vit
+from support import tiny_metadata, tiny_tuned_model
 
-from ept_studio.core.methods import EptConfig
-from ept_studio.core.model import TunedModel
 from ept_studio.core.onnx_export import export_onnx, model_info
 from ept_studio.core.onnx_runtime import OnnxRunner
-from ept_studio.core.prompt_file import PromptFileMetadata
 from ept_studio.data.render import render_file
 from ept_studio.data.store import Project
 from ept_studio.services.onnx_inference import InferenceFinished
@@ -29,19 +25,8 @@ SAMPLES = Path(pydicom.__file__).parent / "data" / "test_files"
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> OnnxRunner:
-    model = TunedModel(make_tiny_vit(1), EptConfig(length=4), 2).eval()
-    with torch.no_grad():
-        model.head.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(3))
-    metadata = PromptFileMetadata(
-        method=model.method_config.to_dict(),
-        backbone="tiny-test-vit",
-        backbone_sha256="ab" * 32,
-        input_size=32,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        label_mode="single",
-        class_names=("ct", "other"),
-    )
+    model = tiny_tuned_model(2, seed=1, head_seed=3)
+    metadata = tiny_metadata(model, ("ct", "other"))
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     images = [render_file(SAMPLES / "CT_small.dcm"), render_file(SAMPLES / "MR_small.dcm")]
     export_onnx(model, path, model_info(model, metadata, "cd" * 32), images)
