@@ -92,8 +92,8 @@ def doctor() -> DoctorReport:
 
 
 def _onnx_providers() -> list[str]:
-    try:
-        import onnxruntime
-    except ImportError:
-        return []
-    return list(onnxruntime.get_available_providers())
+    """The ONNX Runtime providers an exported model would use here, with the reason if no GPU."""
+    from ept_studio.core.onnx_runtime import choose_providers
+
+    providers, notes = choose_providers("auto")
+    return providers + [f"({note})" for note in notes]

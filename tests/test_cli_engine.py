@@ -1,0 +1,32 @@
+"""The engine commands that the README's first set-up command ends in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ept_studio.cli import main
+from ept_studio.core.backbones import load_manifest
+
+
+def test_doctor_loads_the_offline_backbone(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    spec = next(s for s in load_manifest().values() if s.default)
+    assert spec.weights_sha256 is not None
+    assert spec.weights_sha256[:16] in out
+    assert "257 x 384" in out
+    assert "CPUExecutionProvider" in out
+    assert "ready" in out
+
+
+def test_models_list_marks_what_is_on_this_machine(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EPT_STUDIO_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    default = next(line for line in lines if "(default)" in line)
+    assert default.startswith("here")
+    assert any(line.startswith("missing") and "vit-b16-in21k" in line for line in lines)
