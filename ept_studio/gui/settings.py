@@ -1,0 +1,47 @@
+"""What the app remembers between sessions (QSettings): the notice accepted, recent projects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+ORGANISATION = "EPT Studio"
+APPLICATION = "EPT Studio"
+MAX_RECENT = 8
+_NOTICE_KEY = "notice/accepted"
+_RECENT_KEY = "projects/recent"
+
+
+class AppSettings:
+    """Typed access to the app's QSettings (tests point QSettings at a temporary folder)."""
+
+    def __init__(self, settings: QSettings | None = None) -> None:
+        self._settings = settings or QSettings(
+            QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION
+        )
+
+    @property
+    def notice_accepted(self) -> bool:
+        return str(self._settings.value(_NOTICE_KEY, "false")).lower() == "true"
+
+    def accept_notice(self) -> None:
+        self._settings.setValue(_NOTICE_KEY, "true")
+        self._settings.sync()
+
+    def recent_projects(self) -> list[Path]:
+        """Recently used project folders, newest first (folders since deleted are left out)."""
+        value = self._settings.value(_RECENT_KEY, [])
+        if isinstance(value, str):
+            names = [value]
+        elif isinstance(value, (list, tuple)):
+            names = [str(v) for v in value]
+        else:
+            names = []
+        return [Path(name) for name in names if Path(name).is_dir()]
+
+    def add_recent_project(self, folder: Path) -> None:
+        folder = Path(folder).absolute()
+        kept = [p for p in self.recent_projects() if p != folder]
+        self._settings.setValue(_RECENT_KEY, [str(p) for p in [folder, *kept][:MAX_RECENT]])
+        self._settings.sync()

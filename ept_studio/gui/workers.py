@@ -1,0 +1,72 @@
+"""Long work off the GUI thread: a QObject moved to a QThread runs a services generator.
+
+The worker opens its own :class:`Project` (a project's SQLite connection belongs to the thread that
+opened it) and relays each event through signals; the receivers are ``@Slot`` methods of objects
+living in the GUI thread, so Qt queues the calls onto that thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from ept_studio.errors import EptStudioError
+from ept_studio.services.project import (
+    ImportFinished,
+    ImportProgress,
+    iter_import,
+    open_project,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ImportWorker(QObject):
+    """Imports ``paths`` into the project at ``folder``; cancel between files."""
+
+    progress = Signal(int, int)
+    """Files done, files in all."""
+    finished = Signal(object)
+    """The :class:`ImportReport` (also after a cancel: what was added so far)."""
+    failed = Signal(str)
+    """A message for the user: the import could not run at all."""
+
+    def __init__(self, folder: Path, paths: list[Path]) -> None:
+        super().__init__()
+        self._folder = folder
+        self._paths = paths
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Ask the import to stop after the current file (safe from any thread)."""
+        self._cancelled = True
+
+    def _is_cancelled(self) -> bool:
+        return self._cancelled
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            with open_project(self._folder) as project:
+                for event in iter_import(project, self._paths, cancel=self._is_cancelled):
+                    if isinstance(event, ImportProgress):
+                        self.progress.emit(event.done, event.total)
+                    elif isinstance(event, ImportFinished):
+                        self.finished.emit(event.report)
+        except EptStudioError as err:
+            logger.warning("import failed: %s", type(err).__name__)
+            self.failed.emit(str(err))
+
+
+class WorkerThread(QThread):
+    """A QThread that owns one worker: starts its ``run`` and quits when it reports back."""
+
+    def __init__(self, worker: ImportWorker, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker = worker
+        worker.moveToThread(self)
+        self.started.connect(worker.run)
+        worker.finished.connect(self.quit)
+        worker.failed.connect(self.quit)

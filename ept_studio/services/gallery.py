@@ -1,0 +1,138 @@
+"""What the desktop gallery shows: one plain item per image (thumbnail, labels, role), and filters.
+
+Qt-free, so the gallery's content is tested without a window. Thumbnails come from the project's
+cache (made at import); one that is missing is rendered again from the source when it is known.
+Captions never carry a file path (paths often hold patient names): they say what the image is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from enum import Enum
+from pathlib import Path
+
+from ept_studio.data.render import RenderingSpec
+from ept_studio.data.store import ClassCount, ImageFilter, ImageRecord, Project, Role
+from ept_studio.data.thumbnails import thumbnail_for, thumbnail_name
+from ept_studio.errors import EptStudioError
+from ept_studio.services.project_import import THUMBNAIL_SIZE
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ClassCount",
+    "GalleryFilter",
+    "GalleryItem",
+    "GalleryView",
+    "class_counts",
+    "gallery_items",
+    "image_count",
+    "thumbnail_path",
+    "unlabelled_count",
+]
+
+
+class GalleryView(str, Enum):
+    """The kinds of filter the gallery offers (a class filter also names the class)."""
+
+    ALL = "all"
+    UNLABELLED = "unlabelled"
+    CLASS = "class"
+    TRAIN = "train"
+    TEST = "test"
+
+
+@dataclasses.dataclass(frozen=True)
+class GalleryFilter:
+    """Which images the gallery lists; ``class_id`` only with :attr:`GalleryView.CLASS`."""
+
+    view: GalleryView = GalleryView.ALL
+    class_id: int | None = None
+
+    def to_image_filter(self) -> ImageFilter:
+        if self.view is GalleryView.UNLABELLED:
+            return ImageFilter(unlabelled=True)
+        if self.view is GalleryView.CLASS:
+            return ImageFilter(class_id=self.class_id)
+        if self.view is GalleryView.TRAIN:
+            return ImageFilter(role=Role.TRAIN)
+        if self.view is GalleryView.TEST:
+            return ImageFilter(role=Role.TEST)
+        return ImageFilter()
+
+
+@dataclasses.dataclass(frozen=True)
+class GalleryItem:
+    """One thumbnail of the gallery."""
+
+    image_id: int
+    thumbnail: Path | None
+    """The cached PNG, or None when it cannot be made (file missing on this machine)."""
+    caption: str
+    class_ids: tuple[int, ...]
+    role: str | None
+
+
+def gallery_items(project: Project, selection: GalleryFilter | None = None) -> list[GalleryItem]:
+    """The images ``selection`` lists, in the order they were added."""
+    images = project.images((selection or GalleryFilter()).to_image_filter())
+    labels: dict[int, list[tuple[int, str]]] = {}
+    for label in project.labels():
+        labels.setdefault(label.image_id, []).append((label.class_id, label.role.value))
+    items = []
+    for image in images:
+        pairs = labels.get(image.id, [])
+        items.append(
+            GalleryItem(
+                image_id=image.id,
+                thumbnail=thumbnail_path(project, image),
+                caption=_caption(image),
+                class_ids=tuple(c for c, _ in pairs),
+                role=pairs[0][1] if pairs else None,
+            )
+        )
+    return items
+
+
+def thumbnail_path(project: Project, image: ImageRecord) -> Path | None:
+    """The image's cached thumbnail, rendered again from its source if the cache lost it."""
+    spec = _spec(image)
+    cached = project.thumbnails_dir / thumbnail_name(image.sha256, spec, THUMBNAIL_SIZE)
+    if cached.is_file():
+        return cached
+    if image.path is None or not image.path.is_file():
+        return None
+    try:
+        return thumbnail_for(
+            image.path, spec, project.thumbnails_dir, THUMBNAIL_SIZE, content_sha256=image.sha256
+        )
+    except EptStudioError as err:
+        logger.warning("image %d: no thumbnail (%s)", image.id, type(err).__name__)
+        return None
+
+
+def class_counts(project: Project) -> dict[int, ClassCount]:
+    """Images per class (train and test), by class id."""
+    return {count.class_id: count for count in project.counts_per_class()}
+
+
+def image_count(project: Project) -> int:
+    return len(project.images())
+
+
+def unlabelled_count(project: Project) -> int:
+    return len(project.images(ImageFilter(unlabelled=True)))
+
+
+def _spec(image: ImageRecord) -> RenderingSpec:
+    try:
+        return RenderingSpec.from_dict(image.rendering) if image.rendering else RenderingSpec()
+    except EptStudioError:
+        return RenderingSpec()
+
+
+def _caption(image: ImageRecord) -> str:
+    kind = image.modality or ("DICOM" if image.kind == "dicom" else "image")
+    size = f"{image.columns}×{image.rows}" if image.rows and image.columns else ""
+    return f"#{image.id} {kind} {size}".strip()

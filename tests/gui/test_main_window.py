@@ -1,0 +1,250 @@
+"""The main window on a real project: drop real files, label by keys and by bins, undo, filter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QItemSelectionModel, QMimeData, QModelIndex, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QIcon
+from PySide6.QtWidgets import QApplication, QWidget
+from pytestqt.qtbot import QtBot
+
+from ept_studio.gui.class_bins import CLASS_ID_ROLE, UNLABELLED
+from ept_studio.gui.main_window import MainWindow
+from ept_studio.gui.status import SHORT_NOTICE
+from ept_studio.services.gallery import GalleryFilter, GalleryView
+from ept_studio.services.project import open_project
+
+pytestmark = pytest.mark.gui
+
+IMAGES_IN_SAMPLES = 8
+"""2 DICOM + 6 PNG; ``notes.txt`` is skipped."""
+
+
+def send_drop(target: QWidget, mime: QMimeData, point: QPoint | None = None) -> bool:
+    """Drag enter, move and drop ``mime`` at ``point`` of ``target``; whether the drop was taken."""
+    where = point if point is not None else target.rect().center()
+    actions = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
+    buttons, keys = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    QApplication.sendEvent(target, QDragEnterEvent(where, actions, mime, buttons, keys))
+    QApplication.sendEvent(target, QDragMoveEvent(where, actions, mime, buttons, keys))
+    drop = QDropEvent(QPointF(where), actions, mime, buttons, keys)
+    QApplication.sendEvent(target, drop)
+    return drop.isAccepted()
+
+
+def file_mime(*paths: Path) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    return mime
+
+
+def import_by_drop(qtbot: QtBot, window: MainWindow, *paths: Path) -> None:
+    with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
+        assert send_drop(window.gallery.view.viewport(), file_mime(*paths))
+
+
+def select_rows(window: MainWindow, rows: list[int]) -> None:
+    view = window.gallery.view
+    view.selectionModel().clear()
+    for row in rows:
+        index = view.model().index(row, 0)
+        view.selectionModel().select(index, QItemSelectionModel.SelectionFlag.Select)
+
+
+def stored_labels(folder: Path) -> dict[int, int]:
+    """image id -> class id, read back through a new connection (what is on disk)."""
+    with open_project(folder) as project:
+        return {label.image_id: label.class_id for label in project.labels()}
+
+
+@pytest.fixture
+def project_window(window: MainWindow, tmp_path: Path) -> MainWindow:
+    assert window.file_menu.new_project_at(tmp_path / "project")
+    return window
+
+
+def test_notice_is_always_visible(window: MainWindow) -> None:
+    assert window.status.notice.text() == SHORT_NOTICE
+    assert window.status.notice.isVisible()
+    assert SHORT_NOTICE == "For research use only. Not for clinical diagnosis."
+
+
+def test_new_and_open_project_are_remembered(window: MainWindow, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert window.file_menu.new_project_at(first)
+    assert window.file_menu.new_project_at(second)
+    assert window.file_menu.open_project_at(first)
+    assert window.windowTitle() == "EPT Studio - first"
+    assert window.settings.recent_projects() == [first, second]
+    assert [a.text() for a in window.file_menu.recent.actions()] == [str(first), str(second)]
+
+
+def test_dropped_folder_is_imported_off_the_gui_thread(
+    qtbot: QtBot, project_window: MainWindow, samples: Path, tmp_path: Path
+) -> None:
+    progress: list[tuple[int, int]] = []
+    project_window.session.import_progress.connect(
+        lambda done, total: progress.append((done, total))
+    )
+    import_by_drop(qtbot, project_window, samples)
+    assert project_window.gallery.model.rowCount() == IMAGES_IN_SAMPLES
+    assert progress[-1] == (IMAGES_IN_SAMPLES + 1, IMAGES_IN_SAMPLES + 1)
+    with open_project(tmp_path / "project") as project:
+        assert len(project.images()) == IMAGES_IN_SAMPLES
+        assert sorted(i.kind for i in project.images()).count("dicom") == 2
+    dialog = project_window.report
+    assert dialog.isVisible()
+    assert "Added: 8" in dialog.text.toPlainText()
+    assert "notes.txt: not a DICOM, PNG, JPEG, TIFF or BMP file" in dialog.text.toPlainText()
+    assert project_window.session.project is not None
+    icon = project_window.gallery.model.data(
+        project_window.gallery.model.index(0, 0), Qt.ItemDataRole.DecorationRole
+    )
+    assert isinstance(icon, QIcon)
+    assert not icon.isNull()
+
+
+def test_drop_on_the_window_and_dropping_again_adds_nothing(
+    qtbot: QtBot, project_window: MainWindow, samples: Path
+) -> None:
+    ct = samples / "dicom" / "ct.dcm"
+    with qtbot.waitSignal(project_window.session.import_finished, timeout=20_000):
+        assert send_drop(project_window, file_mime(ct))
+    assert project_window.gallery.model.rowCount() == 1
+    with qtbot.waitSignal(project_window.session.import_finished, timeout=20_000) as blocker:
+        assert send_drop(project_window, file_mime(ct))
+    assert len(blocker.args[0].duplicates) == 1
+    assert project_window.session.image_count() == 1
+
+
+def test_file_import_takes_chosen_files(
+    qtbot: QtBot, project_window: MainWindow, samples: Path
+) -> None:
+    chosen = [samples / "dicom" / "ct.dcm", samples / "photos" / "fundus"]
+    with qtbot.waitSignal(project_window.session.import_finished, timeout=20_000) as blocker:
+        assert project_window.file_menu.import_at(chosen)
+    assert len(blocker.args[0].added) == 4
+    assert project_window.gallery.model.rowCount() == 4
+    assert not project_window.report.isVisible()  # nothing skipped: no report panel
+    assert (
+        project_window.status.currentMessage() == "Import done: 4 added, 0 already there, 0 skipped"
+    )
+
+
+def test_a_drop_without_a_project_imports_nothing(window: MainWindow, samples: Path) -> None:
+    assert send_drop(window.gallery.view.viewport(), file_mime(samples))
+    assert not window.session.importing
+    assert "Create or open a project first" in window.status.currentMessage()
+
+
+def test_keys_label_the_selection_and_undo_redo(
+    qtbot: QtBot, project_window: MainWindow, samples: Path, tmp_path: Path
+) -> None:
+    import_by_drop(qtbot, project_window, samples)
+    session, view = project_window.session, project_window.gallery.view
+    first, second = session.add_class("fundus"), session.add_class("histology")
+    ids = [project_window.gallery.model.image_id(row) for row in range(4)]
+    select_rows(project_window, [0, 1, 2])
+    qtbot.keyClick(view, Qt.Key.Key_1)
+    select_rows(project_window, [3])
+    qtbot.keyClick(view, Qt.Key.Key_2)
+    qtbot.keyClick(view, Qt.Key.Key_7)  # no 7th class: nothing happens
+    folder = tmp_path / "project"
+    expected = {ids[0]: first.id, ids[1]: first.id, ids[2]: first.id, ids[3]: second.id}
+    assert stored_labels(folder) == expected
+    select_rows(project_window, [0])
+    qtbot.keyClick(view, Qt.Key.Key_0)
+    assert ids[0] not in stored_labels(folder)
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert stored_labels(folder) == expected
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert ids[3] not in stored_labels(folder)
+    shift_ctrl = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    qtbot.keyClick(view, Qt.Key.Key_Z, shift_ctrl)
+    assert stored_labels(folder) == expected
+    counts = {c.name: c.train for c in session.counts().values()}
+    assert counts == {"fundus": 3, "histology": 1}
+
+
+def bin_point(window: MainWindow, class_id: int) -> QPoint:
+    bins = window.bins.bins
+    for row in range(bins.count()):
+        if int(bins.item(row).data(CLASS_ID_ROLE)) == class_id:
+            return bins.visualItemRect(bins.item(row)).center()
+    raise AssertionError(f"no bin for class {class_id}")
+
+
+def gallery_drag(window: MainWindow, rows: list[int]) -> QMimeData:
+    """The mime data the gallery puts in a drag of the selected ``rows``."""
+    select_rows(window, rows)
+    model = window.gallery.model
+    indexes: list[QModelIndex] = [model.index(row, 0) for row in rows]
+    return model.mimeData(indexes)
+
+
+def test_dragging_thumbnails_onto_bins_labels_them(
+    qtbot: QtBot, project_window: MainWindow, samples: Path, tmp_path: Path
+) -> None:
+    import_by_drop(qtbot, project_window, samples)
+    fundus = project_window.session.add_class("fundus")
+    ids = [project_window.gallery.model.image_id(row) for row in range(3)]
+    viewport = project_window.bins.bins.viewport()
+    assert send_drop(
+        viewport, gallery_drag(project_window, [0, 1, 2]), bin_point(project_window, fundus.id)
+    )
+    assert stored_labels(tmp_path / "project") == dict.fromkeys(ids, fundus.id)
+    assert "fundus: 3 (train 3, test 0)" in project_window.bins.bins.item(1).text()
+    assert project_window.bins.bins.item(0).text() == "Unlabelled (5)"
+    back = gallery_drag(project_window, [1])
+    assert send_drop(viewport, back, bin_point(project_window, UNLABELLED))
+    assert stored_labels(tmp_path / "project") == {ids[0]: fundus.id, ids[2]: fundus.id}
+    send_drop(viewport, file_mime(samples / "notes.txt"), bin_point(project_window, fundus.id))
+    assert stored_labels(tmp_path / "project") == {ids[0]: fundus.id, ids[2]: fundus.id}
+
+
+def test_filters_show_what_they_say(
+    qtbot: QtBot, project_window: MainWindow, samples: Path
+) -> None:
+    import_by_drop(qtbot, project_window, samples)
+    session, gallery = project_window.session, project_window.gallery
+    fundus = session.add_class("fundus")
+    ids = [gallery.model.image_id(row) for row in range(5)]
+    session.label(ids[:3], fundus.id)
+    project = session.project
+    assert project is not None
+    project.set_role([ids[0]], "test")
+    expected = {
+        GalleryFilter(GalleryView.ALL): 8,
+        GalleryFilter(GalleryView.UNLABELLED): 5,
+        GalleryFilter(GalleryView.CLASS, fundus.id): 3,
+        GalleryFilter(GalleryView.TRAIN): 2,
+        GalleryFilter(GalleryView.TEST): 1,
+    }
+    shown = {}
+    for selection in expected:
+        gallery.set_filter(selection)
+        shown[selection] = gallery.model.rowCount()
+    assert shown == expected
+    assert gallery.summary.text() == "1 shown of 8 images"
+
+
+def test_classes_rename_and_delete(
+    qtbot: QtBot, project_window: MainWindow, samples: Path, tmp_path: Path
+) -> None:
+    import_by_drop(qtbot, project_window, samples)
+    session = project_window.session
+    normal = session.add_class("normal")
+    session.label([project_window.gallery.model.image_id(0)], normal.id)
+    session.rename_class(normal.id, "no finding")
+    texts = [
+        project_window.bins.bins.item(r).text() for r in range(project_window.bins.bins.count())
+    ]
+    assert texts == ["Unlabelled (7)", "[1] no finding: 1 (train 1, test 0)"]
+    assert project_window.gallery.filter.itemText(2) == "Class: no finding"
+    session.delete_class(normal.id)
+    assert project_window.bins.bins.count() == 1
+    assert stored_labels(tmp_path / "project") == {}
+    with open_project(tmp_path / "project") as project:
+        assert project.classes() == []
