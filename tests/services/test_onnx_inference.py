@@ -145,18 +145,20 @@ def test_cancel_stops_between_images(tmp_path: Path, tiny: tuple[OnnxRunner, Tun
     assert finished.cancelled
     assert len(finished.predictions) == 2
     decoded: list[Path] = []
-    gate = threading.Event()
+    gate, inside_second = threading.Event(), threading.Event()
 
     def gated_decode(path: Path) -> np.ndarray:
         decoded.append(path)
         if len(decoded) > 1:
+            inside_second.set()
             gate.wait(timeout=10)
         return render_file(path)
 
     events = iter_predictions(runner, [root], batch_size=1, workers=1, decode=gated_decode)
     next(events)
-    next(events)  # the first image went through; the worker now waits inside the second decode
-    threading.Timer(1.0, gate.set).start()
+    next(events)  # the first image went through
+    assert inside_second.wait(timeout=10)  # the worker now waits inside the second decode
+    threading.Timer(0.5, gate.set).start()
     events.close()  # drops the queued decodes, then waits for the one running
     assert [p.name for p in decoded] == ["00.dcm", "01.dcm"]
 
