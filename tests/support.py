@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ept_studio.core.backbones import LoadedBackbone, random_backbone
 from ept_studio.core.methods import (
     BiasConfig,
     EptConfig,
@@ -113,4 +114,17 @@ def tiny_metadata(model: TunedModel, class_names: tuple[str, ...]) -> PromptFile
         std=(0.25, 0.25, 0.25),
         label_mode="single",
         class_names=class_names,
+    )
+
+
+def tiny_backbone() -> LoadedBackbone:
+    """A fresh tiny random ViT (32 px, 2 blocks) as a loaded backbone, with its weights' sha256."""
+    return random_backbone(
+        "vit_tiny_patch16_224",
+        seed=0,
+        img_size=32,
+        patch_size=8,
+        depth=2,
+        embed_dim=64,
+        num_heads=4,
     )

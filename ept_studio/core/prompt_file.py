@@ -24,7 +24,7 @@ import struct
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import safetensors
 import safetensors.torch
@@ -41,6 +41,9 @@ from ept_studio.core.methods import (
 )
 from ept_studio.core.methods.ept import compact_prompts
 from ept_studio.errors import BackboneMismatchError, ConfigError, PromptFileError
+
+if TYPE_CHECKING:
+    from ept_studio.core.backbones import LoadedBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +267,18 @@ def _method(value: object, compact: bool) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # Writing
+
+
+def backbone_fields(loaded: LoadedBackbone) -> dict[str, Any]:
+    """The :class:`PromptFileMetadata` fields that describe the backbone a model was tuned on."""
+    spec = loaded.spec
+    return {
+        "backbone": spec.name,
+        "backbone_sha256": loaded.weights_sha256,
+        "input_size": spec.input_size,
+        "mean": spec.mean,
+        "std": spec.std,
+    }
 
 
 def save_prompt_file(

@@ -69,7 +69,7 @@ def _bench_model(seed: int = 0) -> tuple[Any, Any, Any]:
     from ept_studio.core.methods import EptConfig
     from ept_studio.core.model import TunedModel
     from ept_studio.core.onnx_export import model_info
-    from ept_studio.core.prompt_file import PromptFileMetadata
+    from ept_studio.core.prompt_file import PromptFileMetadata, backbone_fields
 
     loaded = load_backbone()
     model = TunedModel(loaded.model, EptConfig(), 2).eval()
@@ -80,11 +80,7 @@ def _bench_model(seed: int = 0) -> tuple[Any, Any, Any]:
                 parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
     metadata = PromptFileMetadata(
         method=model.method_config.to_dict(),
-        backbone=loaded.spec.name,
-        backbone_sha256=loaded.weights_sha256,
-        input_size=loaded.spec.input_size,
-        mean=loaded.spec.mean,
-        std=loaded.spec.std,
+        **backbone_fields(loaded),
         label_mode="single",
         class_names=("class_a", "class_b"),
     )

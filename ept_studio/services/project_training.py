@@ -343,18 +343,14 @@ def evaluate_samples(
 def _save_run(
     run: _Run, model: TunedModel, training: dict[str, Any], evaluation: dict[str, Any]
 ) -> ProjectTrainingSaved:
-    from ept_studio.core.prompt_file import PromptFileMetadata, save_prompt_file
+    from ept_studio.core.prompt_file import PromptFileMetadata, backbone_fields, save_prompt_file
 
     loaded, rendered, config = run.loaded, run.rendered, run.config
     folder = run.project.run_dir(run.run_id)
     folder.mkdir(parents=True, exist_ok=True)
     metadata = PromptFileMetadata(
         method=config["method"],
-        backbone=loaded.spec.name,
-        backbone_sha256=loaded.weights_sha256,
-        input_size=loaded.spec.input_size,
-        mean=loaded.spec.mean,
-        std=loaded.spec.std,
+        **backbone_fields(loaded),
         label_mode=rendered.label_mode.value,
         class_names=rendered.classes,
         rendering=_rendering_summary(rendered),

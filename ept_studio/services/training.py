@@ -179,17 +179,18 @@ class FinishedRun:
 
 
 def _save(run: FinishedRun) -> TrainingSaved:
-    from ept_studio.core.prompt_file import PromptFileMetadata, save_prompt_file, to_compact
+    from ept_studio.core.prompt_file import (
+        PromptFileMetadata,
+        backbone_fields,
+        save_prompt_file,
+        to_compact,
+    )
 
     request, model, loaded, split = run.request, run.model, run.loaded, run.split
 
     metadata = PromptFileMetadata(
         method=model.method_config.to_dict(),
-        backbone=loaded.spec.name,
-        backbone_sha256=loaded.weights_sha256,
-        input_size=loaded.spec.input_size,
-        mean=loaded.spec.mean,
-        std=loaded.spec.std,
+        **backbone_fields(loaded),
         label_mode="single",
         class_names=split.classes,
         rendering=RenderingSpec().to_dict(),

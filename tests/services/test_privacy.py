@@ -4,7 +4,6 @@ file the project wrote, the exported prompt file and the captured logs and warni
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 from pathlib import Path
@@ -14,8 +13,8 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
+from support import tiny_backbone
 
-from ept_studio.core.backbones import LoadedBackbone, random_backbone, save_backbone_weights
 from ept_studio.data.store import Project, Role
 from ept_studio.services.project import (
     ProjectTrainingSaved,
@@ -87,20 +86,6 @@ def _write_phi_folder(root: Path) -> Path:
     return root
 
 
-def _tiny_backbone(tmp_path: Path) -> LoadedBackbone:
-    loaded = random_backbone(
-        "vit_tiny_patch16_224",
-        seed=0,
-        img_size=32,
-        patch_size=8,
-        depth=2,
-        embed_dim=64,
-        num_heads=4,
-    )
-    sha = save_backbone_weights(loaded.model, tmp_path / "weights" / "tiny.safetensors")
-    return dataclasses.replace(loaded, weights_sha256=sha)
-
-
 def _leaks(files: list[Path]) -> list[str]:
     found = []
     for path in files:
@@ -137,7 +122,7 @@ def test_no_marker_reaches_the_project_the_exports_or_the_logs(
                     folder,
                     {"method": "ept", "length": 4},
                     {"epochs": 1, "batch_size": 3, "device": "cpu"},
-                    backbone=_tiny_backbone(tmp_path),
+                    backbone=tiny_backbone(),
                     locations_dir=locations,
                 )
             )

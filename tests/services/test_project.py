@@ -3,15 +3,14 @@ files), the training set, training a tiny ViT on a project, exporting its prompt
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
 
 import pydicom
 import pytest
+from support import tiny_backbone
 
-from ept_studio.core.backbones import LoadedBackbone, random_backbone, save_backbone_weights
 from ept_studio.core.prompt_file import read_prompt_file
 from ept_studio.data.store import ImageFilter, ImageStatus, Project, Role
 from ept_studio.errors import DatasetError, TrainingCancelled
@@ -32,21 +31,6 @@ from ept_studio.services.project_import import (
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 QUICK = {"epochs": 1, "batch_size": 8, "lr": 0.05, "device": "cpu"}
-
-
-def tiny_backbone(tmp_path: Path) -> LoadedBackbone:
-    """A fresh tiny random ViT (32 px, 2 blocks) whose weights have a real sha256 on disk."""
-    loaded = random_backbone(
-        "vit_tiny_patch16_224",
-        seed=0,
-        img_size=32,
-        patch_size=8,
-        depth=2,
-        embed_dim=64,
-        num_heads=4,
-    )
-    sha = save_backbone_weights(loaded.model, tmp_path / "tiny-vit.safetensors")
-    return dataclasses.replace(loaded, weights_sha256=sha)
 
 
 def _digests(folder: Path) -> dict[Path, str]:
@@ -193,7 +177,7 @@ def test_train_on_project_records_the_run_and_exports(
             {"method": "ept", "length": 4},
             QUICK,
             seed=3,
-            backbone=tiny_backbone(tmp_path),
+            backbone=tiny_backbone(),
             locations_dir=tmp_path / "locations",
         )
     )
@@ -234,7 +218,7 @@ def test_train_on_project_refuses_and_cancels_clearly(
     project.add_class("fundus")
     project.add_class("histology")
     project.set_label([i.id for i in project.images()], project.classes()[0].id)
-    options = {"backbone": tiny_backbone(tmp_path), "locations_dir": tmp_path / "locations"}
+    options = {"backbone": tiny_backbone(), "locations_dir": tmp_path / "locations"}
     with pytest.raises(DatasetError, match="class 'histology' has no training image"):
         list(train_on_project(project.folder, {"method": "linear"}, QUICK, **options))
     assert project.runs() == []
