@@ -14,30 +14,17 @@ from ept_studio.cli import onnx as cli_onnx
 from ept_studio.cli.console import Console
 from ept_studio.cli.evidence import add_bench_commands as add_accuracy_bench
 from ept_studio.errors import ConfigError
+from ept_studio.services import training_options
 
 METHODS = ("ept", "linear", "full", "bias", "vpt", "lora")
 
 
 def parse_blocks(text: str) -> list[int] | None:
     """``all`` (None), ``shallow`` ([0]), ``0,1,5`` or ``0-5`` (inclusive)."""
-    text = text.strip().lower()
-    if text in ("all", "deep"):
-        return None
-    if text in ("shallow", "first"):
-        return [0]
-    blocks: list[int] = []
     try:
-        for part in text.split(","):
-            if "-" in part:
-                start, end = part.split("-", 1)
-                blocks.extend(range(int(start), int(end) + 1))
-            else:
-                blocks.append(int(part))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"blocks must be all, shallow, a list like 0,1,2 or a range like 0-5, not {text!r}"
-        ) from err
-    return blocks
+        return training_options.parse_blocks(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def method_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -12,10 +12,8 @@ only asks for CUDA when it finds one; a missing GPU is a note, not an error.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import logging
-import sys
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ept_studio.core.gpu import nvidia_gpu_count
 from ept_studio.core.model_io import INPUT_NAME, OUTPUT_NAMES, ModelInfo, ModelOutputs, preprocess
 from ept_studio.errors import ConfigError, OnnxModelError
 
@@ -43,27 +42,6 @@ class Device(str, Enum):
 
 # ---------------------------------------------------------------------------------------------
 # Providers
-
-
-def nvidia_gpu_count() -> int:
-    """How many CUDA devices the NVIDIA driver reports (0 without a driver); torch-free.
-
-    Loads the driver library itself (``libcuda.so.1`` / ``nvcuda.dll``) and asks ``cuDeviceGetCount``
-    after ``cuInit``: the CUDA toolkit or onnxruntime-gpu being installed says nothing about a GPU.
-    """
-    names = {"win32": ("nvcuda.dll",), "linux": ("libcuda.so.1", "libcuda.so")}.get(
-        sys.platform, ()
-    )
-    for name in names:
-        try:
-            driver = ctypes.CDLL(name)
-        except OSError:
-            continue
-        count = ctypes.c_int(0)
-        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-        return int(count.value)
-    return 0
 
 
 def choose_providers(device: Device | str = Device.AUTO) -> tuple[list[str], list[str]]:

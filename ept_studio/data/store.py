@@ -359,6 +359,13 @@ class Project(LabelBook):
             )
         return self.run(run_id)
 
+    def set_run_artifacts(self, run_id: int, artifacts: dict[str, Any]) -> RunRecord:
+        """Add (or replace) entries of a run's artifacts, e.g. an ONNX model made later."""
+        merged = {**self.run(run_id).artifacts, **artifacts}
+        with self._write("the run's files cannot be recorded"):
+            self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", [_json(merged), run_id])
+        return self.run(run_id)
+
     def run(self, run_id: int) -> RunRecord:
         rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
         if not rows:

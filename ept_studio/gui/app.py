@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from PySide6.QtWidgets import QApplication, QDialog
 
@@ -38,12 +39,17 @@ def accept_notice(settings: AppSettings) -> bool:
     return True
 
 
-def run_app(argv: Sequence[str] | None = None) -> int:
-    """Run the desktop app until its window is closed; the process exit status."""
+def run_app(argv: Sequence[str] | None = None, *, open_folder: Path | None = None) -> int:
+    """Run the desktop app until its window is closed; the process exit status.
+
+    ``open_folder``: a project to open at start (``ept-studio --demo`` passes the demo's).
+    """
     app = application(argv)
     settings = AppSettings()
     if not accept_notice(settings):
         return 0
     window = MainWindow(settings)
+    if open_folder is not None:
+        window.file_menu.open_project_at(open_folder)
     window.show()
     return app.exec()

@@ -1,7 +1,10 @@
-"""Class bins: one row per class with its counts; drop gallery images on a bin to label them.
+"""Class bins: one row per class with its colour and counts; drop gallery images on a bin to label.
 
-The first row, "Unlabelled", takes images back (their labels are cleared). Add, rename and delete
-ask for a name in the app; the same actions take the name as an argument (for tests and scripts).
+The first row, "Unlabelled", takes images back (their labels are cleared). In a multi-label project
+a drop on a class adds that class (an image may sit in several bins). Add, rename, recolour, delete
+and reorder ask in the app; the session methods they call take the values as arguments (for tests
+and scripts). Recolouring and reordering are saved at once but are not undoable: the project's
+undo history covers labels only.
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QPoint, Qt, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent, QIcon, QPixmap
 from PySide6.QtWidgets import (
-    QHBoxLayout,
+    QColorDialog,
+    QGridLayout,
     QInputDialog,
     QLabel,
     QListWidget,
@@ -77,10 +81,10 @@ class ClassBinsPanel(QWidget):
         self.session = session
         self.bins = BinList()
         self.bins.images_dropped.connect(self._on_images_dropped)
-        title = QLabel("Classes (drop images on a class; keys 1-9, 0 clears)")
-        title.setWordWrap(True)
+        self.title = QLabel()
+        self.title.setWordWrap(True)
         layout = QVBoxLayout(self)
-        layout.addWidget(title)
+        layout.addWidget(self.title)
         layout.addWidget(self.bins)
         layout.addLayout(self._buttons())
         session.classes_changed.connect(self.refresh)
@@ -89,20 +93,28 @@ class ClassBinsPanel(QWidget):
         session.project_changed.connect(self.refresh)
         self.refresh()
 
-    def _buttons(self) -> QHBoxLayout:
-        row = QHBoxLayout()
-        for text, slot in (
-            ("Add…", self.ask_add),
-            ("Rename…", self.ask_rename),
-            ("Delete", self.ask_delete),
-        ):
+    def _buttons(self) -> QGridLayout:
+        grid = QGridLayout()
+        buttons = (
+            ("Add…", self.ask_add, "Add a class"),
+            ("Rename…", self.ask_rename, "Rename the selected class"),
+            ("Colour…", self.ask_recolour, "Change the selected class's colour"),
+            ("Move up", self.move_up, "Move the selected class up (its key changes)"),
+            ("Move down", self.move_down, "Move the selected class down (its key changes)"),
+            ("Delete", self.ask_delete, "Delete the selected class and its labels"),
+        )
+        for index, (text, slot, tip) in enumerate(buttons):
             button = QPushButton(text)
+            button.setToolTip(tip)
             button.clicked.connect(slot)
-            row.addWidget(button)
-        return row
+            grid.addWidget(button, index // 3, index % 3)
+        return grid
 
     @Slot()
     def refresh(self) -> None:
+        """Rebuild the rows from the session; the selected bin stays selected."""
+        current = self.bins.currentItem()
+        keep = int(current.data(CLASS_ID_ROLE)) if current is not None else None
         self.bins.clear()
         counts = self.session.counts()
         unlabelled = self.session.unlabelled_count()
@@ -113,13 +125,25 @@ class ClassBinsPanel(QWidget):
             key = f"[{position}] " if position <= 9 else ""
             text = f"{key}{info.name}: {train + test} (train {train}, test {test})"
             self._add_row(text, info.id, info.colour)
+        for row in range(self.bins.count()):
+            if int(self.bins.item(row).data(CLASS_ID_ROLE)) == keep:
+                self.bins.setCurrentRow(row)
+        self.title.setText(
+            "Multi-label: a drop adds a class; keys 1-9 toggle, 0 clears; T: train / test"
+            if self.session.multi_label
+            else "Drop images on a class; keys 1-9 label, 0 clears; T: train / test"
+        )
 
     def _add_row(self, text: str, class_id: int, colour: str | None) -> None:
         item = QListWidgetItem(text)
         item.setData(CLASS_ID_ROLE, class_id)
-        if colour is not None:
-            item.setForeground(QBrush(QColor(colour)))
+        item.setIcon(swatch(colour))
         self.bins.addItem(item)
+
+    def select_class(self, class_id: int) -> None:
+        for row in range(self.bins.count()):
+            if int(self.bins.item(row).data(CLASS_ID_ROLE)) == class_id:
+                self.bins.setCurrentRow(row)
 
     def selected_class_id(self) -> int | None:
         item = self.bins.currentItem()
@@ -131,7 +155,7 @@ class ClassBinsPanel(QWidget):
     def _on_images_dropped(self, image_ids: list[int], class_id: int) -> None:
         self._guarded(self.session.label, image_ids, None if class_id == UNLABELLED else class_id)
 
-    # -- add / rename / delete ---------------------------------------------------------------
+    # -- add / rename / recolour / reorder / delete -------------------------------------------
 
     @Slot()
     def ask_add(self) -> None:
@@ -147,6 +171,37 @@ class ClassBinsPanel(QWidget):
         name, ok = QInputDialog.getText(self, "Rename class", "New name:")
         if ok and name.strip():
             self._guarded(self.session.rename_class, class_id, name)
+
+    @Slot()
+    def ask_recolour(self) -> None:
+        class_id = self.selected_class_id()
+        if class_id is None:
+            return
+        current = next((c.colour for c in self.session.classes() if c.id == class_id), "#808080")
+        colour = QColorDialog.getColor(QColor(current), self, "Class colour")
+        if colour.isValid():
+            self.recolour(class_id, colour.name())
+
+    def recolour(self, class_id: int, colour: str) -> None:
+        """Give the class ``colour`` (any name Qt knows; stored as ``#rrggbb``)."""
+        parsed = QColor(colour)
+        if not parsed.isValid():
+            QMessageBox.warning(self, "EPT Studio", f"{colour!r} is not a colour")
+            return
+        self._guarded(self.session.recolour_class, class_id, parsed.name())
+
+    @Slot()
+    def move_up(self) -> None:
+        self._move(-1)
+
+    @Slot()
+    def move_down(self) -> None:
+        self._move(+1)
+
+    def _move(self, offset: int) -> None:
+        class_id = self.selected_class_id()
+        if class_id is not None:
+            self._guarded(self.session.move_class, class_id, offset)
 
     @Slot()
     def ask_delete(self) -> None:
@@ -165,3 +220,13 @@ class ClassBinsPanel(QWidget):
             action(*args)
         except EptStudioError as err:
             QMessageBox.warning(self, "EPT Studio", str(err))
+
+
+def swatch(colour: str | None, size: int = 16) -> QIcon:
+    """A square of the class's colour (a transparent one for "Unlabelled", to keep names aligned)."""
+    pixmap = QPixmap(size, size)
+    if colour is None:
+        pixmap.fill(QColor(0, 0, 0, 0))
+    else:
+        pixmap.fill(QColor(colour))
+    return QIcon(pixmap)

@@ -44,6 +44,9 @@ def report_text(report: ImportReport) -> str:
         f"Changed since last import: {len(report.changed)}",
         f"Skipped: {len(report.skipped)}",
     ]
+    if report.labelled:
+        counts = ", ".join(f"{name} {count}" for name, count in sorted(report.labelled.items()))
+        lines.append(f"Labelled from their folders: {counts}")
     if report.text_in_pixels:
         lines.append(
             f"May show text in their pixels (check for burned-in names): {len(report.text_in_pixels)}"

@@ -31,10 +31,16 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
 from ept_studio.gui.drops import IMAGE_IDS_MIME, dropped_paths, image_ids_mime
+from ept_studio.gui.thumbnail_delegate import (
+    CLASS_COLOURS_ROLE,
+    LABEL_ROLE_ROLE,
+    ThumbnailDelegate,
+)
 from ept_studio.services.gallery import GalleryItem
 
 ICON_SIZE = 128
 IMAGE_ID_ROLE = Qt.ItemDataRole.UserRole + 1
+CLASS_IDS_ROLE = Qt.ItemDataRole.UserRole + 4
 _Index = QModelIndex | QPersistentModelIndex
 
 
@@ -73,10 +79,14 @@ class GalleryModel(QAbstractListModel):
             return self._icon(item.thumbnail)
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{item.caption}: {self._label_text(item)} ({item.role or 'no role'})"
-        if role == Qt.ItemDataRole.ForegroundRole and item.class_ids:
-            return self._class_colours.get(item.class_ids[0])
         if role == IMAGE_ID_ROLE:
             return item.image_id
+        if role == CLASS_IDS_ROLE:
+            return list(item.class_ids)
+        if role == CLASS_COLOURS_ROLE:
+            return [self._class_colours.get(c, QColor("gray")) for c in item.class_ids]
+        if role == LABEL_ROLE_ROLE:
+            return item.role
         return None
 
     def flags(self, index: _Index) -> Qt.ItemFlag:
@@ -95,6 +105,9 @@ class GalleryModel(QAbstractListModel):
 
     def image_id(self, row: int) -> int:
         return self._items[row].image_id
+
+    def item(self, image_id: int) -> GalleryItem | None:
+        return next((item for item in self._items if item.image_id == image_id), None)
 
     def _label_text(self, item: GalleryItem) -> str:
         names = [self._class_names.get(c, "?") for c in item.class_ids]
@@ -129,6 +142,8 @@ class GalleryView(QListView):
         self.setAcceptDrops(True)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)
         self.setDefaultDropAction(Qt.DropAction.CopyAction)
+        self.setItemDelegate(ThumbnailDelegate(self))
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
     def selected_image_ids(self) -> list[int]:
         rows = sorted(index.row() for index in self.selectionModel().selectedIndexes())

@@ -1,18 +1,25 @@
-"""The gallery panel: a filter bar above the thumbnails, refreshed whenever the project changes."""
+"""The gallery panel: a filter bar above the thumbnails, refreshed whenever the project changes.
+
+It also owns what acts on the selected thumbnails besides the bins: keys 0-9, the train / test
+toggle (key T) and the right-click menu (take one class off, clear, toggle the role).
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, Slot
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from collections.abc import Callable
+
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPoint, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QVBoxLayout, QWidget
 
 from ept_studio.gui.gallery import GalleryModel, GalleryView
 from ept_studio.gui.session import ProjectSession
-from ept_studio.services.gallery import GalleryFilter
+from ept_studio.services.gallery import REVIEW_VIEWS, GalleryFilter
 from ept_studio.services.gallery import GalleryView as Show
 
 
 class GalleryPanel(QWidget):
-    """Filter (all / unlabelled / per class / train / test) and the thumbnails it lets through."""
+    """Filter (all / unlabelled / per class / train / test / review) and what it lets through."""
 
     def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -21,6 +28,12 @@ class GalleryPanel(QWidget):
         self.view = GalleryView()
         self.view.setModel(self.model)
         self.view.digit_pressed.connect(self._on_digit)
+        self.view.customContextMenuRequested.connect(self._on_context_menu)
+        self.toggle_role_action = QAction("Toggle &train / test", self)
+        self.toggle_role_action.setShortcut(QKeySequence("T"))
+        self.toggle_role_action.setToolTip("Hold the selected images out for testing, or back")
+        self.toggle_role_action.triggered.connect(self.toggle_role)
+        self.addAction(self.toggle_role_action)
         self.filter = QComboBox()
         self.filter.currentIndexChanged.connect(self._on_filter_changed)
         self.summary = QLabel()
@@ -60,6 +73,8 @@ class GalleryPanel(QWidget):
             self.filter.addItem(f"Class: {info.name}", GalleryFilter(Show.CLASS, info.id))
         self.filter.addItem("Train", GalleryFilter(Show.TRAIN))
         self.filter.addItem("Test", GalleryFilter(Show.TEST))
+        self.filter.addItem("Misclassified (latest run)", GalleryFilter(Show.MISCLASSIFIED))
+        self.filter.addItem("Most uncertain (latest run)", GalleryFilter(Show.UNCERTAIN))
         self.filter.blockSignals(False)
         self.set_filter(current)
         self.refresh()
@@ -74,7 +89,10 @@ class GalleryPanel(QWidget):
         self.model.set_items(self.session.items(self.current_filter()), names, colours)
         self._select(selected)
         total = self.session.image_count()
-        self.summary.setText(f"{self.model.rowCount()} shown of {total} images")
+        text = f"{self.model.rowCount()} shown of {total} images"
+        if self.current_filter().view in REVIEW_VIEWS and self.session.prediction_run() is None:
+            text = "No inference run with predictions yet"
+        self.summary.setText(text)
 
     def _select(self, image_ids: set[int]) -> None:
         selection = QItemSelection()
@@ -92,3 +110,44 @@ class GalleryPanel(QWidget):
     @Slot(int)
     def _on_digit(self, digit: int) -> None:
         self.session.label_by_position(self.view.selected_image_ids(), digit)
+
+    @Slot()
+    def toggle_role(self) -> None:
+        """Key T: the selected images to test, or back to train (unlabelled ones have no role)."""
+        if self.session.project is not None:
+            self.session.toggle_role(self.view.selected_image_ids())
+
+    def selection_menu(self) -> QMenu:
+        """The right-click menu for the selected thumbnails."""
+        menu = QMenu(self)
+        ids = self.view.selected_image_ids()
+        carried = {c for image_id in ids for c in self._class_ids(image_id)}
+        for info in self.session.classes():
+            if info.id in carried:
+                action = menu.addAction(f"Remove from “{info.name}”")
+                action.setData(info.id)
+                action.triggered.connect(_call(self.session.remove_label, ids, info.id))
+        clear = menu.addAction("Clear all labels")
+        clear.setEnabled(bool(carried))
+        clear.triggered.connect(_call(self.session.label, ids, None))
+        menu.addSeparator()
+        menu.addAction(self.toggle_role_action)
+        return menu
+
+    def _class_ids(self, image_id: int) -> tuple[int, ...]:
+        item = self.model.item(image_id)
+        return item.class_ids if item is not None else ()
+
+    @Slot(QPoint)
+    def _on_context_menu(self, point: QPoint) -> None:
+        if self.session.project is not None and self.view.selected_image_ids():
+            self.selection_menu().exec(self.view.viewport().mapToGlobal(point))
+
+
+def _call(action: Callable[..., None], *args: object) -> Callable[[], None]:
+    """A slot taking no arguments (``triggered`` would pass ``checked`` on)."""
+
+    def slot() -> None:
+        action(*args)
+
+    return slot

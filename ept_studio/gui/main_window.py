@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QModelIndex, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QSplitter, QWidget
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QSplitter, QTabWidget, QWidget
 
 from ept_studio.gui.class_bins import ClassBinsPanel
 from ept_studio.gui.dialogs import ImportReportPanel
 from ept_studio.gui.drops import dropped_paths
 from ept_studio.gui.gallery_panel import GalleryPanel
+from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.menus import FileMenu
+from ept_studio.gui.results_panel import ResultsPanel
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings
 from ept_studio.gui.status import StatusBar
+from ept_studio.gui.training_panel import TrainingPanel
+from ept_studio.gui.viewer import ViewerPanel
 from ept_studio.services.project import ImportReport
 
 
@@ -28,12 +32,26 @@ class MainWindow(QMainWindow):
         self.session = ProjectSession(self)
         self.gallery = GalleryPanel(self.session)
         self.bins = ClassBinsPanel(self.session)
+        self.jobs = ProjectJobs(self.session, self)
+        self.training = TrainingPanel(self.jobs)
+        self.side = QTabWidget()
+        self.side.addTab(self.bins, "Classes")
+        self.side.addTab(self.training, "Train")
+        self.results = ResultsPanel(self.jobs, self.gallery.view.selected_image_ids)
+        self.side.addTab(self.results, "Results")
+        self.training.run_saved.connect(self._on_run_saved)
         self.status = StatusBar(self.session)
         self.report = ImportReportPanel(self)
         self.report.hide()
+        self.viewer = ViewerPanel(self.session)
+        self.main_tabs = QTabWidget()
+        self.main_tabs.addTab(self.gallery, "Gallery")
+        self.main_tabs.addTab(self.viewer, "Viewer")
+        self.gallery.view.doubleClicked.connect(self._on_open_image)
+        self.results.predictions_changed.connect(self._on_predictions)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.gallery)
-        splitter.addWidget(self.bins)
+        splitter.addWidget(self.main_tabs)
+        splitter.addWidget(self.side)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
         self.setCentralWidget(splitter)
@@ -61,6 +79,7 @@ class MainWindow(QMainWindow):
         add_class.triggered.connect(self.bins.ask_add)
         for action in (self.undo_action, self.redo_action, add_class):
             menu.addAction(action)
+        menu.addAction(self.gallery.toggle_role_action)
 
     def import_paths(self, paths: list[Path]) -> bool:
         """Import files and folders into the open project (in a worker thread)."""
@@ -91,11 +110,50 @@ class MainWindow(QMainWindow):
         if report.skipped or not report.added:
             self.report.show_report(report)
 
+    def open_image(self, image_id: int) -> bool:
+        """Show one image in the Viewer tab (double-click on a thumbnail does this)."""
+        if not self.viewer.show_image(image_id):
+            return False
+        self.main_tabs.setCurrentWidget(self.viewer)
+        return True
+
+    @Slot(QModelIndex)
+    def _on_open_image(self, index: QModelIndex) -> None:
+        if index.isValid():
+            self.open_image(self.gallery.model.image_id(index.row()))
+
+    @Slot(int)
+    def _on_predictions(self, run_id: int) -> None:
+        self.gallery.refresh()
+        if self.viewer.overlay_shown:
+            self.viewer.set_overlay(run_id)
+
+    @Slot(object)
+    def _on_run_saved(self, _saved: object) -> None:
+        self.results.refresh()
+
     @Slot()
     def _on_project_changed(self) -> None:
         folder = self.session.folder
-        self.setWindowTitle(f"EPT Studio - {folder.name}" if folder else "EPT Studio")
+        mode = " (multi-label)" if self.session.multi_label else ""
+        self.setWindowTitle(f"EPT Studio - {folder.name}{mode}" if folder else "EPT Studio")
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.jobs.busy and not self._confirm_close():
+            event.ignore()
+            return
+        self.jobs.stop()
         self.session.close()
         super().closeEvent(event)
+
+    def _confirm_close(self) -> bool:
+        """Ask before closing while a task runs (it is cancelled; labels are already saved)."""
+        answer = QMessageBox.question(
+            self,
+            "EPT Studio",
+            f"{self.jobs.current} is still running. Cancel it and close?\n"
+            "Your labels are already saved.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes

@@ -1,17 +1,24 @@
-"""The File menu: new / open / recent projects and import, each also callable with a path."""
+"""The File menu: new / open / recent projects and import, each also callable with a path.
+
+A multi-label project (an image may carry several classes) is chosen when it is created; the label
+mode of a project never changes. "Import folders as classes" takes a folder whose sub-folders are
+named after the classes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
 
 from ept_studio.errors import EptStudioError
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings
+from ept_studio.services.demo import create_demo_project, default_demo_folder
+from ept_studio.services.project import LabelMode
 
 IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 
@@ -25,12 +32,15 @@ class FileMenu(QMenu):
         self.session = session
         self.settings = settings
         self._action("&New project…", QKeySequence.StandardKey.New, self.ask_new)
+        self._action("New &multi-label project…", "Ctrl+Shift+N", self.ask_new_multi)
         self._action("&Open project…", QKeySequence.StandardKey.Open, self.ask_open)
+        self._action("Open the &demo project", "Ctrl+Shift+D", self.open_demo)
         self.recent = self.addMenu("Open &recent")
         self.recent.aboutToShow.connect(self.refresh_recent)
         self.addSeparator()
         self._action("&Import files…", "Ctrl+I", self.ask_import_files)
         self._action("Import &folder…", "Ctrl+Shift+I", self.ask_import_folder)
+        self._action("Import folders as &classes…", "Ctrl+Alt+I", self.ask_import_class_folders)
         self.addSeparator()
         self._action("&Quit", QKeySequence.StandardKey.Quit, window.close)
         self.refresh_recent()
@@ -44,11 +54,25 @@ class FileMenu(QMenu):
         self.addAction(action)
         return action
 
-    def new_project_at(self, folder: Path) -> bool:
-        return self._guarded(self.session.new_project, folder)
+    def new_project_at(self, folder: Path, label_mode: LabelMode | str = LabelMode.SINGLE) -> bool:
+        """A new project in ``folder``; ``multi``: images may carry several classes."""
+        return self._guarded(lambda chosen: self.session.new_project(chosen, label_mode), folder)
 
     def open_project_at(self, folder: Path) -> bool:
         return self._guarded(self.session.open_project, folder)
+
+    @Slot()
+    def open_demo(self, folder: Path | None = None) -> bool:
+        """Build the demo project (real DICOM samples from installed packages) once, then open it."""
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            summary = create_demo_project(folder or default_demo_folder(), exist_ok=True)
+        except EptStudioError as err:
+            QMessageBox.warning(self.window_, "EPT Studio", str(err))
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        return self.open_project_at(summary.project_folder)
 
     def _guarded(self, opener: Callable[[Path], None], folder: Path) -> bool:
         try:
@@ -85,6 +109,14 @@ class FileMenu(QMenu):
             self.new_project_at(Path(folder))
 
     @Slot()
+    def ask_new_multi(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self.window_, "New multi-label project: choose an empty folder"
+        )
+        if folder:
+            self.new_project_at(Path(folder), LabelMode.MULTI)
+
+    @Slot()
     def ask_open(self) -> None:
         folder = QFileDialog.getExistingDirectory(self.window_, "Open project folder")
         if folder:
@@ -102,9 +134,25 @@ class FileMenu(QMenu):
         if folder:
             self.import_at([Path(folder)])
 
+    @Slot()
+    def ask_import_class_folders(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self.window_,
+            "Import folders as classes: choose the folder holding one folder per class",
+        )
+        if folder:
+            self.import_class_folders_at(Path(folder))
+
     def import_at(self, paths: list[Path]) -> bool:
         """File > Import with the paths chosen: runs in the worker thread, like a drop."""
         if self.session.project is None:
             QMessageBox.information(self.window_, "EPT Studio", "Create or open a project first.")
             return False
         return self.session.start_import(paths)
+
+    def import_class_folders_at(self, folder: Path) -> bool:
+        """Each sub-folder of ``folder`` is a class (created if new) labelling the images in it."""
+        if self.session.project is None:
+            QMessageBox.information(self.window_, "EPT Studio", "Create or open a project first.")
+            return False
+        return self.session.start_import([folder], folders_as_classes=True)

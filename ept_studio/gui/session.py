@@ -22,10 +22,13 @@ from ept_studio.services.gallery import (
     image_count,
     unlabelled_count,
 )
+from ept_studio.services.gallery_review import latest_prediction_run
 from ept_studio.services.project import (
     ClassInfo,
     ImportReport,
+    LabelMode,
     Project,
+    Role,
     create_project,
     open_project,
 )
@@ -51,8 +54,9 @@ class ProjectSession(QObject):
 
     # -- opening ------------------------------------------------------------------------------
 
-    def new_project(self, folder: Path) -> None:
-        self._replace(create_project(folder))
+    def new_project(self, folder: Path, label_mode: LabelMode | str = LabelMode.SINGLE) -> None:
+        """A new project; ``multi``: an image may carry several classes."""
+        self._replace(create_project(folder, label_mode))
 
     def open_project(self, folder: Path) -> None:
         self._replace(open_project(folder))
@@ -74,6 +78,10 @@ class ProjectSession(QObject):
     def folder(self) -> Path | None:
         return self.project.folder if self.project is not None else None
 
+    @property
+    def multi_label(self) -> bool:
+        return self.project is not None and self.project.label_mode is LabelMode.MULTI
+
     # -- reading ------------------------------------------------------------------------------
 
     def items(self, selection: GalleryFilter) -> list[GalleryItem]:
@@ -90,6 +98,10 @@ class ProjectSession(QObject):
 
     def unlabelled_count(self) -> int:
         return unlabelled_count(self.project) if self.project is not None else 0
+
+    def prediction_run(self) -> int | None:
+        """The inference run the review filters read (latest finished one with predictions)."""
+        return latest_prediction_run(self.project) if self.project is not None else None
 
     def label_of(self, image_id: int) -> list[int]:
         if self.project is None:
@@ -118,13 +130,65 @@ class ProjectSession(QObject):
             self.labels_changed.emit()
 
     def label_by_position(self, image_ids: list[int], position: int) -> None:
-        """Key N: the N-th class (from 1); 0 clears. Keys past the last class do nothing."""
+        """Key N: the N-th class (from 1); 0 clears. Keys past the last class do nothing.
+
+        In a multi-label project key N toggles the class: it is taken off when every image of
+        the selection carries it, else added to those that lack it.
+        """
         if position == 0:
             self.label(image_ids, None)
             return
         classes = self.classes()
         if 1 <= position <= len(classes):
-            self.label(image_ids, classes[position - 1].id)
+            if self.multi_label:
+                self.toggle_class(image_ids, classes[position - 1].id)
+            else:
+                self.label(image_ids, classes[position - 1].id)
+
+    def toggle_class(self, image_ids: list[int], class_id: int) -> None:
+        """Add ``class_id`` to the images, or take it off when all of them already carry it."""
+        if all(class_id in self.label_of(image_id) for image_id in image_ids):
+            self.remove_label(image_ids, class_id)
+        else:
+            self.label(image_ids, class_id)
+
+    def remove_label(self, image_ids: list[int], class_id: int) -> None:
+        """Take one class off the images (one undoable step); other labels stay."""
+        if image_ids and self._open().remove_label(image_ids, class_id):
+            self.labels_changed.emit()
+
+    def toggle_role(self, image_ids: list[int]) -> Role | None:
+        """Move the labelled images to test, or back to train when all are test already.
+
+        One undoable step; unlabelled images have no role. Returns the role set (None: nothing
+        to change).
+        """
+        project = self._open()
+        roles = {label.role for i in image_ids for label in project.labels(i)}
+        if not roles:
+            return None
+        role = Role.TRAIN if roles == {Role.TEST} else Role.TEST
+        if project.set_role(image_ids, role):
+            self.labels_changed.emit()
+        return role
+
+    def recolour_class(self, class_id: int, colour: str) -> None:
+        """A new colour (``#rrggbb``) for the class's bin and thumbnail bands; saved at once."""
+        self._open().recolour_class(class_id, colour)
+        self.classes_changed.emit()
+
+    def move_class(self, class_id: int, offset: int) -> None:
+        """Move a class up (-1) or down (+1) the list; keys 1-9 follow the new order."""
+        order = [info.id for info in self.classes()]
+        if class_id not in order:
+            return
+        old = order.index(class_id)
+        new = max(0, min(len(order) - 1, old + offset))
+        if new == old:
+            return
+        order.insert(new, order.pop(old))
+        self._open().reorder_classes(order)
+        self.classes_changed.emit()
 
     def undo(self) -> None:
         if self.project is not None and self.project.undo():
@@ -145,11 +209,15 @@ class ProjectSession(QObject):
     def importing(self) -> bool:
         return self._thread is not None and self._thread.isRunning()
 
-    def start_import(self, paths: list[Path]) -> bool:
-        """Import in a worker thread; False when no project is open or an import is running."""
+    def start_import(self, paths: list[Path], *, folders_as_classes: bool = False) -> bool:
+        """Import in a worker thread; False when no project is open or an import is running.
+
+        ``folders_as_classes``: each sub-folder of a given folder is a class (created if new)
+        and labels its images.
+        """
         if self.project is None or self.importing or not paths:
             return False
-        worker = ImportWorker(self.project.folder, paths)
+        worker = ImportWorker(self.project.folder, paths, folders_as_classes=folders_as_classes)
         worker.progress.connect(self._on_progress)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -168,6 +236,8 @@ class ProjectSession(QObject):
     @Slot(object)
     def _on_finished(self, report: ImportReport) -> None:
         self._join()
+        if report.labelled:  # folders as classes may have created classes
+            self.classes_changed.emit()
         self.images_changed.emit()
         self.labels_changed.emit()
         self.import_finished.emit(report)

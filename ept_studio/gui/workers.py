@@ -24,7 +24,11 @@ logger = logging.getLogger(__name__)
 
 
 class ImportWorker(QObject):
-    """Imports ``paths`` into the project at ``folder``; cancel between files."""
+    """Imports ``paths`` into the project at ``folder``; cancel between files.
+
+    With ``folders_as_classes`` each sub-folder of a given folder names a class: it is created if
+    new, and the images under it are labelled with it.
+    """
 
     progress = Signal(int, int)
     """Files done, files in all."""
@@ -33,10 +37,13 @@ class ImportWorker(QObject):
     failed = Signal(str)
     """A message for the user: the import could not run at all."""
 
-    def __init__(self, folder: Path, paths: list[Path]) -> None:
+    def __init__(
+        self, folder: Path, paths: list[Path], *, folders_as_classes: bool = False
+    ) -> None:
         super().__init__()
         self._folder = folder
         self._paths = paths
+        self._folders_as_classes = folders_as_classes
         self._cancelled = False
 
     def cancel(self) -> None:
@@ -50,7 +57,13 @@ class ImportWorker(QObject):
     def run(self) -> None:
         try:
             with open_project(self._folder) as project:
-                for event in iter_import(project, self._paths, cancel=self._is_cancelled):
+                events = iter_import(
+                    project,
+                    self._paths,
+                    folders_as_classes=self._folders_as_classes,
+                    cancel=self._is_cancelled,
+                )
+                for event in events:
                     if isinstance(event, ImportProgress):
                         self.progress.emit(event.done, event.total)
                     elif isinstance(event, ImportFinished):

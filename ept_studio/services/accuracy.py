@@ -44,7 +44,9 @@ class AccuracyRequest:
     """One protocol run. ``dataset`` names a built-in set; or ``medfmc_root`` + ``medfmc_task``.
 
     ``draws`` are random support draws (for MedFMC: the release's splits exp1..exp``draws``);
-    ``recipe`` overrides the paper recipe (``{"epochs": 3}``), identically for every method.
+    ``recipe`` overrides the paper recipe (``{"epochs": 3}``), identically for every method;
+    ``{"preset": "default", ...}`` starts from another preset. The method ``"prototype"`` is the
+    nearest-centroid baseline (no training).
     """
 
     out: Path
@@ -122,9 +124,8 @@ def run_accuracy(
 ) -> Iterator[object]:
     """Run the protocol (see the module docstring); ``backbone`` replaces the requested one."""
     from ept_studio.core.backbones import load_backbone
-    from ept_studio.core.methods import default_config
-    from ept_studio.core.protocol import ProtocolConfig, plan_episodes, run_episode
-    from ept_studio.core.training import PAPER_RECIPE
+    from ept_studio.core.protocol import ProtocolConfig, method_configs, plan_episodes, run_episode
+    from ept_studio.core.training import recipe_from_settings
 
     start = time.perf_counter()
     config = ProtocolConfig(
@@ -135,8 +136,8 @@ def run_accuracy(
         resamples=request.resamples,
         seed=request.seed,
     )
-    recipe = PAPER_RECIPE.replace(**request.recipe)
-    methods = {name: default_config(name) for name in _checked_methods(request.methods)}
+    recipe = recipe_from_settings(request.recipe)
+    methods = method_configs(_checked_methods(request.methods))
     plan = _plan(request, config)
     episodes = plan_episodes(plan.draws, methods, config)
     notes = tuple(sorted({note for draw in plan.draws for note in draw.notes}))
@@ -170,8 +171,9 @@ def run_accuracy(
 
 def _checked_methods(names: tuple[str, ...]) -> tuple[str, ...]:
     from ept_studio.core.methods import MethodName
+    from ept_studio.core.protocol import PROTOTYPE_BASELINE
 
-    known = {m.value for m in MethodName}
+    known = {m.value for m in MethodName} | {PROTOTYPE_BASELINE}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ConfigError(f"unknown methods {unknown}: choose from {', '.join(sorted(known))}")

@@ -16,11 +16,13 @@ from ept_studio.data.render import RenderingSpec
 from ept_studio.data.store import ClassCount, ImageFilter, ImageRecord, Project, Role
 from ept_studio.data.thumbnails import thumbnail_for, thumbnail_name
 from ept_studio.errors import EptStudioError
+from ept_studio.services.gallery_review import misclassified, most_uncertain
 from ept_studio.services.project_import import THUMBNAIL_SIZE
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "REVIEW_VIEWS",
     "ClassCount",
     "GalleryFilter",
     "GalleryItem",
@@ -41,14 +43,27 @@ class GalleryView(str, Enum):
     CLASS = "class"
     TRAIN = "train"
     TEST = "test"
+    MISCLASSIFIED = "misclassified"
+    """Labelled images an inference run got wrong (see :mod:`~ept_studio.services.gallery_review`)."""
+    UNCERTAIN = "uncertain"
+    """The images an inference run was least sure of, least sure first."""
+
+
+REVIEW_VIEWS = frozenset({GalleryView.MISCLASSIFIED, GalleryView.UNCERTAIN})
+"""The views that read an inference run's predictions."""
 
 
 @dataclasses.dataclass(frozen=True)
 class GalleryFilter:
-    """Which images the gallery lists; ``class_id`` only with :attr:`GalleryView.CLASS`."""
+    """Which images the gallery lists.
+
+    ``class_id`` only with :attr:`GalleryView.CLASS`; ``run_id`` only with the review views (None:
+    the latest finished run that stored predictions).
+    """
 
     view: GalleryView = GalleryView.ALL
     class_id: int | None = None
+    run_id: int | None = None
 
     def to_image_filter(self) -> ImageFilter:
         if self.view is GalleryView.UNLABELLED:
@@ -75,8 +90,8 @@ class GalleryItem:
 
 
 def gallery_items(project: Project, selection: GalleryFilter | None = None) -> list[GalleryItem]:
-    """The images ``selection`` lists, in the order they were added."""
-    images = project.images((selection or GalleryFilter()).to_image_filter())
+    """The images ``selection`` lists, in the order they were added (review views: worst first)."""
+    images = _images(project, selection or GalleryFilter())
     labels: dict[int, list[tuple[int, str]]] = {}
     for label in project.labels():
         labels.setdefault(label.image_id, []).append((label.class_id, label.role.value))
@@ -93,6 +108,17 @@ def gallery_items(project: Project, selection: GalleryFilter | None = None) -> l
             )
         )
     return items
+
+
+def _images(project: Project, selection: GalleryFilter) -> list[ImageRecord]:
+    if selection.view not in REVIEW_VIEWS:
+        return project.images(selection.to_image_filter())
+    if selection.view is GalleryView.MISCLASSIFIED:
+        order = misclassified(project, selection.run_id)
+    else:
+        order = most_uncertain(project, selection.run_id)
+    by_id = {image.id: image for image in project.images()}
+    return [by_id[image_id] for image_id in order if image_id in by_id]
 
 
 def thumbnail_path(project: Project, image: ImageRecord) -> Path | None:

@@ -25,7 +25,14 @@ from pathlib import Path
 from ept_studio.data.dicom import is_dicom_file, read_dicom_header
 from ept_studio.data.images import is_image_path
 from ept_studio.data.render import RenderingSpec, decode_file
-from ept_studio.data.store import DB_NAME, ImageRecord, ImageStatus, NewImage, Project
+from ept_studio.data.store import (
+    DB_NAME,
+    ImageRecord,
+    ImageStatus,
+    LabelMode,
+    NewImage,
+    Project,
+)
 from ept_studio.data.thumbnails import thumbnail_for
 from ept_studio.errors import EptStudioError, ImageDecodeError
 from ept_studio.files import file_sha256
@@ -187,10 +194,15 @@ def _walk(root: Path, report: ImportReport) -> list[Path]:
 def _label_by_folder(
     project: Project, by_class: dict[str, list[int]], report: ImportReport
 ) -> None:
-    """One undoable labelling step per class folder; images already labelled keep their label."""
+    """One undoable labelling step per class folder.
+
+    Single-label: an image that already has a label keeps it (the first folder, by name, wins).
+    Multi-label: an image gets the class of every folder it is in (the same content twice).
+    """
+    multi = project.label_mode is LabelMode.MULTI
     labelled = {label.image_id for label in project.labels()}
     for name in sorted(by_class):
-        ids = [i for i in dict.fromkeys(by_class[name]) if i not in labelled]
+        ids = [i for i in dict.fromkeys(by_class[name]) if multi or i not in labelled]
         if not ids:
             continue
         existing = project.class_by_name(name)

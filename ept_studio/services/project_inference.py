@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,22 +46,29 @@ def predict_project(
     runner: Runner,
     *,
     model_name: str,
+    image_ids: Sequence[int] | None = None,
+    source_run: int | None = None,
     batch_size: int = 8,
     workers: int = 2,
     cancel: Callable[[], bool] | None = None,
     locations_dir: Path | None = None,
 ) -> Iterator[object]:
-    """Yield the inference events, then :class:`ProjectPredicted`; results go into the project."""
+    """Yield the inference events, then :class:`ProjectPredicted`; results go into the project.
+
+    ``image_ids`` limits the run to those images (default: every image whose file is here);
+    ``source_run`` is the training run the model came from, when it is this project's.
+    """
+    wanted = None if image_ids is None else set(image_ids)
     with Project.open(folder, locations_dir=locations_dir) as project:
         image_id: dict[Path, int] = {}
         specs: dict[Path, RenderingSpec] = {}
         for image in project.images(ImageFilter(status=ImageStatus.OK)):
-            if image.path is not None:
+            if image.path is not None and (wanted is None or image.id in wanted):
                 image_id[image.path] = image.id
                 specs[image.path] = rendering_spec(image.rendering)
         if not image_id:
             raise DatasetError(f"{folder}: the project has no image whose source file is here")
-        run_id = _record_inference_run(project, runner, model_name)
+        run_id = _record_inference_run(project, runner, model_name, source_run)
         finished: InferenceFinished | None = None
         try:
             for event in iter_predictions(
@@ -92,7 +99,9 @@ def predict_project(
         yield ProjectPredicted(run_id, counts["images"], counts["failed"], finished.cancelled)
 
 
-def _record_inference_run(project: Project, runner: Runner, model_name: str) -> int:
+def _record_inference_run(
+    project: Project, runner: Runner, model_name: str, source_run: int | None
+) -> int:
     info = runner.info
     return project.record_run(
         config={
@@ -101,6 +110,7 @@ def _record_inference_run(project: Project, runner: Runner, model_name: str) -> 
             "prompt_sha256": info.prompt_sha256,
             "method": info.method,
             "class_names": list(info.class_names),
+            "source_run": source_run,
         },
         seed=0,
         versions={"ept_studio": __version__, "python": platform.python_version()},

@@ -13,13 +13,13 @@ import dataclasses
 import datetime
 import json
 import platform
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.data.render import RenderingSpec, render_file
-from ept_studio.data.store import ImageStatus, LabelMode, Project, Role
+from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
 from ept_studio.errors import DatasetError, ImageDecodeError, TrainingCancelled, TrainingError
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def train_on_project(
     backbone_weights: Path | None = None,
     cancel: Callable[[], bool] | None = None,
     locations_dir: Path | None = None,
-) -> Iterator[object]:
+) -> Generator[object, None, None]:
     """Train on the project in ``folder``; yields events (see the module docstring).
 
     ``method`` is a method config dict (``{"method": "ept", "length": 100}``), ``recipe`` holds
@@ -268,8 +268,33 @@ def _train_and_save(
     samples = [(pixels, item.target) for item, pixels in run.rendered.train]
     training = yield from fit(model, samples, recipe, run.loaded, mode, cancel)
     test = [(pixels, item.target) for item, pixels in run.rendered.test]
-    evaluation = evaluate_samples(model, test, run.loaded, mode)
+    evaluation = evaluate_samples(model, test, run.loaded, mode, with_probabilities=True)
+    probabilities = evaluation.pop("probabilities", None)
+    if probabilities is not None:
+        run.project.record_predictions(
+            run.run_id, _test_prediction_rows(run.rendered, probabilities)
+        )
     return _save_run(run, model, training, evaluation)
+
+
+def _test_prediction_rows(rendered: _Rendered, probabilities: Any) -> list[PredictionRow]:
+    """One stored prediction per test image: the predicted class and every class's model score.
+
+    No attention is kept (an empty ``[0, 0]`` array): an inference run draws the overlays.
+    """
+    import numpy as np
+
+    names = rendered.classes
+    empty = np.zeros((0, 0), dtype=np.float32)
+    return [
+        PredictionRow(
+            item.image_id,
+            names[int(np.argmax(scores))],
+            {name: float(s) for name, s in zip(names, scores, strict=True)},
+            empty,
+        )
+        for (item, _), scores in zip(rendered.test, probabilities, strict=True)
+    ]
 
 
 def fit(
@@ -313,8 +338,13 @@ def evaluate_samples(
     samples: Sequence[tuple[torch.Tensor, Target]],
     loaded: LoadedBackbone,
     label_mode: str,
+    *,
+    with_probabilities: bool = False,
 ) -> dict[str, Any]:
-    """Metrics (and, single-label, the confusion matrix) on held-out samples; empty when none."""
+    """Metrics (and, single-label, the confusion matrix) on held-out samples; empty when none.
+
+    ``with_probabilities`` adds the ``[n, C]`` array under ``"probabilities"`` (not JSON).
+    """
     from ept_studio.core.metrics import confusion_matrix
     from ept_studio.core.model import LabelMode as EngineLabelMode
     from ept_studio.core.training import evaluate
@@ -333,11 +363,14 @@ def evaluate_samples(
     if label_mode == "single":
         predictions = result.probabilities.argmax(axis=1)
         matrix = confusion_matrix(result.targets, predictions, model.num_classes).tolist()
-    return {
+    evaluation: dict[str, Any] = {
         "metrics": {k: float(v) for k, v in result.metrics.items()},
         "confusion_matrix": matrix,
         "test_size": len(samples),
     }
+    if with_probabilities:
+        evaluation["probabilities"] = result.probabilities
+    return evaluation
 
 
 def _save_run(

@@ -51,6 +51,8 @@ def test_filters_and_counts(project: Project) -> None:
         GalleryView.CLASS: 3,
         GalleryView.TRAIN: 2,
         GalleryView.TEST: 1,
+        GalleryView.MISCLASSIFIED: 0,  # no inference run yet
+        GalleryView.UNCERTAIN: 0,
     }
     counts = class_counts(project)
     assert (counts[normal.id].train, counts[normal.id].test) == (2, 1)

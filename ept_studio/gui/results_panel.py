@@ -1,0 +1,339 @@
+"""The Results tab: pick a tuned model, predict with it, look at its results, export it.
+
+Predicting and the ONNX export run in the background (one task at a time, with Cancel); the prompt
+file, the predictions CSV and the model card are small and written at once. Each ``*_to`` method
+takes the destination, so tests and scripts skip the file dialog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtGui import QShowEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ept_studio.errors import EptStudioError
+from ept_studio.gui.jobs import ProjectJobs
+from ept_studio.gui.results_view import ResultsView
+from ept_studio.services.onnx_inference import BatchPredicted, InferenceStarted
+from ept_studio.services.project import export_prompt_file, open_project
+from ept_studio.services.project_inference import ProjectPredicted
+from ept_studio.services.reports import export_predictions_csv, write_model_card
+from ept_studio.services.results import run_results
+from ept_studio.services.run_actions import (
+    OnnxExportResult,
+    ResultsChoice,
+    StageStarted,
+    TrainedRun,
+    export_run_onnx,
+    predict_with_run,
+    result_runs,
+    trained_runs,
+)
+
+PREDICTION = "Prediction"
+ONNX_EXPORT = "ONNX export"
+
+
+class ResultsPanel(QWidget):
+    """Model and results pickers, the actions, a progress bar and the results view."""
+
+    predictions_changed = Signal(int)
+    """An inference run (its id) stored new predictions: thumbnails show them."""
+
+    def __init__(
+        self,
+        jobs: ProjectJobs,
+        selected_images: Callable[[], list[int]],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.jobs = jobs
+        self.selected_images = selected_images
+        self.model_runs: list[TrainedRun] = []
+        self.result_choices: list[ResultsChoice] = []
+        self._stale = True
+        self.model = QComboBox()
+        self.shown = QComboBox()
+        pickers = QFormLayout()
+        pickers.addRow("Model", self.model)
+        pickers.addRow("Results of", self.shown)
+        self.predict_all = QPushButton("Predict all images")
+        self.predict_selected = QPushButton("Predict selected")
+        self.cancel_button = QPushButton("Cancel")
+        self.export_prompt = QPushButton("Export prompt file…")
+        self.export_onnx = QPushButton("Export ONNX…")
+        self.export_csv = QPushButton("Predictions CSV…")
+        self.model_card = QPushButton("Model card…")
+        actions = QGridLayout()
+        buttons = [self.predict_all, self.predict_selected, self.cancel_button]
+        buttons += [self.export_prompt, self.export_onnx, self.export_csv, self.model_card]
+        for k, button in enumerate(buttons):
+            actions.addWidget(button, k // 2, k % 2)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.state = QLabel("")
+        self.state.setWordWrap(True)
+        self.view = ResultsView()
+        layout = QVBoxLayout(self)
+        layout.addLayout(pickers)
+        layout.addLayout(actions)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.state)
+        layout.addWidget(self.view, 1)
+        self.model.currentIndexChanged.connect(self._on_model)
+        self.shown.currentIndexChanged.connect(self._on_shown)
+        self.predict_all.clicked.connect(lambda: self.predict(None))
+        self.predict_selected.clicked.connect(self._predict_selected)
+        self.cancel_button.clicked.connect(jobs.cancel)
+        self.export_prompt.clicked.connect(self._ask_prompt)
+        self.export_onnx.clicked.connect(self._ask_onnx)
+        self.export_csv.clicked.connect(self._ask_csv)
+        self.model_card.clicked.connect(self._ask_card)
+        jobs.task_event.connect(self._on_event)
+        jobs.finished.connect(self._on_finished)
+        jobs.failed.connect(self._on_failed)
+        jobs.busy_changed.connect(self._on_busy)
+        jobs.runs_changed.connect(self.refresh)
+        jobs.session.project_changed.connect(self.refresh)
+        self.refresh()
+
+    # -- pickers ------------------------------------------------------------------------------
+
+    @property
+    def model_run(self) -> int | None:
+        index = self.model.currentIndex()
+        return self.model_runs[index].run_id if 0 <= index < len(self.model_runs) else None
+
+    @property
+    def shown_run(self) -> int | None:
+        index = self.shown.currentIndex()
+        return self.result_choices[index].run_id if 0 <= index < len(self.result_choices) else None
+
+    @Slot()
+    def refresh(self) -> None:
+        """Re-read the runs (keeps the chosen model when it is still there)."""
+        keep = self.model_run
+        folder = self.jobs.session.folder
+        self.model_runs = []
+        if folder is not None:
+            with open_project(folder) as project:
+                self.model_runs = trained_runs(project)
+        self.model.blockSignals(True)
+        self.model.clear()
+        for run in self.model_runs:
+            self.model.addItem(run.label, run.run_id)
+        ids = [run.run_id for run in self.model_runs]
+        self.model.setCurrentIndex(ids.index(keep) if keep in ids else (0 if ids else -1))
+        self.model.blockSignals(False)
+        self._on_model()
+        self._on_busy(self.jobs.busy)
+
+    @Slot()
+    def _on_model(self) -> None:
+        folder, run_id = self.jobs.session.folder, self.model_run
+        self.result_choices = []
+        if folder is not None and run_id is not None:
+            with open_project(folder) as project:
+                self.result_choices = result_runs(project, run_id)
+        self.shown.blockSignals(True)
+        self.shown.clear()
+        for choice in self.result_choices:
+            self.shown.addItem(choice.label, choice.run_id)
+        self.shown.blockSignals(False)
+        self._on_shown()
+
+    @Slot()
+    def _on_shown(self) -> None:
+        """Show the chosen results; computed only while the tab is visible (bootstrap takes time)."""
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
+        folder, run_id = self.jobs.session.folder, self.shown_run
+        if folder is None or run_id is None:
+            self.view.show_results(None)
+            return
+        try:
+            self.view.show_results(run_results(folder, run_id))
+        except EptStudioError as err:
+            self.view.show_results(None)
+            self.state.setText(str(err))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._on_shown()
+
+    # -- background actions --------------------------------------------------------------------
+
+    def predict(self, image_ids: list[int] | None) -> bool:
+        """Predict ``image_ids`` (None: every image) with the chosen model, in the background."""
+        folder, run_id = self.jobs.session.folder, self.model_run
+        if folder is None or run_id is None:
+            self.state.setText("Train a model first: there is nothing to predict with.")
+            return False
+        backbone = self.jobs.backbone
+
+        def job(cancel: Callable[[], bool]) -> Iterator[object]:
+            return predict_with_run(
+                folder, run_id, image_ids=image_ids, backbone=backbone, cancel=cancel
+            )
+
+        return self._start(PREDICTION, job)
+
+    @Slot()
+    def _predict_selected(self) -> None:
+        ids = self.selected_images()
+        if not ids:
+            self.state.setText("Select images in the gallery first.")
+            return
+        self.predict(ids)
+
+    def export_onnx_to(self, destination: Path) -> bool:
+        """Export the chosen model to ONNX (with its parity check) in the background."""
+        folder, run_id = self.jobs.session.folder, self.model_run
+        if folder is None or run_id is None:
+            self.state.setText("Train a model first: there is nothing to export.")
+            return False
+        backbone = self.jobs.backbone
+
+        def job(_cancel: Callable[[], bool]) -> Iterator[object]:
+            return export_run_onnx(folder, run_id, destination, backbone=backbone)
+
+        return self._start(ONNX_EXPORT, job)
+
+    def _start(self, name: str, job: Callable[[Callable[[], bool]], Iterator[object]]) -> bool:
+        if not self.jobs.start(name, job):
+            self.state.setText(
+                f"{self.jobs.current or 'Another task'} is running; wait or cancel it."
+            )
+            return False
+        self.progress.setRange(0, 0)
+        self.state.setText(f"{name}…")
+        return True
+
+    @Slot(bool)
+    def _on_busy(self, busy: bool) -> None:
+        has_model = self.model_run is not None
+        has_results = self.shown_run is not None
+        for button in (self.predict_all, self.predict_selected, self.export_onnx):
+            button.setEnabled(has_model and not busy)
+        self.export_prompt.setEnabled(has_model)
+        self.model_card.setEnabled(has_model and has_results)
+        self.export_csv.setEnabled(has_results)
+        self.cancel_button.setEnabled(busy and self.jobs.current == PREDICTION)
+
+    @Slot(str, object)
+    def _on_event(self, name: str, item: object) -> None:
+        if name not in (PREDICTION, ONNX_EXPORT):
+            return
+        if isinstance(item, StageStarted):
+            self.state.setText(f"{item.text}…")
+        elif isinstance(item, InferenceStarted):
+            self.progress.setRange(0, max(item.total, 1))
+            self.progress.setValue(0)
+            notes = f" ({'; '.join(item.notes)})" if item.notes else ""
+            self.state.setText(f"Predicting {item.total} images on {item.provider}{notes}…")
+        elif isinstance(item, BatchPredicted):
+            self.progress.setValue(item.done)
+
+    @Slot(str, object)
+    def _on_finished(self, name: str, last: object) -> None:
+        if name not in (PREDICTION, ONNX_EXPORT):
+            return
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        if isinstance(last, ProjectPredicted):
+            verb = "Cancelled after" if last.cancelled else "Predicted"
+            failed = f"; {last.failed} could not be read" if last.failed else ""
+            self.state.setText(f"{verb} {last.predicted} images{failed}.")
+            self.refresh()
+            self.predictions_changed.emit(last.run_id)
+        elif isinstance(last, OnnxExportResult):
+            parity = last.parity
+            self.state.setText(
+                f"Exported {last.onnx_path.name} ({last.size_bytes / 2**20:.1f} MiB). Parity with "
+                f"PyTorch on {parity.images} {last.check_source}: logits within "
+                f"{parity.logits_error:.1e}, attention within {parity.attention_error:.1e}."
+            )
+
+    @Slot(str, str)
+    def _on_failed(self, name: str, message: str) -> None:
+        if name not in (PREDICTION, ONNX_EXPORT):
+            return
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.state.setText(f"{name} failed: {message}")
+        QMessageBox.warning(self, f"EPT Studio: {name.lower()} failed", message)
+
+    # -- quick exports -------------------------------------------------------------------------
+
+    def export_prompt_to(self, destination: Path) -> bool:
+        return self._quick("Prompt file", lambda f, r: export_prompt_file(f, r, destination))
+
+    def export_csv_to(self, destination: Path) -> bool:
+        return self._quick(
+            "Predictions CSV",
+            lambda f, _r: export_predictions_csv(f, self.shown_run or 0, destination),
+        )
+
+    def model_card_to(self, destination: Path) -> bool:
+        return self._quick(
+            "Model card", lambda f, _r: write_model_card(f, self.shown_run or 0, destination)
+        )
+
+    def _quick(self, what: str, write: Callable[[Path, int], Path]) -> bool:
+        folder, run_id = self.jobs.session.folder, self.model_run
+        if folder is None or run_id is None:
+            self.state.setText("Train a model first.")
+            return False
+        try:
+            written = write(folder, run_id)
+        except EptStudioError as err:
+            self.state.setText(f"{what} not written: {err}")
+            QMessageBox.warning(self, "EPT Studio", str(err))
+            return False
+        self.state.setText(f"{what} written: {written.name}")
+        return True
+
+    def _ask(self, title: str, name: str, pattern: str) -> Path | None:
+        chosen, _ = QFileDialog.getSaveFileName(self, title, name, pattern)
+        return Path(chosen) if chosen else None
+
+    @Slot()
+    def _ask_prompt(self) -> None:
+        path = self._ask("Export prompt file", "prompt.safetensors", "Prompt files (*.safetensors)")
+        if path:
+            self.export_prompt_to(path)
+
+    @Slot()
+    def _ask_onnx(self) -> None:
+        path = self._ask("Export ONNX model", "model.onnx", "ONNX models (*.onnx)")
+        if path:
+            self.export_onnx_to(path)
+
+    @Slot()
+    def _ask_csv(self) -> None:
+        path = self._ask("Export predictions", "predictions.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv_to(path)
+
+    @Slot()
+    def _ask_card(self) -> None:
+        path = self._ask("Write model card", "model-card.md", "Markdown (*.md)")
+        if path:
+            self.model_card_to(path)

@@ -1,0 +1,200 @@
+"""What the app does with a finished training run: predict with it, export it.
+
+Before export, predictions run the tuned torch model rebuilt from the run's prompt file (checksum
+verified). ONNX export writes ``runs/<id>/model.onnx`` inside the project first (parity-checked
+against torch), then copies it to where the user asked; from then on the run predicts through ONNX
+Runtime, the way the exported model will run elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ept_studio.data.store import Project, RunRecord
+from ept_studio.errors import ExportError, ProjectError
+from ept_studio.files import file_sha256
+from ept_studio.services.export import OnnxExportResult, export_handle_to_onnx
+from ept_studio.services.onnx_inference import open_onnx_model, open_torch_model
+from ept_studio.services.project_inference import predict_project
+
+if TYPE_CHECKING:
+    from ept_studio.core.backbones import LoadedBackbone
+    from ept_studio.core.model_io import Runner
+    from ept_studio.services.inference import TunedHandle
+
+ONNX_NAME = "model.onnx"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A finished training run as the run list shows it."""
+
+    run_id: int
+    label: str
+    method: str
+    metrics: dict[str, float]
+    has_onnx: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class StageStarted:
+    """A long step began (for a busy indicator): its description."""
+
+    text: str
+
+
+def is_training_run(run: RunRecord) -> bool:
+    return run.config.get("kind", "training") == "training" and "prompt_file" in run.artifacts
+
+
+def trained_runs(project: Project) -> list[TrainedRun]:
+    """Finished training runs, newest first."""
+    runs = []
+    for run in reversed(project.runs()):
+        if run.status != "finished" or not is_training_run(run):
+            continue
+        method = str(run.config.get("method", {}).get("method", "?"))
+        accuracy = run.metrics.get("accuracy")
+        shown = f", test accuracy {accuracy:.2f}" if accuracy is not None else ""
+        label = f"Run {run.id}: {method}{shown}"
+        runs.append(
+            TrainedRun(
+                run.id, label, method, dict(run.metrics), onnx_file(project, run.id) is not None
+            )
+        )
+    return runs
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultsChoice:
+    """A run whose predictions can be shown as results: the model's test set or an inference."""
+
+    run_id: int
+    label: str
+
+
+def result_runs(project: Project, model_run: int) -> list[ResultsChoice]:
+    """Runs with predictions from the model of ``model_run``: its inferences (newest first),
+    then its own test-set evaluation."""
+    choices = []
+    for run in reversed(project.runs()):
+        if run.config.get("source_run") == model_run and run.status == "finished":
+            count = int(run.metrics.get("images", 0))
+            choices.append(ResultsChoice(run.id, f"Predictions, run {run.id} ({count} images)"))
+    if project.predictions(model_run):
+        choices.append(ResultsChoice(model_run, f"Test images of run {model_run}"))
+    return choices
+
+
+def prompt_file(project: Project, run_id: int) -> Path:
+    """The run's prompt file, checked against the sha256 recorded when it was saved."""
+    run = project.run(run_id)
+    if run.status != "finished" or "prompt_file" not in run.artifacts:
+        raise ProjectError(f"run {run_id} has no saved model ({run.status})")
+    path = project.run_dir(run_id) / str(run.artifacts["prompt_file"])
+    if not path.is_file() or file_sha256(path) != run.artifacts["prompt_sha256"]:
+        raise ProjectError(f"{path}: the run's prompt file is missing or changed; train again")
+    return path
+
+
+def onnx_file(project: Project, run_id: int) -> Path | None:
+    """The run's exported ONNX model inside the project, when it exists and is unchanged."""
+    run = project.run(run_id)
+    sha = run.artifacts.get("onnx_sha256")
+    path = project.run_dir(run_id) / ONNX_NAME
+    if sha is None or not path.is_file():
+        return None
+    return path if file_sha256(path) == sha else None
+
+
+def load_run_model(
+    project: Project, run_id: int, backbone: LoadedBackbone | None = None
+) -> TunedHandle:
+    """The run's tuned torch model (the backbone's checksum must match the one it was tuned on)."""
+    from ept_studio.services.inference import load_tuned_model
+
+    return load_tuned_model(prompt_file(project, run_id), backbone=backbone)
+
+
+def predict_with_run(
+    folder: Path,
+    run_id: int,
+    *,
+    image_ids: Sequence[int] | None = None,
+    backbone: LoadedBackbone | None = None,
+    cancel: Callable[[], bool] | None = None,
+    locations_dir: Path | None = None,
+) -> Iterator[object]:
+    """Predict the project's images (or ``image_ids``) with the run; stored as an inference run."""
+    with Project.open(folder, locations_dir=locations_dir) as project:
+        exported = onnx_file(project, run_id)
+        runner: Runner
+        if exported is not None:
+            yield StageStarted("Opening the exported ONNX model")
+            runner = open_onnx_model(exported)
+            name = f"run {run_id} {ONNX_NAME}"
+        else:
+            yield StageStarted("Loading the tuned model")
+            runner = open_torch_model(load_run_model(project, run_id, backbone))
+            name = f"run {run_id} prompt file"
+    yield from predict_project(
+        folder,
+        runner,
+        model_name=name,
+        image_ids=image_ids,
+        source_run=run_id,
+        cancel=cancel,
+        locations_dir=locations_dir,
+    )
+
+
+def export_run_onnx(
+    folder: Path,
+    run_id: int,
+    destination: Path,
+    *,
+    backbone: LoadedBackbone | None = None,
+    check_files: Sequence[Path] = (),
+    locations_dir: Path | None = None,
+) -> Iterator[object]:
+    """Export the run to ONNX (parity-checked), keep it in the run folder, copy it out."""
+    with Project.open(folder, locations_dir=locations_dir) as project:
+        yield StageStarted("Loading the tuned model")
+        handle = load_run_model(project, run_id, backbone)
+        yield StageStarted("Exporting to ONNX and checking it against PyTorch")
+        inside = project.run_dir(run_id) / ONNX_NAME
+        result = export_handle_to_onnx(handle, inside, check_files=check_files)
+        project.set_run_artifacts(run_id, {"onnx_file": ONNX_NAME, "onnx_sha256": result.sha256})
+        _copy(inside, Path(destination))
+        project.record_export(run_id, "onnx", Path(destination).name, result.sha256)
+    yield dataclasses.replace(result, onnx_path=Path(destination))
+
+
+def _copy(source: Path, destination: Path) -> None:
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(destination.name + ".partial")
+        shutil.copyfile(source, partial)
+        partial.replace(destination)
+    except OSError as err:
+        raise ExportError(f"{destination}: the ONNX model cannot be written ({err})") from err
+
+
+__all__ = [
+    "ONNX_NAME",
+    "OnnxExportResult",
+    "ResultsChoice",
+    "StageStarted",
+    "TrainedRun",
+    "export_run_onnx",
+    "load_run_model",
+    "onnx_file",
+    "predict_with_run",
+    "prompt_file",
+    "result_runs",
+    "trained_runs",
+]

@@ -1,0 +1,175 @@
+"""What a user chooses before pressing Train, as plain data, and the method / recipe it means.
+
+The desktop app's training panel and the CLI's ``train`` options both end up here: a
+:class:`TrainingOptions` becomes the method config dict and the recipe overrides that
+:func:`ept_studio.services.project_training.train_on_project` takes. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ept_studio.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodChoice:
+    """One entry of the method list: its key, what the user reads, and which settings apply."""
+
+    key: str
+    label: str
+    description: str
+    uses_length: bool = False
+    uses_blocks: bool = False
+
+
+METHOD_CHOICES: tuple[MethodChoice, ...] = (
+    MethodChoice(
+        "ept",
+        "EPT (embedded prompts)",
+        "Embedded Prompt Tuning: prompts concatenated inside the patch embeddings of every "
+        "prompted block; the backbone stays frozen.",
+        uses_length=True,
+        uses_blocks=True,
+    ),
+    MethodChoice(
+        "ept-add",
+        "EPT, Add variant",
+        "EPT with prompts added to the patch embeddings (the paper's Add ablation).",
+        uses_length=True,
+        uses_blocks=True,
+    ),
+    MethodChoice(
+        "ept-multi",
+        "EPT, Multi variant",
+        "EPT with prompts multiplied into the patch embeddings (the paper's Multi ablation).",
+        uses_length=True,
+        uses_blocks=True,
+    ),
+    MethodChoice(
+        "ept-multi_cat",
+        "EPT, Multi_Cat variant",
+        "EPT with multiplied and concatenated prompts (the paper's Multi_Cat ablation).",
+        uses_length=True,
+        uses_blocks=True,
+    ),
+    MethodChoice("linear", "Linear probe (head only)", "Only the classification head learns."),
+    MethodChoice(
+        "vpt",
+        "VPT (visual prompt tokens)",
+        "Visual Prompt Tuning: learnable tokens before the patch tokens; deep = every block.",
+        uses_length=True,
+        uses_blocks=True,
+    ),
+    MethodChoice(
+        "lora", "LoRA (rank 8, q and v)", "Low-rank updates of the attention projections."
+    ),
+    MethodChoice("bias", "BitFit (biases)", "Only the bias terms and the head learn."),
+    MethodChoice("full", "Full fine-tuning", "Every weight learns (slow; a baseline)."),
+)
+
+
+def method_choice(key: str) -> MethodChoice:
+    """The :class:`MethodChoice` named ``key``; an unknown key is a :class:`ConfigError`."""
+    for choice in METHOD_CHOICES:
+        if choice.key == key:
+            return choice
+    known = ", ".join(choice.key for choice in METHOD_CHOICES)
+    raise ConfigError(f"unknown tuning method {key!r}: choose one of {known}")
+
+
+def parse_blocks(text: str) -> list[int] | None:
+    """``all`` (None), ``shallow`` ([0]), ``0,1,5`` or ``0-5`` (inclusive): the prompted blocks."""
+    text = text.strip().lower()
+    if text in ("", "all", "deep"):
+        return None
+    if text in ("shallow", "first"):
+        return [0]
+    blocks: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                start, end = part.split("-", 1)
+                blocks.extend(range(int(start), int(end) + 1))
+            else:
+                blocks.append(int(part))
+    except ValueError as err:
+        raise ConfigError(
+            f"blocks must be all, shallow, a list like 0,1,2 or a range like 0-5, not {text!r}"
+        ) from err
+    if not blocks or min(blocks) < 0:
+        raise ConfigError(f"blocks count from 0, got {text!r}")
+    return sorted(set(blocks))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingOptions:
+    """The training panel's settings. ``None`` means "the recipe's default" for the numbers."""
+
+    method: str = "ept"
+    length: int = 100
+    blocks: str = "all"
+    epochs: int | None = None
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        method_choice(self.method)
+        parse_blocks(self.blocks)
+        if self.length < 1:
+            raise ConfigError(f"the prompt length must be at least 1, got {self.length}")
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise ConfigError(f"device must be auto, cpu, cuda or mps, not {self.device!r}")
+
+    def method_config(self) -> dict[str, Any]:
+        """The method config dict (``{"method": "ept", "length": 100, ...}``)."""
+        blocks = parse_blocks(self.blocks)
+        name, _, variant = self.method.partition("-")
+        if name == "ept":
+            return {
+                "method": "ept",
+                "length": self.length,
+                "blocks": blocks,
+                "embedding": variant or "pure_cat",
+            }
+        if name == "vpt":
+            return {"method": "vpt", "length": self.length, "deep": blocks != [0]}
+        if name == "lora":
+            return {"method": "lora", "rank": 8, "alpha": 8.0}
+        return {"method": name}
+
+    def recipe_overrides(self) -> dict[str, Any]:
+        """Overrides of the recipe: only the settings the user changed, and the device."""
+        chosen: dict[str, Any] = {
+            "epochs": self.epochs,
+            "lr": self.learning_rate,
+            "batch_size": self.batch_size,
+        }
+        overrides: dict[str, Any] = {k: v for k, v in chosen.items() if v is not None}
+        overrides["device"] = self.device
+        return overrides
+
+
+def recipe_defaults() -> dict[str, Any]:
+    """The default recipe's epochs, learning rate and batch size (for the panel's placeholders)."""
+    from ept_studio.core.training import PAPER_RECIPE
+
+    return {
+        "epochs": PAPER_RECIPE.epochs,
+        "lr": PAPER_RECIPE.lr,
+        "batch_size": PAPER_RECIPE.batch_size,
+    }
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(key, label) pairs for the device menu; "auto" names what it will pick. torch-free."""
+    from ept_studio.core.gpu import nvidia_gpu_names
+
+    gpus = nvidia_gpu_names()
+    auto = f"Auto ({gpus[0]})" if gpus else "Auto (CPU: no NVIDIA GPU found)"
+    choices = [("auto", auto), ("cpu", "CPU")]
+    choices += [("cuda", f"GPU: {name}") for name in gpus[:1]]
+    return choices

@@ -1,0 +1,175 @@
+"""The Train tab on a real project: train in the worker, watch progress, cancel, stay responsive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QElapsedTimer, QTimer
+from pytestqt.qtbot import QtBot
+from support import tiny_backbone, write_class_folders
+
+from ept_studio.gui.jobs import TRAINING
+from ept_studio.gui.main_window import MainWindow
+from ept_studio.gui.training_panel import LOSS, format_eta
+from ept_studio.services.project import ProjectTrainingSaved, Role, open_project
+from ept_studio.services.project_tuning import TuningCancelled, TuningStep
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def labelled(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> MainWindow:
+    """A project with two classes of 4 train + 2 test images, and the tiny backbone."""
+    data = write_class_folders(tmp_path / "data", per_class=6, size=64)
+    assert window.file_menu.new_project_at(tmp_path / "project")
+    with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
+        assert window.import_paths([data])
+    project = window.session.project
+    assert project is not None
+    for name in ("fundus", "histology"):
+        info = window.session.add_class(name)
+        ids = [i.id for i in project.images() if f"/{name}/" in str(i.path)]
+        window.session.label(ids, info.id)
+        project.set_role(ids[4:], Role.TEST)
+    window.jobs.backbone = tiny_backbone()
+    window.side.setCurrentWidget(window.training)
+    return window
+
+
+def finished_training(qtbot: QtBot, window: MainWindow, timeout: int = 60_000) -> object:
+    with qtbot.waitSignal(window.jobs.finished, timeout=timeout) as blocker:
+        pass
+    name, last = blocker.args
+    assert name == TRAINING
+    return last
+
+
+def test_train_shows_progress_curves_and_saves_the_run(labelled: MainWindow, qtbot: QtBot) -> None:
+    panel = labelled.training
+    panel.set_method("ept")
+    panel.length.setValue(4)
+    panel.epochs.setValue(2)
+    panel.batch_size.setValue(4)
+    steps: list[TuningStep] = []
+    labelled.jobs.task_event.connect(
+        lambda _name, item: steps.append(item) if isinstance(item, TuningStep) else None
+    )
+    with qtbot.waitSignal(labelled.jobs.finished, timeout=60_000) as blocker:
+        assert panel.start()
+        assert not panel.train_button.isEnabled()
+        assert panel.cancel_button.isEnabled()
+    saved = blocker.args[1]
+    assert isinstance(saved, ProjectTrainingSaved)
+    assert len(steps) == 4  # 8 training images, batch 4, 2 epochs
+    assert panel.progress.maximum() == 1
+    assert panel.progress.value() == 1
+    assert [x for x, _ in panel.curves.points(LOSS)] == [1.0, 2.0, 3.0, 4.0]
+    assert [y for _, y in panel.curves.points(LOSS)] == pytest.approx([s.loss for s in steps])
+    assert panel.last_saved is saved
+    assert f"Run {saved.run_id} saved" in panel.state.text()
+    assert panel.train_button.isEnabled()
+    assert not panel.cancel_button.isEnabled()
+    with open_project(labelled.session.folder or Path()) as project:
+        run = project.run(saved.run_id)
+        assert run.status == "finished"
+        assert run.config["method"]["length"] == 4
+        assert run.config["recipe"]["epochs"] == 2
+        assert saved.prompt_file.is_file()
+
+
+def test_cancel_stops_within_a_step_then_train_again(labelled: MainWindow, qtbot: QtBot) -> None:
+    panel = labelled.training
+    panel.set_method("linear")
+    panel.epochs.setValue(200)
+    panel.batch_size.setValue(2)
+    seen: list[int] = []
+
+    def on_event(_name: str, item: object) -> None:
+        if isinstance(item, TuningStep):
+            seen.append(item.step)
+            if item.step == 2:
+                panel.cancel()
+
+    labelled.jobs.task_event.connect(on_event)
+    with open_project(labelled.session.folder or Path()) as project:
+        labels_before = sorted((lb.image_id, lb.class_id) for lb in project.labels())
+    with qtbot.waitSignal(labelled.jobs.finished, timeout=60_000) as blocker:
+        assert panel.start()
+    cancelled = blocker.args[1]
+    assert isinstance(cancelled, TuningCancelled)
+    assert cancelled.steps_done < 10  # asked at step 2; the queued events allow a few more
+    assert "Cancelled after" in panel.state.text()
+    with open_project(labelled.session.folder or Path()) as project:
+        assert [r.status for r in project.runs()] == ["cancelled"]
+        assert sorted((lb.image_id, lb.class_id) for lb in project.labels()) == labels_before
+    labelled.jobs.task_event.disconnect(on_event)
+    panel.epochs.setValue(1)
+    with qtbot.waitSignal(labelled.jobs.finished, timeout=60_000) as blocker:
+        assert panel.start()
+    assert isinstance(blocker.args[1], ProjectTrainingSaved)
+    with open_project(labelled.session.folder or Path()) as project:
+        assert [r.status for r in project.runs()] == ["cancelled", "finished"]
+
+
+def test_the_window_stays_responsive_while_training(labelled: MainWindow, qtbot: QtBot) -> None:
+    """A 10 ms timer in the GUI thread keeps ticking: no gap above 100 ms during training."""
+    panel = labelled.training
+    panel.set_method("ept")
+    panel.length.setValue(8)
+    panel.epochs.setValue(6)
+    panel.batch_size.setValue(2)
+    clock = QElapsedTimer()
+    gaps: list[int] = []
+    timer = QTimer()
+    timer.setInterval(10)
+
+    def tick() -> None:
+        gaps.append(clock.restart())
+
+    timer.timeout.connect(tick)
+    steps: list[int] = []
+    labelled.jobs.task_event.connect(
+        lambda _n, item: steps.append(1) if isinstance(item, TuningStep) else None
+    )
+    with qtbot.waitSignal(labelled.jobs.finished, timeout=120_000):
+        assert panel.start()
+        clock.start()
+        timer.start()
+    timer.stop()
+    assert len(steps) == 24
+    assert len(gaps) > 20
+    assert max(gaps[1:]) < 100, f"the event loop stalled for {max(gaps[1:])} ms"
+
+
+def test_a_failed_run_is_reported_and_the_app_survives(
+    labelled: MainWindow, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: shown.append(str(args[2])))
+    project = labelled.session.project
+    assert project is not None
+    project.set_role([i.id for i in project.images()], Role.TEST)  # nothing left to train on
+    with qtbot.waitSignal(labelled.jobs.failed, timeout=30_000) as blocker:
+        assert labelled.training.start()
+    assert blocker.args[0] == TRAINING
+    assert "no labelled image has the train role" in blocker.args[1]
+    assert shown == [blocker.args[1]]
+    assert "Training failed" in labelled.training.state.text()
+    assert labelled.training.train_button.isEnabled()
+
+
+def test_bad_settings_are_named_before_anything_starts(labelled: MainWindow) -> None:
+    labelled.training.blocks.setText("first three")
+    assert not labelled.training.start()
+    assert "blocks must be all, shallow" in labelled.training.state.text()
+    assert not labelled.jobs.busy
+
+
+def test_eta_reads_like_a_person_wrote_it() -> None:
+    assert format_eta(0.4) == "less than a second left"
+    assert format_eta(42) == "about 42 s left"
+    assert format_eta(65) == "about 1 min 05 s left"
+    assert format_eta(3 * 3600 + 120) == "about 3 h 02 min left"

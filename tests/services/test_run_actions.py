@@ -1,0 +1,103 @@
+"""Predicting with a finished run (torch, then ONNX Runtime after export) and exporting it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import tiny_backbone
+
+from ept_studio.errors import ProjectError
+from ept_studio.services.project import Project, Role, import_paths
+from ept_studio.services.project_inference import ProjectPredicted
+from ept_studio.services.project_tuning import tune_project
+from ept_studio.services.run_actions import (
+    ONNX_NAME,
+    OnnxExportResult,
+    StageStarted,
+    export_run_onnx,
+    onnx_file,
+    predict_with_run,
+    trained_runs,
+)
+from ept_studio.services.training_options import TrainingOptions
+
+
+@pytest.fixture
+def trained(tmp_path: Path, class_folders: Path) -> tuple[Path, int, Path]:
+    """A project with one finished EPT run on the tiny backbone: (folder, run id, locations)."""
+    locations = tmp_path / "locations"
+    with Project.create(tmp_path / "project", locations_dir=locations) as project:
+        import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
+        ids = [image.id for image in project.images()]
+        project.set_role(ids[4:6] + ids[10:12], Role.TEST)
+        folder = project.folder
+    options = TrainingOptions(method="ept", length=4, epochs=1, batch_size=8, device="cpu")
+    events = list(tune_project(folder, options, backbone=tiny_backbone(), locations_dir=locations))
+    return folder, int(events[-1].run_id), locations  # type: ignore[attr-defined]
+
+
+def _scores(folder: Path, run_id: int, locations: Path) -> dict[int, list[float]]:
+    with Project.open(folder, locations_dir=locations) as project:
+        return {
+            row.image_id: [row.scores[name] for name in sorted(row.scores)]
+            for row in project.predictions(run_id)
+        }
+
+
+def test_predict_then_export_then_predict_through_onnx(
+    trained: tuple[Path, int, Path], tmp_path: Path
+) -> None:
+    folder, run_id, locations = trained
+    backbone = tiny_backbone()
+    with Project.open(folder, locations_dir=locations) as project:
+        [listed] = trained_runs(project)
+        assert (listed.run_id, listed.method, listed.has_onnx) == (run_id, "ept", False)
+        some = [image.id for image in project.images()][:5]
+    events = list(predict_with_run(folder, run_id, backbone=backbone, locations_dir=locations))
+    assert events[0] == StageStarted("Loading the tuned model")
+    torch_run = events[-1]
+    assert isinstance(torch_run, ProjectPredicted)
+    assert (torch_run.predicted, torch_run.failed) == (12, 0)
+
+    out = tmp_path / "exports" / "chest.onnx"
+    exported = list(
+        export_run_onnx(folder, run_id, out, backbone=backbone, locations_dir=locations)
+    )
+    result = exported[-1]
+    assert isinstance(result, OnnxExportResult)
+    assert result.onnx_path == out
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == result.sha256
+    assert result.parity.logits_error <= 1e-4
+    assert result.parity.images == 2
+    with Project.open(folder, locations_dir=locations) as project:
+        inside = onnx_file(project, run_id)
+        assert inside == project.run_dir(run_id) / ONNX_NAME
+        assert [(e.kind, e.file_name) for e in project.exports(run_id)] == [("onnx", "chest.onnx")]
+        assert trained_runs(project)[0].has_onnx
+
+    events = list(
+        predict_with_run(folder, run_id, image_ids=some, backbone=backbone, locations_dir=locations)
+    )
+    assert events[0] == StageStarted("Opening the exported ONNX model")
+    onnx_run = events[-1]
+    assert isinstance(onnx_run, ProjectPredicted)
+    assert onnx_run.predicted == 5
+    with Project.open(folder, locations_dir=locations) as project:
+        assert project.run(onnx_run.run_id).device == "CPUExecutionProvider"
+    by_torch = _scores(folder, torch_run.run_id, locations)
+    by_onnx = _scores(folder, onnx_run.run_id, locations)
+    assert sorted(by_onnx) == sorted(some)
+    for image_id, scores in by_onnx.items():
+        np.testing.assert_allclose(scores, by_torch[image_id], atol=1e-5)
+
+
+def test_a_changed_prompt_file_is_refused(trained: tuple[Path, int, Path]) -> None:
+    folder, run_id, locations = trained
+    with Project.open(folder, locations_dir=locations) as project:
+        prompt = project.run_dir(run_id) / "prompt.safetensors"
+    prompt.write_bytes(prompt.read_bytes()[:-1] + b" ")
+    with pytest.raises(ProjectError, match="missing or changed"):
+        list(predict_with_run(folder, run_id, backbone=tiny_backbone(), locations_dir=locations))
