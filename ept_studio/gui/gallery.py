@@ -74,11 +74,16 @@ class GalleryModel(QAbstractListModel):
             return None
         item = self._items[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"{item.caption}\n{self._label_text(item)}"
+            predicted = f"\nmodel: {item.prediction}" if item.prediction else ""
+            return f"{item.caption}\n{self._label_text(item)}{predicted}"
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icon(item.thumbnail)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{item.caption}: {self._label_text(item)} ({item.role or 'no role'})"
+            tip = f"{item.caption}: {self._label_text(item)} ({item.role or 'no role'})"
+            if item.scores:
+                ranked = sorted(item.scores.items(), key=lambda kv: -kv[1])
+                tip += "\nmodel scores: " + ", ".join(f"{k} {v:.2f}" for k, v in ranked)
+            return tip
         if role == IMAGE_ID_ROLE:
             return item.image_id
         if role == CLASS_IDS_ROLE:
@@ -133,7 +138,9 @@ class GalleryView(QListView):
         self.setMovement(QListView.Movement.Static)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setIconSize(QSize(ICON_SIZE, ICON_SIZE))
-        self.setGridSize(QSize(ICON_SIZE + 32, ICON_SIZE + 48))
+        self.setGridSize(
+            QSize(ICON_SIZE + 32, ICON_SIZE + 4 * self.fontMetrics().lineSpacing() + 8)
+        )
         self.setUniformItemSizes(True)
         self.setWordWrap(True)
         self.setSpacing(4)

@@ -25,6 +25,13 @@ def format_interval(interval: Interval) -> str:
     return f"{interval.value:.2f} ({interval.low:.2f}-{interval.high:.2f})"
 
 
+def format_cell(interval: Interval) -> str:
+    """Two lines for a narrow table cell: the value, then its interval."""
+    if not interval.defined:
+        return "n/a"
+    return f"{interval.value:.2f}\n{interval.low:.2f}-{interval.high:.2f}"
+
+
 class ReliabilityPlot(QWidget):
     """Bars of accuracy per confidence bin against the diagonal of perfect calibration."""
 
@@ -82,6 +89,7 @@ class ResultsView(QWidget):
         self.warnings.setStyleSheet("color: #9a5b00;")
         self.per_class = QTableWidget(0, 5)
         self.per_class.setHorizontalHeaderLabels(["class", "n", "precision", "recall", "F1"])
+        self.per_class.setToolTip("each metric, then its 95 % bootstrap interval")
         self.per_class.verticalHeader().hide()
         self.per_class.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.confusion = QTableWidget(0, 0)
@@ -122,12 +130,13 @@ class ResultsView(QWidget):
             cells = [
                 result.name,
                 str(result.support),
-                format_interval(result.precision),
-                format_interval(result.recall),
-                format_interval(result.f1),
+                format_cell(result.precision),
+                format_cell(result.recall),
+                format_cell(result.f1),
             ]
             for column, text in enumerate(cells):
                 self.per_class.setItem(row, column, QTableWidgetItem(text))
+        self.per_class.resizeRowsToContents()
         self._show_confusion(results)
         self.reliability.set_bins(scores.reliability)
 

@@ -7,7 +7,7 @@ badge marks images held out to test the model, so the split is visible while lab
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
@@ -17,6 +17,7 @@ LABEL_ROLE_ROLE = Qt.ItemDataRole.UserRole + 3
 """``"train"``, ``"test"`` or None (unlabelled)."""
 
 BAND_HEIGHT = 8
+CAPTION_LINES = 3
 BADGE_COLOUR = QColor("#202020")
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -26,6 +27,12 @@ class ThumbnailDelegate(QStyledItemDelegate):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
+        """Room for the thumbnail and three caption lines (file, label, model prediction)."""
+        icon = option.decorationSize  # type: ignore[attr-defined]
+        lines = option.fontMetrics.lineSpacing() * CAPTION_LINES  # type: ignore[attr-defined]
+        return QSize(icon.width() + 24, icon.height() + lines + 8)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         super().paint(painter, option, index)

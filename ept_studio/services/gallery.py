@@ -16,7 +16,7 @@ from ept_studio.data.render import RenderingSpec
 from ept_studio.data.store import ClassCount, ImageFilter, ImageRecord, Project, Role
 from ept_studio.data.thumbnails import thumbnail_for, thumbnail_name
 from ept_studio.errors import EptStudioError
-from ept_studio.services.gallery_review import misclassified, most_uncertain
+from ept_studio.services.gallery_review import latest_predictions, misclassified, most_uncertain
 from ept_studio.services.project_import import THUMBNAIL_SIZE
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ class GalleryItem:
     caption: str
     class_ids: tuple[int, ...]
     role: str | None
+    prediction: str | None = None
+    """The newest prediction run's class and score (``CT 93 %``), when it scored this image."""
+    scores: dict[str, float] = dataclasses.field(default_factory=dict, compare=False)
 
 
 def gallery_items(project: Project, selection: GalleryFilter | None = None) -> list[GalleryItem]:
@@ -95,9 +98,11 @@ def gallery_items(project: Project, selection: GalleryFilter | None = None) -> l
     labels: dict[int, list[tuple[int, str]]] = {}
     for label in project.labels():
         labels.setdefault(label.image_id, []).append((label.class_id, label.role.value))
+    predicted = latest_predictions(project)
     items = []
     for image in images:
         pairs = labels.get(image.id, [])
+        row = predicted.get(image.id)
         items.append(
             GalleryItem(
                 image_id=image.id,
@@ -105,6 +110,8 @@ def gallery_items(project: Project, selection: GalleryFilter | None = None) -> l
                 caption=_caption(image),
                 class_ids=tuple(c for c, _ in pairs),
                 role=pairs[0][1] if pairs else None,
+                prediction=_prediction_text(row.predicted_class, row.scores) if row else None,
+                scores=dict(row.scores) if row else {},
             )
         )
     return items
@@ -156,6 +163,11 @@ def _spec(image: ImageRecord) -> RenderingSpec:
         return RenderingSpec.from_dict(image.rendering) if image.rendering else RenderingSpec()
     except EptStudioError:
         return RenderingSpec()
+
+
+def _prediction_text(predicted: str, scores: dict[str, float]) -> str:
+    score = scores.get(predicted)
+    return f"{predicted} {score:.0%}" if score is not None else predicted
 
 
 def _caption(image: ImageRecord) -> str:

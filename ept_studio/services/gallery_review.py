@@ -35,6 +35,12 @@ def latest_prediction_run(project: Project) -> int | None:
     return None if found is None else found[0]
 
 
+def latest_predictions(project: Project) -> dict[int, PredictionRow]:
+    """The newest prediction run's rows by image id (empty when no run stored predictions)."""
+    found = _latest(project)
+    return {} if found is None else {row.image_id: row for row in found[1]}
+
+
 def misclassified(project: Project, run_id: int | None = None) -> list[int]:
     """Labelled images whose prediction disagrees with their label(s), by image id."""
     rows = _rows(project, run_id)

@@ -111,11 +111,16 @@ class OverlayOptions:
         return self.folder / f"{sha256[:16]}_attention.png"
 
 
-def open_onnx_model(path: Path, *, device: str = "auto", threads: int | None = None) -> OnnxRunner:
-    """An ONNX Runtime runner for an exported model (CUDA when there is a GPU, else the CPU)."""
+def open_onnx_model(
+    path: Path, *, device: str = "auto", threads: int | None = None, spinning: bool | None = None
+) -> OnnxRunner:
+    """An ONNX Runtime runner for an exported model (CUDA when there is a GPU, else the CPU).
+
+    ``spinning`` None: intra-op threads spin only where torch is not imported (see OnnxRunner).
+    """
     from ept_studio.core.onnx_runtime import OnnxRunner
 
-    return OnnxRunner(Path(path), device=device, threads=threads)
+    return OnnxRunner(Path(path), device=device, threads=threads, spinning=spinning)
 
 
 def open_torch_model(handle: TunedHandle, *, device: str | None = None) -> Runner:

@@ -7,11 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QIcon
-from PySide6.QtWidgets import QMessageBox
-from pytestqt.qtbot import QtBot
-from test_main_window import (
+from gui_support import (
     bin_point,
     gallery_drag,
     import_by_drop,
@@ -19,6 +15,10 @@ from test_main_window import (
     send_drop,
     stored_labels,
 )
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QIcon
+from PySide6.QtWidgets import QMessageBox
+from pytestqt.qtbot import QtBot
 
 from ept_studio.data.store import PredictionRow
 from ept_studio.gui.class_bins import UNLABELLED

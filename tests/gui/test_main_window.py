@@ -5,12 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QItemSelectionModel, QMimeData, QModelIndex, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QIcon
-from PySide6.QtWidgets import QApplication, QWidget
+from gui_support import (
+    bin_point,
+    file_mime,
+    gallery_drag,
+    import_by_drop,
+    select_rows,
+    send_drop,
+    stored_labels,
+)
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QIcon
 from pytestqt.qtbot import QtBot
 
-from ept_studio.gui.class_bins import CLASS_ID_ROLE, UNLABELLED
+from ept_studio.gui.class_bins import UNLABELLED
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.status import SHORT_NOTICE
 from ept_studio.services.gallery import GalleryFilter, GalleryView
@@ -20,43 +28,6 @@ pytestmark = pytest.mark.gui
 
 IMAGES_IN_SAMPLES = 8
 """2 DICOM + 6 PNG; ``notes.txt`` is skipped."""
-
-
-def send_drop(target: QWidget, mime: QMimeData, point: QPoint | None = None) -> bool:
-    """Drag enter, move and drop ``mime`` at ``point`` of ``target``; whether the drop was taken."""
-    where = point if point is not None else target.rect().center()
-    actions = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
-    buttons, keys = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
-    QApplication.sendEvent(target, QDragEnterEvent(where, actions, mime, buttons, keys))
-    QApplication.sendEvent(target, QDragMoveEvent(where, actions, mime, buttons, keys))
-    drop = QDropEvent(QPointF(where), actions, mime, buttons, keys)
-    QApplication.sendEvent(target, drop)
-    return drop.isAccepted()
-
-
-def file_mime(*paths: Path) -> QMimeData:
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
-    return mime
-
-
-def import_by_drop(qtbot: QtBot, window: MainWindow, *paths: Path) -> None:
-    with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
-        assert send_drop(window.gallery.view.viewport(), file_mime(*paths))
-
-
-def select_rows(window: MainWindow, rows: list[int]) -> None:
-    view = window.gallery.view
-    view.selectionModel().clear()
-    for row in rows:
-        index = view.model().index(row, 0)
-        view.selectionModel().select(index, QItemSelectionModel.SelectionFlag.Select)
-
-
-def stored_labels(folder: Path) -> dict[int, int]:
-    """image id -> class id, read back through a new connection (what is on disk)."""
-    with open_project(folder) as project:
-        return {label.image_id: label.class_id for label in project.labels()}
 
 
 @pytest.fixture
@@ -166,22 +137,6 @@ def test_keys_label_the_selection_and_undo_redo(
     assert stored_labels(folder) == expected
     counts = {c.name: c.train for c in session.counts().values()}
     assert counts == {"fundus": 3, "histology": 1}
-
-
-def bin_point(window: MainWindow, class_id: int) -> QPoint:
-    bins = window.bins.bins
-    for row in range(bins.count()):
-        if int(bins.item(row).data(CLASS_ID_ROLE)) == class_id:
-            return bins.visualItemRect(bins.item(row)).center()
-    raise AssertionError(f"no bin for class {class_id}")
-
-
-def gallery_drag(window: MainWindow, rows: list[int]) -> QMimeData:
-    """The mime data the gallery puts in a drag of the selected ``rows``."""
-    select_rows(window, rows)
-    model = window.gallery.model
-    indexes: list[QModelIndex] = [model.index(row, 0) for row in rows]
-    return model.mimeData(indexes)
 
 
 def test_dragging_thumbnails_onto_bins_labels_them(

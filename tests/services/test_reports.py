@@ -7,8 +7,8 @@ import csv
 from pathlib import Path
 
 import pytest
+from phi_support import MARKERS, leaks, write_phi_folder
 from support import tiny_backbone
-from test_privacy import MARKERS, _leaks, _write_phi_folder
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.data.store import Project, Role
@@ -20,7 +20,7 @@ from ept_studio.services.results import run_results
 def test_csv_and_model_card_of_a_training_run_carry_numbers_but_no_phi(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sources = _write_phi_folder(tmp_path / "PHIMARK1234_sources")
+    sources = write_phi_folder(tmp_path / "PHIMARK1234_sources")
     folder, locations = tmp_path / "project", tmp_path / "locations"
     with Project.create(folder, locations_dir=locations) as project:
         import_paths(project, [sources], folders_as_classes=True)
@@ -42,7 +42,7 @@ def test_csv_and_model_card_of_a_training_run_carry_numbers_but_no_phi(
         card = write_model_card(folder, saved.run_id, tmp_path / "out" / "card.md")
         exports = [(e.kind, e.file_name) for e in project.exports(saved.run_id)]
         images = {image.id: image for image in project.images()}
-        assert _leaks(sorted(p for p in folder.rglob("*") if p.is_file())) == []
+        assert leaks(sorted(p for p in folder.rglob("*") if p.is_file())) == []
     assert exports == [("predictions-csv", "preds.csv"), ("model-card", "card.md")]
     lines = table.read_text(encoding="utf-8").splitlines()
     assert lines[0] == f"# {RESEARCH_USE_NOTICE}"
@@ -77,5 +77,5 @@ def test_csv_and_model_card_of_a_training_run_carry_numbers_but_no_phi(
     assert "patients appear in both train and test (2 patients)" in text
     assert "evaluation set is tiny (n = 4 < 20)" in text
     assert "- torch: " in text
-    assert _leaks([table, card]) == []
+    assert leaks([table, card]) == []
     assert all(m not in caplog.text for m in MARKERS)

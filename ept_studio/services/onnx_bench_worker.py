@@ -1,0 +1,100 @@
+"""The ONNX Runtime side of ``ept-studio bench latency``, in a process that never imports torch.
+
+``python -m ept_studio.services.onnx_bench_worker MODEL PIXELS THREADS SPINNING`` opens the model
+the way ``predict --onnx`` does (an :class:`~ept_studio.core.onnx_runtime.OnnxRunner`; SPINNING is
+``auto``, ``on`` or ``off``), warms it up on the preprocessed ``PIXELS`` (a ``.npy`` file, batch 1),
+prints one JSON line describing the session, then answers JSON requests, one per line on stdin:
+
+- ``{"op": "latency", "calls": N}`` -> ``{"seconds": [...]}``, one batch-1 run per value;
+- ``{"op": "throughput", "folder": F, "batch_size": B}`` -> ``{"model_only_ips": x, "folder_ips":
+  y}``: the model alone on preprocessed batches, and ``predict_paths`` over the folder;
+- ``{"op": "quit"}``.
+
+Between requests the process waits on its stdin, so its threads sleep while the parent measures
+torch. Nothing here may import torch: the session must see the torch-free process ``predict
+--onnx`` runs in (the parent checks ``torch_imported`` in the first line).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SPINNING_CHOICES = {"auto": None, "on": True, "off": False}
+
+
+def _latency(runner: Any, pixels: np.ndarray, calls: int) -> dict[str, Any]:
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        runner.run(pixels)
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": seconds}
+
+
+def _throughput(runner: Any, pixels: np.ndarray, folder: Path, batch_size: int) -> dict[str, Any]:
+    from ept_studio.services.onnx_inference import predict_paths
+
+    files = len(list(folder.iterdir()))
+    batch = np.repeat(pixels, batch_size, axis=0)
+    calls = max(1, files // batch_size)
+    start = time.perf_counter()
+    for _ in range(calls):
+        runner.run(batch)
+    model_only = batch_size * calls / (time.perf_counter() - start)
+    finished = predict_paths(runner, [folder], batch_size=batch_size)
+    return {
+        "model_only_ips": model_only,
+        "folder_ips": len(finished.predictions) / finished.seconds,
+    }
+
+
+def _reply(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ept_studio.core.onnx_runtime import OnnxRunner
+
+    model, pixels_file, threads, spinning = argv if argv is not None else sys.argv[1:]
+    pixels = np.load(pixels_file)
+    runner = OnnxRunner(
+        Path(model), device="cpu", threads=int(threads), spinning=SPINNING_CHOICES[spinning]
+    )
+    for _ in range(3):  # warm-up
+        runner.run(pixels)
+    _reply(
+        {
+            "provider": runner.provider,
+            "threads": runner.session_options.intra_op_num_threads,
+            "spinning": runner.spinning,
+            "torch_imported": "torch" in sys.modules,
+        }
+    )
+    warmed_folders: set[str] = set()
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "latency":
+            _reply(_latency(runner, pixels, int(request["calls"])))
+        elif request["op"] == "throughput":
+            folder = Path(request["folder"])
+            if str(folder) not in warmed_folders:  # imports, the file cache
+                _throughput(runner, pixels, folder, int(request["batch_size"]))
+                warmed_folders.add(str(folder))
+            _reply(_throughput(runner, pixels, folder, int(request["batch_size"])))
+        elif request["op"] == "quit":
+            break
+        else:
+            _reply({"error": f"unknown request {request['op']!r}"})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
