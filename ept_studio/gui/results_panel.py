@@ -34,6 +34,7 @@ from ept_studio.services.project_inference import ProjectPredicted
 from ept_studio.services.reports import export_predictions_csv, write_model_card
 from ept_studio.services.results import run_results
 from ept_studio.services.run_actions import (
+    ExportCancelled,
     OnnxExportResult,
     ResultsChoice,
     StageStarted,
@@ -211,8 +212,8 @@ class ResultsPanel(QWidget):
             return False
         backbone = self.jobs.backbone
 
-        def job(_cancel: Callable[[], bool]) -> Iterator[object]:
-            return export_run_onnx(folder, run_id, destination, backbone=backbone)
+        def job(cancel: Callable[[], bool]) -> Iterator[object]:
+            return export_run_onnx(folder, run_id, destination, backbone=backbone, cancel=cancel)
 
         return self._start(ONNX_EXPORT, job)
 
@@ -235,7 +236,7 @@ class ResultsPanel(QWidget):
         self.export_prompt.setEnabled(has_model)
         self.model_card.setEnabled(has_model and has_results)
         self.export_csv.setEnabled(has_results)
-        self.cancel_button.setEnabled(busy and self.jobs.current == PREDICTION)
+        self.cancel_button.setEnabled(busy and self.jobs.current in (PREDICTION, ONNX_EXPORT))
 
     @Slot(str, object)
     def _on_event(self, name: str, item: object) -> None:
@@ -263,6 +264,9 @@ class ResultsPanel(QWidget):
             self.state.setText(f"{verb} {last.predicted} images{failed}.")
             self.refresh()
             self.predictions_changed.emit(last.run_id)
+        elif isinstance(last, ExportCancelled):
+            self.progress.setValue(0)
+            self.state.setText("Export cancelled; nothing was written.")
         elif isinstance(last, OnnxExportResult):
             parity = last.parity
             self.state.setText(

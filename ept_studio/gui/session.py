@@ -64,6 +64,7 @@ class ProjectSession(QObject):
     def close(self) -> None:
         self.cancel_import()
         if self._thread is not None:
+            self._thread.quit()  # its worker's "finished -> quit" would wait for this thread
             self._thread.wait(10_000)
         if self.project is not None:
             self.project.close()

@@ -120,6 +120,9 @@ class TaskRunner(QObject):
         if self._thread is None:
             return True
         self.cancel()
+        # quit() now: the worker's own "finished -> quit" is queued to this (blocked) thread. The
+        # event loop leaves once the running job returns, which the cancel makes happen soon.
+        self._thread.quit()
         done = self._thread.wait(timeout_ms)
         if done:
             self._join()

@@ -47,6 +47,13 @@ class StageStarted:
     text: str
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportCancelled:
+    """The user cancelled an export; nothing was written where they asked."""
+
+    run_id: int
+
+
 def is_training_run(run: RunRecord) -> bool:
     return run.config.get("kind", "training") == "training" and "prompt_file" in run.artifacts
 
@@ -159,16 +166,28 @@ def export_run_onnx(
     *,
     backbone: LoadedBackbone | None = None,
     check_files: Sequence[Path] = (),
+    cancel: Callable[[], bool] | None = None,
     locations_dir: Path | None = None,
 ) -> Iterator[object]:
-    """Export the run to ONNX (parity-checked), keep it in the run folder, copy it out."""
+    """Export the run to ONNX (parity-checked), keep it in the run folder, copy it out.
+
+    ``cancel`` is asked between the steps; a cancelled export yields :class:`ExportCancelled` and
+    leaves nothing at ``destination``.
+    """
+    stop = cancel or (lambda: False)
     with Project.open(folder, locations_dir=locations_dir) as project:
         yield StageStarted("Loading the tuned model")
         handle = load_run_model(project, run_id, backbone)
+        if stop():
+            yield ExportCancelled(run_id)
+            return
         yield StageStarted("Exporting to ONNX and checking it against PyTorch")
         inside = project.run_dir(run_id) / ONNX_NAME
         result = export_handle_to_onnx(handle, inside, check_files=check_files)
         project.set_run_artifacts(run_id, {"onnx_file": ONNX_NAME, "onnx_sha256": result.sha256})
+        if stop():
+            yield ExportCancelled(run_id)
+            return
         _copy(inside, Path(destination))
         project.record_export(run_id, "onnx", Path(destination).name, result.sha256)
     yield dataclasses.replace(result, onnx_path=Path(destination))
@@ -186,6 +205,7 @@ def _copy(source: Path, destination: Path) -> None:
 
 __all__ = [
     "ONNX_NAME",
+    "ExportCancelled",
     "OnnxExportResult",
     "ResultsChoice",
     "StageStarted",

@@ -173,3 +173,39 @@ def test_eta_reads_like_a_person_wrote_it() -> None:
     assert format_eta(42) == "about 42 s left"
     assert format_eta(65) == "about 1 min 05 s left"
     assert format_eta(3 * 3600 + 120) == "about 3 h 02 min left"
+
+
+def test_closing_while_training_asks_then_cancels_and_keeps_the_labels(
+    labelled: MainWindow, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    asked: list[str] = []
+
+    def question(*args: object, **_kwargs: object) -> QMessageBox.StandardButton:
+        asked.append(str(args[2]))
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    folder = labelled.session.folder
+    assert folder is not None
+    with open_project(folder) as project:
+        labels_before = sorted((lb.image_id, lb.class_id, lb.role) for lb in project.labels())
+    panel = labelled.training
+    panel.set_method("linear")
+    panel.epochs.setValue(500)
+    panel.batch_size.setValue(1)
+    with qtbot.waitSignal(labelled.jobs.task_event, timeout=30_000):
+        assert panel.start()
+    labelled.close()  # "No": the window stays, training goes on
+    assert labelled.isVisible()
+    assert labelled.jobs.busy
+    labelled.close()  # "Yes": cancelled, waited for, closed
+    assert not labelled.isVisible()
+    assert not labelled.jobs.busy
+    assert asked[0].startswith("Training is still running")
+    with open_project(folder) as project:
+        assert [run.status for run in project.runs()] == ["cancelled"]
+        after = sorted((lb.image_id, lb.class_id, lb.role) for lb in project.labels())
+    assert after == labels_before

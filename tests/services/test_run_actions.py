@@ -15,6 +15,7 @@ from ept_studio.services.project_inference import ProjectPredicted
 from ept_studio.services.project_tuning import tune_project
 from ept_studio.services.run_actions import (
     ONNX_NAME,
+    ExportCancelled,
     OnnxExportResult,
     StageStarted,
     export_run_onnx,
@@ -101,3 +102,26 @@ def test_a_changed_prompt_file_is_refused(trained: tuple[Path, int, Path]) -> No
     prompt.write_bytes(prompt.read_bytes()[:-1] + b" ")
     with pytest.raises(ProjectError, match="missing or changed"):
         list(predict_with_run(folder, run_id, backbone=tiny_backbone(), locations_dir=locations))
+
+
+def test_a_cancelled_export_writes_nothing_where_asked(
+    trained: tuple[Path, int, Path], tmp_path: Path
+) -> None:
+    folder, run_id, locations = trained
+    out = tmp_path / "exports" / "model.onnx"
+    answers = iter([False, True])  # carry on after loading, stop before the copy
+    events = list(
+        export_run_onnx(
+            folder,
+            run_id,
+            out,
+            backbone=tiny_backbone(),
+            cancel=lambda: next(answers),
+            locations_dir=locations,
+        )
+    )
+    assert events[-1] == ExportCancelled(run_id)
+    assert not out.exists()
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+    with Project.open(folder, locations_dir=locations) as project:
+        assert project.exports(run_id) == []
