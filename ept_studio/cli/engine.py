@@ -46,7 +46,8 @@ def method_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def recipe_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Overrides of the paper recipe: only the options the user gave."""
     names = ("epochs", "batch_size", "lr", "head_lr", "optimizer", "device", "warmup_steps")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    chosen = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    return {"preset": getattr(args, "recipe", "paper"), **chosen}
 
 
 def _add_train(commands: Any) -> None:
@@ -78,6 +79,13 @@ def _add_train(commands: Any) -> None:
     train.add_argument("--lora-rank", type=int, default=8)
     train.add_argument("--shots", type=int, default=5, help="training images per class (0: all)")
     train.add_argument("--max-query", type=int, help="evaluate on at most this many per class")
+    train.add_argument(
+        "--recipe",
+        choices=("paper", "default"),
+        default="paper",
+        help="starting recipe: paper (SGD 6e-4, 20 epochs; default here) or default (the app's "
+        "few-shot preset: AdamW, prototype head, at least 50 steps)",
+    )
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)

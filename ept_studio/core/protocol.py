@@ -6,6 +6,10 @@ budget; evaluate on a query set disjoint from the support. Within one (draw, see
 sees the same support images, the same augmentation stream and the same number of optimiser
 steps; only the method differs.
 
+The method name :data:`PROTOTYPE_BASELINE` (``"prototype"``) is the nearest-centroid classifier on
+the frozen backbone's features of the support set, with no training: the floor every tuned method
+should clear (:func:`method_configs` builds the configs for a list of names).
+
 Disjointness is by group, not only by image: a sample whose group (source file, series, slab)
 also gives a support image never enters the query. A class with fewer than K images, or with none
 left for the query, is dropped for that K with a note. Explicit splits (MedFMC's lists) bypass
@@ -27,7 +31,8 @@ import numpy as np
 import torch
 
 from ept_studio.core.backbones import BackboneSpec, LoadedBackbone
-from ept_studio.core.methods import MethodConfig
+from ept_studio.core.device import describe_device, resolve_device
+from ept_studio.core.methods import LinearConfig, MethodConfig, default_config
 from ept_studio.core.metrics import classification_metrics, expected_calibration_error
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.training import (
@@ -36,7 +41,9 @@ from ept_studio.core.training import (
     RunStarted,
     TrainRecipe,
     evaluate,
+    init_prototype_head,
     seed_everything,
+    target_tensor,
     train,
 )
 from ept_studio.errors import ConfigError
@@ -44,6 +51,9 @@ from ept_studio.errors import ConfigError
 PoolTarget = int | tuple[int, ...]
 ImageSource = Callable[[int], torch.Tensor]
 """Image ``i`` of the pool as a uint8 RGB tensor ``[3, H, W]``."""
+
+PROTOTYPE_BASELINE = "prototype"
+"""The no-training nearest-centroid baseline, run like a method (a head on the frozen backbone)."""
 
 PRIMARY_METRIC: dict[LabelMode, str] = {LabelMode.SINGLE: "accuracy", LabelMode.MULTI: "map"}
 """What the paper reports per label mode: accuracy, or mAP for multi-label tasks."""
@@ -205,6 +215,14 @@ def plan_episodes(
     return episodes
 
 
+def method_configs(names: Sequence[str]) -> dict[str, MethodConfig]:
+    """Each name's default config; :data:`PROTOTYPE_BASELINE` is a head on the frozen backbone."""
+    return {
+        name: LinearConfig() if name == PROTOTYPE_BASELINE else default_config(name)
+        for name in names
+    }
+
+
 def run_episode(
     episode: Episode,
     pool: FewShotPool,
@@ -222,7 +240,12 @@ def run_episode(
     model = TunedModel(copy.deepcopy(backbone.model), episode.config, num_classes=len(draw.classes))
     spec = backbone.spec
     start = time.perf_counter()
-    failure, device = _train(model, support, recipe.replace(seed=episode.seed), spec, pool, cancel)
+    if episode.method == PROTOTYPE_BASELINE:
+        failure, device = None, _fit_prototype(model, support, recipe, spec, pool)
+    else:
+        failure, device = _train(
+            model, support, recipe.replace(seed=episode.seed), spec, pool, cancel
+        )
     seconds = time.perf_counter() - start
     result = evaluate(
         model,
@@ -278,6 +301,29 @@ def _train(
         elif isinstance(event, RunFailed):
             failure = event.message
     return failure, device
+
+
+def _fit_prototype(
+    model: TunedModel,
+    support: list[tuple[torch.Tensor, PoolTarget]],
+    recipe: TrainRecipe,
+    spec: BackboneSpec,
+    pool: FewShotPool,
+) -> str:
+    """The nearest-centroid head on the support set, no training; the device it ran on."""
+    device = resolve_device(recipe.device)
+    model.to(device)
+    init_prototype_head(
+        model,
+        [image for image, _ in support],
+        target_tensor([t for _, t in support], pool.label_mode, model.num_classes),
+        input_size=spec.input_size,
+        mean=spec.mean,
+        std=spec.std,
+        label_mode=pool.label_mode,
+        scale=recipe.prototype_scale,
+    )
+    return describe_device(device)
 
 
 def _target(pool: FewShotPool, index: int, remap: Mapping[int, int]) -> PoolTarget:

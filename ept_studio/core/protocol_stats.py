@@ -15,22 +15,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ept_studio.calibration import ReliabilityBin, reliability_table, top_label
 from ept_studio.core.metrics import mean_average_precision
 from ept_studio.core.model import LabelMode
 from ept_studio.core.protocol import PRIMARY_METRIC, EpisodeResult, ProtocolConfig
 
 MetricFunction = Callable[[np.ndarray, np.ndarray], float]
-
-
-@dataclasses.dataclass(frozen=True)
-class ReliabilityBin:
-    """One confidence bin: its range, share of predictions, mean confidence and accuracy."""
-
-    low: float
-    high: float
-    count: int
-    confidence: float
-    accuracy: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,30 +158,7 @@ def reliability_bins(runs: Sequence[EpisodeResult], bins: int) -> tuple[Reliabil
 
     Multi-label runs count each (image, label) pair as one binary prediction, as ECE does.
     """
-    confidences: list[np.ndarray] = []
-    correct: list[np.ndarray] = []
-    for run in runs:
-        probabilities, targets = run.probabilities.astype(np.float64), run.targets
-        if targets.ndim == 2:
-            positive = probabilities.ravel()
-            probabilities = np.stack([1.0 - positive, positive], axis=1)
-            targets = targets.ravel()
-        confidences.append(probabilities.max(axis=1))
-        correct.append(probabilities.argmax(axis=1) == targets.astype(np.int64))
-    confidence = np.concatenate(confidences)
-    hits = np.concatenate(correct).astype(np.float64)
-    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
-    table = []
-    for b in range(bins):
-        members = index == b
-        count = int(members.sum())
-        table.append(
-            ReliabilityBin(
-                low=b / bins,
-                high=(b + 1) / bins,
-                count=count,
-                confidence=float(confidence[members].mean()) if count else math.nan,
-                accuracy=float(hits[members].mean()) if count else math.nan,
-            )
-        )
-    return tuple(table)
+    pairs = [top_label(run.probabilities, run.targets) for run in runs]
+    confidence = np.concatenate([c for c, _ in pairs])
+    hits = np.concatenate([h for _, h in pairs])
+    return reliability_table(confidence, hits, bins)

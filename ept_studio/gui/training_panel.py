@@ -31,11 +31,14 @@ from ept_studio.services.project import ProjectDataReady, ProjectTrainingSaved
 from ept_studio.services.project_tuning import (
     TuningCancelled,
     TuningEpoch,
+    TuningRestarted,
     TuningStarted,
     TuningStep,
+    TuningWarnings,
 )
 from ept_studio.services.training_options import (
     METHOD_CHOICES,
+    RECIPE_CHOICES,
     TrainingOptions,
     device_choices,
     method_choice,
@@ -68,6 +71,7 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self.jobs = jobs
         self.last_saved: ProjectTrainingSaved | None = None
+        self.warnings: tuple[str, ...] = ()
         self._build_form()
         self.train_button = QPushButton("Train")
         self.train_button.setDefault(True)
@@ -106,6 +110,12 @@ class TrainingPanel(QWidget):
         for choice in METHOD_CHOICES:
             self.method.addItem(choice.label, choice.key)
             self.method.setItemData(self.method.count() - 1, choice.description, 3)  # tooltip
+        self.recipe = QComboBox()
+        for key, label in RECIPE_CHOICES:
+            self.recipe.addItem(label, key)
+        self.recipe.setToolTip(
+            "The starting point; epochs, learning rate and batch size override it when set"
+        )
         self.length = QSpinBox()
         self.length.setRange(1, 500)
         self.length.setValue(100)
@@ -123,6 +133,7 @@ class TrainingPanel(QWidget):
         for key, label in device_choices():
             self.device.addItem(label, key)
         form.addRow("Method", self.method)
+        form.addRow("Recipe", self.recipe)
         form.addRow("Prompt length", self.length)
         form.addRow("Prompted blocks", self.blocks)
         form.addRow("Epochs", self.epochs)
@@ -147,6 +158,7 @@ class TrainingPanel(QWidget):
         """The form as :class:`TrainingOptions`; a bad entry is a ConfigError naming it."""
         return TrainingOptions(
             method=str(self.method.currentData()),
+            recipe=str(self.recipe.currentData()),
             length=self.length.value(),
             blocks=self.blocks.text(),
             epochs=self.epochs.value() or None,
@@ -155,6 +167,12 @@ class TrainingPanel(QWidget):
             seed=self.seed.value(),
             device=str(self.device.currentData()),
         )
+
+    def set_recipe(self, key: str) -> None:
+        index = self.recipe.findData(key)
+        if index < 0:
+            raise ValueError(f"no recipe {key!r} in the list")
+        self.recipe.setCurrentIndex(index)
 
     def set_method(self, key: str) -> None:
         index = self.method.findData(key)
@@ -181,6 +199,7 @@ class TrainingPanel(QWidget):
             )
             return False
         self.curves.clear()
+        self.warnings = ()
         self.progress.setRange(0, 0)  # busy until the first step reports the total
         self.eta.setText("")
         self.state.setText("Loading the images and the backbone…")
@@ -216,6 +235,15 @@ class TrainingPanel(QWidget):
             self.progress.setValue(item.step)
             self.eta.setText(f"Step {item.step} of {item.total_steps}, {format_eta(item.eta_s)}")
             self.curves.add_point(LOSS, item.step, item.loss)
+        elif isinstance(item, TuningRestarted):
+            self.curves.clear()
+            self.progress.setValue(0)
+            self.state.setText(
+                f"{item.reason}. Starting again from the initial tensors at "
+                f"{item.lr_scale:g} x the learning rate (attempt {item.attempt + 1})."
+            )
+        elif isinstance(item, TuningWarnings):
+            self.warnings = item.warnings
         elif isinstance(item, TuningEpoch) and item.val_metrics:
             for key, value in item.val_metrics.items():
                 self.curves.add_point(f"validation {key}", item.epoch, value)
@@ -236,7 +264,9 @@ class TrainingPanel(QWidget):
             self.progress.setValue(1)
             self.eta.setText("")
             self.last_saved = last
-            self.state.setText(_saved_summary(last))
+            self.state.setText(
+                "\n".join([_saved_summary(last), *(f"Warning: {w}" for w in self.warnings)])
+            )
             self.run_saved.emit(last)
 
     @Slot(str, str)

@@ -150,9 +150,9 @@ def train_on_project(
     """
     from ept_studio.core.backbones import load_backbone
     from ept_studio.core.methods import config_from_dict
-    from ept_studio.core.training import PAPER_RECIPE
+    from ept_studio.core.training import recipe_from_settings
 
-    full_recipe = PAPER_RECIPE.replace(seed=seed, **recipe)
+    full_recipe = recipe_from_settings({**recipe, "seed": seed})
     method_config = config_from_dict(method)
     with Project.open(folder, locations_dir=locations_dir) as project:
         tset = training_set(project)

@@ -65,6 +65,22 @@ class TuningEpoch:
 
 
 @dataclasses.dataclass(frozen=True)
+class TuningRestarted:
+    """The loss exploded (or the model collapsed): training starts again at a lower rate."""
+
+    attempt: int
+    reason: str
+    lr_scale: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningWarnings:
+    """Problems the finished run found that a person should read (e.g. one class for all)."""
+
+    warnings: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class TuningCancelled:
     """The user cancelled: the run is recorded as cancelled and nothing else changed."""
 
@@ -72,7 +88,15 @@ class TuningCancelled:
     steps_done: int
 
 
-TuningUpdate = ProjectDataReady | TuningStarted | TuningStep | TuningEpoch | ProjectTrainingSaved
+TuningUpdate = (
+    ProjectDataReady
+    | TuningStarted
+    | TuningStep
+    | TuningEpoch
+    | TuningRestarted
+    | TuningWarnings
+    | ProjectTrainingSaved
+)
 
 
 def tune_project(
@@ -89,7 +113,13 @@ def tune_project(
     cancel propagate as :class:`~ept_studio.errors.EptStudioError` with a message for the user.
     """
     from ept_studio.core.device import free_device_memory, resolve_device
-    from ept_studio.core.training import EpochFinished, RunStarted, StepFinished
+    from ept_studio.core.training import (
+        EpochFinished,
+        RunFinished,
+        RunRestarted,
+        RunStarted,
+        StepFinished,
+    )
 
     run_id: int | None = None
     steps = 0
@@ -128,6 +158,10 @@ def tune_project(
                 )
             elif isinstance(event, EpochFinished):
                 yield TuningEpoch(event.epoch, event.train_loss, event.val_metrics, event.elapsed_s)
+            elif isinstance(event, RunRestarted):
+                yield TuningRestarted(event.attempt, event.reason, event.lr_scale)
+            elif isinstance(event, RunFinished) and event.warnings:
+                yield TuningWarnings(tuple(event.warnings))
             elif isinstance(event, ProjectTrainingSaved):
                 yield event
     except TrainingCancelled:

@@ -20,6 +20,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from ept_studio.calibration import (
+    ReliabilityBin,
+    expected_calibration_error,
+    reliability_table,
+    top_label,
+)
+
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONFIDENCE = 0.95
 RELIABILITY_BINS = 10
@@ -57,17 +64,6 @@ class ClassResult:
     recall: Interval
     f1: Interval
     auc: Interval
-
-
-@dataclasses.dataclass(frozen=True)
-class ReliabilityBin:
-    """Confidence bin ``(low, high]``: how many predictions, their mean confidence and accuracy."""
-
-    low: float
-    high: float
-    count: int
-    confidence: float
-    accuracy: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,32 +192,5 @@ def _auc_rows(scores: FloatArray, positives: npt.NDArray[np.bool_]) -> FloatArra
 
 def reliability(probabilities: FloatArray, targets: IntArray) -> tuple[ReliabilityBin, ...]:
     """Top-label confidence vs accuracy in equal-width bins; multi-label: every (image, class)."""
-    if targets.ndim == 2:
-        positive = probabilities.ravel()
-        probabilities = np.stack([1.0 - positive, positive], axis=1)
-        targets = (targets.ravel() > 0).astype(np.int64)
-    confidence = probabilities.max(axis=1)
-    hits = (probabilities.argmax(axis=1) == targets).astype(np.float64)
-    index = np.clip(np.ceil(confidence * RELIABILITY_BINS).astype(np.int64) - 1, 0, None)
-    table = []
-    for b in range(RELIABILITY_BINS):
-        members = index == b
-        count = int(members.sum())
-        table.append(
-            ReliabilityBin(
-                low=b / RELIABILITY_BINS,
-                high=(b + 1) / RELIABILITY_BINS,
-                count=count,
-                confidence=float(confidence[members].mean()) if count else math.nan,
-                accuracy=float(hits[members].mean()) if count else math.nan,
-            )
-        )
-    return tuple(table)
-
-
-def expected_calibration_error(bins: Sequence[ReliabilityBin]) -> float:
-    """ECE over the reliability bins: sum of (share in bin) x |accuracy - mean confidence|."""
-    total = sum(b.count for b in bins)
-    if total == 0:
-        return math.nan
-    return float(sum(b.count / total * abs(b.accuracy - b.confidence) for b in bins if b.count))
+    confidence, hits = top_label(probabilities, targets)
+    return reliability_table(confidence, hits, RELIABILITY_BINS)

@@ -87,15 +87,15 @@ def train_on_folder(
     from ept_studio.core.methods import config_from_dict
     from ept_studio.core.model import LabelMode, TunedModel
     from ept_studio.core.training import (
-        PAPER_RECIPE,
         RunFailed,
         RunFinished,
         RunStarted,
+        recipe_from_settings,
         seed_everything,
         train,
     )
 
-    recipe = PAPER_RECIPE.replace(seed=request.seed, **request.recipe)
+    recipe = recipe_from_settings({**request.recipe, "seed": request.seed})
     method = config_from_dict(request.method)
     split = split_class_folders(
         scan_class_folders(request.data_dir),

@@ -167,9 +167,30 @@ def test_vpt_token_order_and_replacement() -> None:
     for layer, block_input in enumerate(seen):
         torch.testing.assert_close(block_input[0, 1:6], tokens[layer].detach())
     assert model.prefix_tokens == 6
+
+
+def test_vpt_uniform_init_is_the_papers_bound() -> None:
+    model = TunedModel(make_tiny_vit(seed=3), VptConfig(length=5, init="uniform"), 3)
+    tokens = model.backbone.vpt.tokens
     bound = (6 / (3 * 8 * 8 + 64)) ** 0.5
     assert tokens.abs().max().item() <= bound
     assert tokens.abs().max().item() > 0.8 * bound
+
+
+def test_vpt_token_init_starts_at_each_blocks_mean_patch_token() -> None:
+    torch.manual_seed(0)
+    uniform = TunedModel(make_tiny_vit(seed=3, layer_scale=True), VptConfig(init="uniform"), 3)
+    torch.manual_seed(0)
+    tokens = TunedModel(make_tiny_vit(seed=3, layer_scale=True), VptConfig(), 3)
+    frozen = make_tiny_vit(seed=3, layer_scale=True)
+    seen: list[torch.Tensor] = []
+    for block in frozen.blocks:
+        block.register_forward_pre_hook(lambda _m, args: seen.append(args[0][0, 1:].mean(0)))
+    with torch.no_grad():
+        frozen.forward_features(torch.zeros(1, 3, 32, 32))
+    shift = tokens.backbone.vpt.tokens - uniform.backbone.vpt.tokens
+    for layer, centre in enumerate(seen):
+        torch.testing.assert_close(shift[layer], centre.expand(10, -1).detach())
 
 
 def test_lora_starts_at_the_frozen_model_and_touches_only_q_and_v() -> None:

@@ -28,6 +28,7 @@ from ept_studio.core.training import (
     OptimizerName,
     RunFailed,
     RunFinished,
+    RunRestarted,
     RunStarted,
     Sample,
     StepFinished,
@@ -256,13 +257,16 @@ def test_cancel_event_set_by_the_consumer() -> None:
     assert len(steps(seen)) == 3
 
 
-def test_diverging_loss_yields_run_failed() -> None:
+def test_diverging_loss_yields_run_failed_after_two_restarts() -> None:
     model = tuned_model(FullConfig())
     events = run(model, colour_images(8), FAST.replace(lr=1e6, epochs=5))
     failure = events[-1]
     assert isinstance(failure, RunFailed)
-    assert "NaN" in failure.message or "inf" in failure.message
+    assert "exploded" in failure.message or "NaN" in failure.message
+    assert "after 2 restarts at lower learning rates" in failure.message
     assert "lower the learning rate" in failure.message
+    restarts = [e for e in events if isinstance(e, RunRestarted)]
+    assert [(r.attempt, r.lr_scale) for r in restarts] == [(1, 0.1), (2, 0.1**2)]
     assert not any(isinstance(e, RunFinished) for e in events)
     assert all(bool(t.isfinite().all()) for t in model.trainable_state().values())
 

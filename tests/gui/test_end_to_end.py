@@ -72,6 +72,7 @@ def test_new_project_to_exported_model_and_back(
     window.jobs.backbone = tiny_backbone()
     panel = window.training
     panel.set_method("ept")
+    panel.set_recipe("paper")
     panel.length.setValue(4)
     panel.batch_size.setValue(1)
     panel.epochs.setValue(100)

@@ -13,7 +13,7 @@ from ept_studio.gui.jobs import TRAINING
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.training_panel import LOSS, format_eta
 from ept_studio.services.project import ProjectTrainingSaved, Role, open_project
-from ept_studio.services.project_tuning import TuningCancelled, TuningStep
+from ept_studio.services.project_tuning import TuningCancelled, TuningStarted, TuningStep
 
 pytestmark = pytest.mark.gui
 
@@ -34,6 +34,7 @@ def labelled(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> MainWindow:
         project.set_role(ids[4:], Role.TEST)
     window.jobs.backbone = tiny_backbone()
     window.side.setCurrentWidget(window.training)
+    window.training.set_recipe("paper")  # the tests count steps: epochs x batches, no minimum
     return window
 
 
@@ -209,3 +210,26 @@ def test_closing_while_training_asks_then_cancels_and_keeps_the_labels(
         assert [run.status for run in project.runs()] == ["cancelled"]
         after = sorted((lb.image_id, lb.class_id, lb.role) for lb in project.labels())
     assert after == labels_before
+
+
+def test_the_few_shot_default_recipe_takes_at_least_50_steps(
+    labelled: MainWindow, qtbot: QtBot
+) -> None:
+    panel = labelled.training
+    panel.set_recipe("default")
+    panel.set_method("linear")
+    started: list[TuningStarted] = []
+    labelled.jobs.task_event.connect(
+        lambda _n, item: started.append(item) if isinstance(item, TuningStarted) else None
+    )
+    with qtbot.waitSignal(labelled.jobs.finished, timeout=120_000) as blocker:
+        assert panel.start()
+    assert isinstance(blocker.args[1], ProjectTrainingSaved)
+    assert started[0].total_steps >= 50
+    with open_project(labelled.session.folder or Path()) as project:
+        recipe = project.runs()[-1].config["recipe"]
+    assert (recipe["optimizer"], recipe["head_init"], recipe["min_steps"]) == (
+        "adamw",
+        "prototype",
+        50,
+    )

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from ept_studio.core.training.evaluation import (
+    EvalResult,
+    Sample,
+    Target,
+    evaluate,
+    predict_probabilities,
+    target_tensor,
+)
 from ept_studio.core.training.events import (
     EpochFinished,
     RunFailed,
     RunFinished,
+    RunRestarted,
     RunStarted,
     StepFinished,
     TrainEvent,
@@ -13,24 +22,29 @@ from ept_studio.core.training.events import (
 from ept_studio.core.training.loop import (
     SELECTION_METRIC,
     CancelCheck,
-    EvalResult,
-    Sample,
-    Target,
     build_optimizer,
-    evaluate,
     learning_rate_factor,
-    predict_probabilities,
     seed_everything,
-    target_tensor,
     train,
 )
+from ept_studio.core.training.prototype import (
+    Prototypes,
+    fit_prototypes,
+    init_prototype_head,
+    nearest_centroid_predict,
+    set_prototype_head,
+    support_features,
+)
 from ept_studio.core.training.recipe import (
+    DEFAULT_CANDIDATE_RECIPE,
     PAPER_RECIPE,
     RECIPES,
     Bf16Mode,
+    HeadInit,
     LrSchedule,
     OptimizerName,
     TrainRecipe,
+    recipe_from_settings,
 )
 from ept_studio.core.training.transforms import (
     CropBox,
@@ -42,6 +56,7 @@ from ept_studio.core.training.transforms import (
 )
 
 __all__ = [
+    "DEFAULT_CANDIDATE_RECIPE",
     "PAPER_RECIPE",
     "RECIPES",
     "SELECTION_METRIC",
@@ -50,11 +65,14 @@ __all__ = [
     "CropBox",
     "EpochFinished",
     "EvalResult",
+    "HeadInit",
     "ImageTransform",
     "LrSchedule",
     "OptimizerName",
+    "Prototypes",
     "RunFailed",
     "RunFinished",
+    "RunRestarted",
     "RunStarted",
     "Sample",
     "StepFinished",
@@ -65,10 +83,16 @@ __all__ = [
     "build_optimizer",
     "eval_transform",
     "evaluate",
+    "fit_prototypes",
+    "init_prototype_head",
     "learning_rate_factor",
+    "nearest_centroid_predict",
     "predict_probabilities",
+    "recipe_from_settings",
     "sample_crop",
     "seed_everything",
+    "set_prototype_head",
+    "support_features",
     "target_tensor",
     "train",
     "train_transform",

@@ -2,7 +2,8 @@
 
 A run yields :class:`RunStarted` first, then one :class:`StepFinished` per optimiser step and one
 :class:`EpochFinished` per epoch, and ends with exactly one :class:`RunFinished` or
-:class:`RunFailed`.
+:class:`RunFailed`. A diverged or collapsed attempt yields :class:`RunRestarted`, after which
+steps and epochs count from 1 again (at lower learning rates, from the initial tensors).
 Epochs and steps count from 1; times are seconds of wall clock since the run started.
 """
 
@@ -51,7 +52,10 @@ class RunFinished:
     """The run ended normally; the model holds the weights of ``best_epoch``.
 
     ``metrics`` are the validation metrics of that epoch (None without a validation set);
-    ``stopped_early`` says early stopping ended the run before the last epoch.
+    ``stopped_early`` says early stopping ended the run before the last epoch. ``lr_scale`` is the
+    factor on the recipe's learning rates of the attempt that finished (below 1 after restarts);
+    ``warnings`` are problems a person should see, such as a model that predicts one class for
+    every support image.
     """
 
     epochs_run: int
@@ -59,6 +63,18 @@ class RunFinished:
     metrics: dict[str, float] | None
     stopped_early: bool
     elapsed_s: float
+    lr_scale: float = 1.0
+    warnings: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRestarted:
+    """An attempt went wrong (``reason``); the run starts again from its initial tensors with the
+    recipe's learning rates times ``lr_scale``. ``attempt`` counts the restarts from 1."""
+
+    attempt: int
+    reason: str
+    lr_scale: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,5 +84,7 @@ class RunFailed:
     message: str
 
 
-TrainEvent: TypeAlias = RunStarted | StepFinished | EpochFinished | RunFinished | RunFailed
+TrainEvent: TypeAlias = (
+    RunStarted | StepFinished | EpochFinished | RunRestarted | RunFinished | RunFailed
+)
 """Any event a training run yields."""

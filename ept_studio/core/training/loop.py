@@ -1,16 +1,21 @@
-"""The training loop as a generator of :mod:`events`, and evaluation of a tuned model.
+"""The training loop as a generator of :mod:`events` (evaluation lives in :mod:`evaluation`).
 
 ``train`` is a plain generator so any caller (a Qt worker, the CLI, a test) can show progress and
 stop it: iterate it and render each event. Randomness (shuffling and augmentation) comes from one
 ``torch.Generator`` seeded from the recipe; the head and the method's tensors are initialised before
-``train`` is called, so seed that with :func:`seed_everything` first.
+``train`` is called, so seed that with :func:`seed_everything` first (a recipe with
+``head_init="prototype"`` then overwrites the head from the support set before the first step).
+
+Guards (:mod:`guards`): a diverging loss or a one-class collapse with a rising loss restarts the
+run from its initial tensors at a tenth of the learning rates, up to ``divergence_retries`` times;
+a collapse that remains is reported in :attr:`RunFinished.warnings`, a divergence that remains
+ends the run with :class:`RunFailed`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 import random
 import threading
 import time
@@ -21,40 +26,40 @@ import torch
 import torch.nn.functional as F
 
 from ept_studio.core.device import describe_device, resolve_device, use_bf16
-from ept_studio.core.metrics import classification_metrics
 from ept_studio.core.model import LabelMode, TunedModel
+from ept_studio.core.training.evaluation import (
+    Sample,
+    evaluate,
+    predict_probabilities,
+    target_tensor,
+)
 from ept_studio.core.training.events import (
     EpochFinished,
     RunFailed,
     RunFinished,
+    RunRestarted,
     RunStarted,
     StepFinished,
     TrainEvent,
 )
-from ept_studio.core.training.recipe import LrSchedule, OptimizerName, TrainRecipe
-from ept_studio.core.training.transforms import batch_tensors, eval_transform, train_transform
+from ept_studio.core.training.guards import (
+    LOSS_ROSE_FACTOR,
+    LR_BACKOFF,
+    LossWatch,
+    chance_loss,
+    collapse_message,
+    final_failure,
+)
+from ept_studio.core.training.prototype import init_prototype_head
+from ept_studio.core.training.recipe import HeadInit, LrSchedule, OptimizerName, TrainRecipe
+from ept_studio.core.training.transforms import batch_tensors, train_transform
 from ept_studio.errors import DatasetError, TrainingCancelled, TrainingError
-
-Target = int | torch.Tensor | Sequence[float]
-"""A class index (single-label) or a multi-hot vector of 0/1 (multi-label)."""
-
-Sample = tuple[torch.Tensor, Target]
-"""An RGB image ``[3, H, W]`` (uint8, or float in [0, 1]) and its target."""
 
 CancelCheck = Callable[[], bool] | threading.Event
 """Asked before every optimiser step; true (or set) stops the run."""
 
 SELECTION_METRIC: dict[LabelMode, str] = {LabelMode.SINGLE: "accuracy", LabelMode.MULTI: "map"}
 """The validation metric that picks the best epoch (the paper's headline metric per label mode)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalResult:
-    """Probabilities ``[n, C]``, targets (``[n]`` indices or ``[n, C]`` 0/1) and their metrics."""
-
-    probabilities: np.ndarray
-    targets: np.ndarray
-    metrics: dict[str, float]
 
 
 def seed_everything(seed: int) -> None:
@@ -67,10 +72,11 @@ def seed_everything(seed: int) -> None:
 def learning_rate_factor(step: int, total_steps: int, recipe: TrainRecipe) -> float:
     """The multiplier of the base learning rates at optimiser step ``step`` (counting from 0).
 
-    Linear warmup ``(step + 1) / warmup_steps``, then cosine from 1 towards 0 over the remaining
-    steps (the last step's factor is small but not 0), or flat for the constant schedule.
+    Linear warmup ``(step + 1) / warmup`` (``warmup`` from :meth:`TrainRecipe.warmup_for`), then
+    cosine from 1 towards 0 over the remaining steps (the last step's factor is small but not 0),
+    or flat for the constant schedule.
     """
-    warmup = recipe.warmup_steps
+    warmup = recipe.warmup_for(total_steps)
     if step < warmup:
         return (step + 1) / warmup
     decay_steps = total_steps - warmup
@@ -79,14 +85,17 @@ def learning_rate_factor(step: int, total_steps: int, recipe: TrainRecipe) -> fl
     return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / decay_steps))
 
 
-def build_optimizer(model: TunedModel, recipe: TrainRecipe) -> torch.optim.Optimizer:
-    """SGD or AdamW over two groups, the method's tensors at ``lr`` and the head at ``head_lr``.
+def build_optimizer(
+    model: TunedModel, recipe: TrainRecipe, lr_scale: float = 1.0
+) -> torch.optim.Optimizer:
+    """SGD or AdamW over two groups, the method's tensors at ``lr`` and the head at ``head_lr``,
+    both times ``lr_scale``.
 
     Empty groups are left out (linear probing has no method tensors). Each group keeps its base rate
     under ``"base_lr"`` for the schedule.
     """
     groups = model.parameter_groups()
-    rates = {"method": recipe.lr, "head": recipe.head_learning_rate}
+    rates = {"method": recipe.lr * lr_scale, "head": recipe.head_learning_rate * lr_scale}
     param_groups = [
         {"params": groups[name], "lr": rate, "base_lr": rate, "name": name}
         for name, rate in rates.items()
@@ -114,12 +123,14 @@ def train(
     cancel: CancelCheck | None = None,
 ) -> Iterator[TrainEvent]:
     """Train ``model`` in place, yielding events: RunStarted, StepFinished per step, EpochFinished
-    per epoch, then RunFinished (or RunFailed, after which nothing more comes).
+    per epoch, then RunFinished (or RunFailed, after which nothing more comes); RunRestarted
+    between attempts when a guard fires (see the module docstring).
 
     With a non-empty ``val_set`` every epoch is evaluated; the best epoch's trainable tensors (by
     accuracy, or mAP for multi-label; ties keep the earlier epoch) are kept and restored at the end,
-    and ``early_stopping_patience`` epochs without improvement end the run. A non-finite loss
-    yields RunFailed and leaves the model with the best epoch's tensors, else its last finite ones.
+    and ``early_stopping_patience`` epochs without improvement end the run. A loss that still
+    diverges on the last attempt (or at once, when an image has non-finite pixels) yields
+    RunFailed and leaves the model with the best epoch's tensors, else its last finite ones.
     Bad inputs raise (DatasetError, DeviceError, TrainingError) when the generator is first
     advanced.
 
@@ -129,33 +140,58 @@ def train(
     run = _TrainingRun(model, train_set, recipe, input_size, mean, std, label_mode, cancel)
     yield run.started()
     try:
-        yield from _run_epochs(run, val_set)
+        yield from _run_attempts(run, val_set)
     finally:
         model.eval()
 
 
-def _run_epochs(run: _TrainingRun, val_set: Sequence[Sample] | None) -> Iterator[TrainEvent]:
+def _run_attempts(run: _TrainingRun, val_set: Sequence[Sample] | None) -> Iterator[TrainEvent]:
+    """Attempts at falling learning rates until one ends well or the retries are spent."""
+    retries = run.recipe.divergence_retries
+    for attempt in range(retries + 1):
+        outcome = yield from _run_epochs(run, val_set)
+        if isinstance(outcome, RunFinished):
+            collapse = run.collapse()
+            if collapse is None or not run.loss_rose() or attempt == retries:
+                warnings = () if collapse is None else (collapse,)
+                yield dataclasses.replace(outcome, lr_scale=run.lr_scale, warnings=warnings)
+                return
+            reason = collapse
+        else:
+            if attempt == retries or not run.retryable:
+                yield RunFailed(final_failure(outcome, attempt))
+                return
+            reason = outcome
+        run.restart(LR_BACKOFF ** (attempt + 1))
+        yield RunRestarted(attempt + 1, reason, run.lr_scale)
+
+
+def _run_epochs(
+    run: _TrainingRun, val_set: Sequence[Sample] | None
+) -> Generator[TrainEvent, None, RunFinished | str]:
+    """One attempt: its events; returns its RunFinished (not yet yielded) or a failure message."""
     best = _BestEpoch(SELECTION_METRIC[run.label_mode], run.recipe.early_stopping_patience)
     epoch = 0
-    for epoch in range(1, run.recipe.epochs + 1):
+    for epoch in range(1, run.total_epochs + 1):
         epoch_start_state = _clone_trainable(run.model)
         train_loss = yield from run.train_epoch(epoch)
         if train_loss is None:
             _recover_finite_state(run.model, best, epoch_start_state)
-            yield RunFailed(run.failure)
-            return
+            return run.failure
+        run.last_epoch_loss = train_loss
         val_metrics = run.validate(val_set) if val_set else None
         best.update(epoch, val_metrics, run.model)
         yield EpochFinished(epoch, train_loss, val_metrics, run.elapsed(), run.eta())
         if best.exhausted:
             break
     best.restore(run.model)
-    stopped_early = best.exhausted and epoch < run.recipe.epochs
-    yield RunFinished(epoch, best.epoch, best.metrics, stopped_early, run.elapsed())
+    stopped_early = best.exhausted and epoch < run.total_epochs
+    return RunFinished(epoch, best.epoch, best.metrics, stopped_early, run.elapsed())
 
 
 class _TrainingRun:
-    """Everything one run needs, set up once: data on tensors, optimiser, device, timing."""
+    """Everything one run needs, set up once: data on tensors, head init, optimiser, device,
+    timing, the loss watch; :meth:`restart` rewinds it for another attempt."""
 
     def __init__(
         self,
@@ -177,23 +213,74 @@ class _TrainingRun:
         self.device = resolve_device(recipe.device)
         self.bf16 = use_bf16(recipe.bf16.value, self.device)
         model.to(self.device)
-        self.optimizer = build_optimizer(model, recipe)
-        self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if recipe.head_init is HeadInit.PROTOTYPE:
+            self._init_prototype_head()
+        self.initial_state = _clone_trainable(model)
         self.generator = torch.Generator().manual_seed(recipe.seed)
         self.transform = train_transform(
             input_size, mean, std, recipe.crop_scale, recipe.hflip, generator=self.generator
         )
+        self.total_epochs = recipe.epochs_for(len(self.images))
         self.total_steps = recipe.total_steps(len(self.images))
         self.is_cancelled = _cancel_check(cancel)
-        self.steps_done = 0
+        self.retryable = True
         self.failure = ""
         self.start_time = time.perf_counter()
+        self._start_attempt(1.0)
+
+    def _init_prototype_head(self) -> None:
+        init_prototype_head(
+            self.model,
+            self.images,
+            self.targets,
+            input_size=self.input_size,
+            mean=self.mean,
+            std=self.std,
+            label_mode=self.label_mode,
+            scale=self.recipe.prototype_scale,
+        )
+
+    def _start_attempt(self, lr_scale: float) -> None:
+        self.lr_scale = lr_scale
+        self.optimizer = build_optimizer(self.model, self.recipe, lr_scale)
+        self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.generator.manual_seed(self.recipe.seed)
+        self.watch = LossWatch(chance_loss(self.label_mode, self.model.num_classes))
+        self.steps_done = 0
+        self.last_epoch_loss = math.nan
+        self.attempt_start = time.perf_counter()
+
+    def restart(self, lr_scale: float) -> None:
+        """Back to the initial tensors and the seeded data order, at ``lr_scale`` x the rates."""
+        self.model.load_trainable_state(self.initial_state)
+        self._start_attempt(lr_scale)
+
+    def collapse(self) -> str | None:
+        """The collapse message if every support image gets the same class (single-label)."""
+        if self.label_mode is LabelMode.MULTI:
+            return None
+        probabilities = predict_probabilities(
+            self.model,
+            self.images,
+            input_size=self.input_size,
+            mean=self.mean,
+            std=self.std,
+            label_mode=self.label_mode,
+            device=self.device,
+            bf16=self.bf16,
+        )
+        return collapse_message(probabilities, self.targets.numpy())
+
+    def loss_rose(self) -> bool:
+        """Whether the last epoch's loss ended well above the attempt's first step's."""
+        first = self.watch.first
+        return first is not None and self.last_epoch_loss > LOSS_ROSE_FACTOR * first
 
     def started(self) -> RunStarted:
         self.start_time = time.perf_counter()
         return RunStarted(
             total_steps=self.total_steps,
-            total_epochs=self.recipe.epochs,
+            total_epochs=self.total_epochs,
             device=describe_device(self.device),
             trainable_parameters=self.model.trainable_parameter_count(),
         )
@@ -202,13 +289,15 @@ class _TrainingRun:
         return time.perf_counter() - self.start_time
 
     def eta(self) -> float:
-        """Remaining steps times the mean wall time per step so far (validation included)."""
+        """Remaining steps times this attempt's mean wall time per step (validation included)."""
         if self.steps_done == 0:
             return float("nan")
-        return self.elapsed() / self.steps_done * (self.total_steps - self.steps_done)
+        per_step = (time.perf_counter() - self.attempt_start) / self.steps_done
+        return per_step * (self.total_steps - self.steps_done)
 
     def train_epoch(self, epoch: int) -> Generator[StepFinished, None, float | None]:
-        """One shuffled pass; returns the sample-weighted mean loss, or None if the loss blew up."""
+        """One shuffled pass; returns the sample-weighted mean loss, or None if the loss diverged
+        (the message is in ``failure``)."""
         self.model.train()
         order = torch.randperm(len(self.images), generator=self.generator)
         loss_sum = 0.0
@@ -218,8 +307,9 @@ class _TrainingRun:
             lr = self._schedule_learning_rate()
             loss = self._optimise(batch)
             self.steps_done += 1
-            if not math.isfinite(loss):
-                self.failure = _divergence_message(loss, self.steps_done, lr)
+            problem = self.watch.check(loss, self.steps_done, lr)
+            if problem is not None:
+                self.failure = problem + ("" if self.retryable else _BROKEN_PIXELS)
                 return None
             loss_sum += loss * len(batch)
             yield StepFinished(
@@ -236,6 +326,9 @@ class _TrainingRun:
 
     def _optimise(self, batch: torch.Tensor) -> float:
         pixels = batch_tensors([self.images[i] for i in batch.tolist()], self.transform)
+        if not bool(pixels.isfinite().all()):
+            self.retryable = False
+            return math.nan
         pixels, targets = pixels.to(self.device), self.targets[batch].to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -313,12 +406,7 @@ def _recover_finite_state(
         model.load_trainable_state(epoch_start_state)
 
 
-def _divergence_message(loss: float, step: int, lr: float) -> str:
-    kind = "NaN" if math.isnan(loss) else "inf"
-    return (
-        f"the training loss became {kind} at step {step} (learning rate {lr:.3g}): lower the "
-        "learning rate, set a gradient clip, or check the images for broken pixel values"
-    )
+_BROKEN_PIXELS = ", because an image of that batch has NaN or infinite pixel values"
 
 
 def _cancel_check(cancel: CancelCheck | None) -> Callable[[], bool]:
@@ -333,116 +421,3 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, label_mode: LabelMode) ->
     if label_mode is LabelMode.MULTI:
         return F.binary_cross_entropy_with_logits(logits, targets)
     return F.cross_entropy(logits, targets)
-
-
-def target_tensor(
-    targets: Sequence[Target], label_mode: LabelMode, num_classes: int
-) -> torch.Tensor:
-    """Class indices ``[n]`` (int64) or multi-hot ``[n, C]`` (float32), checked against the head."""
-    if LabelMode(label_mode) is LabelMode.MULTI:
-        return _multi_hot(targets, num_classes)
-    labels: list[int] = []
-    for index, target in enumerate(targets):
-        try:
-            label = operator.index(target)  # type: ignore[arg-type]
-        except TypeError as err:
-            raise DatasetError(
-                f"sample {index}: a single-label target must be a class index"
-            ) from err
-        if not 0 <= label < num_classes:
-            raise DatasetError(
-                f"sample {index} has class {label}, outside this model's 0..{num_classes - 1}"
-            )
-        labels.append(label)
-    return torch.tensor(labels, dtype=torch.int64)
-
-
-def _multi_hot(targets: Sequence[Target], num_classes: int) -> torch.Tensor:
-    rows = [torch.as_tensor(target, dtype=torch.float32).flatten() for target in targets]
-    for index, row in enumerate(rows):
-        if row.numel() != num_classes:
-            raise DatasetError(
-                f"sample {index} has {row.numel()} labels, this model has {num_classes}"
-            )
-        if not bool(((row == 0) | (row == 1)).all()):
-            raise DatasetError(f"sample {index}: multi-label targets must be 0 or 1")
-    return torch.stack(rows)
-
-
-def _probabilities(logits: torch.Tensor, label_mode: LabelMode) -> torch.Tensor:
-    return logits.sigmoid() if label_mode is LabelMode.MULTI else logits.softmax(dim=-1)
-
-
-@torch.no_grad()
-def predict_probabilities(
-    model: TunedModel,
-    images: Sequence[torch.Tensor],
-    *,
-    input_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    label_mode: LabelMode,
-    batch_size: int = 16,
-    device: torch.device | str | None = None,
-    bf16: bool = False,
-) -> np.ndarray:
-    """Class probabilities ``[n, C]`` (float32): softmax, or per-label sigmoid for multi-label.
-
-    Uses the test-time transform, in eval mode (the model's mode is put back afterwards). With
-    ``device`` the model is moved there first; otherwise it runs where the model is.
-    """
-    target_device = _model_device(model, device)
-    transform = eval_transform(input_size, mean, std)
-    was_training = model.training
-    model.eval()
-    chunks: list[torch.Tensor] = []
-    try:
-        for start in range(0, len(images), batch_size):
-            pixels = batch_tensors(images[start : start + batch_size], transform)
-            with torch.autocast(target_device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(pixels.to(target_device))
-            chunks.append(_probabilities(logits.float(), LabelMode(label_mode)).cpu())
-    finally:
-        model.train(was_training)
-    if not chunks:
-        return np.zeros((0, model.num_classes), dtype=np.float32)
-    return torch.cat(chunks).numpy()
-
-
-def evaluate(
-    model: TunedModel,
-    samples: Sequence[Sample],
-    *,
-    input_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    label_mode: LabelMode,
-    batch_size: int = 16,
-    device: torch.device | str | None = None,
-    bf16: bool = False,
-) -> EvalResult:
-    """Probabilities and :func:`~ept_studio.core.metrics.classification_metrics` on ``samples``."""
-    if not samples:
-        raise DatasetError("the evaluation set is empty: add labelled images first")
-    mode = LabelMode(label_mode)
-    targets = target_tensor([t for _, t in samples], mode, model.num_classes).numpy()
-    probabilities = predict_probabilities(
-        model,
-        [image for image, _ in samples],
-        input_size=input_size,
-        mean=mean,
-        std=std,
-        label_mode=mode,
-        batch_size=batch_size,
-        device=device,
-        bf16=bf16,
-    )
-    return EvalResult(probabilities, targets, classification_metrics(probabilities, targets, mode))
-
-
-def _model_device(model: TunedModel, device: torch.device | str | None) -> torch.device:
-    if device is None:
-        return next(model.parameters()).device
-    resolved = device if isinstance(device, torch.device) else resolve_device(device)
-    model.to(resolved)
-    return resolved

@@ -2,7 +2,13 @@
 
 The defaults are the paper's recipe (Zu et al. 2024, section 4.2): SGD at 6e-4 with momentum 0.9 and
 weight decay 1e-4, cosine annealing to 0, no warmup, 20 epochs, batch size 4, RandomResizedCrop with
-scale (0.08, 1) and horizontal flips.
+scale (0.08, 1) and horizontal flips. Two settings that are not the paper's are on in every preset
+because they only act when a run goes wrong: ``divergence_retries`` (a diverged run restarts from its
+initial tensors at a tenth of the learning rate) and the one-class-collapse check.
+
+``RECIPES`` names the presets: ``"paper"``, and ``"default"``, a few-shot candidate (AdamW, a faster
+head, a step floor for tiny support sets, warmup, clipping, milder crops, a prototype-initialised
+head) still to be confirmed by the accuracy sweep of issue 8 before any service uses it by default.
 """
 
 from __future__ import annotations
@@ -33,8 +39,23 @@ class LrSchedule(str, Enum):
     CONSTANT = "constant"
 
 
+class HeadInit(str, Enum):
+    """How the linear head starts: N(0, 0.01) as in the paper, or the support set's class prototypes.
+
+    ``prototype`` makes step 0 a nearest-centroid classifier on the features the head sees (see
+    :mod:`ept_studio.core.training.prototype`).
+    """
+
+    NORMAL = "normal"
+    PROTOTYPE = "prototype"
+
+
 class Bf16Mode(str, Enum):
-    """bfloat16 autocast: ``auto`` uses it on CUDA GPUs that support it, ``on``/``off`` force it."""
+    """bfloat16 autocast: ``auto`` uses it on CUDA GPUs that support it, ``on``/``off`` force it.
+
+    ``auto`` keeps CPUs in float32, even those with AVX512-BF16 or AMX: it switches on there only
+    once the accuracy sweep shows bf16 within the noise of fp32 on the offline sets (issue 8).
+    """
 
     AUTO = "auto"
     ON = "on"
@@ -50,6 +71,13 @@ class TrainRecipe:
 
     ``warmup_steps`` and the schedule count optimiser steps; ``early_stopping_patience`` counts
     epochs without a better validation metric and only matters when a validation set is given.
+    ``min_steps`` raises the number of epochs until the run has at least that many optimiser steps
+    (a 1-shot support set of 3 images is one step per epoch). The warmup is the larger of
+    ``warmup_steps`` and ``warmup_fraction`` of the run's steps (rounded up).
+    ``head_init="prototype"`` starts the head from the support set's class prototypes, with
+    logits about ``prototype_scale`` times a cosine similarity. A run whose loss diverges (or whose
+    model collapses to one class while its loss rose) restarts from its initial tensors at a tenth
+    of the learning rates, at most ``divergence_retries`` times.
     """
 
     optimizer: OptimizerName = OptimizerName.SGD
@@ -68,6 +96,11 @@ class TrainRecipe:
     seed: int = 0
     device: str = "auto"
     bf16: Bf16Mode = Bf16Mode.AUTO
+    min_steps: int = 0
+    warmup_fraction: float = 0.0
+    head_init: HeadInit = HeadInit.NORMAL
+    prototype_scale: float = 10.0
+    divergence_retries: int = 2
 
     def __post_init__(self) -> None:
         self._coerce_enums()
@@ -88,6 +121,12 @@ class TrainRecipe:
         if self.early_stopping_patience is not None:
             _check_count("early_stopping_patience", self.early_stopping_patience, minimum=1)
         _check_count("seed", self.seed, minimum=0)
+        _check_count("min_steps", self.min_steps, minimum=0)
+        if not (_finite_number(self.warmup_fraction, at_least=0.0) and self.warmup_fraction < 1):
+            raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}")
+        if not _finite_number(self.prototype_scale, above=0.0):
+            raise ConfigError(f"prototype_scale must be a number > 0, got {self.prototype_scale!r}")
+        _check_count("divergence_retries", self.divergence_retries, minimum=0)
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
             raise ConfigError(
                 f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}"
@@ -98,6 +137,7 @@ class TrainRecipe:
             ("optimizer", OptimizerName),
             ("schedule", LrSchedule),
             ("bf16", Bf16Mode),
+            ("head_init", HeadInit),
         ):
             value = getattr(self, name)
             try:
@@ -115,9 +155,17 @@ class TrainRecipe:
         """Optimiser steps per epoch: the last batch may be smaller, it is never dropped."""
         return math.ceil(train_size / self.batch_size)
 
+    def epochs_for(self, train_size: int) -> int:
+        """Epochs of a run over ``train_size`` samples: ``epochs``, raised to reach ``min_steps``."""
+        return max(self.epochs, math.ceil(self.min_steps / self.steps_per_epoch(train_size)))
+
     def total_steps(self, train_size: int) -> int:
         """Optimiser steps of a full run over ``train_size`` samples."""
-        return self.epochs * self.steps_per_epoch(train_size)
+        return self.epochs_for(train_size) * self.steps_per_epoch(train_size)
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup steps of a run of ``total_steps``: ``warmup_steps`` or the fraction, the larger."""
+        return max(self.warmup_steps, math.ceil(self.warmup_fraction * total_steps))
 
     def replace(self, **changes: Any) -> TrainRecipe:
         """A copy with some settings changed (validated again)."""
@@ -173,5 +221,29 @@ def _crop_scale(value: object) -> tuple[float, float]:
 PAPER_RECIPE = TrainRecipe()
 """Zu et al. 2024: SGD 6e-4, momentum 0.9, wd 1e-4, cosine to 0, 20 epochs, batch 4."""
 
-RECIPES: dict[str, TrainRecipe] = {"paper": PAPER_RECIPE}
+DEFAULT_CANDIDATE_RECIPE = TrainRecipe(
+    optimizer=OptimizerName.ADAMW,
+    lr=3e-4,
+    head_lr=3e-3,
+    weight_decay=1e-4,
+    warmup_fraction=0.1,
+    epochs=10,
+    min_steps=50,
+    crop_scale=(0.5, 1.0),
+    grad_clip=1.0,
+    head_init=HeadInit.PROTOTYPE,
+)
+"""The few-shot candidate: AdamW (method 3e-4, head 3e-3), >= 50 steps, 10 % warmup, clip 1.0,
+crops of at least half the image, a prototype-initialised head. Not yet the app's default."""
+
+RECIPES: dict[str, TrainRecipe] = {"paper": PAPER_RECIPE, "default": DEFAULT_CANDIDATE_RECIPE}
 """Named presets a user can pick by name."""
+
+
+def recipe_from_settings(settings: Mapping[str, Any]) -> TrainRecipe:
+    """A preset (``settings["preset"]``, else ``"paper"``) with the other settings applied over it."""
+    changes = dict(settings)
+    name = changes.pop("preset", "paper")
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe preset {name!r}: choose one of {', '.join(RECIPES)}")
+    return RECIPES[name].replace(**changes)
