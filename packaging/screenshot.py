@@ -1,7 +1,7 @@
 """Render the README's screenshots offscreen: ``.venv/bin/python packaging/screenshot.py``.
 
 It builds the demo project (de-identified CT, MR and ultrasound DICOM files that ship with pydicom
-and pydicom-data), tunes EPT on the offline default backbone for a few epochs, predicts every
+and pydicom-data), tunes EPT (L = 100, the default recipe) on the offline default backbone, predicts every
 image, and saves the main views to ``resources/screenshots/``: the gallery with class bins, the
 Train tab with its curves, the Results tab, and the viewer with the attention overlay.
 """
@@ -42,11 +42,7 @@ def main() -> int:
 
     window.side.setCurrentWidget(window.training)
     panel = window.training
-    panel.set_method("ept")
-    panel.length.setValue(10)
-    panel.epochs.setValue(8)
-    panel.batch_size.setValue(2)
-    panel.learning_rate.setValue(0.01)
+    panel.set_method("ept")  # everything else as a new user finds it: the default recipe
     if not panel.start():
         raise SystemExit(f"training did not start: {panel.state.text()}")
     _wait(app, window)

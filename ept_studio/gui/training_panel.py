@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -46,6 +47,8 @@ from ept_studio.services.training_options import (
 
 DEFAULT = "recipe default"
 LOSS = "training loss"
+VALIDATION_CURVES = ("accuracy", "macro_auc")
+"""Held-out metrics drawn per epoch (at the epoch's last step), next to the loss."""
 
 
 def format_eta(seconds: float) -> str:
@@ -72,6 +75,7 @@ class TrainingPanel(QWidget):
         self.jobs = jobs
         self.last_saved: ProjectTrainingSaved | None = None
         self.warnings: tuple[str, ...] = ()
+        self._last_step = 0
         self._build_form()
         self.train_button = QPushButton("Train")
         self.train_button.setDefault(True)
@@ -129,6 +133,13 @@ class TrainingPanel(QWidget):
         self.learning_rate.setSpecialValueText(DEFAULT)
         self.batch_size = _spin(0, 256, DEFAULT)
         self.seed = _spin(0, 2**31 - 1, "")
+        self.hold_out = QCheckBox("Hold out a fifth of each class to pick the best epoch")
+        self.hold_out.setChecked(True)
+        self.hold_out.setToolTip(
+            "Only when every class has at least 5 training images; test images are never used"
+        )
+        self.patience = _spin(0, 1000, "never")
+        self.patience.setToolTip("epochs without improvement on the held-out images")
         self.device = QComboBox()
         for key, label in device_choices():
             self.device.addItem(label, key)
@@ -140,6 +151,8 @@ class TrainingPanel(QWidget):
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Seed", self.seed)
+        form.addRow("", self.hold_out)
+        form.addRow("Stop early after", self.patience)
         form.addRow("Device", self.device)
         self.method.currentIndexChanged.connect(self._on_method)
 
@@ -166,6 +179,8 @@ class TrainingPanel(QWidget):
             batch_size=self.batch_size.value() or None,
             seed=self.seed.value(),
             device=str(self.device.currentData()),
+            hold_out=self.hold_out.isChecked(),
+            patience=self.patience.value() or None,
         )
 
     def set_recipe(self, key: str) -> None:
@@ -232,6 +247,7 @@ class TrainingPanel(QWidget):
                 f"{item.trainable_parameters:,} values learn."
             )
         elif isinstance(item, TuningStep):
+            self._last_step = item.step
             self.progress.setValue(item.step)
             self.eta.setText(f"Step {item.step} of {item.total_steps}, {format_eta(item.eta_s)}")
             self.curves.add_point(LOSS, item.step, item.loss)
@@ -245,8 +261,9 @@ class TrainingPanel(QWidget):
         elif isinstance(item, TuningWarnings):
             self.warnings = item.warnings
         elif isinstance(item, TuningEpoch) and item.val_metrics:
-            for key, value in item.val_metrics.items():
-                self.curves.add_point(f"validation {key}", item.epoch, value)
+            for key in VALIDATION_CURVES:
+                if key in item.val_metrics:
+                    self.curves.add_point(f"held-out {key}", self._last_step, item.val_metrics[key])
 
     @Slot(str, object)
     def _on_finished(self, name: str, last: object) -> None:

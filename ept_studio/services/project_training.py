@@ -142,11 +142,15 @@ def train_on_project(
     backbone_weights: Path | None = None,
     cancel: Callable[[], bool] | None = None,
     locations_dir: Path | None = None,
+    hold_out: bool = False,
 ) -> Generator[object, None, None]:
     """Train on the project in ``folder``; yields events (see the module docstring).
 
     ``method`` is a method config dict (``{"method": "ept", "length": 100}``), ``recipe`` holds
     overrides of the paper recipe; ``backbone`` replaces the named one (tests pass a tiny one).
+    ``hold_out``: keep a fifth of each class's training images aside to choose the best epoch (and
+    stop early, with the recipe's patience), when every class has at least
+    :data:`HOLD_OUT_MINIMUM` of them; the test images are never used for that.
     """
     from ept_studio.core.backbones import load_backbone
     from ept_studio.core.methods import config_from_dict
@@ -163,6 +167,7 @@ def train_on_project(
             "recipe": full_recipe.to_dict(),
             "label_mode": tset.label_mode.value,
             "classes": list(tset.classes),
+            "hold_out": hold_out,
         }
         run_id = project.record_run(
             config=config,
@@ -265,8 +270,15 @@ def _train_and_save(
     seed_everything(recipe.seed)
     method = config_from_dict(run.config["method"])
     model = TunedModel(run.loaded.model, method, num_classes=len(run.rendered.classes))
-    samples = [(pixels, item.target) for item, pixels in run.rendered.train]
-    training = yield from fit(model, samples, recipe, run.loaded, mode, cancel)
+    support, held_out = support_split(
+        run.rendered.train, bool(run.config.get("hold_out")), recipe.seed, run.rendered.label_mode
+    )
+    samples = [(pixels, item.target) for item, pixels in support]
+    validation = [(pixels, item.target) for item, pixels in held_out]
+    training = yield from fit(
+        model, samples, recipe, run.loaded, mode, cancel, val_set=validation or None
+    )
+    training["validation_size"] = len(validation)
     test = [(pixels, item.target) for item, pixels in run.rendered.test]
     evaluation = evaluate_samples(model, test, run.loaded, mode, with_probabilities=True)
     probabilities = evaluation.pop("probabilities", None)
@@ -275,6 +287,36 @@ def _train_and_save(
             run.run_id, _test_prediction_rows(run.rendered, probabilities)
         )
     return _save_run(run, model, training, evaluation)
+
+
+HOLD_OUT_MINIMUM = 5
+"""Training images a class needs before a fifth of them is held out for model selection."""
+
+
+def support_split(
+    train: Sequence[tuple[TrainingItem, Any]], hold_out: bool, seed: int, mode: LabelMode
+) -> tuple[list[tuple[TrainingItem, Any]], list[tuple[TrainingItem, Any]]]:
+    """(support, held out): a seeded fifth of each class when asked and every class has enough.
+
+    Single-label only (a multi-label image belongs to several classes at once); otherwise, or with
+    too few images, everything trains and nothing is held out.
+    """
+    import random
+
+    if not hold_out or mode is not LabelMode.SINGLE:
+        return list(train), []
+    by_class: dict[Target, list[int]] = {}
+    for index, (item, _) in enumerate(train):
+        by_class.setdefault(item.target, []).append(index)
+    if min((len(v) for v in by_class.values()), default=0) < HOLD_OUT_MINIMUM:
+        return list(train), []
+    rng = random.Random(seed)
+    held: set[int] = set()
+    for target in sorted(by_class, key=str):
+        indices = sorted(by_class[target])
+        held.update(rng.sample(indices, max(1, len(indices) // 5)))
+    support = [pair for k, pair in enumerate(train) if k not in held]
+    return support, [pair for k, pair in enumerate(train) if k in held]
 
 
 def _test_prediction_rows(rendered: _Rendered, probabilities: Any) -> list[PredictionRow]:
@@ -304,6 +346,8 @@ def fit(
     loaded: LoadedBackbone,
     label_mode: str,
     cancel: Callable[[], bool] | None,
+    *,
+    val_set: Sequence[tuple[torch.Tensor, Target]] | None = None,
 ) -> Generator[object, None, dict[str, Any]]:
     """Run the engine's training loop, passing its events on; returns the training summary.
 
@@ -321,6 +365,7 @@ def fit(
         mean=loaded.spec.mean,
         std=loaded.spec.std,
         label_mode=EngineLabelMode(label_mode),
+        val_set=list(val_set) if val_set else None,
         cancel=cancel,
     ):
         yield event

@@ -131,6 +131,7 @@ def tune_project(
         backbone=backbone,
         cancel=cancel,
         locations_dir=locations_dir,
+        hold_out=options.hold_out,
     )
     try:
         for event in events:

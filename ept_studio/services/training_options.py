@@ -124,6 +124,10 @@ class TrainingOptions:
     batch_size: int | None = None
     seed: int = 0
     device: str = "auto"
+    hold_out: bool = True
+    """Keep a fifth of each class's training images aside to pick the best epoch (>= 5 a class)."""
+    patience: int | None = None
+    """Stop after this many epochs without improvement on the held-out images (None: never)."""
 
     def __post_init__(self) -> None:
         method_choice(self.method)
@@ -159,6 +163,7 @@ class TrainingOptions:
             "epochs": self.epochs,
             "lr": self.learning_rate,
             "batch_size": self.batch_size,
+            "early_stopping_patience": self.patience,
         }
         overrides: dict[str, Any] = {k: v for k, v in chosen.items() if v is not None}
         overrides["device"] = self.device

@@ -125,3 +125,54 @@ def test_a_cancelled_export_writes_nothing_where_asked(
     assert not out.parent.exists() or not any(out.parent.iterdir())
     with Project.open(folder, locations_dir=locations) as project:
         assert project.exports(run_id) == []
+
+
+def test_holding_out_support_picks_the_epoch_and_stops_early(
+    tmp_path: Path, class_folders: Path
+) -> None:
+    """6 training images a class: 1 each held out; patience 1 ends a 40-epoch run early."""
+    from ept_studio.services.project_tuning import TuningEpoch
+
+    locations = tmp_path / "locations"
+    with Project.create(tmp_path / "project", locations_dir=locations) as project:
+        import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
+        folder = project.folder
+    options = TrainingOptions(
+        method="linear", recipe="paper", epochs=40, batch_size=4, patience=1, device="cpu"
+    )
+    events = list(tune_project(folder, options, backbone=tiny_backbone(), locations_dir=locations))
+    epochs = [e for e in events if isinstance(e, TuningEpoch)]
+    assert all(e.val_metrics is not None and "accuracy" in e.val_metrics for e in epochs)
+    assert 2 <= len(epochs) < 40
+    with Project.open(folder, locations_dir=locations) as project:
+        run = project.runs()[-1]
+        record = (project.run_dir(run.id) / "run.json").read_text()
+    assert '"validation_size": 2' in record
+    assert run.config["hold_out"] is True
+    assert run.config["recipe"]["early_stopping_patience"] == 1
+
+
+def test_support_split_holds_out_a_fifth_per_class_only_when_there_are_enough() -> None:
+    from ept_studio.services.images import rendering_spec
+    from ept_studio.services.project import LabelMode
+    from ept_studio.services.project_training import TrainingItem, support_split
+
+    def items(per_class: dict[int, int]) -> list[tuple[TrainingItem, None]]:
+        spec = rendering_spec({})
+        made = []
+        for target, count in per_class.items():
+            for k in range(count):
+                item = TrainingItem(
+                    len(made), f"{target}{k}", Path("x"), spec, target, Role.TRAIN, None
+                )
+                made.append((item, None))
+        return made
+
+    support, held = support_split(items({0: 10, 1: 5}), True, 0, LabelMode.SINGLE)
+    assert sorted(item.target for item, _ in held) == [0, 0, 1]
+    assert len(support) == 12
+    assert not {i.image_id for i, _ in held} & {i.image_id for i, _ in support}
+    again, _ = support_split(items({0: 10, 1: 5}), True, 0, LabelMode.SINGLE)
+    assert [i.image_id for i, _ in again] == [i.image_id for i, _ in support]
+    assert support_split(items({0: 10, 1: 4}), True, 0, LabelMode.SINGLE)[1] == []
+    assert support_split(items({0: 10, 1: 5}), False, 0, LabelMode.SINGLE)[1] == []
