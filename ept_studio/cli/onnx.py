@@ -64,10 +64,19 @@ def add_bench_latency(bench_commands: Any) -> None:
         "latency", help="ONNX Runtime vs torch latency, and folder inference throughput"
     )
     latency.set_defaults(handler=run_bench_latency)
-    latency.add_argument("--rounds", type=int, default=10)
+    latency.add_argument("--rounds", type=int, default=20)
     latency.add_argument("--threads", type=int, default=2)
     latency.add_argument("--images", type=int, default=32, help="DICOM files in the folder test")
     latency.add_argument("--batch-size", type=int, default=8)
+    latency.add_argument(
+        "--spinning",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="ONNX Runtime's thread spinning in the torch-free process (auto: on there)",
+    )
+    latency.add_argument(
+        "--settle", type=float, default=0.1, help="seconds of pause before each measured run"
+    )
     latency.add_argument("--out", type=Path, help="also write the markdown report here")
 
 
@@ -160,15 +169,9 @@ def write_predictions_csv(
 
 
 def run_bench_latency(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.bench_inference import format_inference_bench, run_inference_bench
+    from ept_studio.services.bench_inference import bench_from_args, format_inference_bench
 
-    bench = run_inference_bench(
-        rounds=args.rounds,
-        threads=args.threads,
-        folder_images=args.images,
-        batch_size=args.batch_size,
-    )
-    report = format_inference_bench(bench)
+    report = format_inference_bench(bench_from_args(args))
     console.line(report)
     if args.out:
         args.out.write_text(report + "\n", encoding="utf-8")

@@ -283,7 +283,7 @@ def _throughputs(
     """Median images per second: the model alone on preprocessed batches, and the whole folder."""
     model_only: list[float] = []
     whole: list[float] = []
-    for _ in range(max(1, rounds // 6)):
+    for _ in range(max(3, rounds // 4)):
         alone, with_files = worker.throughput(folder, batch_size)
         model_only.append(alone)
         whole.append(with_files)

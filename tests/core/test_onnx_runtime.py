@@ -20,8 +20,11 @@ from ept_studio.core.model_io import FORMAT_KEY, ModelInfo, preprocess, preproce
 from ept_studio.core.onnx_export import export_onnx, model_info
 from ept_studio.core.onnx_runtime import (
     CPU_PROVIDER,
+    INTER_OP_SPINNING,
+    INTRA_OP_SPINNING,
     OnnxRunner,
     choose_providers,
+    session_options,
 )
 from ept_studio.core.torch_runner import TorchRunner
 from ept_studio.core.training.transforms import eval_transform
@@ -120,6 +123,49 @@ def test_runner_needs_no_torch(exported: tuple[Path, TunedModel, ModelInfo]) -> 
     expected = TorchRunner(model, info).predict([np.full((32, 32, 3), 90, np.uint8)])
     got = [float(v) for v in done.stdout.split()]
     np.testing.assert_allclose(got, expected.probabilities[0], atol=1e-5)
+
+
+def test_threads_spin_only_where_torch_is_not_imported(
+    exported: tuple[Path, TunedModel, ModelInfo],
+) -> None:
+    """The options the session really runs with: spinning on when asked, or by default without torch."""
+    path, _, _ = exported
+
+    def entries(runner: OnnxRunner) -> tuple[str, str]:
+        options = runner.session_options
+        return (
+            options.get_session_config_entry(INTRA_OP_SPINNING),
+            options.get_session_config_entry(INTER_OP_SPINNING),
+        )
+
+    assert "torch" in sys.modules  # this test process: the app's case, torch next to the runner
+    default = OnnxRunner(path, device="cpu", threads=1)
+    assert not default.spinning
+    assert entries(default) == ("0", "0")
+    assert default.session_options.intra_op_num_threads == 1
+    spinning = OnnxRunner(path, device="cpu", spinning=True)
+    assert spinning.spinning
+    assert entries(spinning) == ("1", "0")
+    assert entries(OnnxRunner(path, device="cpu", spinning=False)) == ("0", "0")
+    assert session_options().get_session_config_entry(INTRA_OP_SPINNING) == "0"
+
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from ept_studio.core.onnx_runtime import INTRA_OP_SPINNING, OnnxRunner
+        for spinning in (None, False):
+            runner = OnnxRunner(Path({str(path)!r}), device="cpu", spinning=spinning)
+            entry = runner.session_options.get_session_config_entry(INTRA_OP_SPINNING)
+            print(runner.spinning, entry)
+        assert "torch" not in sys.modules
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH + script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["True 1", "False 0"]
 
 
 def _foreign_model(path: Path, props: dict[str, str] | None = None) -> Path:
