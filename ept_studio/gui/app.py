@@ -5,13 +5,17 @@ Nothing here (or in the modules it imports) loads torch: the window is up before
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtWidgets import QApplication, QDialog
+from PySide6.QtCore import QSettings, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices, QIcon
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 
-from ept_studio import __version__
+from ept_studio import RESEARCH_USE_NOTICE, __version__, crash
+from ept_studio.appdata import DATA_ENV, app_dirs, app_icon_file
 from ept_studio.gui.dialogs import NoticeDialog
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.settings import APPLICATION, ORGANISATION, AppSettings
@@ -26,7 +30,51 @@ def application(argv: Sequence[str] | None = None) -> QApplication:
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationVersion(__version__)
+    icon = app_icon_file()
+    if icon is not None:
+        app.setWindowIcon(QIcon(str(icon)))
     return app
+
+
+def platform_settings() -> QSettings | None:
+    """The settings file in the platform's config folder (see :mod:`ept_studio.appdata`).
+
+    None under ``$EPT_STUDIO_DATA``: then QSettings' own location is kept, which tests point at a
+    temporary folder with ``QSettings.setPath``. A first start copies the settings Qt's default
+    location held, so an update keeps the accepted notice and the recent projects.
+    """
+    if os.environ.get(DATA_ENV):
+        return None
+    path = app_dirs().settings_file
+    settings = QSettings(str(path), QSettings.Format.IniFormat)
+    if not path.exists():
+        earlier = QSettings(
+            QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION
+        )
+        for key in earlier.allKeys():
+            settings.setValue(key, earlier.value(key))
+        settings.sync()
+    return settings
+
+
+def offer_crash_report(parent: QWidget | None = None) -> Path | None:
+    """After a crash: name the newest report not offered yet and offer to open it (marked seen)."""
+    report = crash.pending_report()
+    if report is None:
+        return None
+    crash.mark_seen(report)
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("EPT Studio")
+    box.setText("EPT Studio stopped unexpectedly last time.")
+    box.setInformativeText(
+        f"A crash report was written: {report.name}. It holds no patient data, file names or "
+        "folder names. Open it?"
+    )
+    box.setStandardButtons(QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Close)
+    if box.exec() == QMessageBox.StandardButton.Open:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(report)))
+    return report
 
 
 def accept_notice(settings: AppSettings) -> bool:
@@ -39,17 +87,39 @@ def accept_notice(settings: AppSettings) -> bool:
     return True
 
 
-def run_app(argv: Sequence[str] | None = None, *, open_folder: Path | None = None) -> int:
+def run_smoke(window: MainWindow, app: QApplication) -> int:
+    """``--smoke``: the window is up on the project; print what it shows and quit (0 = good)."""
+    app.processEvents()
+    shown = window.isVisible() and window.session.project is not None
+    images = window.gallery.model.rowCount()
+    sys.stdout.write(f"smoke: window shown={shown}, project images={images}\n")
+    sys.stdout.write(f"{RESEARCH_USE_NOTICE}\n")
+    sys.stdout.flush()
+    window.close()
+    return 0 if shown else 1
+
+
+def run_app(
+    argv: Sequence[str] | None = None, *, open_folder: Path | None = None, smoke: bool = False
+) -> int:
     """Run the desktop app until its window is closed; the process exit status.
 
     ``open_folder``: a project to open at start (``ept-studio --demo`` passes the demo's).
+    ``smoke``: open it, report and quit at once (the bundle's smoke test; no dialogs asked).
     """
+    crash.install_reporting()
     app = application(argv)
-    settings = AppSettings()
-    if not accept_notice(settings):
+    crash.raise_if_crash_test()
+    settings = AppSettings(platform_settings())
+    if not smoke and not accept_notice(settings):
         return 0
     window = MainWindow(settings)
-    if open_folder is not None:
+    if smoke and open_folder is not None:
+        window.session.open_project(open_folder)  # an error ends the smoke run, asks nothing
+    elif open_folder is not None:
         window.file_menu.open_project_at(open_folder)
     window.show()
+    if smoke:
+        return run_smoke(window, app)
+    QTimer.singleShot(0, window, lambda: offer_crash_report(window))
     return app.exec()

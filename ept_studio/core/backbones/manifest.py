@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import platformdirs
-
+from ept_studio.appdata import app_dirs
 from ept_studio.errors import BackboneError
 
 MANIFEST_FILENAME = "manifest.json"
@@ -79,11 +78,14 @@ def repository_models_dir() -> Path:
 
 
 def user_cache_dir() -> Path:
-    """Where downloaded or converted weights go for this user (``EPT_STUDIO_CACHE`` overrides)."""
+    """Where downloaded or converted weights go for this user (``EPT_STUDIO_CACHE`` overrides).
+
+    Else the backbone cache of :func:`ept_studio.appdata.app_dirs` (so ``EPT_STUDIO_DATA`` too).
+    """
     override = os.environ.get("EPT_STUDIO_CACHE")
     if override:
         return Path(override)
-    return platformdirs.user_cache_path("ept-studio") / "models"
+    return app_dirs().backbones
 
 
 def models_dir() -> Path:
