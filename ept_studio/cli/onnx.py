@@ -64,19 +64,9 @@ def add_bench_latency(bench_commands: Any) -> None:
         "latency", help="ONNX Runtime vs torch latency, and folder inference throughput"
     )
     latency.set_defaults(handler=run_bench_latency)
-    latency.add_argument("--rounds", type=int, default=20)
-    latency.add_argument("--threads", type=int, default=2)
-    latency.add_argument("--images", type=int, default=32, help="DICOM files in the folder test")
-    latency.add_argument("--batch-size", type=int, default=8)
-    latency.add_argument(
-        "--spinning",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="ONNX Runtime's thread spinning in the torch-free process (auto: on there)",
-    )
-    latency.add_argument(
-        "--settle", type=float, default=0.1, help="seconds of pause before each measured run"
-    )
+    from ept_studio.services.bench_inference import add_bench_options
+
+    add_bench_options(latency)
     latency.add_argument("--out", type=Path, help="also write the markdown report here")
 
 
