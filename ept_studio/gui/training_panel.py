@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from ept_studio.errors import EptStudioError
 from ept_studio.gui.curves import CurvePlot
 from ept_studio.gui.jobs import TRAINING, ProjectJobs
+from ept_studio.services.backbone_setup import offline_backbone_status
 from ept_studio.services.project import ProjectDataReady, ProjectTrainingSaved
 from ept_studio.services.project_tuning import (
     TuningCancelled,
@@ -208,6 +209,12 @@ class TrainingPanel(QWidget):
         if self.jobs.session.folder is None:
             self.state.setText("Create or open a project first.")
             return False
+        if self.jobs.backbone is None and not _backbone_present():
+            self.state.setText(
+                "The offline default backbone is not set up on this machine: press 'Get the "
+                "offline backbone…' in the status bar first."
+            )
+            return False
         if not self.jobs.start_training(options):
             self.state.setText(
                 f"{self.jobs.current or 'Another task'} is running; wait or cancel it."
@@ -295,6 +302,13 @@ class TrainingPanel(QWidget):
         self.eta.setText("")
         self.state.setText(f"Training failed: {message}")
         QMessageBox.warning(self, "EPT Studio: training failed", message)
+
+
+def _backbone_present() -> bool:
+    try:
+        return offline_backbone_status().present
+    except EptStudioError:
+        return False
 
 
 def _spin(low: int, high: int, special: str) -> QSpinBox:

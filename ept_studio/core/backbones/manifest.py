@@ -7,16 +7,18 @@ this module parses and validates it into frozen :class:`BackboneSpec` objects.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ept_studio.appdata import app_dirs
+from ept_studio.appdata import MANIFEST_FILENAME as MANIFEST_FILENAME
+from ept_studio.appdata import default_manifest_path as default_manifest_path
+from ept_studio.appdata import models_dir as models_dir
+from ept_studio.appdata import repository_models_dir as repository_models_dir
+from ept_studio.appdata import user_cache_dir as user_cache_dir
 from ept_studio.errors import BackboneError
 
-MANIFEST_FILENAME = "manifest.json"
 MANIFEST_VERSION = 1
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -70,40 +72,6 @@ class BackboneSpec:
     std: tuple[float, float, float]
     default: bool = False
     description: str = ""
-
-
-def repository_models_dir() -> Path:
-    """The ``models/`` folder of a source checkout (it may not exist in an installed package)."""
-    return Path(__file__).resolve().parents[3] / "models"
-
-
-def user_cache_dir() -> Path:
-    """Where downloaded or converted weights go for this user (``EPT_STUDIO_CACHE`` overrides).
-
-    Else the backbone cache of :func:`ept_studio.appdata.app_dirs` (so ``EPT_STUDIO_DATA`` too).
-    """
-    override = os.environ.get("EPT_STUDIO_CACHE")
-    if override:
-        return Path(override)
-    return app_dirs().backbones
-
-
-def models_dir() -> Path:
-    """The local models folder: ``EPT_STUDIO_MODELS``, else the checkout's ``models/``.
-
-    Without either (an installed package run outside a checkout) this is the user cache.
-    """
-    override = os.environ.get("EPT_STUDIO_MODELS")
-    if override:
-        return Path(override)
-    repo = repository_models_dir()
-    return repo if repo.is_dir() else user_cache_dir()
-
-
-def default_manifest_path() -> Path:
-    """``manifest.json`` in :func:`models_dir`, falling back to the checkout's copy."""
-    local = models_dir() / MANIFEST_FILENAME
-    return local if local.is_file() else repository_models_dir() / MANIFEST_FILENAME
 
 
 def load_manifest(path: Path | None = None) -> dict[str, BackboneSpec]:
