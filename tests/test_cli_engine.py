@@ -30,3 +30,19 @@ def test_models_list_marks_what_is_on_this_machine(
     default = next(line for line in lines if "(default)" in line)
     assert default.startswith("here")
     assert any(line.startswith("missing") and "vit-b16-in21k" in line for line in lines)
+
+
+def test_train_and_bench_accuracy_take_a_recipe_preset() -> None:
+    from ept_studio.cli import build_parser
+    from ept_studio.cli.engine import recipe_from_args
+
+    parser = build_parser()
+    train = parser.parse_args(["train", "data", "--recipe", "default", "--epochs", "3"])
+    assert recipe_from_args(train) == {"preset": "default", "epochs": 3}
+    assert recipe_from_args(parser.parse_args(["train", "data"])) == {"preset": "paper"}
+    bench = parser.parse_args(
+        ["bench", "accuracy", "--dataset", "textiles", "--methods", "prototype,ept"]
+    )
+    assert (bench.methods, bench.recipe) == (("prototype", "ept"), "paper")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "data", "--recipe", "fast"])

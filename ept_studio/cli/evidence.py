@@ -15,7 +15,7 @@ from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
 
 DATASETS = ("dicom-modality", "mri-planes", "textiles", "lfw-faces")
-METHOD_NAMES = ("ept", "linear", "vpt", "lora", "bias", "full")
+METHOD_NAMES = ("ept", "linear", "vpt", "lora", "bias", "full", "prototype")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -58,6 +58,12 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     )
     accuracy.add_argument("--backbone", help="manifest name (default: the offline ViT-S/14)")
     accuracy.add_argument("--weights", type=Path, help="a local weights file for the backbone")
+    accuracy.add_argument(
+        "--recipe",
+        choices=("paper", "default"),
+        default="paper",
+        help="starting recipe: paper (the default here) or the app's few-shot default",
+    )
     accuracy.add_argument("--epochs", type=int, help="epochs per run (paper: 20)")
     accuracy.add_argument("--batch-size", type=int, help="batch size (paper: 4)")
     accuracy.add_argument("--lr", type=float, help="learning rate (paper: 6e-4)")
@@ -79,6 +85,7 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
     recipe: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    recipe["preset"] = args.recipe
     if args.device:
         recipe["device"] = args.device
     request = AccuracyRequest(
