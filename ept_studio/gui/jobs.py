@@ -8,7 +8,6 @@ they never touch the worker thread themselves.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -103,11 +102,3 @@ class ProjectJobs(QObject):
     @Slot()
     def _on_project_changed(self) -> None:
         self.stop()
-
-
-def folder_of(session: ProjectSession) -> Path:
-    """The open project's folder; a RuntimeError when none is open (a programming error)."""
-    folder = session.folder
-    if folder is None:
-        raise RuntimeError("no project is open")
-    return folder
