@@ -50,6 +50,7 @@ from ept_studio.core.training import (
 )
 from ept_studio.core.training import loop as training_loop
 from ept_studio.core.training.evaluation import target_tensor
+from ept_studio.core.training.guards import LossWatch, chance_loss, explode_patience
 from ept_studio.core.training.transforms import batch_tensors, eval_transform
 from ept_studio.errors import ConfigError, DatasetError
 
@@ -255,6 +256,48 @@ def test_a_diverging_run_restarts_at_a_tenth_of_the_rate_and_finishes() -> None:
     assert steps[-1].loss < math.log(2.0)
     labels = np.array([label for _, label in samples])
     assert np.array_equal(predicted(model, samples, LabelMode.SINGLE).argmax(1), labels)
+
+
+# Batch losses of a real run (offline ViT-S/14, textiles, K = 5, linear, default preset, 4 steps an
+# epoch): a prototype head meets crops that lost their defect. The same losses came back at 0.1x and
+# 0.01x the learning rate, so they are the data, not a divergence.
+CROPPED_AWAY_LOSSES = (
+    0.88,
+    0.093,
+    1.41,
+    2.09,
+    0.82,
+    4.13,
+    10.6,
+    1.08,
+    7.33,
+    1.16,
+    10.9,
+    6.03,
+    10.5,
+)
+
+
+def test_bad_batches_within_an_epoch_are_not_a_divergence() -> None:
+    watch = LossWatch(chance_loss(LabelMode.SINGLE, 3), explode_patience(steps_per_epoch=4))
+    assert watch.patience == 4
+    messages = [watch.check(loss, step, 3e-3) for step, loss in enumerate(CROPPED_AWAY_LOSSES, 1)]
+    assert messages == [None] * len(CROPPED_AWAY_LOSSES)
+    assert watch.high_steps == 3
+
+
+def test_a_whole_epoch_above_the_limit_is_a_divergence() -> None:
+    watch = LossWatch(chance_loss(LabelMode.SINGLE, 3), explode_patience(steps_per_epoch=4))
+    losses = (0.9, 1.2, 6.0, 7.0, 9.0, 12.0)
+    messages = [watch.check(loss, step, 3e-3) for step, loss in enumerate(losses, 1)]
+    assert messages[:5] == [None] * 5
+    assert messages[5] is not None
+    assert "exploded to 12 at step 6" in messages[5]
+    assert "for 4 steps" in messages[5]
+
+
+def test_short_epochs_keep_three_steps_of_patience() -> None:
+    assert [explode_patience(n) for n in (1, 2, 3, 4, 8)] == [3, 3, 3, 4, 8]
 
 
 def test_a_restart_starts_from_the_initial_tensors() -> None:

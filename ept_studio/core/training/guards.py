@@ -1,10 +1,14 @@
 """Catching runs that go wrong: a loss that diverges, and a model that predicts one class for all.
 
 A loss diverges when it is not finite, or when it stays above ``EXPLODE_FACTOR`` times its
-reference for ``EXPLODE_PATIENCE`` steps in a row. The reference is the larger of the first step's
+reference for ``patience`` steps in a row: at least ``EXPLODE_PATIENCE``, and at least one epoch's
+steps, so that every batch of a pass must be bad. The reference is the larger of the first step's
 loss and the chance-level loss (``ln C``, or ``ln 2`` per label for multi-label), so a
 prototype-initialised head, whose first loss can be far below chance, is not flagged for a loss
-that merely climbs back to chance. A single spike is not flagged: few-shot losses are noisy.
+that merely climbs back to chance. A single spike is not flagged: few-shot losses are noisy. Nor is
+a run of bad batches within one epoch: a confident head meets augmented crops that lost what their
+class is about (a textile defect cropped away) as losses near 10 on some batches, at any learning
+rate, which no restart at a lower rate can cure.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class LossWatch:
     """Watches one attempt's step losses; :meth:`check` returns a message once they diverge."""
 
     chance: float
+    patience: int = EXPLODE_PATIENCE
     first: float | None = None
     high_steps: int = 0
 
@@ -50,13 +55,18 @@ class LossWatch:
         if self.first is None:
             self.first = loss
         self.high_steps = self.high_steps + 1 if loss > self.limit else 0
-        if self.high_steps >= EXPLODE_PATIENCE:
+        if self.high_steps >= self.patience:
             return (
                 f"the training loss exploded to {loss:.3g} at step {step}, above "
-                f"{EXPLODE_FACTOR:g} x its start for {EXPLODE_PATIENCE} steps "
+                f"{EXPLODE_FACTOR:g} x its start for {self.patience} steps "
                 f"(learning rate {lr:.3g})"
             )
         return None
+
+
+def explode_patience(steps_per_epoch: int) -> int:
+    """Steps in a row above the limit that count as divergence: ``EXPLODE_PATIENCE`` or an epoch."""
+    return max(EXPLODE_PATIENCE, steps_per_epoch)
 
 
 def collapse_message(probabilities: np.ndarray, labels: np.ndarray) -> str | None:

@@ -48,6 +48,7 @@ from ept_studio.core.training.guards import (
     LossWatch,
     chance_loss,
     collapse_message,
+    explode_patience,
     final_failure,
 )
 from ept_studio.core.training.prototype import init_prototype_head
@@ -245,7 +246,10 @@ class _TrainingRun:
         self.optimizer = build_optimizer(self.model, self.recipe, lr_scale)
         self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.generator.manual_seed(self.recipe.seed)
-        self.watch = LossWatch(chance_loss(self.label_mode, self.model.num_classes))
+        self.watch = LossWatch(
+            chance_loss(self.label_mode, self.model.num_classes),
+            explode_patience(self.recipe.steps_per_epoch(len(self.images))),
+        )
         self.steps_done = 0
         self.last_epoch_loss = math.nan
         self.attempt_start = time.perf_counter()
