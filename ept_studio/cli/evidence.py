@@ -72,6 +72,25 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     accuracy.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     accuracy.add_argument("--seed", type=int, default=0)
     accuracy.add_argument("--out", type=Path, default=Path("accuracy-results"))
+    tune_time = bench_subparsers.add_parser(
+        "tune-time", help="seconds the app's Train takes on K shots x C classes, per preset"
+    )
+    tune_time.set_defaults(handler=run_tune_time)
+    tune_time.add_argument("--shots", type=int, default=5, help="images per class (default 5)")
+    tune_time.add_argument("--classes", type=int, default=4, help="classes, 2-5 (default 4)")
+    tune_time.add_argument(
+        "--presets", default="default,paper", help="recipe presets to time, in order"
+    )
+    tune_time.add_argument("--method", default="ept", help="tuning method (default ept)")
+    tune_time.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    tune_time.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    report = bench_subparsers.add_parser(
+        "sweep-report",
+        help="many bench accuracy results as one table, each method against prototype",
+    )
+    report.set_defaults(handler=run_sweep_report)
+    report.add_argument("results", type=Path, nargs="+", help="results.json files or folders")
+    report.add_argument("--out", type=Path, help="also write the table to this markdown file")
 
 
 def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
@@ -122,6 +141,29 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
             )
             console.note(f"wall time {event.wall_seconds / 60:.1f} min")
     console.note(RESEARCH_USE_NOTICE)
+
+
+def run_tune_time(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.bench_tuning import time_tuning, tune_time_markdown
+
+    presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
+    results = time_tuning(args.shots, args.classes, presets, method=args.method, device=args.device)
+    _emit(tune_time_markdown(results, args.shots, args.classes), args.out, console)
+
+
+def _emit(markdown: str, out: Path | None, console: Console) -> None:
+    console.line(markdown)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(markdown, encoding="utf-8")
+        console.note(f"wrote {out}")
+
+
+def run_sweep_report(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.sweep_report import baseline_gains, load_sweep, sweep_markdown
+
+    cells = load_sweep(args.results)
+    _emit(sweep_markdown(cells, baseline_gains(cells)), args.out, console)
 
 
 def _show_plan(event: Any, console: Console) -> None:

@@ -313,6 +313,7 @@ def _document(
         "protocol": {**dataclasses.asdict(config), "shots": list(config.shots)},
         "draw_notes": list(notes),
         "recipe": recipe,
+        "preset": str(request.recipe.get("preset", "paper")),
         "methods": list(dict.fromkeys(r.method for r in results)),
         "backbone": {"name": loaded.spec.name, "sha256": loaded.weights_sha256},
         "machine": _machine(results),

@@ -293,6 +293,14 @@ HOLD_OUT_MINIMUM = 5
 """Training images a class needs before a fifth of them is held out for model selection."""
 
 
+def held_out_sizes(class_counts: Sequence[int], hold_out: bool, mode: LabelMode) -> list[int]:
+    """How many training images of each class :func:`support_split` keeps aside (0s: none)."""
+    enough = bool(class_counts) and min(class_counts) >= HOLD_OUT_MINIMUM
+    if not hold_out or mode is not LabelMode.SINGLE or not enough:
+        return [0] * len(class_counts)
+    return [max(1, count // 5) for count in class_counts]
+
+
 def support_split(
     train: Sequence[tuple[TrainingItem, Any]], hold_out: bool, seed: int, mode: LabelMode
 ) -> tuple[list[tuple[TrainingItem, Any]], list[tuple[TrainingItem, Any]]]:
@@ -303,18 +311,17 @@ def support_split(
     """
     import random
 
-    if not hold_out or mode is not LabelMode.SINGLE:
-        return list(train), []
     by_class: dict[Target, list[int]] = {}
     for index, (item, _) in enumerate(train):
         by_class.setdefault(item.target, []).append(index)
-    if min((len(v) for v in by_class.values()), default=0) < HOLD_OUT_MINIMUM:
+    targets = sorted(by_class, key=str)
+    sizes = held_out_sizes([len(by_class[t]) for t in targets], hold_out, mode)
+    if not any(sizes):
         return list(train), []
     rng = random.Random(seed)
     held: set[int] = set()
-    for target in sorted(by_class, key=str):
-        indices = sorted(by_class[target])
-        held.update(rng.sample(indices, max(1, len(indices) // 5)))
+    for target, size in zip(targets, sizes, strict=True):
+        held.update(rng.sample(sorted(by_class[target]), size))
     support = [pair for k, pair in enumerate(train) if k not in held]
     return support, [pair for k, pair in enumerate(train) if k in held]
 

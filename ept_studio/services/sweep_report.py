@@ -1,0 +1,262 @@
+"""``ept-studio bench sweep-report``: many ``bench accuracy`` results as one table that can choose a
+recipe.
+
+A sweep is a folder of ``results.json`` files, one per ``bench accuracy`` command (a dataset, some
+K, one recipe preset, some methods). This module reads them all, groups the runs by (dataset, K,
+recipe, method) and compares every trained method with the nearest-centroid ``prototype`` baseline
+*on the same support draws*: the draws of a dataset depend only on the protocol seed, K and the
+draw index, so run ``r`` of two methods saw the same support and query images, and the difference
+of their accuracies is a paired measurement. The gain's 95 % interval is a bootstrap over the
+draws (10,000 seeded resamples).
+
+Nothing here imports torch: it reads JSON and does arithmetic with numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ept_studio.errors import ConfigError
+
+BASELINE = "prototype"
+GAIN_RESAMPLES = 10_000
+UNKNOWN_RECIPE = "custom"
+_IGNORED_RECIPE_KEYS = frozenset({"seed", "device"})
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepCell:
+    """One method at one K on one dataset with one recipe: its runs, by draw."""
+
+    dataset: str
+    title: str
+    shots: int
+    recipe: str
+    method: str
+    metric: str
+    by_draw: dict[int, float]
+    mean: float
+    sd: float
+    ci_low: float | None
+    ci_high: float | None
+    seconds_mean: float
+    failed: int
+    classes: int
+    query_mean: float
+
+    @property
+    def runs(self) -> int:
+        return len(self.by_draw)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineGain:
+    """A trained method's paired accuracy gain over ``prototype`` on the same draws (in 0..1)."""
+
+    dataset: str
+    shots: int
+    recipe: str
+    method: str
+    draws: int
+    gain: float
+    ci_low: float
+    ci_high: float
+    wins: int
+
+    @property
+    def verdict(self) -> str:
+        """``beats`` (interval above 0), ``below`` (interval under 0) or ``ties``."""
+        if self.ci_low > 0:
+            return "beats"
+        if self.ci_high < 0:
+            return "below"
+        return "ties"
+
+
+def results_files(paths: Iterable[Path]) -> list[Path]:
+    """Every ``results.json`` given, or found under the given folders, sorted."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found.update(path.rglob("results.json"))
+        elif path.is_file():
+            found.add(path)
+        else:
+            raise ConfigError(f"{path} is neither a results.json nor a folder of them")
+    if not found:
+        raise ConfigError("no results.json found: point at bench accuracy output folders")
+    return sorted(found)
+
+
+def load_sweep(paths: Iterable[Path]) -> list[SweepCell]:
+    """The cells of every results document found (see :func:`results_files`)."""
+    cells: dict[tuple[str, int, str, str], SweepCell] = {}
+    for path in results_files(paths):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"{path}: not a readable results document ({err})") from err
+        for cell in document_cells(document):
+            key = (cell.dataset, cell.shots, cell.recipe, cell.method)
+            if key in cells:
+                raise ConfigError(
+                    f"{path}: {cell.method} at K = {cell.shots} on {cell.dataset} with the "
+                    f"{cell.recipe} recipe is in two results files; keep one"
+                )
+            cells[key] = cell
+    return sorted(cells.values(), key=lambda c: (c.dataset, c.shots, c.recipe, c.method))
+
+
+def document_cells(document: dict[str, Any]) -> list[SweepCell]:
+    """One results document's cells (one per method and K)."""
+    dataset = document["dataset"]
+    recipe = recipe_name(document["recipe"])
+    if recipe == UNKNOWN_RECIPE and document.get("preset"):
+        recipe = f"{document['preset']} + changes"
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for run in document["runs"]:
+        groups[(run["method"], int(run["shots"]))].append(run)
+    summaries = {(s["method"], int(s["shots"])): s for s in document["summaries"]}
+    cells = []
+    for (method, shots), runs in groups.items():
+        summary = summaries[(method, shots)]
+        metric = str(summary["metric"])
+        per_draw: dict[int, list[float]] = defaultdict(list)
+        for run in runs:
+            value = run["metrics"].get(metric)
+            per_draw[int(run["draw"])].append(math.nan if value is None else float(value))
+        by_draw = {draw: float(np.mean(values)) for draw, values in sorted(per_draw.items())}
+        values = np.array(list(by_draw.values()))
+        cells.append(
+            SweepCell(
+                dataset=str(dataset["name"]),
+                title=str(dataset["title"]),
+                shots=shots,
+                recipe=recipe,
+                method=method,
+                metric=metric,
+                by_draw=by_draw,
+                mean=float(np.mean(values)),
+                sd=float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                ci_low=summary.get("ci_low"),
+                ci_high=summary.get("ci_high"),
+                seconds_mean=float(np.mean([r["train_seconds"] for r in runs])),
+                failed=sum(1 for r in runs if r.get("failure")),
+                classes=int(max(r["classes"] for r in runs)),
+                query_mean=float(np.mean([r["query_size"] for r in runs])),
+            )
+        )
+    return cells
+
+
+def recipe_name(recipe: dict[str, Any]) -> str:
+    """The preset a results document's recipe is, or ``custom`` (seed and device do not count)."""
+    from ept_studio.core.training.recipe import RECIPES
+
+    def key(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if k not in _IGNORED_RECIPE_KEYS}
+
+    for name, preset in RECIPES.items():
+        if key(preset.to_dict()) == key(recipe):
+            return name
+    return UNKNOWN_RECIPE
+
+
+def baseline_gains(cells: Sequence[SweepCell], seed: int = 0) -> list[BaselineGain]:
+    """Every trained cell against the ``prototype`` cell of the same dataset, K and recipe."""
+    baselines = {(c.dataset, c.shots, c.recipe): c for c in cells if c.method == BASELINE}
+    gains = []
+    for cell in cells:
+        baseline = baselines.get((cell.dataset, cell.shots, cell.recipe))
+        if cell.method == BASELINE or baseline is None:
+            continue
+        draws = sorted(set(cell.by_draw) & set(baseline.by_draw))
+        if not draws:
+            continue
+        differences = np.array([cell.by_draw[d] - baseline.by_draw[d] for d in draws])
+        low, high = paired_interval(differences, seed)
+        gains.append(
+            BaselineGain(
+                dataset=cell.dataset,
+                shots=cell.shots,
+                recipe=cell.recipe,
+                method=cell.method,
+                draws=len(draws),
+                gain=float(differences.mean()),
+                ci_low=low,
+                ci_high=high,
+                wins=int((differences > 0).sum()),
+            )
+        )
+    return gains
+
+
+def paired_interval(differences: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """The 95 % percentile-bootstrap interval of the mean of paired differences."""
+    if len(differences) == 1:
+        value = float(differences[0])
+        return value, value
+    generator = np.random.default_rng(seed)
+    picks = generator.integers(0, len(differences), size=(GAIN_RESAMPLES, len(differences)))
+    means = differences[picks].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def _gain_text(gain: BaselineGain | None) -> str:
+    if gain is None:
+        return "-"
+    return (
+        f"{100 * gain.gain:+.1f} ({100 * gain.ci_low:+.1f} to {100 * gain.ci_high:+.1f}), "
+        f"{gain.wins}/{gain.draws} draws, {gain.verdict}"
+    )
+
+
+def sweep_markdown(cells: Sequence[SweepCell], gains: Sequence[BaselineGain]) -> str:
+    """The long table (every cell) and the summary of where a method does not beat prototype."""
+    by_key = {(g.dataset, g.shots, g.recipe, g.method): g for g in gains}
+    lines = [
+        "| dataset | K | recipe | method | runs | accuracy mean ± sd (%) | 95 % CI (%) "
+        "| gain over prototype, pp (95 % CI), draws won | train s/run | diverged |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        gain = by_key.get((c.dataset, c.shots, c.recipe, c.method))
+        lines.append(
+            f"| {c.dataset} ({c.classes} classes) | {c.shots} | {c.recipe} | {c.method} | {c.runs} "
+            f"| {_pct(c.mean)} ± {_pct(c.sd)} | {_pct(c.ci_low)}-{_pct(c.ci_high)} "
+            f"| {_gain_text(gain)} | {c.seconds_mean:.1f} | {c.failed} |"
+        )
+    lines += ["", *verdict_lines(gains)]
+    return "\n".join(lines) + "\n"
+
+
+def verdict_lines(gains: Sequence[BaselineGain]) -> list[str]:
+    """One line per (recipe, method): how often it beats, ties or falls below prototype."""
+    grouped: dict[tuple[str, str], list[BaselineGain]] = defaultdict(list)
+    for gain in gains:
+        grouped[(gain.recipe, gain.method)].append(gain)
+    lines = []
+    for (recipe, method), items in sorted(grouped.items()):
+        counts = {v: sum(1 for g in items if g.verdict == v) for v in ("beats", "ties", "below")}
+        mean_gain = 100 * float(np.mean([g.gain for g in items]))
+        worst = min(items, key=lambda g: g.gain)
+        lines.append(
+            f"- {method} ({recipe} recipe): beats prototype in {counts['beats']} of {len(items)} "
+            f"dataset x K cells, ties in {counts['ties']}, below in {counts['below']}; mean gain "
+            f"{mean_gain:+.1f} pp; worst {100 * worst.gain:+.1f} pp ({worst.dataset}, "
+            f"K = {worst.shots})."
+        )
+    return lines

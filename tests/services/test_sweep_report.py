@@ -1,0 +1,150 @@
+"""``bench sweep-report``: real (miniature) accuracy documents read back as a recipe table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_accuracy import faces_request, run
+
+from ept_studio.core.training import RECIPES
+from ept_studio.errors import ConfigError
+from ept_studio.services.sweep_report import (
+    BaselineGain,
+    baseline_gains,
+    load_sweep,
+    paired_interval,
+    recipe_name,
+    sweep_markdown,
+)
+
+QUICK_DEFAULT = {"preset": "default", "device": "cpu", "min_steps": 2, "epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    run(
+        faces_request(
+            root / "faces-k1",
+            shots=(1,),
+            draws=3,
+            methods=("prototype", "linear"),
+            recipe=QUICK_DEFAULT,
+        )
+    )
+    return root
+
+
+def runs_of(root: Path) -> list[dict[str, Any]]:
+    document = json.loads((root / "faces-k1" / "results.json").read_text(encoding="utf-8"))
+    return list(document["runs"])
+
+
+def test_cells_hold_every_draw_and_the_documents_interval(sweep: Path) -> None:
+    cells = load_sweep([sweep])
+    assert [(c.dataset, c.shots, c.method, c.runs) for c in cells] == [
+        ("lfw-faces", 1, "linear", 3),
+        ("lfw-faces", 1, "prototype", 3),
+    ]
+    runs = runs_of(sweep)
+    for cell in cells:
+        mine = [r["metrics"]["accuracy"] for r in runs if r["method"] == cell.method]
+        assert list(cell.by_draw.values()) == pytest.approx(mine)
+        assert cell.mean == pytest.approx(np.mean(mine))
+        assert cell.sd == pytest.approx(np.std(mine, ddof=1))
+        assert cell.ci_low is not None
+        assert cell.ci_high is not None
+        assert cell.ci_low <= cell.mean <= cell.ci_high
+        assert cell.recipe == "default + changes"
+        assert cell.classes == 2
+        assert cell.query_mean == 8
+
+
+def test_the_gain_over_prototype_is_paired_by_draw(sweep: Path) -> None:
+    (gain,) = baseline_gains(load_sweep([sweep]))
+    runs = runs_of(sweep)
+    by = {(r["method"], r["draw"]): r["metrics"]["accuracy"] for r in runs}
+    differences = [by[("linear", d)] - by[("prototype", d)] for d in range(3)]
+    assert gain.method == "linear"
+    assert gain.draws == 3
+    assert gain.gain == pytest.approx(np.mean(differences))
+    assert gain.wins == sum(d > 0 for d in differences)
+    assert min(differences) - 1e-9 <= gain.ci_low <= gain.gain <= gain.ci_high
+    assert gain.ci_high <= max(differences) + 1e-9
+
+
+def test_the_markdown_has_a_row_per_cell_and_a_verdict_per_method(sweep: Path) -> None:
+    cells = load_sweep([sweep])
+    markdown = sweep_markdown(cells, baseline_gains(cells))
+    rows = [line for line in markdown.splitlines() if line.startswith("| lfw-faces")]
+    assert len(rows) == 2
+    assert "draws" in rows[0]
+    assert rows[1].split("|")[8].strip() == "-"
+    assert "- linear (default + changes recipe): " in markdown
+
+
+def test_a_cell_in_two_files_is_refused(sweep: Path, tmp_path: Path) -> None:
+    shutil.copytree(sweep / "faces-k1", tmp_path / "again")
+    with pytest.raises(ConfigError, match="in two results files"):
+        load_sweep([sweep, tmp_path])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"no results\.json"):
+        load_sweep([tmp_path / "empty"])
+    with pytest.raises(ConfigError, match="neither"):
+        load_sweep([tmp_path / "missing"])
+
+
+def test_a_preset_is_named_whatever_its_seed_and_device() -> None:
+    for name, preset in RECIPES.items():
+        assert recipe_name(preset.replace(seed=7, device="cpu").to_dict()) == name
+    assert recipe_name(RECIPES["default"].replace(lr=1e-2).to_dict()) == "custom"
+
+
+def test_paired_intervals() -> None:
+    assert paired_interval(np.array([0.1])) == (0.1, 0.1)
+    low, high = paired_interval(np.array([0.05, 0.1, 0.15, 0.2, 0.1]))
+    assert 0.05 <= low < 0.12 < high <= 0.2
+    assert (
+        paired_interval(np.array([0.1, -0.1, 0.0]))[0]
+        < 0
+        < paired_interval(np.array([0.1, -0.1, 0.0]))[1]
+    )
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "verdict"), [(0.01, 0.2, "beats"), (-0.1, 0.1, "ties"), (-0.2, -0.01, "below")]
+)
+def test_verdicts(low: float, high: float, verdict: str) -> None:
+    gain = BaselineGain("d", 5, "default", "ept", 5, (low + high) / 2, low, high, 3)
+    assert gain.verdict == verdict
+
+
+def test_the_command_prints_and_writes_the_table(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "table.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ept_studio",
+            "bench",
+            "sweep-report",
+            str(sweep),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    table = out.read_text(encoding="utf-8")
+    assert table.count("| lfw-faces (2 classes) | 1 |") == 2
+    assert table in result.stdout
