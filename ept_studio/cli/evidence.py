@@ -67,6 +67,12 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     accuracy.add_argument("--epochs", type=int, help="epochs per run (paper: 20)")
     accuracy.add_argument("--batch-size", type=int, help="batch size (paper: 4)")
     accuracy.add_argument("--lr", type=float, help="learning rate (paper: 6e-4)")
+    accuracy.add_argument(
+        "--head-lr", type=float, help="the head's learning rate (default preset: 3e-3)"
+    )
+    accuracy.add_argument(
+        "--min-crop", type=float, help="RandomResizedCrop's lower scale (paper 0.08, default 0.5)"
+    )
     accuracy.add_argument("--device", help="auto (default), cpu, cuda or mps")
     accuracy.add_argument("--queries-per-class", type=int, help="cap the query set per class")
     accuracy.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
@@ -93,6 +99,22 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     report.add_argument("--out", type=Path, help="also write the table to this markdown file")
 
 
+def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe settings the options ask for: the preset, then each option that was given."""
+    overrides = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "head_lr": args.head_lr,
+        "crop_scale": None if args.min_crop is None else (args.min_crop, 1.0),
+    }
+    settings: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    settings["preset"] = args.recipe
+    if args.device:
+        settings["device"] = args.device
+    return settings
+
+
 def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.accuracy import (
         AccuracyPlanned,
@@ -102,11 +124,7 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
         run_accuracy,
     )
 
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
-    recipe: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    recipe["preset"] = args.recipe
-    if args.device:
-        recipe["device"] = args.device
+    recipe = recipe_settings(args)
     request = AccuracyRequest(
         out=args.out,
         dataset=args.dataset,

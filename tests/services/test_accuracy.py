@@ -21,6 +21,7 @@ from support import make_tiny_vit
 from ept_studio.cli import evidence
 from ept_studio.core.backbones import random_backbone
 from ept_studio.core.backbones.loader import LoadedBackbone, freeze
+from ept_studio.core.training import recipe_from_settings
 from ept_studio.errors import ConfigError
 from ept_studio.services.accuracy import (
     AccuracyPlanned,
@@ -176,3 +177,22 @@ def test_the_cli_parses_and_hides_data_paths(monkeypatch: pytest.MonkeyPatch) ->
     argv = ["ept-studio", "bench", "accuracy", "--medfmc", "/home/x/MedFMC", "--weights=/w.st"]
     monkeypatch.setattr(sys, "argv", argv)
     assert evidence._command_line() == "ept-studio bench accuracy --medfmc PATH --weights=PATH"
+
+
+def test_recipe_options_become_settings_over_the_preset() -> None:
+    parser = argparse.ArgumentParser()
+    evidence.add_bench_commands(parser.add_subparsers(dest="bench_command"))
+    base = ["accuracy", "--dataset", "textiles"]
+    assert evidence.recipe_settings(parser.parse_args(base)) == {"preset": "paper"}
+    args = parser.parse_args(
+        [*base, "--recipe", "default", "--head-lr", "3e-4", "--min-crop", "0.8", "--device", "cpu"]
+    )
+    settings = evidence.recipe_settings(args)
+    assert settings == {
+        "preset": "default",
+        "head_lr": 3e-4,
+        "crop_scale": (0.8, 1.0),
+        "device": "cpu",
+    }
+    recipe = recipe_from_settings(settings)
+    assert (recipe.head_lr, recipe.crop_scale, recipe.lr) == (3e-4, (0.8, 1.0), 3e-4)
