@@ -118,9 +118,7 @@ def load_sweep(paths: Iterable[Path]) -> list[SweepCell]:
 def document_cells(document: dict[str, Any]) -> list[SweepCell]:
     """One results document's cells (one per method and K)."""
     dataset = document["dataset"]
-    recipe = recipe_name(document["recipe"])
-    if recipe == UNKNOWN_RECIPE and document.get("preset"):
-        recipe = f"{document['preset']} + changes"
+    recipe = recipe_name(document["recipe"], document.get("preset"))
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for run in document["runs"]:
         groups[(run["method"], int(run["shots"]))].append(run)
@@ -157,17 +155,28 @@ def document_cells(document: dict[str, Any]) -> list[SweepCell]:
     return cells
 
 
-def recipe_name(recipe: dict[str, Any]) -> str:
-    """The preset a results document's recipe is, or ``custom`` (seed and device do not count)."""
+def recipe_name(recipe: dict[str, Any], preset: str | None = None) -> str:
+    """The preset a results document's recipe is (seed and device do not count), else the
+    starting ``preset`` and what differs from it (``default + head_lr=0.0003``), else ``custom``."""
     from ept_studio.core.training.recipe import RECIPES
 
     def key(data: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in data.items() if k not in _IGNORED_RECIPE_KEYS}
 
-    for name, preset in RECIPES.items():
-        if key(preset.to_dict()) == key(recipe):
+    for name, candidate in RECIPES.items():
+        if key(candidate.to_dict()) == key(recipe):
             return name
-    return UNKNOWN_RECIPE
+    if preset not in RECIPES:
+        return UNKNOWN_RECIPE
+    base = key(RECIPES[str(preset)].to_dict())
+    changes = [f"{k}={_setting(v)}" for k, v in sorted(key(recipe).items()) if base.get(k) != v]
+    return f"{preset} + {', '.join(changes)}"
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, list):
+        return "-".join(_setting(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def baseline_gains(cells: Sequence[SweepCell], seed: int = 0) -> list[BaselineGain]:

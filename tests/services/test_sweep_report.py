@@ -62,7 +62,7 @@ def test_cells_hold_every_draw_and_the_documents_interval(sweep: Path) -> None:
         assert cell.ci_low is not None
         assert cell.ci_high is not None
         assert cell.ci_low <= cell.mean <= cell.ci_high
-        assert cell.recipe == "default + changes"
+        assert cell.recipe == "default + epochs=1, min_steps=2"
         assert cell.classes == 2
         assert cell.query_mean == 8
 
@@ -87,7 +87,7 @@ def test_the_markdown_has_a_row_per_cell_and_a_verdict_per_method(sweep: Path) -
     assert len(rows) == 2
     assert "draws" in rows[0]
     assert rows[1].split("|")[8].strip() == "-"
-    assert "- linear (default + changes recipe): " in markdown
+    assert "- linear (default + epochs=1, min_steps=2 recipe): " in markdown
 
 
 def test_a_cell_in_two_files_is_refused(sweep: Path, tmp_path: Path) -> None:
@@ -104,7 +104,9 @@ def test_a_cell_in_two_files_is_refused(sweep: Path, tmp_path: Path) -> None:
 def test_a_preset_is_named_whatever_its_seed_and_device() -> None:
     for name, preset in RECIPES.items():
         assert recipe_name(preset.replace(seed=7, device="cpu").to_dict()) == name
-    assert recipe_name(RECIPES["default"].replace(lr=1e-2).to_dict()) == "custom"
+    changed = RECIPES["default"].replace(lr=1e-2, crop_scale=(0.8, 1.0)).to_dict()
+    assert recipe_name(changed) == "custom"
+    assert recipe_name(changed, "default") == "default + crop_scale=0.8-1, lr=0.01"
 
 
 def test_paired_intervals() -> None:
