@@ -106,10 +106,12 @@ def load_sweep(paths: Iterable[Path]) -> list[SweepCell]:
             raise ConfigError(f"{path}: not a readable results document ({err})") from err
         for cell in document_cells(document):
             key = (cell.dataset, cell.shots, cell.recipe, cell.method)
+            if key in cells and cells[key].by_draw == cell.by_draw:
+                continue  # the same runs again (a baseline run beside each method): keep one
             if key in cells:
                 raise ConfigError(
                     f"{path}: {cell.method} at K = {cell.shots} on {cell.dataset} with the "
-                    f"{cell.recipe} recipe is in two results files; keep one"
+                    f"{cell.recipe} recipe is in two results files with different numbers; keep one"
                 )
             cells[key] = cell
     return sorted(cells.values(), key=lambda c: (c.dataset, c.shots, c.recipe, c.method))

@@ -90,9 +90,16 @@ def test_the_markdown_has_a_row_per_cell_and_a_verdict_per_method(sweep: Path) -
     assert "- linear (default + epochs=1, min_steps=2 recipe): " in markdown
 
 
-def test_a_cell_in_two_files_is_refused(sweep: Path, tmp_path: Path) -> None:
+def test_the_same_cell_twice_is_kept_once_and_a_different_one_refused(
+    sweep: Path, tmp_path: Path
+) -> None:
     shutil.copytree(sweep / "faces-k1", tmp_path / "again")
-    with pytest.raises(ConfigError, match="in two results files"):
+    assert load_sweep([sweep, tmp_path]) == load_sweep([sweep])
+    path = tmp_path / "again" / "results.json"
+    document = json.loads(path.read_text(encoding="utf-8"))
+    document["runs"][0]["metrics"]["accuracy"] += 0.125
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(ConfigError, match="in two results files with different numbers"):
         load_sweep([sweep, tmp_path])
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"no results\.json"):
