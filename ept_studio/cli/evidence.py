@@ -68,7 +68,7 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     accuracy.add_argument("--batch-size", type=int, help="batch size (paper: 4)")
     accuracy.add_argument("--lr", type=float, help="learning rate (paper: 6e-4)")
     accuracy.add_argument(
-        "--head-lr", type=float, help="the head's learning rate (default preset: 3e-3)"
+        "--head-lr", type=float, help="the head's learning rate (default preset: 3e-4)"
     )
     accuracy.add_argument(
         "--min-crop", type=float, help="RandomResizedCrop's lower scale (paper 0.08, default 0.5)"

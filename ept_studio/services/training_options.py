@@ -104,7 +104,7 @@ def parse_blocks(text: str) -> list[int] | None:
 
 
 RECIPE_CHOICES: tuple[tuple[str, str], ...] = (
-    ("default", "Few-shot default: AdamW, prototype head, >= 50 steps (provisional)"),
+    ("default", "Few-shot default: AdamW 3e-4, prototype head, >= 50 steps"),
     ("paper", "Paper: SGD 6e-4, 20 epochs, batch 4 (Zu et al. 2024)"),
 )
 """(preset, what the user reads). The app starts from "default"; the evidence sweep of issue 8

@@ -409,7 +409,7 @@ def test_the_presets() -> None:
     assert (PAPER_RECIPE.min_steps, PAPER_RECIPE.divergence_retries) == (0, 2)
     default = DEFAULT_CANDIDATE_RECIPE
     assert default.optimizer is OptimizerName.ADAMW
-    assert (default.lr, default.head_learning_rate) == (3e-4, 3e-3)
+    assert (default.lr, default.head_learning_rate) == (3e-4, 3e-4)
     assert (default.epochs, default.min_steps, default.warmup_fraction) == (10, 50, 0.1)
     assert (default.grad_clip, default.crop_scale) == (1.0, (0.5, 1.0))
     assert default.head_init is HeadInit.PROTOTYPE
