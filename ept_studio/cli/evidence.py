@@ -97,6 +97,9 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     report.set_defaults(handler=run_sweep_report)
     report.add_argument("results", type=Path, nargs="+", help="results.json files or folders")
     report.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    report.add_argument(
+        "--wide", metavar="RECIPE", help="one recipe as dataset x method rows, K columns"
+    )
 
 
 def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,10 +181,19 @@ def _emit(markdown: str, out: Path | None, console: Console) -> None:
 
 
 def run_sweep_report(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.sweep_report import baseline_gains, load_sweep, sweep_markdown
+    from ept_studio.services.sweep_report import (
+        baseline_gains,
+        load_sweep,
+        sweep_markdown,
+        wide_markdown,
+    )
 
     cells = load_sweep(args.results)
-    _emit(sweep_markdown(cells, baseline_gains(cells)), args.out, console)
+    gains = baseline_gains(cells)
+    if args.wide:
+        _emit(wide_markdown(cells, gains, args.wide), args.out, console)
+    else:
+        _emit(sweep_markdown(cells, gains), args.out, console)
 
 
 def _show_plan(event: Any, console: Console) -> None:

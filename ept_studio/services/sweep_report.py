@@ -254,6 +254,37 @@ def sweep_markdown(cells: Sequence[SweepCell], gains: Sequence[BaselineGain]) ->
     return "\n".join(lines) + "\n"
 
 
+def wide_markdown(cells: Sequence[SweepCell], gains: Sequence[BaselineGain], recipe: str) -> str:
+    """One recipe as dataset x method rows and K columns: accuracy mean ± sd, the gain over
+    prototype in brackets, and the mean train seconds a run."""
+    chosen = [c for c in cells if c.recipe == recipe]
+    if not chosen:
+        raise ConfigError(f"no runs with the {recipe} recipe")
+    by_key = {(g.dataset, g.shots, g.method): g for g in gains if g.recipe == recipe}
+    shots = sorted({c.shots for c in chosen})
+    table = {(c.dataset, c.method, c.shots): c for c in chosen}
+    rows = sorted({(c.dataset, c.classes, c.method) for c in chosen}, key=_row_order)
+    head = " | ".join(f"K = {k}: accuracy % (gain, pp), s/run" for k in shots)
+    lines = [f"| dataset | method | {head} |", "|---|---|" + "---|" * len(shots)]
+    for dataset, classes, method in rows:
+        texts = []
+        for k in shots:
+            cell = table.get((dataset, method, k))
+            if cell is None:
+                texts.append("not run")
+                continue
+            gain = by_key.get((dataset, k, method))
+            bracket = "" if gain is None else f" ({100 * gain.gain:+.1f})"
+            texts.append(f"{_pct(cell.mean)} ± {_pct(cell.sd)}{bracket}, {cell.seconds_mean:.0f}")
+        lines.append(f"| {dataset} ({classes} cl.) | {method} | {' | '.join(texts)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _row_order(row: tuple[str, int, str]) -> tuple[str, int, str]:
+    dataset, _, method = row
+    return (dataset, 0 if method == BASELINE else 1, method)
+
+
 def verdict_lines(gains: Sequence[BaselineGain]) -> list[str]:
     """One line per (recipe, method): how often it beats, ties or falls below prototype."""
     grouped: dict[tuple[str, str], list[BaselineGain]] = defaultdict(list)

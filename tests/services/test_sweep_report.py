@@ -22,6 +22,7 @@ from ept_studio.services.sweep_report import (
     paired_interval,
     recipe_name,
     sweep_markdown,
+    wide_markdown,
 )
 
 QUICK_DEFAULT = {"preset": "default", "device": "cpu", "min_steps": 2, "epochs": 1}
@@ -88,6 +89,19 @@ def test_the_markdown_has_a_row_per_cell_and_a_verdict_per_method(sweep: Path) -
     assert "draws" in rows[0]
     assert rows[1].split("|")[8].strip() == "-"
     assert "- linear (default + epochs=1, min_steps=2 recipe): " in markdown
+
+
+def test_the_wide_table_puts_k_in_columns(sweep: Path) -> None:
+    cells = load_sweep([sweep])
+    recipe = cells[0].recipe
+    table = wide_markdown(cells, baseline_gains(cells), recipe)
+    lines = table.splitlines()
+    assert lines[0] == "| dataset | method | K = 1: accuracy % (gain, pp), s/run |"
+    assert [line.split("|")[2].strip() for line in lines[2:]] == ["prototype", "linear"]
+    (gain,) = baseline_gains(cells)
+    assert f"({100 * gain.gain:+.1f})" in lines[3]
+    with pytest.raises(ConfigError, match="no runs with the paper recipe"):
+        wide_markdown(cells, [], "paper")
 
 
 def test_the_same_cell_twice_is_kept_once_and_a_different_one_refused(
