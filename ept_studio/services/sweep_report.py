@@ -120,7 +120,8 @@ def load_sweep(paths: Iterable[Path]) -> list[SweepCell]:
 def document_cells(document: dict[str, Any]) -> list[SweepCell]:
     """One results document's cells (one per method and K)."""
     dataset = document["dataset"]
-    recipe = recipe_name(document["recipe"], document.get("preset"))
+    preset = document.get("preset") or preset_in_command(str(document.get("command", "")))
+    recipe = recipe_name(document["recipe"], preset)
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for run in document["runs"]:
         groups[(run["method"], int(run["shots"]))].append(run)
@@ -155,6 +156,18 @@ def document_cells(document: dict[str, Any]) -> list[SweepCell]:
             )
         )
     return cells
+
+
+def preset_in_command(command: str) -> str | None:
+    """The ``--recipe`` of a recorded command line (documents older than the ``preset`` field);
+    ``bench accuracy`` starts from ``paper`` when the option is absent."""
+    words = command.split()
+    for index, word in enumerate(words):
+        if word == "--recipe" and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith("--recipe="):
+            return word.split("=", 1)[1]
+    return "paper" if "bench accuracy" in command else None
 
 
 def recipe_name(recipe: dict[str, Any], preset: str | None = None) -> str:
@@ -256,17 +269,17 @@ def sweep_markdown(cells: Sequence[SweepCell], gains: Sequence[BaselineGain]) ->
 
 def wide_markdown(cells: Sequence[SweepCell], gains: Sequence[BaselineGain], recipe: str) -> str:
     """One recipe as dataset x method rows and K columns: accuracy mean ± sd, the gain over
-    prototype in brackets, and the mean train seconds a run."""
+    prototype in brackets, the mean train seconds a run and the classes left at that K."""
     chosen = [c for c in cells if c.recipe == recipe]
     if not chosen:
         raise ConfigError(f"no runs with the {recipe} recipe")
     by_key = {(g.dataset, g.shots, g.method): g for g in gains if g.recipe == recipe}
     shots = sorted({c.shots for c in chosen})
     table = {(c.dataset, c.method, c.shots): c for c in chosen}
-    rows = sorted({(c.dataset, c.classes, c.method) for c in chosen}, key=_row_order)
+    rows = sorted({(c.dataset, c.method) for c in chosen}, key=_row_order)
     head = " | ".join(f"K = {k}: accuracy % (gain, pp), s/run" for k in shots)
     lines = [f"| dataset | method | {head} |", "|---|---|" + "---|" * len(shots)]
-    for dataset, classes, method in rows:
+    for dataset, method in rows:
         texts = []
         for k in shots:
             cell = table.get((dataset, method, k))
@@ -275,13 +288,16 @@ def wide_markdown(cells: Sequence[SweepCell], gains: Sequence[BaselineGain], rec
                 continue
             gain = by_key.get((dataset, k, method))
             bracket = "" if gain is None else f" ({100 * gain.gain:+.1f})"
-            texts.append(f"{_pct(cell.mean)} ± {_pct(cell.sd)}{bracket}, {cell.seconds_mean:.0f}")
-        lines.append(f"| {dataset} ({classes} cl.) | {method} | {' | '.join(texts)} |")
+            texts.append(
+                f"{_pct(cell.mean)} ± {_pct(cell.sd)}{bracket}, {cell.seconds_mean:.0f}"
+                f" [{cell.classes} cl.]"
+            )
+        lines.append(f"| {dataset} | {method} | {' | '.join(texts)} |")
     return "\n".join(lines) + "\n"
 
 
-def _row_order(row: tuple[str, int, str]) -> tuple[str, int, str]:
-    dataset, _, method = row
+def _row_order(row: tuple[str, str]) -> tuple[str, int, str]:
+    dataset, method = row
     return (dataset, 0 if method == BASELINE else 1, method)
 
 

@@ -20,6 +20,7 @@ from ept_studio.services.sweep_report import (
     baseline_gains,
     load_sweep,
     paired_interval,
+    preset_in_command,
     recipe_name,
     sweep_markdown,
     wide_markdown,
@@ -98,6 +99,7 @@ def test_the_wide_table_puts_k_in_columns(sweep: Path) -> None:
     lines = table.splitlines()
     assert lines[0] == "| dataset | method | K = 1: accuracy % (gain, pp), s/run |"
     assert [line.split("|")[2].strip() for line in lines[2:]] == ["prototype", "linear"]
+    assert lines[2].endswith("[2 cl.] |")
     (gain,) = baseline_gains(cells)
     assert f"({100 * gain.gain:+.1f})" in lines[3]
     with pytest.raises(ConfigError, match="no runs with the paper recipe"):
@@ -128,6 +130,13 @@ def test_a_preset_is_named_whatever_its_seed_and_device() -> None:
     changed = RECIPES["default"].replace(lr=1e-2, crop_scale=(0.8, 1.0)).to_dict()
     assert recipe_name(changed) == "custom"
     assert recipe_name(changed, "default") == "default + crop_scale=0.8-1, lr=0.01"
+
+
+def test_old_documents_name_their_preset_from_the_command() -> None:
+    assert preset_in_command("ept-studio bench accuracy --dataset x --recipe default") == "default"
+    assert preset_in_command("ept-studio bench accuracy --recipe=default") == "default"
+    assert preset_in_command("ept-studio bench accuracy --dataset x") == "paper"
+    assert preset_in_command("") is None
 
 
 def test_paired_intervals() -> None:
