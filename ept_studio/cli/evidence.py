@@ -73,6 +73,11 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     accuracy.add_argument(
         "--min-crop", type=float, help="RandomResizedCrop's lower scale (paper 0.08, default 0.5)"
     )
+    accuracy.add_argument(
+        "--head-init",
+        choices=("prototype", "normal"),
+        help="the head's start: class prototypes (default preset) or N(0, 0.01) (paper)",
+    )
     accuracy.add_argument("--device", help="auto (default), cpu, cuda or mps")
     accuracy.add_argument("--queries-per-class", type=int, help="cap the query set per class")
     accuracy.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
@@ -110,6 +115,7 @@ def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr,
         "head_lr": args.head_lr,
         "crop_scale": None if args.min_crop is None else (args.min_crop, 1.0),
+        "head_init": args.head_init,
     }
     settings: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     settings["preset"] = args.recipe

@@ -296,6 +296,77 @@ def test_a_whole_epoch_above_the_limit_is_a_divergence() -> None:
     assert "for 4 steps" in messages[5]
 
 
+# Batch losses of a real run (offline ViT-S/14, textiles, K = 1, linear, default preset, one step
+# an epoch), steps 29-40: the same losses came back at learning rates of 1e-4, 1e-5 and 1e-6.
+ONE_SHOT_CROP_LOSSES = (
+    0.727,
+    3.18,
+    1.15,
+    0.265,
+    5.69,
+    0.189,
+    4.22,
+    11.5,
+    3.90,
+    5.09,
+    9.99,
+    17.0,
+    7.58,
+)
+
+
+def test_a_streak_the_starting_tensors_find_as_hard_is_forgiven() -> None:
+    watch = LossWatch(chance_loss(LabelMode.SINGLE, 3), explode_patience(steps_per_epoch=1))
+    asked: list[int] = []
+
+    def start_loss() -> float:
+        asked.append(len(asked))
+        return 8.96  # the same batch at 1e-6
+
+    messages = [
+        watch.check(loss, step, 4e-5, start_loss)
+        for step, loss in enumerate(ONE_SHOT_CROP_LOSSES, 1)
+    ]
+    assert messages == [None] * len(ONE_SHOT_CROP_LOSSES)
+    assert (len(asked), watch.forgiven, watch.high_steps) == (1, 1, 0)
+
+
+def test_a_streak_the_updates_caused_is_a_divergence() -> None:
+    watch = LossWatch(chance_loss(LabelMode.SINGLE, 3), explode_patience(steps_per_epoch=1))
+    messages = [
+        watch.check(loss, step, 4e-5, lambda: 2.0)
+        for step, loss in enumerate(ONE_SHOT_CROP_LOSSES, 1)
+    ]
+    assert messages[:-1] == [None] * (len(ONE_SHOT_CROP_LOSSES) - 1)
+    assert messages[-1] is not None
+    assert "exploded to 7.58 at step 13" in messages[-1]
+    assert "3.79 x the starting model's on the same images" in messages[-1]
+    assert watch.forgiven == 0
+
+
+def test_at_a_learning_rate_of_zero_no_run_diverges() -> None:
+    """A confident prototype head (scale 100) on hard crops: batch losses far above the first
+    step's, for whole epochs, with tensors that never move; before the start-loss check this run
+    was restarted twice and failed."""
+    events = run(
+        tuned(LinearConfig(), classes=3),
+        tinted_images(6, classes=3),
+        FAST.replace(
+            lr=0.0,
+            head_lr=0.0,
+            epochs=20,
+            head_init="prototype",
+            prototype_scale=100.0,
+            crop_scale=(0.08, 1.0),
+        ),
+    )
+    assert not any(isinstance(e, RunRestarted) for e in events)
+    assert isinstance(events[-1], RunFinished)
+    losses = [e.loss for e in events if isinstance(e, StepFinished)]
+    assert len(losses) == 40
+    assert max(losses) > 5 * max(losses[0], math.log(3))
+
+
 def test_short_epochs_keep_three_steps_of_patience() -> None:
     assert [explode_patience(n) for n in (1, 2, 3, 4, 8)] == [3, 3, 3, 4, 8]
 

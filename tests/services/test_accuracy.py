@@ -21,7 +21,7 @@ from support import make_tiny_vit
 from ept_studio.cli import evidence
 from ept_studio.core.backbones import random_backbone
 from ept_studio.core.backbones.loader import LoadedBackbone, freeze
-from ept_studio.core.training import recipe_from_settings
+from ept_studio.core.training import HeadInit, recipe_from_settings
 from ept_studio.errors import ConfigError
 from ept_studio.services.accuracy import (
     AccuracyPlanned,
@@ -196,3 +196,11 @@ def test_recipe_options_become_settings_over_the_preset() -> None:
     }
     recipe = recipe_from_settings(settings)
     assert (recipe.head_lr, recipe.crop_scale, recipe.lr) == (3e-4, (0.8, 1.0), 3e-4)
+    assert recipe.head_init is HeadInit.PROTOTYPE
+    normal = recipe_from_settings(
+        evidence.recipe_settings(
+            parser.parse_args([*base, "--recipe", "default", "--head-init", "normal"])
+        )
+    )
+    assert normal.head_init is HeadInit.NORMAL
+    assert normal.replace(head_init="prototype") == recipe_from_settings({"preset": "default"})

@@ -311,7 +311,7 @@ class _TrainingRun:
             lr = self._schedule_learning_rate()
             loss = self._optimise(batch)
             self.steps_done += 1
-            problem = self.watch.check(loss, self.steps_done, lr)
+            problem = self.watch.check(loss, self.steps_done, lr, self._start_loss)
             if problem is not None:
                 self.failure = problem + ("" if self.retryable else _BROKEN_PIXELS)
                 return None
@@ -334,10 +334,9 @@ class _TrainingRun:
             self.retryable = False
             return math.nan
         pixels, targets = pixels.to(self.device), self.targets[batch].to(self.device)
+        self.last_batch = (pixels, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(pixels)
-        loss = _loss(logits.float(), targets, self.label_mode)
+        loss = self._batch_loss(pixels, targets)
         value = float(loss.detach())
         if not math.isfinite(value):
             return value
@@ -346,6 +345,22 @@ class _TrainingRun:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.recipe.grad_clip)
         self.optimizer.step()
         return value
+
+    def _batch_loss(self, pixels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(pixels)
+        return _loss(logits.float(), targets, self.label_mode)
+
+    def _start_loss(self) -> float:
+        """The initial tensors' loss on the last batch's pixels (the divergence guard's check
+        that the updates, not the crops, made the loss high); the current tensors come back."""
+        current = _clone_trainable(self.model)
+        self.model.load_trainable_state(self.initial_state)
+        try:
+            with torch.no_grad():
+                return float(self._batch_loss(*self.last_batch))
+        finally:
+            self.model.load_trainable_state(current)
 
     def validate(self, val_set: Sequence[Sample]) -> dict[str, float]:
         result = evaluate(
