@@ -138,6 +138,9 @@ def add_commands(commands: Any) -> None:
     speed.add_argument("--rounds", type=int, default=5)
     speed.add_argument("--batch-size", type=int, default=4)
     speed.add_argument("--device", default="cpu")
+    speed.add_argument(
+        "--bf16", action="store_true", help="also time linear and EPT under bfloat16 autocast"
+    )
     speed.add_argument("--out", type=Path, help="also write the markdown report here")
     cli_onnx.add_bench_latency(bench_commands)
     add_accuracy_bench(bench_commands)
@@ -302,7 +305,11 @@ def run_bench(args: argparse.Namespace, console: Console) -> None:
     backbones = args.backbone or ["dinov2-vits14-imgfocus", "random:vit_base_patch16_224"]
     start = time.perf_counter()
     report = speed_report(
-        backbones, rounds=args.rounds, batch_size=args.batch_size, device=args.device
+        backbones,
+        rounds=args.rounds,
+        batch_size=args.batch_size,
+        device=args.device,
+        bf16=args.bf16,
     )
     console.line(report)
     console.note(f"benchmark took {time.perf_counter() - start:.0f} s")

@@ -78,6 +78,11 @@ def add_bench_commands(bench_subparsers: Any) -> None:
         choices=("prototype", "normal"),
         help="the head's start: class prototypes (default preset) or N(0, 0.01) (paper)",
     )
+    accuracy.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        help="bfloat16 autocast: auto (CUDA only, the presets' setting), on or off",
+    )
     accuracy.add_argument("--device", help="auto (default), cpu, cuda or mps")
     accuracy.add_argument("--queries-per-class", type=int, help="cap the query set per class")
     accuracy.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
@@ -116,6 +121,7 @@ def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
         "head_lr": args.head_lr,
         "crop_scale": None if args.min_crop is None else (args.min_crop, 1.0),
         "head_init": args.head_init,
+        "bf16": args.bf16,
     }
     settings: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     settings["preset"] = args.recipe

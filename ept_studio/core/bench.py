@@ -3,6 +3,8 @@
 The floor is the same frozen backbone with one learnable tensor added to its input tokens, so a
 forward and a backward pass run through every block: the least any prompt method can cost.
 Methods are timed round-robin in one process so that machine noise hits them all alike.
+With ``bf16`` the linear probe and EPT are timed again under bfloat16 autocast in the same rounds,
+so their rows against the fp32 ones are the speed-up on this machine.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class InputOffset(TuningMethod):
 class SpeedVariant:
     label: str
     build: Callable[[], TuningMethod | MethodConfig]
+    bf16: bool = False
+    """Run the step under bfloat16 autocast (the weights stay fp32)."""
 
 
 def default_variants() -> list[SpeedVariant]:
@@ -63,13 +67,25 @@ def default_variants() -> list[SpeedVariant]:
     return [
         SpeedVariant("floor (input offset)", InputOffset),
         SpeedVariant("linear (head only)", LinearConfig),
-        SpeedVariant("EPT L=100 deep, fast path", lambda: EptConfig(length=100)),
+        SpeedVariant("EPT L=100 deep, fast path", _ept_100),
         SpeedVariant("EPT L=100 deep, reference", lambda: EptConfig(length=100, fast_path=False)),
         SpeedVariant("VPT-deep L=50", lambda: VptConfig(length=50)),
         SpeedVariant("LoRA r=8 (q, v)", lambda: LoraConfig(rank=8)),
         SpeedVariant("bias (BitFit)", BiasConfig),
         SpeedVariant("full fine-tune", FullConfig),
     ]
+
+
+def bf16_variants() -> list[SpeedVariant]:
+    """The bfloat16 autocast rows ``bench speed --bf16`` adds: the linear probe and EPT."""
+    return [
+        SpeedVariant("linear (head only), bf16 autocast", LinearConfig, bf16=True),
+        SpeedVariant("EPT L=100 deep, fast path, bf16 autocast", _ept_100, bf16=True),
+    ]
+
+
+def _ept_100() -> MethodConfig:
+    return EptConfig(length=100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,28 +117,38 @@ def _saved_activation_bytes(counter: list[int]) -> Iterator[None]:
 
 
 def _step(
-    model: TunedModel, optimiser: torch.optim.Optimizer, pixels: torch.Tensor, targets: torch.Tensor
+    model: TunedModel,
+    optimiser: torch.optim.Optimizer,
+    pixels: torch.Tensor,
+    targets: torch.Tensor,
+    bf16: bool = False,
 ) -> None:
     optimiser.zero_grad(set_to_none=True)
-    loss = nn.functional.cross_entropy(model(pixels), targets)
+    with torch.autocast(pixels.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(pixels)
+    loss = nn.functional.cross_entropy(logits.float(), targets)
     loss.backward()  # type: ignore[no-untyped-call]
     optimiser.step()
 
 
 def _memory_of_step(
-    model: TunedModel, optimiser: torch.optim.Optimizer, pixels: torch.Tensor, targets: torch.Tensor
+    model: TunedModel,
+    optimiser: torch.optim.Optimizer,
+    pixels: torch.Tensor,
+    targets: torch.Tensor,
+    bf16: bool,
 ) -> float:
     device = pixels.device
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        _step(model, optimiser, pixels, targets)
+        _step(model, optimiser, pixels, targets, bf16)
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     counter = [0]
     with _saved_activation_bytes(counter):
-        _step(model, optimiser, pixels, targets)
+        _step(model, optimiser, pixels, targets, bf16)
     return counter[0] / 2**20
 
 
@@ -150,14 +176,14 @@ def run_speed_bench(
         model = TunedModel(copy.deepcopy(backbone), variant.build(), num_classes).to(device).train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimiser = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
-        memory.append(_memory_of_step(model, optimiser, pixels, targets))
+        memory.append(_memory_of_step(model, optimiser, pixels, targets, variant.bf16))
         models.append(model)
         optimisers.append(optimiser)
     times: list[list[float]] = [[] for _ in variants]
     for round_index in range(warmup + rounds):
         for index, (model, optimiser) in enumerate(zip(models, optimisers, strict=True)):
             start = time.perf_counter()
-            _step(model, optimiser, pixels, targets)
+            _step(model, optimiser, pixels, targets, variants[index].bf16)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if round_index >= warmup:

@@ -7,12 +7,20 @@ import platform
 RANDOM_PREFIX = "random:"
 
 
-def speed_report(backbones: list[str], *, rounds: int, batch_size: int, device: str = "cpu") -> str:
-    """A markdown report: one table per backbone (a manifest name, or ``random:TIMM_NAME``)."""
+def speed_report(
+    backbones: list[str], *, rounds: int, batch_size: int, device: str = "cpu", bf16: bool = False
+) -> str:
+    """A markdown report: one table per backbone (a manifest name, or ``random:TIMM_NAME``);
+    ``bf16`` adds the bfloat16 autocast rows (see :func:`ept_studio.core.bench.bf16_variants`)."""
     import torch
 
     from ept_studio.core.backbones import load_backbone, random_backbone
-    from ept_studio.core.bench import format_speed_table, run_speed_bench
+    from ept_studio.core.bench import (
+        bf16_variants,
+        default_variants,
+        format_speed_table,
+        run_speed_bench,
+    )
     from ept_studio.core.device import describe_device, resolve_device
 
     target = resolve_device(device)
@@ -29,6 +37,9 @@ def speed_report(backbones: list[str], *, rounds: int, batch_size: int, device: 
         else:
             loaded = load_backbone(name)
             title = f"{loaded.spec.name} ({loaded.spec.timm_name}, {loaded.spec.input_size} px)"
-        rows = run_speed_bench(loaded.model, rounds=rounds, batch_size=batch_size, device=target)
+        variants = default_variants() + (bf16_variants() if bf16 else [])
+        rows = run_speed_bench(
+            loaded.model, variants, rounds=rounds, batch_size=batch_size, device=target
+        )
         sections.append(format_speed_table(title, rows, memory))
     return "\n\n".join(sections) + "\n"

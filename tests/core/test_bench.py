@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from support import make_tiny_vit
 
-from ept_studio.core.bench import default_variants, format_speed_table, run_speed_bench
+from ept_studio.core.bench import (
+    bf16_variants,
+    default_variants,
+    format_speed_table,
+    run_speed_bench,
+)
 
 
 def test_speed_bench_runs_every_variant_against_the_floor() -> None:
@@ -25,3 +30,13 @@ def test_speed_bench_runs_every_variant_against_the_floor() -> None:
     assert by_label["EPT L=100 deep, reference"].memory_mib > floor
     table = format_speed_table("tiny", rows, "saved activations MiB")
     assert table.count("\n") == len(rows) + 3
+
+
+def test_bf16_rows_time_linear_and_ept_under_autocast_with_fewer_saved_bytes() -> None:
+    variants = default_variants() + bf16_variants()
+    rows = run_speed_bench(make_tiny_vit(seed=0), variants, rounds=1, warmup=0, batch_size=2)
+    by_label = {row.label: row for row in rows}
+    fp32, bf16 = by_label["EPT L=100 deep, fast path"], by_label[bf16_variants()[1].label]
+    assert bf16.trainable_parameters == fp32.trainable_parameters
+    assert 0.3 * fp32.memory_mib < bf16.memory_mib < 0.8 * fp32.memory_mib
+    assert bf16.median_s > 0

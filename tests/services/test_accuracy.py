@@ -204,3 +204,6 @@ def test_recipe_options_become_settings_over_the_preset() -> None:
     )
     assert normal.head_init is HeadInit.NORMAL
     assert normal.replace(head_init="prototype") == recipe_from_settings({"preset": "default"})
+    on = evidence.recipe_settings(parser.parse_args([*base, "--bf16", "on"]))
+    assert (on["bf16"], recipe_from_settings(on).bf16.value) == ("on", "on")
+    assert "bf16" not in evidence.recipe_settings(parser.parse_args(base))
