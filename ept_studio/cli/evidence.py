@@ -110,6 +110,12 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     report.add_argument(
         "--wide", metavar="RECIPE", help="one recipe as dataset x method rows, K columns"
     )
+    report.add_argument(
+        "--versus",
+        nargs=2,
+        metavar=("REFERENCE", "OTHER"),
+        help="recipe OTHER against REFERENCE, method by method on the same draws",
+    )
 
 
 def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -196,13 +202,19 @@ def run_sweep_report(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.sweep_report import (
         baseline_gains,
         load_sweep,
+        recipe_gains,
         sweep_markdown,
+        versus_markdown,
         wide_markdown,
     )
 
     cells = load_sweep(args.results)
     gains = baseline_gains(cells)
-    if args.wide:
+    if args.versus:
+        reference, other = args.versus
+        versus = recipe_gains(cells, reference, other)
+        _emit(versus_markdown(cells, versus, reference, other), args.out, console)
+    elif args.wide:
         _emit(wide_markdown(cells, gains, args.wide), args.out, console)
     else:
         _emit(sweep_markdown(cells, gains), args.out, console)

@@ -202,25 +202,51 @@ def baseline_gains(cells: Sequence[SweepCell], seed: int = 0) -> list[BaselineGa
         baseline = baselines.get((cell.dataset, cell.shots, cell.recipe))
         if cell.method == BASELINE or baseline is None:
             continue
-        draws = sorted(set(cell.by_draw) & set(baseline.by_draw))
-        if not draws:
-            continue
-        differences = np.array([cell.by_draw[d] - baseline.by_draw[d] for d in draws])
-        low, high = paired_interval(differences, seed)
-        gains.append(
-            BaselineGain(
-                dataset=cell.dataset,
-                shots=cell.shots,
-                recipe=cell.recipe,
-                method=cell.method,
-                draws=len(draws),
-                gain=float(differences.mean()),
-                ci_low=low,
-                ci_high=high,
-                wins=int((differences > 0).sum()),
-            )
-        )
+        gain = paired_gain(cell, baseline, seed)
+        if gain is not None:
+            gains.append(gain)
     return gains
+
+
+def recipe_gains(
+    cells: Sequence[SweepCell], reference: str, other: str, seed: int = 0
+) -> list[BaselineGain]:
+    """Every trained method of recipe ``other`` against the same method, dataset and K of recipe
+    ``reference``, paired by draw (the gain is ``other`` minus ``reference``)."""
+    recipes = {c.recipe for c in cells}
+    for name in (reference, other):
+        if name not in recipes:
+            raise ConfigError(f"no runs with the {name} recipe; there are: {sorted(recipes)}")
+    references = {(c.dataset, c.shots, c.method): c for c in cells if c.recipe == reference}
+    gains = []
+    for cell in cells:
+        base = references.get((cell.dataset, cell.shots, cell.method))
+        if cell.recipe != other or cell.method == BASELINE or base is None:
+            continue
+        gain = paired_gain(cell, base, seed)
+        if gain is not None:
+            gains.append(gain)
+    return gains
+
+
+def paired_gain(cell: SweepCell, reference: SweepCell, seed: int = 0) -> BaselineGain | None:
+    """``cell`` minus ``reference`` on the draws both ran; None if they share none."""
+    draws = sorted(set(cell.by_draw) & set(reference.by_draw))
+    if not draws:
+        return None
+    differences = np.array([cell.by_draw[d] - reference.by_draw[d] for d in draws])
+    low, high = paired_interval(differences, seed)
+    return BaselineGain(
+        dataset=cell.dataset,
+        shots=cell.shots,
+        recipe=cell.recipe,
+        method=cell.method,
+        draws=len(draws),
+        gain=float(differences.mean()),
+        ci_low=low,
+        ci_high=high,
+        wins=int((differences > 0).sum()),
+    )
 
 
 def paired_interval(differences: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -318,3 +344,40 @@ def verdict_lines(gains: Sequence[BaselineGain]) -> list[str]:
             f"K = {worst.shots})."
         )
     return lines
+
+
+def versus_markdown(
+    cells: Sequence[SweepCell], gains: Sequence[BaselineGain], reference: str, other: str
+) -> str:
+    """Recipe ``other`` against ``reference``, method by method on the same draws: both means,
+    the paired gain with its interval, draws won; then one line per method."""
+    table = {(c.dataset, c.shots, c.recipe, c.method): c for c in cells}
+    lines = [
+        f"| dataset | K | method | {reference} % | {other} % "
+        "| gain, pp (95 % CI), draws won | s/run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in sorted(gains, key=lambda g: (g.method, g.dataset, g.shots)):
+        ref, new = (
+            table[(g.dataset, g.shots, reference, g.method)],
+            table[(g.dataset, g.shots, other, g.method)],
+        )
+        lines.append(
+            f"| {g.dataset} | {g.shots} | {g.method} | {_pct(ref.mean)} ± {_pct(ref.sd)} "
+            f"| {_pct(new.mean)} ± {_pct(new.sd)} | {_gain_text(g)} "
+            f"| {ref.seconds_mean:.0f} / {new.seconds_mean:.0f} |"
+        )
+    lines.append("")
+    grouped: dict[str, list[BaselineGain]] = defaultdict(list)
+    for gain in gains:
+        grouped[gain.method].append(gain)
+    for method, items in sorted(grouped.items()):
+        counts = {v: sum(1 for g in items if g.verdict == v) for v in ("beats", "ties", "below")}
+        worst = min(items, key=lambda g: g.gain)
+        lines.append(
+            f"- {method}: {other} beats {reference} in {counts['beats']} of {len(items)} "
+            f"dataset x K cells, ties in {counts['ties']}, below in {counts['below']}; mean "
+            f"gain {100 * float(np.mean([g.gain for g in items])):+.1f} pp; worst "
+            f"{100 * worst.gain:+.1f} pp ({worst.dataset}, K = {worst.shots})."
+        )
+    return "\n".join(lines) + "\n"

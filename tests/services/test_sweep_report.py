@@ -21,8 +21,10 @@ from ept_studio.services.sweep_report import (
     load_sweep,
     paired_interval,
     preset_in_command,
+    recipe_gains,
     recipe_name,
     sweep_markdown,
+    versus_markdown,
     wide_markdown,
 )
 
@@ -44,8 +46,25 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def runs_of(root: Path) -> list[dict[str, Any]]:
-    document = json.loads((root / "faces-k1" / "results.json").read_text(encoding="utf-8"))
+@pytest.fixture(scope="module")
+def two_recipes(sweep: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sweep's document and the same draws with a normal-init head."""
+    root = tmp_path_factory.mktemp("two-recipes")
+    shutil.copytree(sweep / "faces-k1", root / "faces-k1")
+    run(
+        faces_request(
+            root / "faces-k1-normal",
+            shots=(1,),
+            draws=3,
+            methods=("prototype", "linear"),
+            recipe={**QUICK_DEFAULT, "head_init": "normal"},
+        )
+    )
+    return root
+
+
+def runs_of(root: Path, name: str = "faces-k1") -> list[dict[str, Any]]:
+    document = json.loads((root / name / "results.json").read_text(encoding="utf-8"))
     return list(document["runs"])
 
 
@@ -180,3 +199,47 @@ def test_the_command_prints_and_writes_the_table(sweep: Path, tmp_path: Path) ->
     table = out.read_text(encoding="utf-8")
     assert table.count("| lfw-faces (2 classes) | 1 |") == 2
     assert table in result.stdout
+
+
+PROTOTYPE_HEAD = "default + epochs=1, min_steps=2"
+NORMAL_HEAD = "default + epochs=1, head_init=normal, min_steps=2"
+
+
+def test_one_recipe_against_another_is_paired_by_method_and_draw(two_recipes: Path) -> None:
+    cells = load_sweep([two_recipes])
+    assert {c.recipe for c in cells} == {PROTOTYPE_HEAD, NORMAL_HEAD}
+    (gain,) = recipe_gains(cells, PROTOTYPE_HEAD, NORMAL_HEAD)
+    by = {
+        (name, r["draw"]): r["metrics"]["accuracy"]
+        for name in ("faces-k1", "faces-k1-normal")
+        for r in runs_of(two_recipes, name)
+        if r["method"] == "linear"
+    }
+    differences = [by[("faces-k1-normal", d)] - by[("faces-k1", d)] for d in range(3)]
+    assert (gain.method, gain.recipe, gain.draws) == ("linear", NORMAL_HEAD, 3)
+    assert gain.gain == pytest.approx(np.mean(differences))
+    assert gain.wins == sum(d > 0 for d in differences)
+    assert any(d != 0 for d in differences)  # the head's start changed what was learned
+    table = versus_markdown(cells, [gain], PROTOTYPE_HEAD, NORMAL_HEAD)
+    (row,) = [line for line in table.splitlines() if line.startswith("| lfw-faces")]
+    assert row.startswith("| lfw-faces | 1 | linear |")
+    assert f"{100 * gain.gain:+.1f} (" in row
+    assert f"- linear: {NORMAL_HEAD} beats {PROTOTYPE_HEAD} in" in table
+    with pytest.raises(ConfigError, match="no runs with the paper recipe"):
+        recipe_gains(cells, "paper", NORMAL_HEAD)
+
+
+def test_the_command_compares_two_recipes(two_recipes: Path) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "ept_studio", "bench", "sweep-report", str(two_recipes)),
+            *("--versus", PROTOTYPE_HEAD, NORMAL_HEAD),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"| dataset | K | method | {PROTOTYPE_HEAD} % | {NORMAL_HEAD} % |" in result.stdout
+    assert result.stdout.count("| lfw-faces | 1 | linear |") == 1
