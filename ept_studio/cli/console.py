@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TextIO
 
 
@@ -23,6 +24,14 @@ class Console:
         self._end_progress()
         self.err.write(text + "\n")
         self.err.flush()
+
+    def report(self, markdown: str, out: Path | None = None) -> None:
+        """Print a report, and write it to ``out`` too when one is given (its folder made)."""
+        self.line(markdown)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(markdown if markdown.endswith("\n") else markdown + "\n", "utf-8")
+            self.note(f"wrote {out}")
 
     def progress(self, done: int, total: int, text: str) -> None:
         width = 30

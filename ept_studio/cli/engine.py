@@ -311,7 +311,5 @@ def run_bench(args: argparse.Namespace, console: Console) -> None:
         device=args.device,
         bf16=args.bf16,
     )
-    console.line(report)
+    console.report(report, args.out)
     console.note(f"benchmark took {time.perf_counter() - start:.0f} s")
-    if args.out:
-        args.out.write_text(report, encoding="utf-8")

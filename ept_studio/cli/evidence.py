@@ -187,15 +187,7 @@ def run_tune_time(args: argparse.Namespace, console: Console) -> None:
 
     presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
     results = time_tuning(args.shots, args.classes, presets, method=args.method, device=args.device)
-    _emit(tune_time_markdown(results, args.shots, args.classes), args.out, console)
-
-
-def _emit(markdown: str, out: Path | None, console: Console) -> None:
-    console.line(markdown)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(markdown, encoding="utf-8")
-        console.note(f"wrote {out}")
+    console.report(tune_time_markdown(results, args.shots, args.classes), args.out)
 
 
 def run_sweep_report(args: argparse.Namespace, console: Console) -> None:
@@ -213,11 +205,11 @@ def run_sweep_report(args: argparse.Namespace, console: Console) -> None:
     if args.versus:
         reference, other = args.versus
         versus = recipe_gains(cells, reference, other)
-        _emit(versus_markdown(cells, versus, reference, other), args.out, console)
+        console.report(versus_markdown(cells, versus, reference, other), args.out)
     elif args.wide:
-        _emit(wide_markdown(cells, gains, args.wide), args.out, console)
+        console.report(wide_markdown(cells, gains, args.wide), args.out)
     else:
-        _emit(sweep_markdown(cells, gains), args.out, console)
+        console.report(sweep_markdown(cells, gains), args.out)
 
 
 def _show_plan(event: Any, console: Console) -> None:

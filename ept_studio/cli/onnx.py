@@ -161,7 +161,4 @@ def write_predictions_csv(
 def run_bench_latency(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.bench_inference import bench_from_args, format_inference_bench
 
-    report = format_inference_bench(bench_from_args(args))
-    console.line(report)
-    if args.out:
-        args.out.write_text(report + "\n", encoding="utf-8")
+    console.report(format_inference_bench(bench_from_args(args)), args.out)
