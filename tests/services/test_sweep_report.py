@@ -31,18 +31,18 @@ from ept_studio.services.sweep_report import (
 QUICK_DEFAULT = {"preset": "default", "device": "cpu", "min_steps": 2, "epochs": 1}
 
 
+def faces_k1(out: Path, recipe: dict[str, Any]) -> None:
+    """Three K = 1 draws of prototype and linear on lfw-faces, written to ``out``."""
+    request = faces_request(
+        out, shots=(1,), draws=3, methods=("prototype", "linear"), recipe=recipe
+    )
+    run(request)
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sweep")
-    run(
-        faces_request(
-            root / "faces-k1",
-            shots=(1,),
-            draws=3,
-            methods=("prototype", "linear"),
-            recipe=QUICK_DEFAULT,
-        )
-    )
+    faces_k1(root / "faces-k1", QUICK_DEFAULT)
     return root
 
 
@@ -51,15 +51,7 @@ def two_recipes(sweep: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sweep's document and the same draws with a normal-init head."""
     root = tmp_path_factory.mktemp("two-recipes")
     shutil.copytree(sweep / "faces-k1", root / "faces-k1")
-    run(
-        faces_request(
-            root / "faces-k1-normal",
-            shots=(1,),
-            draws=3,
-            methods=("prototype", "linear"),
-            recipe={**QUICK_DEFAULT, "head_init": "normal"},
-        )
-    )
+    faces_k1(root / "faces-k1-normal", {**QUICK_DEFAULT, "head_init": "normal"})
     return root
 
 
