@@ -332,18 +332,22 @@ def verdict_lines(gains: Sequence[BaselineGain]) -> list[str]:
     grouped: dict[tuple[str, str], list[BaselineGain]] = defaultdict(list)
     for gain in gains:
         grouped[(gain.recipe, gain.method)].append(gain)
-    lines = []
-    for (recipe, method), items in sorted(grouped.items()):
-        counts = {v: sum(1 for g in items if g.verdict == v) for v in ("beats", "ties", "below")}
-        mean_gain = 100 * float(np.mean([g.gain for g in items]))
-        worst = min(items, key=lambda g: g.gain)
-        lines.append(
-            f"- {method} ({recipe} recipe): beats prototype in {counts['beats']} of {len(items)} "
-            f"dataset x K cells, ties in {counts['ties']}, below in {counts['below']}; mean gain "
-            f"{mean_gain:+.1f} pp; worst {100 * worst.gain:+.1f} pp ({worst.dataset}, "
-            f"K = {worst.shots})."
-        )
-    return lines
+    return [
+        f"- {method} ({recipe} recipe): beats prototype in {_tally(items)}"
+        for (recipe, method), items in sorted(grouped.items())
+    ]
+
+
+def _tally(items: Sequence[BaselineGain]) -> str:
+    """``B of N dataset x K cells, ties in T, below in W; mean gain ...; worst ... (where).``"""
+    counts = {v: sum(1 for g in items if g.verdict == v) for v in ("beats", "ties", "below")}
+    mean_gain = 100 * float(np.mean([g.gain for g in items]))
+    worst = min(items, key=lambda g: g.gain)
+    return (
+        f"{counts['beats']} of {len(items)} dataset x K cells, ties in {counts['ties']}, below in "
+        f"{counts['below']}; mean gain {mean_gain:+.1f} pp; worst {100 * worst.gain:+.1f} pp "
+        f"({worst.dataset}, K = {worst.shots})."
+    )
 
 
 def versus_markdown(
@@ -372,12 +376,5 @@ def versus_markdown(
     for gain in gains:
         grouped[gain.method].append(gain)
     for method, items in sorted(grouped.items()):
-        counts = {v: sum(1 for g in items if g.verdict == v) for v in ("beats", "ties", "below")}
-        worst = min(items, key=lambda g: g.gain)
-        lines.append(
-            f"- {method}: {other} beats {reference} in {counts['beats']} of {len(items)} "
-            f"dataset x K cells, ties in {counts['ties']}, below in {counts['below']}; mean "
-            f"gain {100 * float(np.mean([g.gain for g in items])):+.1f} pp; worst "
-            f"{100 * worst.gain:+.1f} pp ({worst.dataset}, K = {worst.shots})."
-        )
+        lines.append(f"- {method}: {other} beats {reference} in {_tally(items)}")
     return "\n".join(lines) + "\n"
