@@ -40,6 +40,8 @@ def test_train_and_bench_accuracy_take_a_recipe_preset() -> None:
     train = parser.parse_args(["train", "data", "--recipe", "default", "--epochs", "3"])
     assert recipe_from_args(train) == {"preset": "default", "epochs": 3}
     assert recipe_from_args(parser.parse_args(["train", "data"])) == {"preset": "paper"}
+    full = parser.parse_args(["train", "data", "--method", "full", "--full-lr", "1e-5"])
+    assert recipe_from_args(full) == {"preset": "paper", "full_lr": 1e-5}
     bench = parser.parse_args(
         ["bench", "accuracy", "--dataset", "textiles", "--methods", "prototype,ept"]
     )

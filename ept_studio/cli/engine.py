@@ -45,7 +45,16 @@ def method_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def recipe_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Overrides of the paper recipe: only the options the user gave."""
-    names = ("epochs", "batch_size", "lr", "head_lr", "optimizer", "device", "warmup_steps")
+    names = (
+        "epochs",
+        "batch_size",
+        "lr",
+        "head_lr",
+        "full_lr",
+        "optimizer",
+        "device",
+        "warmup_steps",
+    )
     chosen = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     return {"preset": getattr(args, "recipe", "paper"), **chosen}
 
@@ -90,6 +99,9 @@ def _add_train(commands: Any) -> None:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--head-lr", type=float)
+    train.add_argument(
+        "--full-lr", type=float, help="the backbone weights' rate under --method full"
+    )
     train.add_argument("--warmup-steps", type=int)
     train.add_argument("--optimizer", choices=("sgd", "adamw"))
     train.add_argument("--device", help="auto (default), cpu, cuda or mps")

@@ -71,6 +71,9 @@ def add_bench_commands(bench_subparsers: Any) -> None:
         "--head-lr", type=float, help="the head's learning rate (default preset: 3e-4)"
     )
     accuracy.add_argument(
+        "--full-lr", type=float, help="the backbone weights' rate under full fine-tuning"
+    )
+    accuracy.add_argument(
         "--min-crop", type=float, help="RandomResizedCrop's lower scale (paper 0.08, default 0.5)"
     )
     accuracy.add_argument(
@@ -125,6 +128,7 @@ def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "head_lr": args.head_lr,
+        "full_lr": args.full_lr,
         "crop_scale": None if args.min_crop is None else (args.min_crop, 1.0),
         "head_init": args.head_init,
         "bf16": args.bf16,

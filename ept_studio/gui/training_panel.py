@@ -132,6 +132,10 @@ class TrainingPanel(QWidget):
         self.learning_rate.setRange(0.0, 1.0)
         self.learning_rate.setSingleStep(0.0001)
         self.learning_rate.setSpecialValueText(DEFAULT)
+        self.learning_rate.setToolTip(
+            "The rate of the method's tensors: prompts, LoRA factors, biases, or the backbone's"
+            " weights under full fine-tuning"
+        )
         self.batch_size = _spin(0, 256, DEFAULT)
         self.seed = _spin(0, 2**31 - 1, "")
         self.hold_out = QCheckBox("Hold out a fifth of each class to pick the best epoch")

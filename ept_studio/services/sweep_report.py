@@ -121,7 +121,6 @@ def document_cells(document: dict[str, Any]) -> list[SweepCell]:
     """One results document's cells (one per method and K)."""
     dataset = document["dataset"]
     preset = document.get("preset") or preset_in_command(str(document.get("command", "")))
-    recipe = recipe_name(document["recipe"], preset)
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for run in document["runs"]:
         groups[(run["method"], int(run["shots"]))].append(run)
@@ -135,6 +134,7 @@ def document_cells(document: dict[str, Any]) -> list[SweepCell]:
             value = run["metrics"].get(metric)
             per_draw[int(run["draw"])].append(math.nan if value is None else float(value))
         by_draw = {draw: float(np.mean(values)) for draw, values in sorted(per_draw.items())}
+        recipe = recipe_name(document["recipe"], preset, method)
         values = np.array(list(by_draw.values()))
         cells.append(
             SweepCell(
@@ -170,13 +170,19 @@ def preset_in_command(command: str) -> str | None:
     return "paper" if "bench accuracy" in command else None
 
 
-def recipe_name(recipe: dict[str, Any], preset: str | None = None) -> str:
-    """The preset a results document's recipe is (seed and device do not count), else the
-    starting ``preset`` and what differs from it (``default + head_lr=0.0003``), else ``custom``."""
+def recipe_name(recipe: dict[str, Any], preset: str | None = None, method: str = "") -> str:
+    """The preset a results document's recipe is for ``method`` (seed and device do not count),
+    else the starting ``preset`` and what differs from it (``default + head_lr=0.0003``), else
+    ``custom``.
+
+    Recipes are compared as the method reads them (:func:`method_settings`), so a setting added
+    later, or one the method ignores, does not split one recipe in two.
+    """
     from ept_studio.core.training.recipe import RECIPES
 
     def key(data: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in data.items() if k not in _IGNORED_RECIPE_KEYS}
+        settings = method_settings(data, method)
+        return {k: v for k, v in settings.items() if k not in _IGNORED_RECIPE_KEYS}
 
     for name, candidate in RECIPES.items():
         if key(candidate.to_dict()) == key(recipe):
@@ -188,6 +194,25 @@ def recipe_name(recipe: dict[str, Any], preset: str | None = None) -> str:
     return f"{preset} + {', '.join(changes)}"
 
 
+def method_settings(recipe: dict[str, Any], method: str) -> dict[str, Any]:
+    """A recipe's settings as ``method`` uses them.
+
+    A setting a document lacks (it was written before the setting existed) takes the value that
+    behaves as the older version did: the dataclass default. ``full_lr`` goes: under full
+    fine-tuning it becomes ``lr`` (the rate the method's tensors train at; the head keeps its
+    own), elsewhere nothing reads it.
+    """
+    from ept_studio.core.training.recipe import TrainRecipe
+
+    settings = {**TrainRecipe().to_dict(), **recipe}
+    full_lr = settings.pop("full_lr")
+    if method == "full" and full_lr is not None:
+        if settings["head_lr"] is None:
+            settings["head_lr"] = settings["lr"]
+        settings["lr"] = full_lr
+    return settings
+
+
 def _setting(value: Any) -> str:
     if isinstance(value, list):
         return "-".join(_setting(v) for v in value)
@@ -195,13 +220,21 @@ def _setting(value: Any) -> str:
 
 
 def baseline_gains(cells: Sequence[SweepCell], seed: int = 0) -> list[BaselineGain]:
-    """Every trained cell against the ``prototype`` cell of the same dataset, K and recipe."""
-    baselines = {(c.dataset, c.shots, c.recipe): c for c in cells if c.method == BASELINE}
+    """Every trained cell against the ``prototype`` cell of the same dataset, K and recipe.
+
+    A recipe without prototype runs of its own is paired with another recipe's (the ``default``
+    if there is one): the prototype does not train, so it saw the same support draws and scored
+    them the same way whatever the recipe."""
+    baselines = sorted(
+        (c for c in cells if c.method == BASELINE), key=lambda c: (c.recipe != "default", c.recipe)
+    )
     gains = []
     for cell in cells:
-        baseline = baselines.get((cell.dataset, cell.shots, cell.recipe))
-        if cell.method == BASELINE or baseline is None:
+        same = [b for b in baselines if (b.dataset, b.shots) == (cell.dataset, cell.shots)]
+        own = [b for b in same if b.recipe == cell.recipe]
+        if cell.method == BASELINE or not same:
             continue
+        baseline = (own or same)[0]
         gain = paired_gain(cell, baseline, seed)
         if gain is not None:
             gains.append(gain)

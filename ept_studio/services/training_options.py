@@ -158,10 +158,14 @@ class TrainingOptions:
         return {"method": name}
 
     def recipe_overrides(self) -> dict[str, Any]:
-        """Overrides of the recipe: only the settings the user changed, and the device."""
+        """Overrides of the recipe: only the settings the user changed, and the device.
+
+        The learning rate is the method's: under full fine-tuning that is ``full_lr`` (the head
+        keeps the preset's rate)."""
+        rate_name = "full_lr" if self.method == "full" else "lr"
         chosen: dict[str, Any] = {
+            rate_name: self.learning_rate,
             "epochs": self.epochs,
-            "lr": self.learning_rate,
             "batch_size": self.batch_size,
             "early_stopping_patience": self.patience,
         }

@@ -481,6 +481,11 @@ def test_the_presets() -> None:
     default = DEFAULT_CANDIDATE_RECIPE
     assert default.optimizer is OptimizerName.ADAMW
     assert (default.lr, default.head_learning_rate) == (3e-4, 3e-4)
+    assert (default.method_learning_rate("full"), default.method_learning_rate("ept")) == (
+        1e-5,
+        3e-4,
+    )
+    assert PAPER_RECIPE.method_learning_rate("full") == 6e-4
     assert (default.epochs, default.min_steps, default.warmup_fraction) == (10, 50, 0.1)
     assert (default.grad_clip, default.crop_scale) == (1.0, (0.5, 1.0))
     assert default.head_init is HeadInit.PROTOTYPE

@@ -13,10 +13,12 @@ import torch
 from support import METHOD_MATRIX, make_tiny_vit
 
 from ept_studio.core.methods import (
+    BiasConfig,
     EptConfig,
     FullConfig,
     LinearConfig,
     MethodConfig,
+    MethodName,
 )
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.training import (
@@ -423,6 +425,24 @@ def test_optimizer_groups_method_and_head_rates() -> None:
     assert [(g["name"], g["lr"]) for g in linear] == [("head", 0.5)]
     adamw = build_optimizer(tuned_model(LinearConfig()), TrainRecipe(optimizer="adamw"))
     assert isinstance(adamw, torch.optim.AdamW)
+
+
+def test_full_fine_tuning_trains_the_backbone_at_its_own_rate() -> None:
+    recipe = TrainRecipe(lr=0.01, head_lr=0.5, full_lr=1e-5)
+    full = build_optimizer(tuned_model(FullConfig()), recipe).param_groups
+    assert [(g["name"], g["lr"], g["base_lr"]) for g in full] == [
+        ("method", 1e-5, 1e-5),
+        ("head", 0.5, 0.5),
+    ]
+    halved = build_optimizer(tuned_model(FullConfig()), recipe, lr_scale=0.1).param_groups
+    assert [g["lr"] for g in halved] == pytest.approx([1e-6, 0.05])
+    # every other method's tensors stay at lr: full_lr is for pretrained weights as a whole
+    for config in (EptConfig(length=5), BiasConfig()):
+        groups = build_optimizer(tuned_model(config), recipe).param_groups
+        assert [g["lr"] for g in groups] == [0.01, 0.5]
+    assert TrainRecipe(lr=0.02).method_learning_rate(MethodName.FULL) == 0.02
+    with pytest.raises(ConfigError, match="full fine-tuning rate"):
+        TrainRecipe(full_lr=-1.0)
 
 
 def test_a_separate_head_rate_is_applied_in_training() -> None:

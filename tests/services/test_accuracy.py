@@ -207,3 +207,5 @@ def test_recipe_options_become_settings_over_the_preset() -> None:
     on = evidence.recipe_settings(parser.parse_args([*base, "--bf16", "on"]))
     assert (on["bf16"], recipe_from_settings(on).bf16.value) == ("on", "on")
     assert "bf16" not in evidence.recipe_settings(parser.parse_args(base))
+    full = evidence.recipe_settings(parser.parse_args([*base, "--full-lr", "1e-5"]))
+    assert recipe_from_settings(full).method_learning_rate("full") == 1e-5

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_accuracy import faces_request, run
 
-from ept_studio.core.training import RECIPES
+from ept_studio.core.training import PAPER_RECIPE, RECIPES
 from ept_studio.errors import ConfigError
 from ept_studio.services.sweep_report import (
     BaselineGain,
@@ -141,6 +141,45 @@ def test_a_preset_is_named_whatever_its_seed_and_device() -> None:
     changed = RECIPES["default"].replace(lr=1e-2, crop_scale=(0.8, 1.0)).to_dict()
     assert recipe_name(changed) == "custom"
     assert recipe_name(changed, "default") == "default + crop_scale=0.8-1, lr=0.01"
+
+
+def test_a_recipe_is_named_as_its_method_reads_it() -> None:
+    default = RECIPES["default"]
+    assert default.full_lr == 1e-5
+    older = {k: v for k, v in default.to_dict().items() if k != "full_lr"}  # before full_lr
+    for method in ("ept", "lora", "bias", "linear"):
+        assert recipe_name(default.replace(full_lr=3e-5).to_dict(), "default", method) == (
+            recipe_name(default.to_dict(), "default", method)
+        )
+        assert recipe_name(older, "default", method) == recipe_name(
+            default.to_dict(), "default", method
+        )
+    by_lr = {**older, "lr": 1e-5}  # full fine-tuning at 1e-5 asked for with --lr
+    full = RECIPES["default"].to_dict()
+    assert recipe_name(by_lr, "default", "ept") == "default + lr=1e-05"
+    assert recipe_name(by_lr, "default", "full") == "default"
+    assert recipe_name(older, "default", "full") == "default + lr=0.0003"  # its full ran at lr
+    assert recipe_name({**full, "full_lr": 2e-5}, "default", "full") == "default + lr=2e-05"
+    paper_full = PAPER_RECIPE.replace(full_lr=1e-5).to_dict()
+    assert recipe_name(paper_full, "paper", "full") == "paper + head_lr=0.0006, lr=1e-05"
+    assert recipe_name(paper_full, "paper", "ept") == "paper"
+
+
+def test_a_recipe_without_prototype_runs_is_paired_with_the_defaults(
+    sweep: Path, tmp_path: Path
+) -> None:
+    document = json.loads((sweep / "faces-k1" / "results.json").read_text(encoding="utf-8"))
+    document["recipe"]["crop_scale"] = [0.8, 1.0]
+    document["runs"] = [r for r in document["runs"] if r["method"] != "prototype"]
+    document["summaries"] = [s for s in document["summaries"] if s["method"] != "prototype"]
+    (tmp_path / "crop").mkdir()
+    (tmp_path / "crop" / "results.json").write_text(json.dumps(document), encoding="utf-8")
+    cells = load_sweep([sweep, tmp_path])
+    assert sorted(c.method for c in cells) == ["linear", "linear", "prototype"]
+    own, borrowed = sorted(baseline_gains(cells), key=lambda g: "crop" in g.recipe)
+    assert borrowed.recipe == PROTOTYPE_HEAD.replace("default + ", "default + crop_scale=0.8-1, ")
+    assert (borrowed.gain, borrowed.draws, borrowed.wins) == (own.gain, own.draws, own.wins)
+    assert (own.recipe, own.draws) == (PROTOTYPE_HEAD, 3)
 
 
 def test_old_documents_name_their_preset_from_the_command() -> None:

@@ -89,14 +89,15 @@ def learning_rate_factor(step: int, total_steps: int, recipe: TrainRecipe) -> fl
 def build_optimizer(
     model: TunedModel, recipe: TrainRecipe, lr_scale: float = 1.0
 ) -> torch.optim.Optimizer:
-    """SGD or AdamW over two groups, the method's tensors at ``lr`` and the head at ``head_lr``,
-    both times ``lr_scale``.
+    """SGD or AdamW over two groups, the method's tensors at ``lr`` (``full_lr`` for full
+    fine-tuning) and the head at ``head_lr``, both times ``lr_scale``.
 
     Empty groups are left out (linear probing has no method tensors). Each group keeps its base rate
     under ``"base_lr"`` for the schedule.
     """
     groups = model.parameter_groups()
-    rates = {"method": recipe.lr * lr_scale, "head": recipe.head_learning_rate * lr_scale}
+    method_lr = recipe.method_learning_rate(model.method_config.method)
+    rates = {"method": method_lr * lr_scale, "head": recipe.head_learning_rate * lr_scale}
     param_groups = [
         {"params": groups[name], "lr": rate, "base_lr": rate, "name": name}
         for name, rate in rates.items()

@@ -1,0 +1,39 @@
+"""The Train tab's options become a recipe: the learning-rate box reaches the tensors it names."""
+
+from __future__ import annotations
+
+import pytest
+
+from ept_studio.core.training import recipe_from_settings
+from ept_studio.errors import ConfigError
+from ept_studio.services.training_options import TrainingOptions
+
+
+def test_only_the_settings_the_user_changed_override_the_preset() -> None:
+    overrides = TrainingOptions(method="ept", device="cpu").recipe_overrides()
+    assert overrides == {"device": "cpu", "preset": "default"}
+    recipe = recipe_from_settings(overrides)
+    assert (recipe.lr, recipe.head_learning_rate) == (3e-4, 3e-4)
+
+
+def test_the_learning_rate_box_sets_the_rate_the_method_trains_at() -> None:
+    ept = recipe_from_settings(TrainingOptions(method="ept", learning_rate=1e-3).recipe_overrides())
+    assert ept.method_learning_rate("ept") == 1e-3
+    full_options = TrainingOptions(method="full", learning_rate=2e-5, epochs=3)
+    assert full_options.recipe_overrides() == {
+        "full_lr": 2e-5,
+        "epochs": 3,
+        "device": "auto",
+        "preset": "default",
+    }
+    full = recipe_from_settings(full_options.recipe_overrides())
+    assert (full.method_learning_rate("full"), full.head_learning_rate) == (2e-5, 3e-4)
+    paper_full = TrainingOptions(method="full", recipe="paper", learning_rate=2e-5)
+    assert recipe_from_settings(paper_full.recipe_overrides()).method_learning_rate("full") == 2e-5
+
+
+def test_unknown_presets_and_devices_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown recipe 'fast'"):
+        TrainingOptions(recipe="fast")
+    with pytest.raises(ConfigError, match="device must be"):
+        TrainingOptions(device="tpu")
