@@ -86,6 +86,11 @@ def add_bench_commands(bench_subparsers: Any) -> None:
         choices=("auto", "on", "off"),
         help="bfloat16 autocast: auto (CUDA only, the presets' setting), on or off",
     )
+    accuracy.add_argument(
+        "--hold-out",
+        action="store_true",
+        help="hold out a fifth of each class's support (>= 5 a class) to pick the epoch, as the app",
+    )
     accuracy.add_argument("--device", help="auto (default), cpu, cuda or mps")
     accuracy.add_argument("--queries-per-class", type=int, help="cap the query set per class")
     accuracy.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
@@ -166,6 +171,7 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
         resamples=args.resamples,
         seed=args.seed,
         command=_command_line(),
+        hold_out=args.hold_out,
     )
     for event in run_accuracy(request):
         if isinstance(event, AccuracyPlanned):

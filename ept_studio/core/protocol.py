@@ -32,12 +32,14 @@ import torch
 
 from ept_studio.core.backbones import BackboneSpec, LoadedBackbone
 from ept_studio.core.device import describe_device, resolve_device
+from ept_studio.core.hold_out import held_out_indices
 from ept_studio.core.methods import LinearConfig, MethodConfig, default_config
 from ept_studio.core.metrics import classification_metrics, expected_calibration_error
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.training import (
     CancelCheck,
     RunFailed,
+    RunFinished,
     RunStarted,
     TrainRecipe,
     evaluate,
@@ -85,7 +87,7 @@ class ProtocolConfig:
     """How many shots, draws and seeds; query size; bootstrap settings. Defaults: the paper's.
 
     ``reliability_bins`` matches the 15 equal-width bins of the engine's ECE, so a diagram and its
-    ECE describe the same binning.
+    ECE describe the same binning. ``hold_out``: model selection on a held-out fifth of the support.
     """
 
     shots: tuple[int, ...] = (1, 5, 10)
@@ -96,6 +98,9 @@ class ProtocolConfig:
     confidence: float = 0.95
     seed: int = 0
     reliability_bins: int = 15
+    hold_out: bool = False
+    """Train on four fifths of each class's support and keep the epoch that does best on the
+    rest, as the app does (:mod:`ept_studio.core.hold_out`); the prototype keeps the whole set."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shots", tuple(int(k) for k in self.shots))
@@ -153,6 +158,8 @@ class EpisodeResult:
     trainable_parameters: int
     device: str
     failure: str | None = None
+    held_out_size: int = 0
+    best_epoch: int | None = None
 
 
 def draw_support(pool: FewShotPool, shots: int, draw: int, config: ProtocolConfig) -> SupportDraw:
@@ -230,8 +237,12 @@ def run_episode(
     backbone: LoadedBackbone,
     recipe: TrainRecipe,
     cancel: CancelCheck | None = None,
+    hold_out: bool = False,
 ) -> EpisodeResult:
-    """Train a fresh copy of ``backbone`` with the episode's method, evaluate on its query set."""
+    """Train a fresh copy of ``backbone`` with the episode's method, evaluate on its query set.
+
+    With ``hold_out`` a trained method keeps a seeded fifth of each class's support aside (when
+    every class has at least 5) and ends on the epoch that scored best on it."""
     draw = episode.draw
     remap = {label: head for head, label in enumerate(draw.classes)}
     support = [(images(i), _target(pool, i, remap)) for i in draw.support]
@@ -240,11 +251,17 @@ def run_episode(
     model = TunedModel(copy.deepcopy(backbone.model), episode.config, num_classes=len(draw.classes))
     spec = backbone.spec
     start = time.perf_counter()
+    held: set[int] = set()
+    best_epoch: int | None = None
     if episode.method == PROTOTYPE_BASELINE:
         failure, device = None, _fit_prototype(model, support, recipe, spec, pool)
     else:
-        failure, device = _train(
-            model, support, recipe.replace(seed=episode.seed), spec, pool, cancel
+        single = pool.label_mode is LabelMode.SINGLE
+        held = held_out_indices([t for _, t in support], hold_out, episode.seed, single)
+        trained = [pair for k, pair in enumerate(support) if k not in held]
+        validation = [pair for k, pair in enumerate(support) if k in held]
+        failure, device, best_epoch = _train(
+            model, trained, validation, recipe.replace(seed=episode.seed), spec, pool, cancel
         )
     seconds = time.perf_counter() - start
     result = evaluate(
@@ -262,7 +279,7 @@ def run_episode(
         draw=draw.draw,
         seed=episode.seed,
         classes=draw.classes,
-        support_size=len(support),
+        support_size=len(support) - len(held),
         query_size=len(query),
         metrics=episode_metrics(result.probabilities, result.targets, pool.label_mode),
         probabilities=result.probabilities,
@@ -271,20 +288,25 @@ def run_episode(
         trainable_parameters=model.trainable_parameter_count(),
         device=device,
         failure=failure,
+        held_out_size=len(held),
+        best_epoch=best_epoch,
     )
 
 
 def _train(
     model: TunedModel,
     support: list[tuple[torch.Tensor, PoolTarget]],
+    validation: list[tuple[torch.Tensor, PoolTarget]],
     recipe: TrainRecipe,
     spec: BackboneSpec,
     pool: FewShotPool,
     cancel: CancelCheck | None,
-) -> tuple[str | None, str]:
-    """Run the training generator to the end; the failure message (or None) and the device."""
+) -> tuple[str | None, str, int | None]:
+    """Run the training generator to the end: the failure message (or None), the device, and
+    the epoch kept (None without a validation set)."""
     failure: str | None = None
     device = "unknown"
+    best_epoch: int | None = None
     events: Iterator[object] = train(
         model,
         support,  # type: ignore[arg-type]
@@ -293,6 +315,7 @@ def _train(
         mean=spec.mean,
         std=spec.std,
         label_mode=pool.label_mode,
+        val_set=validation or None,  # type: ignore[arg-type]
         cancel=cancel,
     )
     for event in events:
@@ -300,7 +323,9 @@ def _train(
             device = event.device
         elif isinstance(event, RunFailed):
             failure = event.message
-    return failure, device
+        elif isinstance(event, RunFinished) and validation:
+            best_epoch = event.best_epoch
+    return failure, device, best_epoch
 
 
 def _fit_prototype(

@@ -64,6 +64,7 @@ class AccuracyRequest:
     resamples: int = 1000
     seed: int = 0
     command: str = ""
+    hold_out: bool = False
 
     def __post_init__(self) -> None:
         if (self.dataset is None) == (self.medfmc_root is None):
@@ -135,6 +136,7 @@ def run_accuracy(
         queries_per_class=request.queries_per_class,
         resamples=request.resamples,
         seed=request.seed,
+        hold_out=request.hold_out,
     )
     recipe = recipe_from_settings(request.recipe)
     methods = method_configs(_checked_methods(request.methods))
@@ -152,7 +154,7 @@ def run_accuracy(
     images = _ImageCache(plan.dataset)
     results: list[EpisodeResult] = []
     for index, episode in enumerate(episodes, start=1):
-        result = run_episode(episode, plan.pool, images, loaded, recipe, cancel)
+        result = run_episode(episode, plan.pool, images, loaded, recipe, cancel, config.hold_out)
         results.append(result)
         elapsed = time.perf_counter() - start
         metric = "map" if plan.dataset.label_mode == "multi" else "accuracy"
@@ -346,6 +348,8 @@ def _run_dict(result: EpisodeResult) -> dict[str, Any]:
         "seed": result.seed,
         "classes": len(result.classes),
         "support_size": result.support_size,
+        "held_out_size": result.held_out_size,
+        "best_epoch": result.best_epoch,
         "query_size": result.query_size,
         "metrics": {k: finite_or_none(v) for k, v in result.metrics.items()},
         "train_seconds": round(result.train_seconds, 2),

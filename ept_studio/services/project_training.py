@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.core.hold_out import held_out_indices
+from ept_studio.core.hold_out import held_out_sizes as core_held_out_sizes
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
 from ept_studio.errors import DatasetError, ImageDecodeError, TrainingCancelled, TrainingError
@@ -150,7 +152,7 @@ def train_on_project(
     overrides of the paper recipe; ``backbone`` replaces the named one (tests pass a tiny one).
     ``hold_out``: keep a fifth of each class's training images aside to choose the best epoch (and
     stop early, with the recipe's patience), when every class has at least
-    :data:`HOLD_OUT_MINIMUM` of them; the test images are never used for that.
+    :data:`~ept_studio.core.hold_out.HOLD_OUT_MINIMUM` of them; the test images are never used for that.
     """
     from ept_studio.core.backbones import load_backbone
     from ept_studio.core.methods import config_from_dict
@@ -289,39 +291,22 @@ def _train_and_save(
     return _save_run(run, model, training, evaluation)
 
 
-HOLD_OUT_MINIMUM = 5
-"""Training images a class needs before a fifth of them is held out for model selection."""
-
-
 def held_out_sizes(class_counts: Sequence[int], hold_out: bool, mode: LabelMode) -> list[int]:
     """How many training images of each class :func:`support_split` keeps aside (0s: none)."""
-    enough = bool(class_counts) and min(class_counts) >= HOLD_OUT_MINIMUM
-    if not hold_out or mode is not LabelMode.SINGLE or not enough:
-        return [0] * len(class_counts)
-    return [max(1, count // 5) for count in class_counts]
+    return core_held_out_sizes(class_counts, hold_out, mode is LabelMode.SINGLE)
 
 
 def support_split(
     train: Sequence[tuple[TrainingItem, Any]], hold_out: bool, seed: int, mode: LabelMode
 ) -> tuple[list[tuple[TrainingItem, Any]], list[tuple[TrainingItem, Any]]]:
-    """(support, held out): a seeded fifth of each class when asked and every class has enough.
+    """(support, held out): a seeded fifth of each class when asked and every class has enough
+    (:mod:`ept_studio.core.hold_out`).
 
     Single-label only (a multi-label image belongs to several classes at once); otherwise, or with
     too few images, everything trains and nothing is held out.
     """
-    import random
-
-    by_class: dict[Target, list[int]] = {}
-    for index, (item, _) in enumerate(train):
-        by_class.setdefault(item.target, []).append(index)
-    targets = sorted(by_class, key=str)
-    sizes = held_out_sizes([len(by_class[t]) for t in targets], hold_out, mode)
-    if not any(sizes):
-        return list(train), []
-    rng = random.Random(seed)
-    held: set[int] = set()
-    for target, size in zip(targets, sizes, strict=True):
-        held.update(rng.sample(sorted(by_class[target]), size))
+    targets = [item.target for item, _ in train]
+    held = held_out_indices(targets, hold_out, seed, mode is LabelMode.SINGLE)
     support = [pair for k, pair in enumerate(train) if k not in held]
     return support, [pair for k, pair in enumerate(train) if k in held]
 

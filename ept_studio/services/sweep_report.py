@@ -135,6 +135,8 @@ def document_cells(document: dict[str, Any]) -> list[SweepCell]:
             per_draw[int(run["draw"])].append(math.nan if value is None else float(value))
         by_draw = {draw: float(np.mean(values)) for draw, values in sorted(per_draw.items())}
         recipe = recipe_name(document["recipe"], preset, method)
+        if document.get("protocol", {}).get("hold_out"):
+            recipe = with_hold_out(recipe)
         values = np.array(list(by_draw.values()))
         cells.append(
             SweepCell(
@@ -192,6 +194,11 @@ def recipe_name(recipe: dict[str, Any], preset: str | None = None, method: str =
     base = key(RECIPES[str(preset)].to_dict())
     changes = [f"{k}={_setting(v)}" for k, v in sorted(key(recipe).items()) if base.get(k) != v]
     return f"{preset} + {', '.join(changes)}"
+
+
+def with_hold_out(recipe: str) -> str:
+    """The name of ``recipe`` run with a held-out fifth for model selection (``--hold-out``)."""
+    return f"{recipe}, hold_out" if " + " in recipe else f"{recipe} + hold_out"
 
 
 def method_settings(recipe: dict[str, Any], method: str) -> dict[str, Any]:

@@ -154,6 +154,31 @@ def test_a_run_trains_and_measures_on_real_images(
     np.testing.assert_array_equal(result.probabilities, again.probabilities)
 
 
+def test_holding_out_trains_on_four_fifths_and_keeps_the_best_epoch(
+    faces: tuple[FewShotPool, list[torch.Tensor]],
+) -> None:
+    pool, images = faces
+    config = ProtocolConfig(shots=(5,), draws=1, seeds=1, queries_per_class=5, hold_out=True)
+    draw = plan_draws(pool, config)[0]
+    methods = {"prototype": LinearConfig(), "linear": LinearConfig()}
+    prototype, linear = plan_episodes([draw], methods, config)
+    backbone = tiny_backbone()
+    recipe = RECIPE.replace(epochs=4)
+    held = run_episode(linear, pool, images.__getitem__, backbone, recipe, hold_out=True)
+    assert (held.support_size, held.held_out_size, held.query_size) == (8, 2, 10)
+    assert held.best_epoch in {1, 2, 3, 4}
+    whole = run_episode(linear, pool, images.__getitem__, backbone, recipe)
+    assert (whole.support_size, whole.held_out_size, whole.best_epoch) == (10, 0, None)
+    assert not np.array_equal(held.probabilities, whole.probabilities)
+    # the prototype does not train, so it keeps every support image
+    baseline = run_episode(prototype, pool, images.__getitem__, backbone, recipe, hold_out=True)
+    assert (baseline.support_size, baseline.held_out_size) == (10, 0)
+    # fewer than 5 a class: nothing to hold out, the fixed step budget decides
+    small = plan_episodes(plan_draws(pool, ProtocolConfig(shots=(4,), draws=1)), methods, config)
+    four = run_episode(small[1], pool, images.__getitem__, backbone, recipe, hold_out=True)
+    assert (four.support_size, four.held_out_size, four.best_epoch) == (8, 0, None)
+
+
 def test_the_summary_of_real_runs_brackets_the_mean(
     faces: tuple[FewShotPool, list[torch.Tensor]],
 ) -> None:

@@ -179,6 +179,26 @@ def test_the_cli_parses_and_hides_data_paths(monkeypatch: pytest.MonkeyPatch) ->
     assert evidence._command_line() == "ept-studio bench accuracy --medfmc PATH --weights=PATH"
 
 
+def test_a_hold_out_run_records_what_it_held_out_and_the_epoch_it_kept(tmp_path: Path) -> None:
+    request = faces_request(
+        tmp_path / "held",
+        shots=(5,),
+        methods=("prototype", "linear"),
+        recipe={**QUICK, "epochs": 3},
+        hold_out=True,
+    )
+    _, document = run(request)
+    assert document["protocol"]["hold_out"] is True
+    prototype, linear = document["runs"]
+    assert (prototype["support_size"], prototype["held_out_size"]) == (10, 0)
+    assert (linear["support_size"], linear["held_out_size"]) == (8, 2)
+    assert prototype["best_epoch"] is None
+    assert linear["best_epoch"] in {1, 2, 3}
+    parser = argparse.ArgumentParser()
+    evidence.add_bench_commands(parser.add_subparsers(dest="bench_command"))
+    assert parser.parse_args(["accuracy", "--dataset", "textiles", "--hold-out"]).hold_out
+
+
 def test_recipe_options_become_settings_over_the_preset() -> None:
     parser = argparse.ArgumentParser()
     evidence.add_bench_commands(parser.add_subparsers(dest="bench_command"))

@@ -26,6 +26,7 @@ from ept_studio.services.sweep_report import (
     sweep_markdown,
     versus_markdown,
     wide_markdown,
+    with_hold_out,
 )
 
 QUICK_DEFAULT = {"preset": "default", "device": "cpu", "min_steps": 2, "epochs": 1}
@@ -180,6 +181,16 @@ def test_a_recipe_without_prototype_runs_is_paired_with_the_defaults(
     assert borrowed.recipe == PROTOTYPE_HEAD.replace("default + ", "default + crop_scale=0.8-1, ")
     assert (borrowed.gain, borrowed.draws, borrowed.wins) == (own.gain, own.draws, own.wins)
     assert (own.recipe, own.draws) == (PROTOTYPE_HEAD, 3)
+
+
+def test_a_hold_out_run_is_its_own_recipe(sweep: Path, tmp_path: Path) -> None:
+    document = json.loads((sweep / "faces-k1" / "results.json").read_text(encoding="utf-8"))
+    document["protocol"]["hold_out"] = True
+    (tmp_path / "held").mkdir()
+    (tmp_path / "held" / "results.json").write_text(json.dumps(document), encoding="utf-8")
+    cells = load_sweep([sweep, tmp_path])
+    assert {c.recipe for c in cells} == {PROTOTYPE_HEAD, f"{PROTOTYPE_HEAD}, hold_out"}
+    assert with_hold_out("default") == "default + hold_out"
 
 
 def test_old_documents_name_their_preset_from_the_command() -> None:
