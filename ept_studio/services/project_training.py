@@ -152,7 +152,8 @@ def train_on_project(
     overrides of the paper recipe; ``backbone`` replaces the named one (tests pass a tiny one).
     ``hold_out``: keep a fifth of each class's training images aside to choose the best epoch (and
     stop early, with the recipe's patience), when every class has at least
-    :data:`~ept_studio.core.hold_out.HOLD_OUT_MINIMUM` of them; the test images are never used for that.
+    :data:`~ept_studio.core.hold_out.HOLD_OUT_MINIMUM` of them; the test images are never used
+    for that.
     """
     from ept_studio.core.backbones import load_backbone
     from ept_studio.core.methods import config_from_dict

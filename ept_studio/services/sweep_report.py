@@ -232,16 +232,16 @@ def baseline_gains(cells: Sequence[SweepCell], seed: int = 0) -> list[BaselineGa
     A recipe without prototype runs of its own is paired with another recipe's (the ``default``
     if there is one): the prototype does not train, so it saw the same support draws and scored
     them the same way whatever the recipe."""
-    baselines = sorted(
-        (c for c in cells if c.method == BASELINE), key=lambda c: (c.recipe != "default", c.recipe)
-    )
+    prototypes: dict[tuple[str, int], list[SweepCell]] = defaultdict(list)
+    for cell in sorted(cells, key=lambda c: (c.recipe != "default", c.recipe)):
+        if cell.method == BASELINE:
+            prototypes[(cell.dataset, cell.shots)].append(cell)
     gains = []
     for cell in cells:
-        same = [b for b in baselines if (b.dataset, b.shots) == (cell.dataset, cell.shots)]
-        own = [b for b in same if b.recipe == cell.recipe]
+        same = prototypes.get((cell.dataset, cell.shots), [])
         if cell.method == BASELINE or not same:
             continue
-        baseline = (own or same)[0]
+        baseline = next((b for b in same if b.recipe == cell.recipe), same[0])
         gain = paired_gain(cell, baseline, seed)
         if gain is not None:
             gains.append(gain)
