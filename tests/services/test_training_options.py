@@ -37,3 +37,20 @@ def test_unknown_presets_and_devices_are_refused() -> None:
         TrainingOptions(recipe="fast")
     with pytest.raises(ConfigError, match="device must be"):
         TrainingOptions(device="tpu")
+
+
+@pytest.mark.parametrize("preset", ["default", "paper"])
+def test_each_recipe_label_says_what_its_preset_is(preset: str) -> None:
+    from ept_studio.core.training.recipe import RECIPES
+    from ept_studio.services.training_options import RECIPE_CHOICES
+
+    label = dict(RECIPE_CHOICES)[preset]
+    assert label.endswith(": " + RECIPES[preset].summary())
+
+
+def test_a_recipe_summary_names_each_rate_that_differs() -> None:
+    from ept_studio.core.training.recipe import RECIPES
+
+    changed = RECIPES["default"].replace(head_lr=3e-3, full_lr=None, min_steps=0, epochs=7)
+    assert changed.summary() == "AdamW 3e-4, head 3e-3, prototype head, 7 epochs, batch 4"
+    assert RECIPES["paper"].replace(lr=0.02).summary() == "SGD 0.02, 20 epochs, batch 4"

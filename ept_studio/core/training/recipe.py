@@ -166,6 +166,22 @@ class TrainRecipe:
             return self.full_lr
         return self.lr
 
+    def summary(self) -> str:
+        """What a user reads about the recipe: ``AdamW 3e-4 (full fine-tuning 1e-5), prototype
+        head, >= 50 steps, batch 4``. The Train tab's recipe labels are checked against it."""
+        rates = _short_rate(self.lr)
+        if self.head_lr is not None and self.head_lr != self.lr:
+            rates += f", head {_short_rate(self.head_lr)}"
+        if self.full_lr is not None and self.full_lr != self.lr:
+            rates += f" (full fine-tuning {_short_rate(self.full_lr)})"
+        optimizer = "AdamW" if self.optimizer is OptimizerName.ADAMW else "SGD"
+        parts = [f"{optimizer} {rates}"]
+        if self.head_init is HeadInit.PROTOTYPE:
+            parts.append("prototype head")
+        parts.append(f">= {self.min_steps} steps" if self.min_steps else f"{self.epochs} epochs")
+        parts.append(f"batch {self.batch_size}")
+        return ", ".join(parts)
+
     def steps_per_epoch(self, train_size: int) -> int:
         """Optimiser steps per epoch: the last batch may be smaller, it is never dropped."""
         return math.ceil(train_size / self.batch_size)
@@ -221,6 +237,14 @@ def _check_rate(name: str, value: object) -> None:
 def _check_count(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _short_rate(rate: float) -> str:
+    """``3e-4`` for 0.0003, ``1e-5``, ``0.02``: a learning rate as people write it."""
+    if rate == 0 or rate >= 1e-2:
+        return f"{rate:g}"
+    mantissa, _, exponent = f"{rate:.2e}".partition("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def _crop_scale(value: object) -> tuple[float, float]:
