@@ -12,7 +12,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from ept_studio.gui.workers import ImportWorker, WorkerThread
+from ept_studio.gui.tasks import WorkerThread
+from ept_studio.gui.workers import ImportWorker
 from ept_studio.services.gallery import (
     ClassCount,
     GalleryFilter,
@@ -50,7 +51,7 @@ class ProjectSession(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.project: Project | None = None
-        self._thread: WorkerThread | None = None
+        self._thread: WorkerThread[ImportWorker] | None = None
 
     # -- opening ------------------------------------------------------------------------------
 

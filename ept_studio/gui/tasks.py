@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -23,13 +24,41 @@ Job = Callable[[Callable[[], bool]], Iterator[object]]
 """A services generator bound to its arguments; it gets the cancel check."""
 
 
-class TaskWorker(QObject):
-    """Runs one job in the thread it was moved to."""
+class ReportingWorker(QObject):
+    """A worker that ends by reporting back once: ``finished`` (a result) or ``failed`` (a message)."""
+
+    finished = Signal(object)
+    failed = Signal(str)
+
+    # Not a @Slot here: with a slot of the same name on the base, PySide6 ran a subclass's
+    # ``run`` in the thread that connected it (the GUI thread), not the worker's own thread.
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+
+W = TypeVar("W", bound=ReportingWorker)
+
+
+class WorkerThread(QThread, Generic[W]):
+    """A QThread that owns one worker: starts its ``run`` and quits when it reports back."""
+
+    def __init__(self, worker: W, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker = worker
+        worker.moveToThread(self)
+        self.started.connect(worker.run)
+        worker.finished.connect(self.quit)
+        worker.failed.connect(self.quit)
+
+
+class TaskWorker(ReportingWorker):
+    """Runs one job in the thread it was moved to; ``finished`` carries its last event (None when
+    the job yielded nothing)."""
 
     task_event = Signal(object)
-    finished = Signal(object)
-    """The last event (None when the job yielded nothing)."""
-    failed = Signal(str)
 
     def __init__(self, name: str, job: Job) -> None:
         super().__init__()
@@ -66,18 +95,6 @@ class TaskWorker(QObject):
         self.finished.emit(last)
 
 
-class TaskThread(QThread):
-    """A QThread that owns one :class:`TaskWorker` and quits when the worker reports back."""
-
-    def __init__(self, worker: TaskWorker, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.worker = worker
-        worker.moveToThread(self)
-        self.started.connect(worker.run)
-        worker.finished.connect(self.quit)
-        worker.failed.connect(self.quit)
-
-
 class TaskRunner(QObject):
     """At most one background task at a time, with its name; signals relay the worker's."""
 
@@ -89,7 +106,7 @@ class TaskRunner(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._thread: TaskThread | None = None
+        self._thread: WorkerThread[TaskWorker] | None = None
 
     @property
     def busy(self) -> bool:
@@ -107,7 +124,7 @@ class TaskRunner(QObject):
         worker.task_event.connect(self._on_event)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
-        self._thread = TaskThread(worker, self)
+        self._thread = WorkerThread(worker, self)
         self._thread.start()
         return True
 

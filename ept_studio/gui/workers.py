@@ -1,4 +1,4 @@
-"""Long work off the GUI thread: a QObject moved to a QThread runs a services generator.
+"""The import off the GUI thread: a worker moved to a :class:`WorkerThread` runs the services generator.
 
 The worker opens its own :class:`Project` (a project's SQLite connection belongs to the thread that
 opened it) and relays each event through signals; the receivers are ``@Slot`` methods of objects
@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 
 from ept_studio.errors import EptStudioError
+from ept_studio.gui.tasks import ReportingWorker
 from ept_studio.services.project import (
     ImportFinished,
     ImportProgress,
@@ -23,7 +24,7 @@ from ept_studio.services.project import (
 logger = logging.getLogger(__name__)
 
 
-class ImportWorker(QObject):
+class ImportWorker(ReportingWorker):
     """Imports ``paths`` into the project at ``folder``; cancel between files.
 
     With ``folders_as_classes`` each sub-folder of a given folder names a class: it is created if
@@ -71,15 +72,3 @@ class ImportWorker(QObject):
         except EptStudioError as err:
             logger.warning("import failed: %s", type(err).__name__)
             self.failed.emit(str(err))
-
-
-class WorkerThread(QThread):
-    """A QThread that owns one worker: starts its ``run`` and quits when it reports back."""
-
-    def __init__(self, worker: ImportWorker, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.worker = worker
-        worker.moveToThread(self)
-        self.started.connect(worker.run)
-        worker.finished.connect(self.quit)
-        worker.failed.connect(self.quit)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from ept_studio.gui.workers import ImportWorker, WorkerThread
+from ept_studio.gui.tasks import WorkerThread
+from ept_studio.gui.workers import ImportWorker
 from ept_studio.services.project import ImportReport, create_project
 
 pytestmark = pytest.mark.gui
@@ -57,3 +59,19 @@ def test_the_worker_thread_runs_the_import_off_the_gui_thread(
         thread.start()
     assert threads
     assert threading.get_ident() not in threads
+
+
+def test_the_task_runner_runs_its_job_off_the_gui_thread(qtbot: QtBot) -> None:
+    from ept_studio.gui.tasks import TaskRunner
+
+    runner = TaskRunner()
+
+    def job(cancel: object) -> Iterator[object]:
+        yield threading.get_ident()
+
+    with qtbot.waitSignal(runner.finished, timeout=10_000) as blocker:
+        assert runner.start("probe", job)
+    name, job_thread = blocker.args
+    assert name == "probe"
+    assert job_thread != threading.get_ident()
+    assert not runner.busy
