@@ -1,0 +1,110 @@
+"""Rebuild issue 8's sweep tables and the README blocks that quote them.
+
+``.venv/bin/python packaging/sweep_tables.py`` reads every ``results.json`` under
+``resources/evidence/sweep/runs/`` (plus the older textiles K = 5 paper runs), writes the tables of
+``resources/evidence/sweep/`` with the same functions as ``ept-studio bench sweep-report``, and
+replaces each README block ``<!-- sweep: NAME -->`` ... ``<!-- /sweep -->`` with the table NAME
+(``default-verdicts`` is the default recipe's lines of ``table.md``: where each method beats, ties
+or falls below the prototype). ``--check`` writes nothing and exits 1 when a file would change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = ROOT / "resources" / "evidence" / "sweep"
+RUNS = (SWEEP / "runs", ROOT / "resources" / "evidence" / "recipes-textiles-k5" / "paper")
+
+VERSUS: dict[str, tuple[tuple[str, str], ...]] = {
+    "head-init.md": (("default", "default + head_init=normal"),),
+    "paper-vs-default.md": (("default", "paper"),),
+    "full-rate.md": (("default", "default + lr=0.0003"), ("default", "default + lr=3e-05")),
+    "hold-out.md": (("default", "default + hold_out"),),
+    "crop.md": (
+        ("default", "default + crop_scale=0.08-1"),
+        ("default", "default + crop_scale=0.8-1"),
+    ),
+}
+"""Each table made of recipe-against-recipe comparisons, in the order they are printed."""
+
+BLOCK = re.compile(r"(<!-- sweep: (?P<name>[\w.-]+) -->\n)(?:(?!<!--).)*?(<!-- /sweep -->)", re.S)
+
+
+def tables() -> dict[str, str]:
+    """Every table of the sweep folder, by file name, as ``sweep-report`` writes them."""
+    from ept_studio.services.sweep_report import (
+        baseline_gains,
+        load_sweep,
+        recipe_gains,
+        sweep_markdown,
+        versus_markdown,
+        wide_markdown,
+    )
+
+    cells = load_sweep([path for path in RUNS if path.exists()])
+    gains = baseline_gains(cells)
+    out = {
+        "table.md": sweep_markdown(cells, gains),
+        "default-wide.md": wide_markdown(cells, gains, "default"),
+    }
+    for name, pairs in VERSUS.items():
+        parts = [
+            versus_markdown(cells, recipe_gains(cells, ref, other), ref, other).strip()
+            for ref, other in pairs
+        ]
+        out[name] = "\n\n".join(parts) + "\n"
+    return out
+
+
+def default_verdicts(table: str) -> str:
+    """The default recipe's beats / ties / below lines of ``table.md``."""
+    lines = [
+        line for line in table.splitlines() if line.startswith("- ") and "(default recipe)" in line
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def fill_blocks(readme: str, blocks: dict[str, str]) -> str:
+    """The README with each marked block replaced by its table; an unknown name is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in blocks:
+            raise SystemExit(f"README block {name!r} names no sweep table ({', '.join(blocks)})")
+        return match.group(1) + blocks[name].strip() + "\n" + match.group(3)
+
+    return BLOCK.sub(replace, readme)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 on a change")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    made = tables()
+    blocks = dict(made, **{"default-verdicts": default_verdicts(made["table.md"])})
+    readme_path = ROOT / "README.md"
+    targets: dict[Path, str] = {SWEEP / name: text for name, text in made.items()}
+    targets[readme_path] = fill_blocks(readme_path.read_text(encoding="utf-8"), blocks)
+    changed = [path for path, text in targets.items() if _differs(path, text)]
+    write: Callable[[Path, str], object] = (
+        (lambda _p, _t: None) if args.check else (lambda p, t: p.write_text(t, encoding="utf-8"))
+    )
+    for path in changed:
+        write(path, targets[path])
+        verb = "would change" if args.check else "wrote"
+        sys.stdout.write(f"{verb} {path.relative_to(ROOT)}\n")
+    return 1 if args.check and changed else 0
+
+
+def _differs(path: Path, text: str) -> bool:
+    return not path.exists() or path.read_text(encoding="utf-8") != text
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""The sweep's tables and the README blocks that quote them are what the committed runs give."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sweep_tables() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "sweep_tables", ROOT / "packaging" / "sweep_tables.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_tables_and_readme_match_the_committed_runs() -> None:
+    assert _sweep_tables().main(["--check"]) == 0, "run .venv/bin/python packaging/sweep_tables.py"
+
+
+def test_a_block_is_replaced_between_its_markers_only() -> None:
+    fill = _sweep_tables().fill_blocks
+    readme = "a\n<!-- sweep: t.md -->\nold\nrows\n<!-- /sweep -->\nb <!-- other -->\n"
+    assert fill(readme, {"t.md": "| new |\n"}) == (
+        "a\n<!-- sweep: t.md -->\n| new |\n<!-- /sweep -->\nb <!-- other -->\n"
+    )
+    with pytest.raises(SystemExit, match="names no sweep table"):
+        fill(readme, {"u.md": ""})
+
+
+def test_the_default_verdicts_are_the_default_recipes_lines() -> None:
+    table = (
+        "| row |\n- ept (default recipe): beats 1\n- ept (paper recipe): beats 0\n"
+        "- linear (default recipe): ties 2\n"
+    )
+    verdicts = _sweep_tables().default_verdicts(table)
+    assert verdicts == "- ept (default recipe): beats 1\n- linear (default recipe): ties 2\n"
