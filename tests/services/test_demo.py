@@ -125,3 +125,39 @@ def test_the_demo_trains_and_its_results_are_scored(tmp_path: Path) -> None:
     assert results.scores is not None
     assert [c.support for c in results.scores.per_class] == [4, 3, 5]
     assert not any("patients appear" in w for w in results.warnings)
+
+
+@pytest.mark.slow
+def test_each_class_trains_on_its_two_most_typical_images_on_the_offline_backbone() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from ept_studio.core.backbones import load_backbone
+    from ept_studio.core.methods import LinearConfig
+    from ept_studio.core.model import TunedModel
+    from ept_studio.core.training.prototype import nearest_centroid_predict, support_features
+    from ept_studio.services.images import load_images
+
+    installed = dict(installed_dicom_files())
+    labelled = [item for item in MANIFEST if item.role is not None and item.source in installed]
+    images, skipped = load_images([installed[item.source] for item in labelled])
+    assert not skipped
+    loaded = load_backbone()
+    spec = loaded.spec
+    model = TunedModel(loaded.model, LinearConfig(), 3)
+    features = support_features(
+        model, [i.pixels for i in images], input_size=spec.input_size, mean=spec.mean, std=spec.std
+    )
+    classes = sorted({item.class_name for item in labelled})
+    targets = torch.tensor([classes.index(item.class_name) for item in labelled])
+    means = torch.stack([features[targets == c].mean(0) for c in range(len(classes))])
+    centre = means.mean(0)
+    typical = F.normalize(features - centre, dim=-1) @ F.normalize(means - centre, dim=-1).T
+    for c, name in enumerate(classes):
+        members = [i for i, item in enumerate(labelled) if item.class_name == name]
+        top_two = sorted(members, key=lambda i: -float(typical[i, c]))[:2]
+        train = [i for i in members if labelled[i].role is Role.TRAIN]
+        assert sorted(top_two) == train, name
+    train = torch.tensor([item.role is Role.TRAIN for item in labelled])
+    predicted = nearest_centroid_predict(features[train], targets[train], features[~train])
+    assert int((predicted == targets[~train]).sum()) == 5  # of 12; the smallest files gave 3
