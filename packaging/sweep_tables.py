@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,11 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets: dict[Path, str] = {SWEEP / name: text for name, text in made.items()}
     targets[readme_path] = fill_blocks(readme_path.read_text(encoding="utf-8"), blocks)
     changed = [path for path, text in targets.items() if _differs(path, text)]
-    write: Callable[[Path, str], object] = (
-        (lambda _p, _t: None) if args.check else (lambda p, t: p.write_text(t, encoding="utf-8"))
-    )
     for path in changed:
-        write(path, targets[path])
+        if not args.check:
+            path.write_text(targets[path], encoding="utf-8")
         verb = "would change" if args.check else "wrote"
         sys.stdout.write(f"{verb} {path.relative_to(ROOT)}\n")
     return 1 if args.check and changed else 0

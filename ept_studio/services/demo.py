@@ -23,10 +23,10 @@ images per class, and 3 ultrasound images left unlabelled (21 images in all). Th
 images of a class are its most typical: the two nearest (centred cosine on the offline backbone's
 frozen features) to the mean of all its labelled images. With the first choice (the smallest
 files) the nearest-centroid classifier and EPT scored 3 of 12 test images, below chance; the
-median over the 660 patient-disjoint choices of 2 a class is 6 of 12, and this one gives 5. Projection X-ray is
-left out: only 2 distinct images ship. It is a pipeline demonstration, not a benchmark: the test set
-is tiny and modality shows in trivial cues (ultrasound is mostly colour), and the results view says
-so. Files missing from an older or newer package version are left out and listed in
+median over the 660 patient-disjoint choices of 2 a class is 6 of 12, and this one gives 5.
+Projection X-ray is left out: only 2 distinct images ship. It is a pipeline demonstration, not a
+benchmark: the test set is tiny and modality shows in trivial cues (ultrasound is mostly colour),
+and the results view says so. Files missing from an older or newer package version are left out and listed in
 :attr:`DemoSummary.skipped`.
 """
 
