@@ -26,8 +26,8 @@ files) the nearest-centroid classifier and EPT scored 3 of 12 test images, below
 median over the 660 patient-disjoint choices of 2 a class is 6 of 12, and this one gives 5.
 Projection X-ray is left out: only 2 distinct images ship. It is a pipeline demonstration, not a
 benchmark: the test set is tiny and modality shows in trivial cues (ultrasound is mostly colour),
-and the results view says so. Files missing from an older or newer package version are left out and listed in
-:attr:`DemoSummary.skipped`.
+and the results view says so. Files missing from an older or newer package version are left out
+and listed in :attr:`DemoSummary.skipped`.
 """
 
 from __future__ import annotations
