@@ -91,6 +91,11 @@ def add_bench_commands(bench_subparsers: Any) -> None:
         action="store_true",
         help="hold out a fifth of each class's support (>= 5 a class) to pick the epoch, as the app",
     )
+    accuracy.add_argument(
+        "--tie-break",
+        choices=("earliest", "loss"),
+        help="with --hold-out, which epoch of those with the best held-out accuracy is kept",
+    )
     accuracy.add_argument("--device", help="auto (default), cpu, cuda or mps")
     accuracy.add_argument("--queries-per-class", type=int, help="cap the query set per class")
     accuracy.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
@@ -137,6 +142,7 @@ def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
         "crop_scale": None if args.min_crop is None else (args.min_crop, 1.0),
         "head_init": args.head_init,
         "bf16": args.bf16,
+        "tie_break": args.tie_break,
     }
     settings: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     settings["preset"] = args.recipe

@@ -123,6 +123,21 @@ def expected_calibration_error(
     return float(np.sum(np.abs(gap)) / counts.sum())
 
 
+def log_loss(probabilities: ArrayLike, targets: ArrayLike, floor: float = 1e-7) -> float:
+    """Mean negative log-likelihood of the true labels (nats), probabilities floored at ``floor``.
+
+    Single-label targets ``[n]`` take ``-log p[i, target_i]``; multi-label targets ``[n, C]`` take
+    the binary cross-entropy of every (sample, label) pair. 0 is a perfect, confident model.
+    """
+    probs = np.clip(_score_matrix(probabilities), floor, 1.0 - floor)
+    truth = np.asarray(targets)
+    if truth.ndim == 2:
+        positives = _indicator_targets(truth, probs.shape).astype(bool)
+        return float(-np.mean(np.where(positives, np.log(probs), np.log1p(-probs))))
+    labels = _class_indices(truth, probs.shape[0])
+    return float(-np.mean(np.log(probs[np.arange(len(labels)), labels])))
+
+
 def classification_metrics(
     probabilities: ArrayLike, targets: ArrayLike, label_mode: LabelMode | str
 ) -> dict[str, float]:

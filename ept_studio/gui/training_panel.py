@@ -48,8 +48,8 @@ from ept_studio.services.training_options import (
 
 DEFAULT = "recipe default"
 LOSS = "training loss"
-VALIDATION_CURVES = ("accuracy", "macro_auc")
-"""Held-out metrics drawn per epoch (at the epoch's last step), next to the loss."""
+VALIDATION_CURVES = ("loss", "accuracy", "macro_auc")
+"""Held-out metrics drawn per epoch (at the epoch's last step), next to the training loss."""
 
 
 def format_eta(seconds: float) -> str:

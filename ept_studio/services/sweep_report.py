@@ -30,6 +30,8 @@ BASELINE = "prototype"
 GAIN_RESAMPLES = 10_000
 UNKNOWN_RECIPE = "custom"
 _IGNORED_RECIPE_KEYS = frozenset({"seed", "device"})
+_SELECTION_KEYS = frozenset({"early_stopping_patience", "tie_break"})
+"""Settings that only act on a held-out set: they do not tell two runs without one apart."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +136,9 @@ def document_cells(document: dict[str, Any]) -> list[SweepCell]:
             value = run["metrics"].get(metric)
             per_draw[int(run["draw"])].append(math.nan if value is None else float(value))
         by_draw = {draw: float(np.mean(values)) for draw, values in sorted(per_draw.items())}
-        recipe = recipe_name(document["recipe"], preset, method)
-        if document.get("protocol", {}).get("hold_out"):
+        held_out = bool(document.get("protocol", {}).get("hold_out"))
+        recipe = recipe_name(document["recipe"], preset, method, held_out)
+        if held_out:
             recipe = with_hold_out(recipe)
         values = np.array(list(by_draw.values()))
         cells.append(
@@ -172,19 +175,24 @@ def preset_in_command(command: str) -> str | None:
     return "paper" if "bench accuracy" in command else None
 
 
-def recipe_name(recipe: dict[str, Any], preset: str | None = None, method: str = "") -> str:
+def recipe_name(
+    recipe: dict[str, Any], preset: str | None = None, method: str = "", held_out: bool = False
+) -> str:
     """The preset a results document's recipe is for ``method`` (seed and device do not count),
     else the starting ``preset`` and what differs from it (``default + head_lr=0.0003``), else
     ``custom``.
 
     Recipes are compared as the method reads them (:func:`method_settings`), so a setting added
-    later, or one the method ignores, does not split one recipe in two.
+    later, or one the method ignores, does not split one recipe in two; without a held-out set
+    (``held_out``) nothing reads the selection settings either.
     """
     from ept_studio.core.training.recipe import RECIPES
 
+    ignored = _IGNORED_RECIPE_KEYS if held_out else _IGNORED_RECIPE_KEYS | _SELECTION_KEYS
+
     def key(data: dict[str, Any]) -> dict[str, Any]:
         settings = method_settings(data, method)
-        return {k: v for k, v in settings.items() if k not in _IGNORED_RECIPE_KEYS}
+        return {k: v for k, v in settings.items() if k not in ignored}
 
     for name, candidate in RECIPES.items():
         if key(candidate.to_dict()) == key(recipe):

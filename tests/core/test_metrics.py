@@ -16,6 +16,7 @@ from ept_studio.core.metrics import (
     classification_metrics,
     confusion_matrix,
     expected_calibration_error,
+    log_loss,
     macro_auc,
     mean_average_precision,
 )
@@ -142,3 +143,17 @@ def test_shape_errors() -> None:
         classification_metrics([[0.1, 0.9]], [[1, 0, 1]], "multi")
     with pytest.raises(ValueError, match="outside"):
         macro_auc([[0.1, 0.9]], [2])
+
+
+def test_log_loss_single_label_is_the_mean_negative_log_likelihood() -> None:
+    probabilities = np.array([[0.8, 0.2], [0.25, 0.75], [0.5, 0.5]])
+    expected = -(math.log(0.8) + math.log(0.75) + math.log(0.5)) / 3
+    assert log_loss(probabilities, [0, 1, 1]) == pytest.approx(expected, rel=1e-12)
+    assert log_loss(np.array([[1.0, 0.0]]), [1]) == pytest.approx(-math.log(1e-7), rel=1e-9)
+
+
+def test_log_loss_multi_label_is_the_binary_cross_entropy() -> None:
+    scores = np.array([[0.9, 0.2], [0.4, 0.6]])
+    targets = np.array([[1, 0], [0, 1]])
+    expected = -(math.log(0.9) + math.log(0.8) + math.log(0.6) + math.log(0.6)) / 4
+    assert log_loss(scores, targets) == pytest.approx(expected, rel=1e-12)

@@ -316,7 +316,7 @@ def test_multi_label_training_with_bce() -> None:
     finished = events[-1]
     assert isinstance(finished, RunFinished)
     assert finished.metrics is not None
-    assert set(finished.metrics) == {"map", "macro_auc", "accuracy"}
+    assert set(finished.metrics) == {"map", "macro_auc", "accuracy", "loss"}
     assert 0.0 <= finished.metrics["map"] <= 1.0
 
 
@@ -347,7 +347,40 @@ def test_the_best_epoch_is_restored_and_reported() -> None:
     assert scores.index(max(scores)) == finished.best_epoch - 1  # ties keep the earliest epoch
     assert finished.best_epoch < finished.epochs_run
     assert epochs(events)[-1].val_metrics != finished.metrics
-    assert score(model, val) == finished.metrics  # so the best epoch's tensors were put back
+    restored = score(model, val)  # so the best epoch's tensors were put back
+    assert {**restored, "loss": finished.metrics["loss"]} == finished.metrics
+
+
+def validated_run(tie_break: str) -> tuple[list[EpochFinished], RunFinished]:
+    """A run that reaches full held-out accuracy early and keeps lowering its held-out loss."""
+    samples, val = colour_images(8), colour_images(6, seed=9)
+    recipe = FAST.replace(lr=0.01, epochs=6, schedule="constant", tie_break=tie_break)
+    events = run(tuned_model(LinearConfig()), samples, recipe, val_set=val)
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    return epochs(events), finished
+
+
+def test_held_out_loss_is_reported_as_the_log_loss_of_the_validation_set() -> None:
+    history, _ = validated_run("earliest")
+    losses = [e.val_metrics["loss"] for e in history if e.val_metrics]
+    assert len(losses) == 6
+    assert all(0.0 < loss < 5.0 for loss in losses)
+    assert len(set(losses)) == 6  # the loss moves each epoch even when the accuracy does not
+
+
+def test_tie_break_loss_keeps_the_lowest_loss_among_the_best_accuracy_epochs() -> None:
+    earliest_history, earliest = validated_run("earliest")
+    history, finished = validated_run("loss")
+    assert [e.val_metrics for e in history] == [e.val_metrics for e in earliest_history]
+    accuracy = [e.val_metrics["accuracy"] for e in history if e.val_metrics]
+    loss = [e.val_metrics["loss"] for e in history if e.val_metrics]
+    tied = [i for i, a in enumerate(accuracy) if a == max(accuracy)]
+    assert len(tied) >= 2  # the case the rule is for
+    assert earliest.best_epoch == tied[0] + 1
+    assert finished.best_epoch == min(tied, key=lambda i: loss[i]) + 1
+    assert finished.best_epoch != earliest.best_epoch
+    assert finished.metrics == history[finished.best_epoch - 1].val_metrics
 
 
 def test_bad_targets_and_empty_sets_are_dataset_errors() -> None:

@@ -13,7 +13,12 @@ from ept_studio.gui.jobs import TRAINING
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.training_panel import LOSS, format_eta
 from ept_studio.services.project import ProjectTrainingSaved, Role, open_project
-from ept_studio.services.project_tuning import TuningCancelled, TuningStarted, TuningStep
+from ept_studio.services.project_tuning import (
+    TuningCancelled,
+    TuningEpoch,
+    TuningStarted,
+    TuningStep,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -77,6 +82,43 @@ def test_train_shows_progress_curves_and_saves_the_run(labelled: MainWindow, qtb
         assert run.config["method"]["length"] == 4
         assert run.config["recipe"]["epochs"] == 2
         assert saved.prompt_file.is_file()
+
+
+def test_held_out_loss_and_accuracy_are_drawn_once_an_epoch(
+    window: MainWindow, tmp_path: Path, qtbot: QtBot
+) -> None:
+    data = write_class_folders(tmp_path / "data", per_class=5, size=64)
+    assert window.file_menu.new_project_at(tmp_path / "project")
+    with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
+        assert window.import_paths([data])
+    project = window.session.project
+    assert project is not None
+    for name in ("fundus", "histology"):
+        info = window.session.add_class(name)
+        window.session.label(
+            [i.id for i in project.images() if f"/{name}/" in str(i.path)], info.id
+        )
+    window.jobs.backbone = tiny_backbone()
+    panel = window.training
+    panel.set_recipe("paper")
+    panel.set_method("linear")
+    panel.epochs.setValue(3)
+    assert panel.hold_out.isChecked()
+    epochs: list[TuningEpoch] = []
+    window.jobs.task_event.connect(
+        lambda _name, item: epochs.append(item) if isinstance(item, TuningEpoch) else None
+    )
+    with qtbot.waitSignal(window.jobs.finished, timeout=60_000) as blocker:
+        assert panel.start()
+    assert isinstance(blocker.args[1], ProjectTrainingSaved)
+    assert len(epochs) == 3
+    assert all(e.val_metrics is not None for e in epochs)
+    # 4 of each class's 5 train, 1 held out: 8 images, batch 4, 2 steps an epoch
+    assert [x for x, _ in panel.curves.points(LOSS)] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    for key in ("loss", "accuracy"):
+        drawn = panel.curves.points(f"held-out {key}")
+        assert [x for x, _ in drawn] == [2.0, 4.0, 6.0]
+        assert [y for _, y in drawn] == pytest.approx([e.val_metrics[key] for e in epochs])
 
 
 def test_cancel_stops_within_a_step_then_train_again(labelled: MainWindow, qtbot: QtBot) -> None:

@@ -21,7 +21,7 @@ from support import make_tiny_vit
 from ept_studio.cli import evidence
 from ept_studio.core.backbones import random_backbone
 from ept_studio.core.backbones.loader import LoadedBackbone, freeze
-from ept_studio.core.training import HeadInit, recipe_from_settings
+from ept_studio.core.training import HeadInit, TieBreak, recipe_from_settings
 from ept_studio.errors import ConfigError
 from ept_studio.services.accuracy import (
     AccuracyPlanned,
@@ -229,3 +229,6 @@ def test_recipe_options_become_settings_over_the_preset() -> None:
     assert "bf16" not in evidence.recipe_settings(parser.parse_args(base))
     full = evidence.recipe_settings(parser.parse_args([*base, "--full-lr", "1e-5"]))
     assert recipe_from_settings(full).method_learning_rate("full") == 1e-5
+    ties = evidence.recipe_settings(parser.parse_args([*base, "--hold-out", "--tie-break", "loss"]))
+    assert recipe_from_settings(ties).tie_break is TieBreak.LOSS
+    assert recipe_from_settings({"preset": "default"}).tie_break is TieBreak.EARLIEST

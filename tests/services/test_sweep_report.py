@@ -144,6 +144,15 @@ def test_a_preset_is_named_whatever_its_seed_and_device() -> None:
     assert recipe_name(changed, "default") == "default + crop_scale=0.8-1, lr=0.01"
 
 
+def test_the_tie_break_names_a_recipe_only_where_a_held_out_set_reads_it() -> None:
+    default = RECIPES["default"]
+    by_loss = default.replace(tie_break="loss").to_dict()
+    older = {k: v for k, v in default.to_dict().items() if k != "tie_break"}  # before tie_break
+    assert recipe_name(by_loss, "default", "ept") == "default"
+    assert recipe_name(by_loss, "default", "ept", held_out=True) == "default + tie_break=loss"
+    assert recipe_name(older, "default", "ept", held_out=True) == "default"
+
+
 def test_a_recipe_is_named_as_its_method_reads_it() -> None:
     default = RECIPES["default"]
     assert default.full_lr == 1e-5

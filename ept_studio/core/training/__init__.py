@@ -43,6 +43,7 @@ from ept_studio.core.training.recipe import (
     HeadInit,
     LrSchedule,
     OptimizerName,
+    TieBreak,
     TrainRecipe,
     recipe_from_settings,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "Sample",
     "StepFinished",
     "Target",
+    "TieBreak",
     "TrainEvent",
     "TrainRecipe",
     "batch_tensors",

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ept_studio.core.device import describe_device, resolve_device, use_bf16
+from ept_studio.core.metrics import log_loss
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.training.evaluation import (
     Sample,
@@ -52,7 +53,13 @@ from ept_studio.core.training.guards import (
     final_failure,
 )
 from ept_studio.core.training.prototype import init_prototype_head
-from ept_studio.core.training.recipe import HeadInit, LrSchedule, OptimizerName, TrainRecipe
+from ept_studio.core.training.recipe import (
+    HeadInit,
+    LrSchedule,
+    OptimizerName,
+    TieBreak,
+    TrainRecipe,
+)
 from ept_studio.core.training.transforms import batch_tensors, train_transform
 from ept_studio.errors import DatasetError, TrainingCancelled, TrainingError
 
@@ -61,6 +68,10 @@ CancelCheck = Callable[[], bool] | threading.Event
 
 SELECTION_METRIC: dict[LabelMode, str] = {LabelMode.SINGLE: "accuracy", LabelMode.MULTI: "map"}
 """The validation metric that picks the best epoch (the paper's headline metric per label mode)."""
+
+VALIDATION_LOSS = "loss"
+"""The validation metrics' key for the held-out log-loss (:func:`~ept_studio.core.metrics.log_loss`),
+which breaks ties under ``tie_break="loss"``."""
 
 
 def seed_everything(seed: int) -> None:
@@ -172,7 +183,11 @@ def _run_epochs(
     run: _TrainingRun, val_set: Sequence[Sample] | None
 ) -> Generator[TrainEvent, None, RunFinished | str]:
     """One attempt: its events; returns its RunFinished (not yet yielded) or a failure message."""
-    best = _BestEpoch(SELECTION_METRIC[run.label_mode], run.recipe.early_stopping_patience)
+    best = _BestEpoch(
+        SELECTION_METRIC[run.label_mode],
+        run.recipe.early_stopping_patience,
+        run.recipe.tie_break is TieBreak.LOSS,
+    )
     epoch = 0
     for epoch in range(1, run.total_epochs + 1):
         epoch_start_state = _clone_trainable(run.model)
@@ -374,17 +389,19 @@ class _TrainingRun:
             device=self.device,
             bf16=self.bf16,
         )
-        return result.metrics
+        return {**result.metrics, VALIDATION_LOSS: log_loss(result.probabilities, result.targets)}
 
 
 @dataclasses.dataclass
 class _BestEpoch:
-    """The best epoch so far by ``metric`` and a copy of its trainable tensors."""
+    """The best epoch so far by ``metric`` and a copy of its trainable tensors; with
+    ``loss_breaks_ties`` an equal metric at a lower held-out ``loss`` counts as better."""
 
     metric: str
     patience: int | None
+    loss_breaks_ties: bool = False
     epoch: int = 0
-    score: float = -math.inf
+    score: tuple[float, float] = (-math.inf, -math.inf)
     metrics: dict[str, float] | None = None
     state: dict[str, torch.Tensor] | None = None
     stale_epochs: int = 0
@@ -393,8 +410,9 @@ class _BestEpoch:
         if metrics is None:
             self.epoch = epoch
             return
-        score = metrics[self.metric]
-        score = -math.inf if math.isnan(score) else score
+        score = (_finite_or_worst(metrics[self.metric]), 0.0)
+        if self.loss_breaks_ties:
+            score = (score[0], _finite_or_worst(-metrics[VALIDATION_LOSS]))
         if self.state is None or score > self.score:
             self.epoch, self.score, self.metrics = epoch, score, dict(metrics)
             self.state = _clone_trainable(model)
@@ -409,6 +427,10 @@ class _BestEpoch:
     def restore(self, model: TunedModel) -> None:
         if self.state is not None:
             model.load_trainable_state(self.state)
+
+
+def _finite_or_worst(value: float) -> float:
+    return -math.inf if math.isnan(value) else value
 
 
 def _clone_trainable(model: TunedModel) -> dict[str, torch.Tensor]:

@@ -50,6 +50,19 @@ class HeadInit(str, Enum):
     PROTOTYPE = "prototype"
 
 
+class TieBreak(str, Enum):
+    """Which of several held-out epochs with the best metric the run keeps.
+
+    ``earliest``: the first of them. ``loss``: the one with the lowest held-out log-loss (a tie
+    on that too keeps the earlier). With a handful of held-out images the metric takes few values
+    (one image per class at K = 5: 0, 1/3, 2/3 or 1 for three classes), so ties are the rule and
+    ``earliest`` mostly keeps epoch 1.
+    """
+
+    EARLIEST = "earliest"
+    LOSS = "loss"
+
+
 class Bf16Mode(str, Enum):
     """bfloat16 autocast: ``auto`` uses it on CUDA GPUs that support it, ``on``/``off`` force it.
 
@@ -71,7 +84,8 @@ class TrainRecipe:
     is the rate of the backbone's own weights under full fine-tuning (``None``: ``lr``).
 
     ``warmup_steps`` and the schedule count optimiser steps; ``early_stopping_patience`` counts
-    epochs without a better validation metric and only matters when a validation set is given.
+    epochs without a better validation metric and only matters when a validation set is given, as
+    does ``tie_break`` (which of the epochs with the best validation metric is kept).
     ``min_steps`` raises the number of epochs until the run has at least that many optimiser steps
     (a 1-shot support set of 3 images is one step per epoch). The warmup is the larger of
     ``warmup_steps`` and ``warmup_fraction`` of the run's steps (rounded up).
@@ -103,6 +117,7 @@ class TrainRecipe:
     prototype_scale: float = 10.0
     divergence_retries: int = 2
     full_lr: float | None = None
+    tie_break: TieBreak = TieBreak.EARLIEST
 
     def __post_init__(self) -> None:
         self._coerce_enums()
@@ -142,6 +157,7 @@ class TrainRecipe:
             ("schedule", LrSchedule),
             ("bf16", Bf16Mode),
             ("head_init", HeadInit),
+            ("tie_break", TieBreak),
         ):
             value = getattr(self, name)
             try:
