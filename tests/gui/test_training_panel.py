@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, QTimer
@@ -22,11 +23,15 @@ from ept_studio.services.project_tuning import (
 
 pytestmark = pytest.mark.gui
 
+T = TypeVar("T")
 
-@pytest.fixture
-def labelled(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> MainWindow:
-    """A project with two classes of 4 train + 2 test images, and the tiny backbone."""
-    data = write_class_folders(tmp_path / "data", per_class=6, size=64)
+
+def label_project(
+    window: MainWindow, tmp_path: Path, qtbot: QtBot, train: int, test: int
+) -> MainWindow:
+    """A project with two classes of ``train`` + ``test`` images, the tiny backbone, the paper
+    recipe (the tests count steps: epochs x batches, no minimum) and the Train tab in front."""
+    data = write_class_folders(tmp_path / "data", per_class=train + test, size=64)
     assert window.file_menu.new_project_at(tmp_path / "project")
     with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
         assert window.import_paths([data])
@@ -36,11 +41,27 @@ def labelled(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> MainWindow:
         info = window.session.add_class(name)
         ids = [i.id for i in project.images() if f"/{name}/" in str(i.path)]
         window.session.label(ids, info.id)
-        project.set_role(ids[4:], Role.TEST)
+        if test:
+            project.set_role(ids[train:], Role.TEST)
     window.jobs.backbone = tiny_backbone()
     window.side.setCurrentWidget(window.training)
-    window.training.set_recipe("paper")  # the tests count steps: epochs x batches, no minimum
+    window.training.set_recipe("paper")
     return window
+
+
+@pytest.fixture
+def labelled(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> MainWindow:
+    """A project with two classes of 4 train + 2 test images, and the tiny backbone."""
+    return label_project(window, tmp_path, qtbot, train=4, test=2)
+
+
+def collect(window: MainWindow, kind: type[T]) -> list[T]:
+    """The task events of type ``kind`` the window's jobs send from now on."""
+    items: list[T] = []
+    window.jobs.task_event.connect(
+        lambda _name, item: items.append(item) if isinstance(item, kind) else None
+    )
+    return items
 
 
 def finished_training(qtbot: QtBot, window: MainWindow, timeout: int = 60_000) -> object:
@@ -57,10 +78,7 @@ def test_train_shows_progress_curves_and_saves_the_run(labelled: MainWindow, qtb
     panel.length.setValue(4)
     panel.epochs.setValue(2)
     panel.batch_size.setValue(4)
-    steps: list[TuningStep] = []
-    labelled.jobs.task_event.connect(
-        lambda _name, item: steps.append(item) if isinstance(item, TuningStep) else None
-    )
+    steps = collect(labelled, TuningStep)
     with qtbot.waitSignal(labelled.jobs.finished, timeout=60_000) as blocker:
         assert panel.start()
         assert not panel.train_button.isEnabled()
@@ -87,27 +105,12 @@ def test_train_shows_progress_curves_and_saves_the_run(labelled: MainWindow, qtb
 def test_held_out_loss_and_accuracy_are_drawn_once_an_epoch(
     window: MainWindow, tmp_path: Path, qtbot: QtBot
 ) -> None:
-    data = write_class_folders(tmp_path / "data", per_class=5, size=64)
-    assert window.file_menu.new_project_at(tmp_path / "project")
-    with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
-        assert window.import_paths([data])
-    project = window.session.project
-    assert project is not None
-    for name in ("fundus", "histology"):
-        info = window.session.add_class(name)
-        window.session.label(
-            [i.id for i in project.images() if f"/{name}/" in str(i.path)], info.id
-        )
-    window.jobs.backbone = tiny_backbone()
+    label_project(window, tmp_path, qtbot, train=5, test=0)
     panel = window.training
-    panel.set_recipe("paper")
     panel.set_method("linear")
     panel.epochs.setValue(3)
     assert panel.hold_out.isChecked()
-    epochs: list[TuningEpoch] = []
-    window.jobs.task_event.connect(
-        lambda _name, item: epochs.append(item) if isinstance(item, TuningEpoch) else None
-    )
+    epochs = collect(window, TuningEpoch)
     with qtbot.waitSignal(window.jobs.finished, timeout=60_000) as blocker:
         assert panel.start()
     assert isinstance(blocker.args[1], ProjectTrainingSaved)
@@ -260,10 +263,7 @@ def test_the_few_shot_default_recipe_takes_at_least_50_steps(
     panel = labelled.training
     panel.set_recipe("default")
     panel.set_method("linear")
-    started: list[TuningStarted] = []
-    labelled.jobs.task_event.connect(
-        lambda _n, item: started.append(item) if isinstance(item, TuningStarted) else None
-    )
+    started = collect(labelled, TuningStarted)
     with qtbot.waitSignal(labelled.jobs.finished, timeout=120_000) as blocker:
         assert panel.start()
     assert isinstance(blocker.args[1], ProjectTrainingSaved)
