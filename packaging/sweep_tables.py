@@ -24,7 +24,11 @@ VERSUS: dict[str, tuple[tuple[str, str], ...]] = {
     "head-init.md": (("default", "default + head_init=normal"),),
     "paper-vs-default.md": (("default", "paper"),),
     "full-rate.md": (("default", "default + lr=0.0003"), ("default", "default + lr=3e-05")),
-    "hold-out.md": (("default", "default + hold_out"),),
+    "hold-out.md": (
+        ("default", "default + hold_out"),
+        ("default", "default + tie_break=loss, hold_out"),
+        ("default + hold_out", "default + tie_break=loss, hold_out"),
+    ),
     "crop.md": (
         ("default", "default + crop_scale=0.08-1"),
         ("default", "default + crop_scale=0.8-1"),
