@@ -410,9 +410,8 @@ class _BestEpoch:
         if metrics is None:
             self.epoch = epoch
             return
-        score = (_finite_or_worst(metrics[self.metric]), 0.0)
-        if self.loss_breaks_ties:
-            score = (score[0], _finite_or_worst(-metrics[VALIDATION_LOSS]))
+        tie = -metrics[VALIDATION_LOSS] if self.loss_breaks_ties else 0.0
+        score = (_finite_or_worst(metrics[self.metric]), _finite_or_worst(tie))
         if self.state is None or score > self.score:
             self.epoch, self.score, self.metrics = epoch, score, dict(metrics)
             self.state = _clone_trainable(model)
