@@ -48,3 +48,14 @@ def test_train_and_bench_accuracy_take_a_recipe_preset() -> None:
     assert (bench.methods, bench.recipe) == (("prototype", "ept"), "paper")
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "data", "--recipe", "fast"])
+
+
+def test_bench_accuracy_refuses_a_tie_break_without_a_held_out_set(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "results"
+    argv = ["bench", "accuracy", "--dataset", "textiles", "--tie-break", "loss", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--tie-break needs --hold-out" in err
+    assert not out.exists()
