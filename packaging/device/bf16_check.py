@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--draws", type=int, default=5)
     check.add_argument("--rounds", type=int, default=20, help="0: no speed table")
     check.add_argument("--methods", default="prototype,linear,ept", help="a dry run: prototype")
-    check.add_argument("--budget-s", type=float, default=420.0, help="start no run after this")
+    check.add_argument("--budget-s", type=float, default=360.0, help="start no run after this")
     args = parser.parse_args(argv)
     if args.command == "half-copy":
         say(json.dumps(write_half_copy(args.source, args.out)))
