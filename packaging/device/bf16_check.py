@@ -67,7 +67,7 @@ def load_half_copy(path: Path, backbone: str | None = None) -> Any:
         raise SystemExit(f"{path} is not a half copy written by prepare.sh")
     if spec.weights_sha256 and metadata.get("source_sha256") != spec.weights_sha256:
         raise SystemExit(f"{path} was made from other weights than {spec.name}'s")
-    tensors = {k: v.float() for k, v in read_weights(path).items()}
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in read_weights(path).items()}
     model = build_model(spec.timm_name, img_size=spec.input_size)
     load_weights_into(model, tensors, origin=str(path))
     return LoadedBackbone(freeze(model), spec, _sha256(path), path)
