@@ -33,6 +33,7 @@ VERSUS: dict[str, tuple[tuple[str, str], ...]] = {
         ("default", "default + crop_scale=0.08-1"),
         ("default", "default + crop_scale=0.8-1"),
     ),
+    "bf16.md": (("default", "default + bf16=on"),),
 }
 """Each table made of recipe-against-recipe comparisons, in the order they are printed."""
 

@@ -398,6 +398,15 @@ def _tally(items: Sequence[BaselineGain]) -> str:
     )
 
 
+def _on_draws(cell: SweepCell, draws: Sequence[int]) -> str:
+    """``cell``'s mean ± sd, over ``draws`` only (and saying so) when it ran others too."""
+    if len(draws) == cell.runs:
+        return f"{_pct(cell.mean)} ± {_pct(cell.sd)}"
+    values = np.array([cell.by_draw[d] for d in draws])
+    sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return f"{_pct(float(values.mean()))} ± {_pct(sd)} ({len(draws)} of {cell.runs} draws)"
+
+
 def versus_markdown(
     cells: Sequence[SweepCell], gains: Sequence[BaselineGain], reference: str, other: str
 ) -> str:
@@ -414,9 +423,10 @@ def versus_markdown(
             table[(g.dataset, g.shots, reference, g.method)],
             table[(g.dataset, g.shots, other, g.method)],
         )
+        shared = sorted(set(ref.by_draw) & set(new.by_draw))
         lines.append(
-            f"| {g.dataset} | {g.shots} | {g.method} | {_pct(ref.mean)} ± {_pct(ref.sd)} "
-            f"| {_pct(new.mean)} ± {_pct(new.sd)} | {_gain_text(g)} "
+            f"| {g.dataset} | {g.shots} | {g.method} | {_on_draws(ref, shared)} "
+            f"| {_on_draws(new, shared)} | {_gain_text(g)} "
             f"| {ref.seconds_mean:.0f} / {new.seconds_mean:.0f} |"
         )
     lines.append("")

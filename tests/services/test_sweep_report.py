@@ -294,3 +294,26 @@ def test_the_command_compares_two_recipes(two_recipes: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"| dataset | K | method | {PROTOTYPE_HEAD} % | {NORMAL_HEAD} % |" in result.stdout
     assert result.stdout.count("| lfw-faces | 1 | linear |") == 1
+
+
+def test_recipes_with_different_draws_are_shown_on_the_draws_they_share() -> None:
+    from ept_studio.services.sweep_report import SweepCell, paired_gain
+
+    def cell(recipe: str, by_draw: dict[int, float]) -> SweepCell:
+        values = list(by_draw.values())
+        sd = float(np.std(values, ddof=1))
+        return SweepCell(
+            "lfw-faces", "Faces", 5, recipe, "ept", "accuracy", by_draw,
+            float(np.mean(values)), sd, None, None, 10.0, 0, 2, 40.0,
+        )  # fmt: skip
+
+    five = cell("default", {0: 0.5, 1: 0.6, 2: 0.9, 3: 0.9, 4: 0.8})
+    two = cell("default + bf16=on", {0: 0.5, 1: 0.7})
+    gain = paired_gain(two, five)
+    assert gain is not None
+    assert (gain.draws, gain.gain) == (2, pytest.approx(0.05))
+    table = versus_markdown([five, two], [gain], "default", "default + bf16=on")
+    (row,) = [line for line in table.splitlines() if line.startswith("| lfw-faces")]
+    columns = [part.strip() for part in row.split("|")]
+    assert columns[4] == "55.0 ± 7.1 (2 of 5 draws)"  # not the five draws' 74.0 ± 17.1
+    assert columns[5] == "60.0 ± 14.1"
