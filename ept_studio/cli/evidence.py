@@ -13,7 +13,6 @@ from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
-from ept_studio.errors import ConfigError
 
 DATASETS = ("dicom-modality", "mri-planes", "textiles", "lfw-faces")
 METHOD_NAMES = ("ept", "linear", "vpt", "lora", "bias", "full", "prototype")
@@ -161,11 +160,6 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
         run_accuracy,
     )
 
-    if args.tie_break is not None and not args.hold_out:
-        raise ConfigError(
-            "--tie-break needs --hold-out: it chooses among the epochs the held-out images "
-            "score, and without a held-out set every run keeps its last epoch"
-        )
     recipe = recipe_settings(args)
     request = AccuracyRequest(
         out=args.out,

@@ -71,6 +71,11 @@ class AccuracyRequest:
             raise ConfigError("choose either a built-in --dataset or --medfmc ROOT with --task")
         if self.medfmc_root is not None and self.medfmc_task is None:
             raise ConfigError("--medfmc needs --task chest, colon or endo")
+        if self.recipe.get("tie_break") is not None and not self.hold_out:
+            raise ConfigError(
+                "--tie-break needs --hold-out: it chooses among the epochs the held-out images "
+                "score, and without a held-out set every run keeps its last epoch"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

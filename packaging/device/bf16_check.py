@@ -16,7 +16,6 @@ setting, for ``ept-studio bench sweep-report --versus "default + bf16=off" "defa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -35,13 +34,15 @@ def write_half_copy(source: Path, target: Path) -> dict[str, str]:
     import torch
     from safetensors.torch import load_file, save_file
 
+    from ept_studio.core.backbones import file_sha256
+
     tensors = load_file(source, device="cpu")
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    metadata = {"format": HALF_COPY_FORMAT, "source_sha256": _sha256(source)}
+    assert all(torch.isfinite(v).all() for v in half.values()), "a weight overflows float16"
+    largest = max(float((v.float() - half[k].float()).abs().max()) for k, v in tensors.items())
+    metadata = {"format": HALF_COPY_FORMAT, "source_sha256": file_sha256(source)}
     target.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in half.items()}, target, metadata=metadata)
-    largest = max(float((v.float() - half[k].float()).abs().max()) for k, v in tensors.items())
-    assert all(torch.isfinite(v).all() for v in half.values()), "a weight overflows float16"
     return {**metadata, "max_abs_rounding": f"{largest:.3g}"}
 
 
@@ -50,7 +51,7 @@ def load_half_copy(path: Path, backbone: str | None = None) -> Any:
     to fp32; refuses a copy made from other weights than the manifest's."""
     from safetensors import safe_open
 
-    from ept_studio.core.backbones import LoadedBackbone, get_spec, load_manifest
+    from ept_studio.core.backbones import LoadedBackbone, file_sha256, get_spec, load_manifest
     from ept_studio.core.backbones.loader import (
         build_model,
         default_spec,
@@ -70,21 +71,13 @@ def load_half_copy(path: Path, backbone: str | None = None) -> Any:
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in read_weights(path).items()}
     model = build_model(spec.timm_name, img_size=spec.input_size)
     load_weights_into(model, tensors, origin=str(path))
-    return LoadedBackbone(freeze(model), spec, _sha256(path), path)
+    return LoadedBackbone(freeze(model), spec, file_sha256(path), path)
 
 
 def say(text: str) -> None:
     """One line (or block) of the log, at once (the device call returns only the output)."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def speed_table(loaded: Any, device: str, rounds: int) -> str:
@@ -167,9 +160,9 @@ def run(args: argparse.Namespace) -> int:
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         "bf16_supported": bool(device.startswith("cuda") and torch.cuda.is_bf16_supported()),
     }
-    say(json.dumps(facts))
-    loaded = load_half_copy(args.copy)
     sections = [json.dumps(facts)]
+    say(sections[0])
+    loaded = load_half_copy(args.copy)
     if args.rounds:
         sections.append(speed_table(loaded, device, args.rounds))
         say(sections[-1])
