@@ -74,6 +74,7 @@ __all__ = [
     "Role",
     "RunRecord",
     "default_locations_dir",
+    "refuse_occupied_folder",
 ]
 
 
@@ -86,6 +87,28 @@ def default_locations_dir() -> Path:
 
 
 _RUN_STATUSES = ("running", "finished", "failed", "cancelled")
+_SYSTEM_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+"""Files a file manager leaves in any folder it shows; they do not make a folder "not empty"."""
+
+
+def refuse_occupied_folder(folder: Path) -> None:
+    """Raise unless ``folder`` is missing or empty (a project gets a folder of its own)."""
+    if (folder / DB_NAME).exists():
+        raise ProjectError(f"{folder} already holds a project; open it instead")
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ProjectError(f"{folder} is a file, not a folder; choose another project name")
+    try:
+        entries = [p for p in folder.iterdir() if p.name not in _SYSTEM_FILES]
+    except OSError as err:
+        raise ProjectError(f"{folder}: cannot read the folder ({err})") from err
+    if entries:
+        raise ProjectError(
+            f"{folder} is not empty (it holds {len(entries)} files or folders). A project needs a "
+            "new folder of its own, so that its database and caches never mix with your images: "
+            "choose a new project name or an empty folder"
+        )
 
 
 class Project(LabelBook):
@@ -110,11 +133,14 @@ class Project(LabelBook):
         *,
         locations_dir: Path | None = None,
     ) -> Project:
-        """A new, empty project in ``folder`` (created; it may exist but must not be a project)."""
+        """A new, empty project in ``folder``: created if missing, else it must be empty.
+
+        A project never shares its folder with other files: its database, caches and runs would mix
+        with the user's images, and that folder could then no longer be imported.
+        """
         folder = Path(folder).absolute()
         mode = _label_mode(label_mode)
-        if (folder / DB_NAME).exists():
-            raise ProjectError(f"{folder} already holds a project; open it instead")
+        refuse_occupied_folder(folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "runs").mkdir(exist_ok=True)

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from ept_studio.data.store import (
+    DB_NAME,
     ClassInfo,
     ImageFilter,
     ImageRecord,
@@ -18,6 +19,7 @@ from ept_studio.data.store import (
     LabelMode,
     Project,
     Role,
+    refuse_occupied_folder,
 )
 from ept_studio.errors import ProjectError
 from ept_studio.files import file_sha256
@@ -56,23 +58,69 @@ __all__ = [
     "TrainingItem",
     "TrainingSet",
     "create_project",
+    "default_projects_parent",
     "evaluate_samples",
     "export_prompt_file",
     "fit",
     "import_paths",
+    "is_project_folder",
     "iter_import",
     "missing_or_changed",
+    "new_project_folder",
     "open_project",
     "train_on_project",
     "training_set",
 ]
 
 
+PROJECTS_FOLDER_NAME = "EPT Studio projects"
+_FORBIDDEN_IN_NAMES = frozenset('<>:"/\\|?*')
+"""Characters no folder name may hold on Windows (and ``/`` nowhere): refused on every system,
+so that a project can be copied between machines."""
+MAX_NAME_LENGTH = 100
+
+
 def create_project(
     folder: Path, label_mode: LabelMode | str = "single", *, locations_dir: Path | None = None
 ) -> Project:
-    """A new project in ``folder``; close it (or use it in a ``with`` block) when done."""
+    """A new project in ``folder`` (created; an existing folder must be empty).
+
+    Close it (or use it in a ``with`` block) when done. A folder holding other files, such as the
+    user's images, is refused with the reason: the project's database and caches would mix with
+    them.
+    """
     return Project.create(folder, label_mode, locations_dir=locations_dir)
+
+
+def default_projects_parent() -> Path:
+    """Where new projects go unless the user picks another place: a folder in their home."""
+    return Path.home() / PROJECTS_FOLDER_NAME
+
+
+def new_project_folder(parent: Path, name: str) -> Path:
+    """The folder a project called ``name`` gets inside ``parent``; refused with the reason when
+    the name cannot be a folder name or that folder already holds files."""
+    name = name.strip()
+    if not name:
+        raise ProjectError("Give the project a name")
+    bad = sorted({c for c in name if c in _FORBIDDEN_IN_NAMES or ord(c) < 32})
+    if bad:
+        shown = " ".join(c if ord(c) >= 32 else "a control character" for c in bad)
+        raise ProjectError(f"A project name cannot hold {shown}; use letters, digits, - or _")
+    if name in {".", ".."} or name.endswith("."):
+        raise ProjectError("A project name cannot end with a dot")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ProjectError(f"Shorten the project name to at most {MAX_NAME_LENGTH} characters")
+    if not str(parent).strip():
+        raise ProjectError("Choose where the project folder goes")
+    folder = Path(parent).expanduser().absolute() / name
+    refuse_occupied_folder(folder)
+    return folder
+
+
+def is_project_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds an EPT Studio project (its database), without opening it."""
+    return (Path(folder) / DB_NAME).is_file()
 
 
 def open_project(folder: Path, *, locations_dir: Path | None = None) -> Project:

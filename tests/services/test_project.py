@@ -13,12 +13,16 @@ from support import tiny_backbone
 
 from ept_studio.core.prompt_file import read_prompt_file
 from ept_studio.data.store import ImageFilter, ImageStatus, Project, Role
-from ept_studio.errors import DatasetError, TrainingCancelled
+from ept_studio.errors import DatasetError, ProjectError, TrainingCancelled
 from ept_studio.services.project import (
     ProjectDataReady,
     ProjectTrainingSaved,
+    create_project,
+    default_projects_parent,
     export_prompt_file,
     import_paths,
+    is_project_folder,
+    new_project_folder,
     train_on_project,
     training_set,
 )
@@ -307,3 +311,53 @@ def test_the_import_benchmark_runs_in_miniature() -> None:
     assert (result.files, result.added) == (6, 6)
     assert result.images_per_second > 0
     assert "| first import (6 added) |" in result.markdown()
+
+
+def test_a_project_is_never_made_in_a_folder_of_images(class_folders: Path, tmp_path: Path) -> None:
+    before = sorted(p.relative_to(class_folders) for p in class_folders.rglob("*"))
+    with pytest.raises(ProjectError, match=r"is not empty \(it holds 2 files or folders\)"):
+        create_project(class_folders, locations_dir=tmp_path / "loc")
+    with pytest.raises(ProjectError, match="not empty"):
+        create_project(class_folders / "fundus", locations_dir=tmp_path / "loc")
+    after = sorted(p.relative_to(class_folders) for p in class_folders.rglob("*"))
+    assert after == before  # no project.db, cache/ or runs/ written among the images
+    assert not is_project_folder(class_folders / "fundus")
+
+
+def test_a_new_project_next_to_the_images_imports_them(class_folders: Path, tmp_path: Path) -> None:
+    folder = new_project_folder(tmp_path, "  Chest study 1 ")
+    assert folder == tmp_path.absolute() / "Chest study 1"
+    assert not folder.exists()  # only named; create_project makes it
+    with create_project(folder, locations_dir=tmp_path / "loc") as project:
+        report = import_paths(project, [class_folders], thumbnails=False)
+        assert (len(report.added), len(report.skipped)) == (12, 0)
+    assert is_project_folder(folder)
+    with pytest.raises(ProjectError, match="already holds a project"):
+        new_project_folder(tmp_path, "Chest study 1")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".DS_Store").write_bytes(b"")
+    create_project(tmp_path / "empty", locations_dir=tmp_path / "loc").close()  # empty is fine
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("", "Give the project a name"),
+        ("   ", "Give the project a name"),
+        ("a/b", "cannot hold /"),
+        ("why?", "cannot hold \\?"),
+        ("..", "cannot end with a dot"),
+        ("x" * 101, "at most 100 characters"),
+    ],
+)
+def test_project_names_that_cannot_be_folders_are_refused(
+    tmp_path: Path, name: str, reason: str
+) -> None:
+    with pytest.raises(ProjectError, match=reason):
+        new_project_folder(tmp_path, name)
+
+
+def test_a_new_project_refuses_an_occupied_name(class_folders: Path) -> None:
+    with pytest.raises(ProjectError, match="fundus is not empty"):
+        new_project_folder(class_folders, "fundus")
+    assert default_projects_parent() == Path.home() / "EPT Studio projects"
