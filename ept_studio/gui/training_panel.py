@@ -116,8 +116,8 @@ class TrainingPanel(QWidget):
             self.method.addItem(choice.label, choice.key)
             self.method.setItemData(self.method.count() - 1, choice.description, 3)  # tooltip
         self.recipe = QComboBox()
-        for key, label in RECIPE_CHOICES:
-            self.recipe.addItem(label, key)
+        for choice in RECIPE_CHOICES:
+            self.recipe.addItem(choice.label, choice.key)
         self.recipe.setToolTip(
             "The starting point; epochs, learning rate and batch size override it when set"
         )

@@ -23,6 +23,7 @@ from ept_studio.core.hold_out import held_out_sizes as core_held_out_sizes
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
 from ept_studio.errors import DatasetError, ImageDecodeError, TrainingCancelled, TrainingError
+from ept_studio.services.trainable import training_blockers
 
 if TYPE_CHECKING:
     import torch
@@ -213,18 +214,16 @@ def _render(project: Project, tset: TrainingSet) -> tuple[_Rendered, int]:
 
 
 def _check_trainable(rendered: _Rendered) -> None:
-    if len(rendered.classes) < 2 and rendered.label_mode is LabelMode.SINGLE:
-        raise DatasetError("a single-label project needs at least 2 classes to train")
-    if not rendered.train:
-        raise DatasetError("no labelled image has the train role: label some images first")
-    if rendered.label_mode is LabelMode.SINGLE:
-        seen = {item.target for item, _ in rendered.train}
-        empty = [name for k, name in enumerate(rendered.classes) if k not in seen]
-        if empty:
-            raise DatasetError(
-                f"class {empty[0]!r} has no training image: label at least one image of it "
-                "with the train role, or delete the class"
-            )
+    """The Train tab's checklist rule (:func:`training_blockers`), again after rendering: an
+    unreadable file may have taken a class's last training image."""
+    counts = [
+        sum(_has(item.target, k) for item, _ in rendered.train)
+        for k in range(len(rendered.classes))
+    ]
+    single = rendered.label_mode is LabelMode.SINGLE
+    reasons = training_blockers(rendered.classes, single, counts)
+    if reasons:
+        raise DatasetError("; ".join(reasons))
 
 
 def _data_ready(

@@ -27,7 +27,7 @@ class MethodChoice:
 METHOD_CHOICES: tuple[MethodChoice, ...] = (
     MethodChoice(
         "ept",
-        "EPT (embedded prompts)",
+        "EPT (recommended)",
         "Embedded Prompt Tuning: prompts concatenated inside the patch embeddings of every "
         "prompted block; the backbone stays frozen.",
         uses_length=True,
@@ -54,19 +54,25 @@ METHOD_CHOICES: tuple[MethodChoice, ...] = (
         uses_length=True,
         uses_blocks=True,
     ),
-    MethodChoice("linear", "Linear probe (head only)", "Only the classification head learns."),
+    MethodChoice(
+        "linear", "Head only (fastest)", "Linear probe: only the classification head learns."
+    ),
     MethodChoice(
         "vpt",
-        "VPT (visual prompt tokens)",
+        "VPT (prompt tokens)",
         "Visual Prompt Tuning: learnable tokens before the patch tokens; deep = every block.",
         uses_length=True,
         uses_blocks=True,
     ),
     MethodChoice(
-        "lora", "LoRA (rank 8, q and v)", "Low-rank updates of the attention projections."
+        "lora",
+        "LoRA (low-rank updates)",
+        "LoRA: rank-8 low-rank updates of the attention q and v projections.",
     ),
-    MethodChoice("bias", "BitFit (biases)", "Only the bias terms and the head learn."),
-    MethodChoice("full", "Full fine-tuning", "Every weight learns (slow; a baseline)."),
+    MethodChoice("bias", "Biases only (BitFit)", "BitFit: only the bias terms and the head learn."),
+    MethodChoice(
+        "full", "Whole model (slow)", "Full fine-tuning: every weight learns (a baseline)."
+    ),
 )
 
 
@@ -103,16 +109,35 @@ def parse_blocks(text: str) -> list[int] | None:
     return sorted(set(blocks))
 
 
-RECIPE_CHOICES: tuple[tuple[str, str], ...] = (
-    (
+@dataclasses.dataclass(frozen=True)
+class RecipeChoice:
+    """One entry of the recipe list: its preset, a short name, and the recipe in ML terms."""
+
+    key: str
+    label: str
+    summary: str
+
+
+RECIPE_CHOICES: tuple[RecipeChoice, ...] = (
+    RecipeChoice(
         "default",
-        "Few-shot default: AdamW 3e-4 (full fine-tuning 1e-5), prototype head, >= 50 steps, batch 4",
+        "Few-shot default",
+        "AdamW 3e-4 (full fine-tuning 1e-5), prototype head, >= 50 steps, batch 4",
     ),
-    ("paper", "Paper (Zu et al. 2024): SGD 6e-4, 20 epochs, batch 4"),
+    RecipeChoice("paper", "Paper's recipe", "SGD 6e-4, 20 epochs, batch 4"),
 )
-"""(preset, what the user reads). The app starts from "default", chosen by the sweep of issue 8.
-Written out so that building the form never imports torch; a test holds each label to the
-preset's :meth:`TrainRecipe.summary`."""
+"""The presets the Train tab offers. The app starts from "default", chosen by the sweep of issue 8.
+The summaries are written out so that building the form never imports torch; a test holds each to
+the preset's :meth:`TrainRecipe.summary`."""
+
+
+def recipe_choice(key: str) -> RecipeChoice:
+    """The :class:`RecipeChoice` named ``key``; an unknown key is a :class:`ConfigError`."""
+    for choice in RECIPE_CHOICES:
+        if choice.key == key:
+            return choice
+    known = ", ".join(choice.key for choice in RECIPE_CHOICES)
+    raise ConfigError(f"unknown recipe {key!r}: choose one of {known}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,9 +163,7 @@ class TrainingOptions:
         parse_blocks(self.blocks)
         if self.length < 1:
             raise ConfigError(f"the prompt length must be at least 1, got {self.length}")
-        if self.recipe not in dict(RECIPE_CHOICES):
-            known = ", ".join(dict(RECIPE_CHOICES))
-            raise ConfigError(f"unknown recipe {self.recipe!r}: choose one of {known}")
+        recipe_choice(self.recipe)
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise ConfigError(f"device must be auto, cpu, cuda or mps, not {self.device!r}")
 

@@ -40,12 +40,18 @@ def test_unknown_presets_and_devices_are_refused() -> None:
 
 
 @pytest.mark.parametrize("preset", ["default", "paper"])
-def test_each_recipe_label_says_what_its_preset_is(preset: str) -> None:
+def test_each_recipe_choice_says_what_its_preset_is(preset: str) -> None:
     from ept_studio.core.training.recipe import RECIPES
-    from ept_studio.services.training_options import RECIPE_CHOICES
+    from ept_studio.services.training_options import recipe_choice
 
-    label = dict(RECIPE_CHOICES)[preset]
-    assert label.endswith(": " + RECIPES[preset].summary())
+    assert recipe_choice(preset).summary == RECIPES[preset].summary()
+
+
+def test_the_recipe_and_method_names_are_short() -> None:
+    from ept_studio.services.training_options import METHOD_CHOICES, RECIPE_CHOICES
+
+    assert [c.label for c in RECIPE_CHOICES] == ["Few-shot default", "Paper's recipe"]
+    assert max(len(c.label) for c in METHOD_CHOICES) <= 24
 
 
 def test_a_recipe_summary_names_each_rate_that_differs() -> None:

@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any
 
 from ept_studio.config import to_json_dict
+from ept_studio.core.run_length import DEFAULT_LENGTH, PAPER_LENGTH, RunLength
 from ept_studio.errors import ConfigError
 
 
@@ -102,8 +103,8 @@ class TrainRecipe:
     weight_decay: float = 1e-4
     schedule: LrSchedule = LrSchedule.COSINE
     warmup_steps: int = 0
-    epochs: int = 20
-    batch_size: int = 4
+    epochs: int = PAPER_LENGTH.epochs
+    batch_size: int = PAPER_LENGTH.batch_size
     crop_scale: tuple[float, float] = (0.08, 1.0)
     hflip: bool = True
     grad_clip: float | None = None
@@ -198,17 +199,22 @@ class TrainRecipe:
         parts.append(f"batch {self.batch_size}")
         return ", ".join(parts)
 
+    @property
+    def run_length(self) -> RunLength:
+        """Epochs, batch size and step floor: the arithmetic the Train tab shares without torch."""
+        return RunLength(self.epochs, self.batch_size, self.min_steps)
+
     def steps_per_epoch(self, train_size: int) -> int:
         """Optimiser steps per epoch: the last batch may be smaller, it is never dropped."""
-        return math.ceil(train_size / self.batch_size)
+        return self.run_length.steps_per_epoch(train_size)
 
     def epochs_for(self, train_size: int) -> int:
         """Epochs of a run over ``train_size`` samples: ``epochs``, raised to reach ``min_steps``."""
-        return max(self.epochs, math.ceil(self.min_steps / self.steps_per_epoch(train_size)))
+        return self.run_length.epochs_for(train_size)
 
     def total_steps(self, train_size: int) -> int:
         """Optimiser steps of a full run over ``train_size`` samples."""
-        return self.epochs_for(train_size) * self.steps_per_epoch(train_size)
+        return self.run_length.total_steps(train_size)
 
     def warmup_for(self, total_steps: int) -> int:
         """Warmup steps of a run of ``total_steps``: ``warmup_steps`` or the fraction, the larger."""
@@ -282,8 +288,9 @@ DEFAULT_CANDIDATE_RECIPE = TrainRecipe(
     head_lr=3e-4,
     weight_decay=1e-4,
     warmup_fraction=0.1,
-    epochs=10,
-    min_steps=50,
+    epochs=DEFAULT_LENGTH.epochs,
+    batch_size=DEFAULT_LENGTH.batch_size,
+    min_steps=DEFAULT_LENGTH.min_steps,
     crop_scale=(0.5, 1.0),
     grad_clip=1.0,
     head_init=HeadInit.PROTOTYPE,

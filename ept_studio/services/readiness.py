@@ -1,0 +1,182 @@
+"""Is the project ready to train? The checklist the Train tab shows beside its Train button.
+
+Each item is ok, a warning (training can start, but the result will say less than the user may
+think) or blocking (training cannot start). The blocking items are exactly the training service's
+own rule (:func:`~ept_studio.services.trainable.training_blockers`), so nothing fails after the
+press for a reason the checklist could have named. Qt-free and torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from enum import Enum
+
+from ept_studio.data.store import LabelMode, Project, Role
+from ept_studio.services.project_training import TrainingItem, TrainingSet, training_set
+from ept_studio.services.trainable import training_blockers
+
+IMBALANCE_RATIO = 3
+"""The largest class may have up to this many times the smallest's training images."""
+
+TINY_CLASS = 3
+"""A class with fewer training images than this is flagged: one or two examples teach little."""
+
+SPLIT_ACTION = "split"
+"""The action of the checklist items that "Split for me" fixes."""
+
+
+class Severity(str, Enum):
+    """How much an item matters: ok, worth reading, or stopping the run."""
+
+    OK = "ok"
+    WARNING = "warning"
+    BLOCKING = "blocking"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadinessItem:
+    """One line of the checklist; ``action`` names the fix the Train tab offers (or None)."""
+
+    key: str
+    severity: Severity
+    text: str
+    action: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Readiness:
+    """The checklist, and the image counts the Train tab shows beside Train."""
+
+    items: tuple[ReadinessItem, ...]
+    train_images: int
+    test_images: int
+
+    @property
+    def ready(self) -> bool:
+        """True when no item blocks training."""
+        return not self.blockers
+
+    @property
+    def blockers(self) -> tuple[str, ...]:
+        return tuple(i.text for i in self.items if i.severity is Severity.BLOCKING)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(i.text for i in self.items if i.severity is Severity.WARNING)
+
+    def split_counts(self) -> str:
+        """``Test: 6 images (20 %) · Train: 16``."""
+        total = self.train_images + self.test_images
+        share = round(100 * self.test_images / total) if total else 0
+        images = "image" if self.test_images == 1 else "images"
+        return f"Test: {self.test_images} {images} ({share} %) · Train: {self.train_images}"
+
+
+def check_readiness(project: Project) -> Readiness:
+    """The checklist for the project's current labels (images whose file is missing left out)."""
+    return readiness_of(training_set(project))
+
+
+def readiness_of(tset: TrainingSet) -> Readiness:
+    """The checklist of a :class:`TrainingSet` (see :func:`check_readiness`)."""
+    train, test = tset.of_role(Role.TRAIN), tset.of_role(Role.TEST)
+    counts = class_counts(tset, train)
+    single = tset.label_mode is LabelMode.SINGLE
+    blockers = training_blockers(tset.classes, single, counts)
+    items = [ReadinessItem("trainable", Severity.BLOCKING, _sentence(b)) for b in blockers]
+    if not blockers:
+        items.append(_classes_item(tset.classes, counts))
+    items.append(_test_item(tset, test))
+    if not blockers:
+        items += [_balance_item(tset.classes, counts), _tiny_item(tset.classes, counts)]
+    items.append(_patients_item(tset.patients_in_both_roles()))
+    return Readiness(tuple(items), len(train), len(test))
+
+
+def class_counts(tset: TrainingSet, items: Sequence[TrainingItem]) -> list[int]:
+    """Images of each class among ``items`` (multi-label: the images that carry it)."""
+    return [sum(_has(item.target, k) for item in items) for k in range(len(tset.classes))]
+
+
+def _has(target: int | tuple[int, ...], k: int) -> bool:
+    return bool(target[k]) if isinstance(target, tuple) else target == k
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _classes_item(classes: Sequence[str], counts: Sequence[int]) -> ReadinessItem:
+    total = sum(counts)
+    return ReadinessItem(
+        "classes",
+        Severity.OK,
+        f"{len(classes)} classes, each with training images ({total} in all).",
+    )
+
+
+def _test_item(tset: TrainingSet, test: Sequence[TrainingItem]) -> ReadinessItem:
+    if not test:
+        return ReadinessItem(
+            "test",
+            Severity.WARNING,
+            "No test images: you will get no accuracy. Press 'Split for me'.",
+            SPLIT_ACTION,
+        )
+    missing = [
+        name for name, n in zip(tset.classes, class_counts(tset, test), strict=True) if n == 0
+    ]
+    if missing:
+        return ReadinessItem(
+            "test",
+            Severity.WARNING,
+            f"No test image of {_names(missing)}: its accuracy cannot be measured. "
+            "Press 'Split for me' or mark one with T.",
+            SPLIT_ACTION,
+        )
+    return ReadinessItem("test", Severity.OK, f"{len(test)} test images to measure accuracy on.")
+
+
+def _balance_item(classes: Sequence[str], counts: Sequence[int]) -> ReadinessItem:
+    largest, smallest = max(counts), min(counts)
+    if smallest and largest > IMBALANCE_RATIO * smallest:
+        big, small = classes[counts.index(largest)], classes[counts.index(smallest)]
+        return ReadinessItem(
+            "balance",
+            Severity.WARNING,
+            f"Unbalanced: {big} has {largest} training images, {small} only {smallest}. "
+            f"The model may favour {big}: label more of {small}.",
+        )
+    return ReadinessItem("balance", Severity.OK, "The classes are balanced enough.")
+
+
+def _tiny_item(classes: Sequence[str], counts: Sequence[int]) -> ReadinessItem:
+    tiny = [f"{name} has {n}" for name, n in zip(classes, counts, strict=True) if n < TINY_CLASS]
+    if tiny:
+        return ReadinessItem(
+            "tiny",
+            Severity.WARNING,
+            f"Very few training images ({', '.join(tiny)}): label at least {TINY_CLASS} "
+            "per class for a model worth testing.",
+        )
+    return ReadinessItem(
+        "tiny", Severity.OK, f"Every class has at least {TINY_CLASS} training images."
+    )
+
+
+def _patients_item(shared: int) -> ReadinessItem:
+    if shared:
+        who = "1 patient has" if shared == 1 else f"{shared} patients have"
+        return ReadinessItem(
+            "patients",
+            Severity.WARNING,
+            f"{who} images in both train and test: the accuracy will look better than it is. "
+            "Press 'Split for me' to keep each patient on one side.",
+            SPLIT_ACTION,
+        )
+    return ReadinessItem("patients", Severity.OK, "No patient has images in both train and test.")
+
+
+def _names(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -1,0 +1,198 @@
+"""What pressing Train will do, said before the press: steps, passes, device, time, and why.
+
+A recipe may change what the user asked for (the few-shot default runs at least 50 steps; the
+hold-out needs 5 training images a class): the plan says so in plain words instead of letting it
+happen silently. The arithmetic is :mod:`ept_studio.core.run_length`, the same the run uses, and
+nothing here imports torch, so the Train tab can show the plan while it is drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ept_studio.core.hold_out import HOLD_OUT_MINIMUM
+from ept_studio.core.run_length import PRESET_LENGTHS, RunLength
+from ept_studio.data.store import LabelMode, Project, Role
+from ept_studio.services.project_training import TrainingSet, held_out_sizes, training_set
+from ept_studio.services.readiness import class_counts
+from ept_studio.services.run_timing import estimate_seconds
+from ept_studio.services.training_options import TrainingOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+    """A run as it will happen with these labels and options (before anything loads)."""
+
+    steps: int
+    epochs: int
+    epochs_requested: int
+    batch_size: int
+    train_images: int
+    held_out: tuple[int, ...]
+    """Training images of each class kept aside to pick the best pass (0s: no hold-out)."""
+    device: str
+    """``CPU``, ``GPU (NVIDIA H200)`` or ``Apple GPU``."""
+    device_kind: str
+    """``cpu``, ``cuda`` or ``mps``: what earlier runs are matched on for the time estimate."""
+    estimate_s: float
+    estimate_basis: str
+    notes: tuple[str, ...]
+
+    @property
+    def support_images(self) -> int:
+        """The images the steps train on: the training images minus those held out."""
+        return self.train_images - sum(self.held_out)
+
+    def headline(self) -> str:
+        """``52 steps on CPU, about 8 min``."""
+        steps = "1 step" if self.steps == 1 else f"{self.steps} steps"
+        return f"{steps} on {self.device}, {rough_duration(self.estimate_s)}"
+
+
+def plan_training(
+    project_or_folder: Project | Path,
+    options: TrainingOptions,
+    *,
+    backbone_name: str | None = None,
+    gpu_names: Sequence[str] | None = None,
+) -> TrainingPlan:
+    """The plan for ``options`` on the project's current labels.
+
+    ``backbone_name`` is the backbone the run will load (None: the offline default);
+    ``gpu_names`` the NVIDIA GPUs on this machine (None: ask the driver).
+    """
+    if isinstance(project_or_folder, Project):
+        return _plan(project_or_folder, options, backbone_name, gpu_names)
+    with Project.open(project_or_folder) as project:
+        return _plan(project, options, backbone_name, gpu_names)
+
+
+def _plan(
+    project: Project,
+    options: TrainingOptions,
+    backbone_name: str | None,
+    gpu_names: Sequence[str] | None,
+) -> TrainingPlan:
+    tset = training_set(project)
+    counts = [n for n in class_counts(tset, tset.of_role(Role.TRAIN)) if n]
+    held = tuple(held_out_sizes(counts, options.hold_out, tset.label_mode))
+    preset = PRESET_LENGTHS[options.recipe]
+    length = RunLength(
+        options.epochs or preset.epochs, options.batch_size or preset.batch_size, preset.min_steps
+    )
+    support = sum(counts) - sum(held)
+    device, kind = device_label(options.device, gpu_names)
+    steps = length.total_steps(support) if support else 0
+    name = backbone_name or _default_backbone_name()
+    estimate, basis = estimate_seconds(project, steps, kind, name, options.method)
+    notes = [
+        *_length_notes(length, support, options.epochs is not None),
+        *_hold_out_notes(tset, counts, options, held),
+    ]
+    return TrainingPlan(
+        steps=steps,
+        epochs=length.epochs_for(support) if support else 0,
+        epochs_requested=length.epochs,
+        batch_size=length.batch_size,
+        train_images=sum(counts),
+        held_out=held,
+        device=device,
+        device_kind=kind,
+        estimate_s=estimate,
+        estimate_basis=basis,
+        notes=tuple(notes),
+    )
+
+
+def device_label(requested: str, gpu_names: Sequence[str] | None = None) -> tuple[str, str]:
+    """(what the user reads, device kind) for the device option, without torch.
+
+    ``auto`` is what :func:`ept_studio.core.device.resolve_device` picks: an NVIDIA GPU when the
+    driver reports one, else the Apple GPU on Apple silicon, else the CPU.
+    """
+    if requested in ("cuda", "auto"):
+        if gpu_names is None:
+            from ept_studio.core.gpu import nvidia_gpu_names
+
+            gpu_names = nvidia_gpu_names()
+        if gpu_names:
+            return f"GPU ({gpu_names[0]})", "cuda"
+        if requested == "cuda":
+            return "GPU", "cuda"
+    if requested == "mps" or (requested == "auto" and _apple_silicon()):
+        return "Apple GPU", "mps"
+    return "CPU", "cpu"
+
+
+def _apple_silicon() -> bool:
+    import platform
+
+    return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+def _default_backbone_name() -> str | None:
+    from ept_studio.errors import EptStudioError
+    from ept_studio.services.backbone_setup import offline_backbone_status
+
+    with contextlib.suppress(EptStudioError):
+        return offline_backbone_status().name
+    return None
+
+
+def _length_notes(length: RunLength, support: int, asked: bool) -> list[str]:
+    """What the step floor changes, in the user's words (passes, not epochs)."""
+    if not support or length.epochs_for(support) == length.epochs:
+        return []
+    epochs, steps = length.epochs_for(support), length.total_steps(support)
+    passes = "pass" if length.epochs == 1 else "passes"
+    start = (
+        f"You asked for {length.epochs} {passes}"
+        if asked
+        else (
+            f"The recipe's {length.epochs} {passes} would be {length.epochs * length.steps_per_epoch(support)} steps"
+        )
+    )
+    return [
+        f"{start}; the recipe needs at least {length.min_steps} steps, so it will run "
+        f"{epochs} passes ({steps} steps)."
+    ]
+
+
+def _hold_out_notes(
+    tset: TrainingSet, counts: Sequence[int], options: TrainingOptions, held: Sequence[int]
+) -> list[str]:
+    """Why the hold-out is off when the user asked for it, or what it keeps aside."""
+    if not options.hold_out or not counts:
+        return []
+    if tset.label_mode is LabelMode.MULTI:
+        return ["Hold-out for picking the best pass is off: it needs single-label classes."]
+    if not any(held):
+        train = class_counts(tset, tset.of_role(Role.TRAIN))
+        short = [
+            f"{name} has {n}"
+            for name, n in zip(tset.classes, train, strict=True)
+            if 0 < n < HOLD_OUT_MINIMUM
+        ]
+        return [
+            "Hold-out for picking the best pass is off: every class needs "
+            f"{HOLD_OUT_MINIMUM} training images ({', '.join(short)})."
+        ]
+    note = f"{sum(held)} training images are kept aside to pick the best pass"
+    if options.patience:
+        note += f"; training stops early after {options.patience} passes without improvement"
+    return [note + "."]
+
+
+def rough_duration(seconds: float) -> str:
+    """``about 40 s``, ``about 8 min``, ``about 1 h 05 min``: a forecast, not a countdown."""
+    if seconds < 60:
+        return f"about {max(5, round(seconds / 5) * 5)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes:02d} min"

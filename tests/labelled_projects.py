@@ -1,0 +1,75 @@
+"""Projects labelled class by class, with patients: for the Train tab's checklist, plan and split.
+
+Each class is a folder of real files imported with folders-as-classes: a CT slice (pydicom's
+``CT_small.dcm``) re-saved with the patient ID given, so the import hashes it as it does any DICOM;
+a ``None`` patient is a PNG crop of a fundus photograph, which carries no patient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import skimage.data
+from PIL import Image
+from pydicom.uid import generate_uid
+
+from ept_studio.services.project import Project, Role, import_paths
+
+CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+
+Layout = Mapping[str, Sequence[str | None]]
+"""Class name -> the patient of each of its images (None: an image without a patient)."""
+
+
+def write_layout(root: Path, layout: Layout, seed: int = 0) -> Path:
+    """``root/<class>/imgNN.dcm|png``, one file per entry of ``layout``, all different bytes."""
+    rng = np.random.default_rng(seed)
+    retina = skimage.data.retina()
+    for name, patients in layout.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, patient in enumerate(patients):
+            if patient is None:
+                top, left = rng.integers(0, retina.shape[0] - 64, size=2)
+                crop = retina[top : top + 64, left : left + 64]
+                Image.fromarray(crop).save(folder / f"img{index:02d}.png")
+            else:
+                dataset = pydicom.dcmread(CT_SMALL)
+                dataset.PatientID = patient
+                dataset.SOPInstanceUID = generate_uid()
+                dataset.save_as(folder / f"img{index:02d}.dcm")
+    return root
+
+
+def labelled_project(tmp_path: Path, layout: Layout, test: Sequence[str] = ()) -> Project:
+    """A new project with ``layout`` imported and labelled; files named in ``test`` (``class/imgNN``)
+    get the test role. The caller closes the project."""
+    root = write_layout(tmp_path / "data", layout)
+    project = Project.create(tmp_path / "project", locations_dir=tmp_path / "locations")
+    import_paths(project, [root], folders_as_classes=True, thumbnails=False)
+    if test:
+        ids = [i.id for i in project.images() if _short_name(i.path) in set(test)]
+        project.set_role(ids, Role.TEST)
+    return project
+
+
+def _short_name(path: Path | None) -> str:
+    return "" if path is None else f"{path.parent.name}/{path.stem}"
+
+
+def roles_by_patient(project: Project) -> dict[str, set[Role]]:
+    """Each patient hash -> the roles its labelled images have."""
+    roles = {label.image_id: label.role for label in project.labels()}
+    found: dict[str, set[Role]] = {}
+    for image in project.images():
+        if image.patient_hash and image.id in roles:
+            found.setdefault(image.patient_hash, set()).add(roles[image.id])
+    return found
+
+
+def role_counts(project: Project) -> dict[str, tuple[int, int]]:
+    """Class name -> (train, test) labelled images."""
+    return {c.name: (c.train, c.test) for c in project.counts_per_class()}

@@ -1,0 +1,192 @@
+"""The plan the Train tab shows before the press: the run's own step count, said in plain words,
+with a time estimate from this project's earlier runs, and no torch imported to make it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from labelled_projects import labelled_project
+
+from ept_studio.core.hold_out import held_out_sizes
+from ept_studio.core.run_length import PRESET_LENGTHS
+from ept_studio.core.training import RECIPES, recipe_from_settings
+from ept_studio.services.project import Project
+from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.training_plan import device_label, plan_training, rough_duration
+
+SIZES = {"six": (3, 3), "twelve": (7, 5), "twenty-one": (11, 10)}
+"""Training images per class of the projects the step counts are checked on."""
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Project]]:
+    opened = {}
+    for name, (first, second) in SIZES.items():
+        layout: dict[str, list[str | None]] = {
+            "fundus": [None] * first,
+            "histology": [None] * second,
+        }
+        opened[name] = labelled_project(tmp_path_factory.mktemp(name), layout)
+    yield opened
+    for project in opened.values():
+        project.close()
+
+
+def test_the_presets_lengths_are_the_recipes_own() -> None:
+    for name, recipe in RECIPES.items():
+        assert recipe.run_length == PRESET_LENGTHS[name]
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize(
+    "options",
+    [
+        TrainingOptions(),
+        TrainingOptions(epochs=2),
+        TrainingOptions(epochs=30, batch_size=3),
+        TrainingOptions(recipe="paper"),
+        TrainingOptions(recipe="paper", epochs=2, batch_size=8, hold_out=False),
+        TrainingOptions(batch_size=1, hold_out=False),
+    ],
+)
+def test_the_plan_has_the_steps_the_run_will_take(
+    projects: dict[str, Project], size: str, options: TrainingOptions
+) -> None:
+    plan = plan_training(projects[size], options, gpu_names=[])
+    recipe = recipe_from_settings(options.recipe_overrides())
+    held = held_out_sizes(list(SIZES[size]), options.hold_out, single_label=True)
+    support = sum(SIZES[size]) - sum(held)
+    assert plan.held_out == tuple(held)
+    assert plan.support_images == support
+    assert plan.steps == recipe.total_steps(support)
+    assert plan.epochs == recipe.epochs_for(support)
+    assert plan.batch_size == recipe.batch_size
+
+
+def test_the_plan_says_what_the_recipe_changes(projects: dict[str, Project]) -> None:
+    plan = plan_training(projects["six"], TrainingOptions(epochs=2), gpu_names=[])
+    assert (plan.steps, plan.epochs, plan.epochs_requested) == (50, 25, 2)
+    assert plan.notes == (
+        "You asked for 2 passes; the recipe needs at least 50 steps, so it will run 25 passes "
+        "(50 steps).",
+        "Hold-out for picking the best pass is off: every class needs 5 training images "
+        "(fundus has 3, histology has 3).",
+    )
+    untouched = plan_training(projects["six"], TrainingOptions(recipe="paper"), gpu_names=[])
+    assert (untouched.steps, untouched.epochs, untouched.notes) == (
+        40,
+        20,
+        (
+            "Hold-out for picking the best pass is off: every class needs 5 training images "
+            "(fundus has 3, histology has 3).",
+        ),
+    )
+
+
+def test_the_recipes_own_passes_are_named_when_the_user_set_none(
+    projects: dict[str, Project],
+) -> None:
+    plan = plan_training(projects["twelve"], TrainingOptions(patience=3), gpu_names=[])
+    assert plan.notes == (
+        "The recipe's 10 passes would be 30 steps; the recipe needs at least 50 steps, so it "
+        "will run 17 passes (51 steps).",
+        "2 training images are kept aside to pick the best pass; training stops early after 3 "
+        "passes without improvement.",
+    )
+
+
+def test_without_earlier_runs_the_estimate_is_the_rough_figure(
+    projects: dict[str, Project],
+) -> None:
+    plan = plan_training(
+        projects["twelve"], TrainingOptions(), backbone_name="dinov2-vits14-imgfocus", gpu_names=[]
+    )
+    assert plan.estimate_s == pytest.approx(51 * 1.2)
+    assert plan.headline() == "51 steps on CPU, about 1 min"
+    assert plan.estimate_basis.startswith("A rough estimate: about 1.2 s a step for this backbone")
+
+
+def test_an_earlier_finished_run_on_this_device_sets_the_estimate(tmp_path: Path) -> None:
+    layout: dict[str, list[str | None]] = {"fundus": [None] * 3, "histology": [None] * 3}
+    with labelled_project(tmp_path, layout) as project:
+        _finished_run(project, "CPU (2 threads)", elapsed_s=30.0, epochs_run=5, train=8)
+        _finished_run(project, "NVIDIA H200 (139 GiB)", elapsed_s=1.0, epochs_run=5, train=8)
+        plan = plan_training(project, TrainingOptions(recipe="paper"), backbone_name="vit-s")
+        on_gpu = plan_training(
+            project, TrainingOptions(recipe="paper"), backbone_name="vit-s", gpu_names=["H200"]
+        )
+    assert (plan.device, plan.steps) == ("CPU", 40)
+    assert plan.estimate_s == pytest.approx(40 * 3.0)  # 30 s for 5 epochs of 2 steps
+    assert plan.estimate_basis.startswith("Based on 1 earlier run of this project")
+    assert plan.headline() == "40 steps on CPU, about 2 min"
+    assert (on_gpu.device, on_gpu.estimate_s) == ("GPU (H200)", pytest.approx(40 * 0.1))
+
+
+def _finished_run(
+    project: Project, device: str, *, elapsed_s: float, epochs_run: int, train: int
+) -> None:
+    run_id = project.record_run(
+        config={"method": {"method": "ept", "embedding": "pure_cat"}},
+        seed=0,
+        versions={},
+        backbone="vit-s",
+        backbone_sha256="0" * 64,
+    )
+    folder = project.run_dir(run_id)
+    folder.mkdir(parents=True)
+    record = {
+        "training": {"elapsed_s": elapsed_s, "epochs_run": epochs_run, "validation_size": 0},
+        "recipe": {"batch_size": 4},
+        "data": {"train": [{}] * train},
+    }
+    (folder / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    project.finish_run(run_id, "finished", device=device)
+
+
+def test_the_device_is_named_without_torch() -> None:
+    assert device_label("auto", ["NVIDIA H200"]) == ("GPU (NVIDIA H200)", "cuda")
+    assert device_label("cpu", ["NVIDIA H200"]) == ("CPU", "cpu")
+    assert device_label("mps", []) == ("Apple GPU", "mps")
+    if sys.platform != "darwin":
+        assert device_label("auto", []) == ("CPU", "cpu")
+
+
+def test_durations_read_as_forecasts() -> None:
+    assert [rough_duration(s) for s in (3, 42, 61, 480, 3900)] == [
+        "about 5 s",
+        "about 40 s",
+        "about 1 min",
+        "about 8 min",
+        "about 1 h 05 min",
+    ]
+
+
+def test_planning_and_drawing_the_train_tab_import_no_torch(
+    projects: dict[str, Project], tmp_path: Path
+) -> None:
+    folder = projects["twelve"].folder
+    code = f"""
+import sys
+from pathlib import Path
+from ept_studio.services.project import Project
+from ept_studio.services.readiness import check_readiness
+from ept_studio.services.test_split import suggest_test_split
+from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.training_plan import plan_training
+import ept_studio.gui.training_panel
+
+with Project.open(Path({str(folder)!r}), locations_dir=Path({str(folder.parent / "locations")!r})) as project:
+    plan = plan_training(project, TrainingOptions(epochs=2))
+    ready = check_readiness(project).ready
+    split = suggest_test_split(project)
+print(plan.steps, ready, split.test_images, "torch" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["51", "True", "2", "False"]
