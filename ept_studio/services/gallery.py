@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "GalleryFilter",
     "GalleryItem",
     "GalleryView",
+    "caption_for",
     "class_counts",
     "gallery_items",
     "image_count",
@@ -98,6 +100,7 @@ def gallery_items(project: Project, selection: GalleryFilter | None = None) -> l
     labels: dict[int, list[tuple[int, str]]] = {}
     for label in project.labels():
         labels.setdefault(label.image_id, []).append((label.class_id, label.role.value))
+    names = {info.id: info.name for info in project.classes()}
     predicted = latest_predictions(project)
     items = []
     for image in images:
@@ -107,7 +110,7 @@ def gallery_items(project: Project, selection: GalleryFilter | None = None) -> l
             GalleryItem(
                 image_id=image.id,
                 thumbnail=thumbnail_path(project, image),
-                caption=_caption(image),
+                caption=caption_for(image, [names.get(c, "?") for c, _ in pairs]),
                 class_ids=tuple(c for c, _ in pairs),
                 role=pairs[0][1] if pairs else None,
                 prediction=_prediction_text(row.predicted_class, row.scores) if row else None,
@@ -170,7 +173,10 @@ def _prediction_text(predicted: str, scores: dict[str, float]) -> str:
     return f"{predicted} {score:.0%}" if score is not None else predicted
 
 
-def _caption(image: ImageRecord) -> str:
-    kind = image.modality or ("DICOM" if image.kind == "dicom" else "image")
-    size = f"{image.columns}×{image.rows}" if image.rows and image.columns else ""
-    return f"#{image.id} {kind} {size}".strip()
+def caption_for(image: ImageRecord, labels: Sequence[str] = ()) -> str:
+    """``#12 · fundus · CT``: the image's id, its class(es) (``unlabelled`` when none), and the
+    modality once when the file says one (a photograph has none). Never a path or file name."""
+    parts = [f"#{image.id}", ", ".join(labels) if labels else "unlabelled"]
+    if image.modality:
+        parts.append(image.modality)
+    return " · ".join(parts)

@@ -1,40 +1,54 @@
 """Exports of a run's results: the per-image predictions as CSV, and a markdown model card.
 
-Neither carries patient data: images are named as the gallery names them (``#12 CT 512×512``) and by
-the first 12 hex digits of their content hash, never by path or file name; the model card counts
-images per class, role and modality and describes the method, the backbone (name and sha256), the
-metrics with their intervals, the warnings and the library versions. Both start with the
-research-use notice, and every export is recorded in the project (its file name only).
+Neither carries patient data by default: images are named by their project id and full content
+hash, never by path or file name. The CSV's first line is its header row, so any spreadsheet reads
+it; the research-use notice, what the scores are and the counts go in a ``<name>.README.txt``
+beside it. A relative path column is written only when asked (file names can carry patient
+names), relative to the common folder of the project's sources, never absolute. Every row says
+whether the model was trained on the image, so a reader can filter the training images out.
+
+The model card describes the *model* (a training run), whatever results view was on screen: see
+:mod:`~ept_studio.services.model_card`. Every export is recorded in the project (file name only).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-from collections import Counter
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.data.store import ImageRecord, Project, Role, RunRecord
+from ept_studio import RESEARCH_USE_NOTICE
+from ept_studio.data.store import ImageRecord, Project
 from ept_studio.errors import ExportError
 from ept_studio.files import file_sha256
-from ept_studio.services.results import Interval, RunResults, load_run_record, run_results
+from ept_studio.services.gallery import caption_for
+from ept_studio.services.model_card import card_runs, card_text
+from ept_studio.services.results import RunResults, run_results
 
-SHA_PREFIX = 12
 CSV_KIND = "predictions-csv"
 CARD_KIND = "model-card"
+README_SUFFIX = ".README.txt"
+SCORE_MEANING = (
+    "score_<class> is the model score of each class: the model's softmax output (multi-label: "
+    "each class's sigmoid), between 0 and 1. It describes the model's output, not a finding, "
+    "and is not a calibrated probability of disease."
+)
 
 
-def image_caption(image: ImageRecord) -> str:
-    """How an image is named outside the app: id, modality and size (as in the gallery)."""
-    kind = image.modality or ("DICOM" if image.kind == "dicom" else "image")
-    size = f"{image.columns}×{image.rows}" if image.rows and image.columns else ""
-    return f"#{image.id} {kind} {size}".strip()
+def image_caption(image: ImageRecord, labels: Sequence[str] = ()) -> str:
+    """How an image is named outside the app: ``#12 · fundus · CT`` (id, class, modality)."""
+    return caption_for(image, labels)
+
+
+def readme_path(csv_path: Path) -> Path:
+    """The notice file written beside a predictions CSV: ``predictions.csv`` ->
+    ``predictions.README.txt``."""
+    path = Path(csv_path)
+    return path.with_name(path.stem + README_SUFFIX)
 
 
 def export_predictions_csv(
@@ -42,31 +56,47 @@ def export_predictions_csv(
     run_id: int,
     destination: Path,
     *,
+    relative_paths: bool = False,
     locations_dir: Path | None = None,
 ) -> Path:
     """Write run ``run_id``'s predictions to ``destination`` (CSV, UTF-8) and record the export.
 
-    Columns: ``image``, ``sha256_prefix``, ``role``, ``label`` (``;``-joined, empty when none),
-    ``predicted_class``, then ``score_<class>`` per class. The first line is the research-use
-    notice, commented with ``#``.
+    Columns: ``image_id``, ``sha256`` (full content hash), ``role``, ``label`` (``;``-joined,
+    empty when none), ``trained_on`` (``yes``/``no``: the model learned from the image),
+    ``predicted_class``, ``score_<class>`` per class, then ``relative_path`` when
+    ``relative_paths``. The notice and counts go to :func:`readme_path` beside it.
     """
     with _opened(folder_or_project, locations_dir) as project:
         results = run_results(project, run_id)
-        _write(project, run_id, destination, CSV_KIND, lambda: _csv_text(project, results))
+        readme = readme_path(destination)
+        _write_text(readme, CSV_KIND, lambda: _readme_text(results, destination, relative_paths))
+        _write(
+            project,
+            run_id,
+            destination,
+            CSV_KIND,
+            lambda: _csv_text(project, results, relative_paths),
+        )
     return destination
 
 
 def write_model_card(
     folder_or_project: Path | Project,
-    run_id: int,
+    model_run_id: int,
     destination: Path,
     *,
+    predictions_run: int | None = None,
     locations_dir: Path | None = None,
 ) -> Path:
-    """Write a markdown model card for run ``run_id`` to ``destination`` and record the export."""
+    """Write a markdown model card for the model of training run ``model_run_id``.
+
+    ``predictions_run``: an inference run of that model whose predictions the card adds, scored
+    only on images the model was not trained on. An inference run given as ``model_run_id`` is
+    taken as that: the card describes the training run it came from.
+    """
     with _opened(folder_or_project, locations_dir) as project:
-        results = run_results(project, run_id)
-        _write(project, run_id, destination, CARD_KIND, lambda: _card_text(project, results))
+        model, later = card_runs(project, model_run_id, predictions_run)
+        _write(project, model, destination, CARD_KIND, lambda: card_text(project, model, later))
     return destination
 
 
@@ -82,6 +112,11 @@ def _opened(folder_or_project: Path | Project, locations_dir: Path | None) -> It
 def _write(
     project: Project, run_id: int, destination: Path, kind: str, text: Callable[[], str]
 ) -> None:
+    _write_text(destination, kind, text)
+    project.record_export(run_id, kind, Path(destination).name, file_sha256(Path(destination)))
+
+
+def _write_text(destination: Path, kind: str, text: Callable[[], str]) -> None:
     destination = Path(destination)
     partial = destination.with_name(destination.name + ".partial")
     try:
@@ -90,161 +125,66 @@ def _write(
         partial.replace(destination)
     except OSError as err:
         raise ExportError(f"{destination}: the {kind} cannot be written ({err})") from err
-    project.record_export(run_id, kind, destination.name, file_sha256(destination))
 
 
-def _csv_text(project: Project, results: RunResults) -> str:
-    images = {image.id: image for image in project.images()}
+def _csv_text(project: Project, results: RunResults, relative_paths: bool) -> str:
     roles = {label.image_id: label.role.value for label in project.labels()}
+    paths = _relative_paths(project.images()) if relative_paths else {}
     out = io.StringIO()
-    out.write(f"# {RESEARCH_USE_NOTICE}\n")
     writer = csv.writer(out, lineterminator="\n")
-    header = ["image", "sha256_prefix", "role", "label", "predicted_class"]
-    writer.writerow(header + [f"score_{name}" for name in results.classes])
+    header = ["image_id", "sha256", "role", "label", "trained_on", "predicted_class"]
+    header += [f"score_{name}" for name in results.classes]
+    writer.writerow(header + (["relative_path"] if relative_paths else []))
     for item in results.images:
-        writer.writerow(
-            [
-                image_caption(images[item.image_id]),
-                item.sha256[:SHA_PREFIX],
-                roles.get(item.image_id, ""),
-                ";".join(item.labels or ()),
-                item.predicted_class,
-                *(f"{item.scores.get(name, math.nan):.6f}" for name in results.classes),
-            ]
-        )
+        row = [
+            str(item.image_id),
+            item.sha256,
+            roles.get(item.image_id, ""),
+            ";".join(item.labels or ()),
+            "yes" if item.trained_on else "no",
+            item.predicted_class,
+            *(f"{item.scores.get(name, math.nan):.6f}" for name in results.classes),
+        ]
+        writer.writerow(row + ([paths.get(item.image_id, "")] if relative_paths else []))
     return out.getvalue()
 
 
-def _card_text(project: Project, results: RunResults) -> str:
-    run = project.run(results.run_id)
-    sections = [
-        f"# Model card: run {run.id} ({results.kind})",
-        f"> **{RESEARCH_USE_NOTICE}**",
-        _intended_use(results),
-        _data_section(project, run, results),
-        _method_section(run),
-        _results_section(results),
-        _warnings_section(results),
-        _versions_section(run),
-    ]
-    return "\n\n".join(sections) + "\n"
+def _relative_paths(images: Sequence[ImageRecord]) -> dict[int, str]:
+    """image id -> its path relative to the common folder of every known source (``/``-separated)."""
+    known = {image.id: image.path for image in images if image.path is not None}
+    if not known:
+        return {}
+    try:
+        root = Path(os.path.commonpath([str(path.parent) for path in known.values()]))
+    except ValueError:  # sources on different drives: no common folder, so no path is written
+        return {}
+    return {image_id: path.relative_to(root).as_posix() for image_id, path in known.items()}
 
 
-def _intended_use(results: RunResults) -> str:
-    return (
-        "## Intended use\n\n"
-        f"Research into few-shot classification of medical images into {len(results.classes)} "
-        f"classes ({', '.join(results.classes)}), {results.label_mode}-label. The outputs are "
-        "model scores and a predicted class, not findings: the model is not a medical device, "
-        "has not been validated clinically and must not inform diagnosis or treatment."
-    )
-
-
-def _data_section(project: Project, run: RunRecord, results: RunResults) -> str:
-    """Counts per class and role, and per modality: nothing that names an image or a patient."""
-    by_sha = {image.sha256: image for image in project.images()}
-    record = load_run_record(project, run)
-    rows: list[tuple[str, str, str]] = []  # (role, class, sha256)
-    if record is not None:
-        classes = record["data"]["classes"]
-        for role in (Role.TRAIN.value, Role.TEST.value):
-            for image in record["data"].get(role, []):
-                for name in _target_names(image["target"], classes):
-                    rows.append((role, name, image["sha256"]))
-    else:
-        for item in results.images:
-            for name in item.labels or ("(no label)",):
-                rows.append(("evaluated", name, item.sha256))
-    roles = sorted({role for role, _, _ in rows})
-    counts = Counter((role, name) for role, name, _ in rows)
-    table = ["| class | " + " | ".join(roles) + " |", "|---" * (len(roles) + 1) + "|"]
-    names = list(results.classes) + sorted({n for _, n, _ in rows} - set(results.classes))
-    for name in names:
-        table.append(f"| {name} | " + " | ".join(str(counts[(r, name)]) for r in roles) + " |")
-    modalities = Counter(
-        (by_sha[sha].modality or by_sha[sha].kind) if sha in by_sha else "unknown"
-        for sha in {sha for _, _, sha in rows}
-    )
-    listed = ", ".join(f"{m}: {n}" for m, n in sorted(modalities.items()))
-    return (
-        "## Data\n\nImages per class and role (content hashes are kept in the project; no file "
-        "name, path or header value is reproduced here):\n\n"
-        + "\n".join(table)
-        + f"\n\nModalities: {listed or 'none'}."
-    )
-
-
-def _target_names(target: Any, classes: list[str]) -> list[str]:
-    if isinstance(target, list):
-        return [c for c, flag in zip(classes, target, strict=True) if flag]
-    return [classes[int(target)]]
-
-
-def _method_section(run: RunRecord) -> str:
-    config = run.config
-    method = json.dumps(config.get("method", {}), sort_keys=True)
+def _readme_text(results: RunResults, csv_path: Path, relative_paths: bool) -> str:
+    model = f"training run {results.model_run}" if results.model_run is not None else "unknown"
+    trained = results.trained_on
+    source = "its run record" if results.trained_known else "the train role the images have now"
     lines = [
-        "## Method",
+        RESEARCH_USE_NOTICE,
         "",
-        f"- Tuning method: `{method}`",
-        f"- Backbone: {run.backbone}, weights sha256 `{run.backbone_sha256}`",
-        f"- Seed: {run.seed}",
+        f"{Path(csv_path).name}: the predictions of run {results.run_id} ({results.kind}).",
+        f"Model: {model} of this EPT Studio project.",
+        f"Images: {len(results.images)} predicted; {trained} of them the model was trained on "
+        f"(trained_on = yes, from {source}), {len(results.images) - trained} not.",
+        "Only rows with trained_on = no say anything about how the model does on new images.",
+        "",
+        SCORE_MEANING,
+        "",
+        "Columns: image_id (the image's number in the project), sha256 (the file's content "
+        "hash), role (train or test, now), label (the class(es) the image carries now, "
+        "';'-separated), trained_on, predicted_class, score_<class>"
+        + (
+            ", relative_path (relative to the common folder of the project's sources)."
+            if relative_paths
+            else "."
+        ),
     ]
-    if "recipe" in config:
-        recipe = ", ".join(f"{k} = {v}" for k, v in sorted(config["recipe"].items()))
-        lines.append(f"- Recipe: {recipe}")
-    prompt = run.artifacts.get("prompt_sha256") or config.get("prompt_sha256")
-    if prompt:
-        lines.append(f"- Prompt file sha256: `{prompt}`")
-    if run.device:
-        lines.append(f"- Device: {run.device}")
-    return "\n".join(lines)
-
-
-def _fmt(interval: Interval) -> str:
-    if not interval.defined:
-        return "n/a"
-    if math.isnan(interval.low):
-        return f"{interval.value:.3f}"
-    return f"{interval.value:.3f} ({interval.low:.3f}-{interval.high:.3f})"
-
-
-def _results_section(results: RunResults) -> str:
-    scores = results.scores
-    if scores is None:
-        return "## Results\n\nNo evaluated image: no metric can be reported."
-    level = f"{100 * scores.confidence:.0f} %"
-    lines = [
-        "## Results",
-        "",
-        f"{scores.evaluated} evaluated images; intervals are {level} percentile bootstrap "
-        f"intervals ({scores.resamples} resamples, seed {scores.seed}).",
-        "",
-        f"- Accuracy: {_fmt(scores.accuracy)}",
-        f"- Expected calibration error (10 bins): {scores.ece:.3f}",
-        "",
-        "| class | test images | precision | recall | F1 | AUC |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in scores.per_class:
-        lines.append(
-            f"| {c.name} | {c.support} | {_fmt(c.precision)} | {_fmt(c.recall)} | "
-            f"{_fmt(c.f1)} | {_fmt(c.auc)} |"
-        )
-    if scores.confusion_matrix is not None:
-        names = results.classes
-        lines += ["", "Confusion matrix (rows: label, columns: predicted class):", ""]
-        lines += ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for name, row in zip(names, scores.confusion_matrix, strict=True):
-            lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _warnings_section(results: RunResults) -> str:
-    items = [f"- {w}" for w in results.warnings] or ["- none"]
-    return "## Warnings\n\n" + "\n".join(items)
-
-
-def _versions_section(run: RunRecord) -> str:
-    versions = {"ept_studio (this card)": __version__, **run.versions}
-    return "## Versions\n\n" + "\n".join(f"- {k}: {v}" for k, v in sorted(versions.items()))
+    if not relative_paths:
+        lines.append("No file name or path is written: they can carry patient names.")
+    return "\n".join(lines) + "\n"

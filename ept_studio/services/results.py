@@ -1,11 +1,17 @@
 """The results of a run: its stored predictions against the labels, with intervals and warnings.
 
+Every number is computed on images the model was **not** trained on, unless the view is the one
+named for training images. The images a model learned from are the ``data.train`` hashes of its
+training run's ``run.json`` (the held-out fifth included: it chose the epoch); when that record
+cannot be read, the images that have the train role now stand in for them.
+
 - A *training* run stored one prediction per test-role image when it finished; they are scored
   against the targets it was evaluated on (its ``run.json``), so relabelling later does not rewrite
   history. Without the run record, the images' current labels are used.
-- An *inference* run is scored against the labels its images carry now (both roles; a warning says
-  when images the model may have been trained on are among them). Images without a label, or
-  with a class the model does not know, are counted and left out.
+- An *inference* run is scored against the labels its images carry now. In the default
+  :attr:`ResultsScope.TEST` view the images its model was trained on are counted and left out; the
+  :attr:`ResultsScope.TRAINING` view scores only those, and says it is not a test. Images without a
+  label, or with a class the model does not know, are counted and left out.
 
 The numbers come from :func:`~ept_studio.services.results_stats.score_predictions` (bootstrap
 intervals, seeded). The warnings are the ones a few-shot user needs to read the numbers honestly.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -35,31 +42,51 @@ from ept_studio.services.results_stats import (
 TINY_EVALUATION = 20
 
 __all__ = [
+    "TRAINING_VIEW_NAME",
     "ClassResult",
     "EvaluatedImage",
     "Interval",
     "ReliabilityBin",
+    "ResultsScope",
     "RunResults",
     "load_run_record",
+    "model_run_of",
     "run_kind",
     "run_results",
+    "scope_summary",
+    "trained_hashes",
 ]
+
+
+class ResultsScope(str, Enum):
+    """Which of a run's predictions a results view scores."""
+
+    TEST = "test"
+    """Images the model was not trained on: the only numbers that say how it does on new images."""
+    TRAINING = "training"
+    """Images the model learned from: how well it fits them, never a test."""
+
+
+TRAINING_VIEW_NAME = "Training images (not a test: the model learned from them)"
+"""How the training-images view is named wherever it is offered."""
 
 
 @dataclasses.dataclass(frozen=True)
 class EvaluatedImage:
-    """One scored image: its id, content hash, the model's output and its label (None: no label)."""
+    """One predicted image: its id, content hash, the model's output, its label (None: no label)
+    and whether the model was trained on it."""
 
     image_id: int
     sha256: str
     predicted_class: str
     scores: dict[str, float]
     labels: tuple[str, ...] | None
+    trained_on: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class RunResults:
-    """A run's results view. ``scores`` is None when no image has both a prediction and a label."""
+    """A run's results view. ``scores`` is None when no image in scope has a prediction and a label."""
 
     run_id: int
     kind: str
@@ -67,14 +94,36 @@ class RunResults:
     classes: tuple[str, ...]
     label_mode: str
     images: tuple[EvaluatedImage, ...]
-    """Every prediction of the run, labelled or not, by image id."""
+    """Every prediction of the run, labelled or not, in scope or not, by image id."""
     scores: Scores | None
     unlabelled: int
+    """Images in scope without a label."""
     warnings: tuple[str, ...]
+    scope: ResultsScope = ResultsScope.TEST
+    model_run: int | None = None
+    """The training run whose model made the predictions (None: a model from elsewhere)."""
+    trained_known: bool = True
+    """Whether the trained-on images come from the model's run record (else: the train role now)."""
 
     @property
     def evaluated(self) -> int:
         return self.scores.evaluated if self.scores is not None else 0
+
+    @property
+    def trained_on(self) -> int:
+        """Predicted images the model was trained on."""
+        return sum(image.trained_on for image in self.images)
+
+    @property
+    def in_scope(self) -> tuple[EvaluatedImage, ...]:
+        """The predictions this view may score."""
+        training = self.scope is ResultsScope.TRAINING
+        return tuple(image for image in self.images if image.trained_on == training)
+
+    @property
+    def not_scored(self) -> int:
+        """Predictions outside this view (test view: trained-on images; training view: the rest)."""
+        return len(self.images) - len(self.in_scope)
 
 
 def run_kind(run: RunRecord) -> str:
@@ -86,48 +135,148 @@ def run_results(
     folder_or_project: Path | Project,
     run_id: int,
     *,
+    scope: ResultsScope | str = ResultsScope.TEST,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     locations_dir: Path | None = None,
 ) -> RunResults:
-    """The results of run ``run_id`` of a project (an open one, or its folder)."""
+    """The results of run ``run_id`` of a project (an open one, or its folder).
+
+    ``scope`` ``test`` (the default) scores only images the model was not trained on;
+    ``training`` scores only the images it learned from (never a test).
+    """
+    chosen = ResultsScope(scope)
     if isinstance(folder_or_project, Project):
-        return _results(folder_or_project, run_id, resamples, seed)
+        return _results(folder_or_project, run_id, chosen, resamples, seed)
     with Project.open(Path(folder_or_project), locations_dir=locations_dir) as project:
-        return _results(project, run_id, resamples, seed)
+        return _results(project, run_id, chosen, resamples, seed)
 
 
-def _results(project: Project, run_id: int, resamples: int, seed: int) -> RunResults:
+def scope_summary(results: RunResults) -> str:
+    """What the numbers are computed on, in words: ``on 6 test images; 16 training images not
+    scored`` (test view) or ``on 16 training images: not a test, the model learned from them``."""
+    if results.scope is ResultsScope.TRAINING:
+        return f"on {results.evaluated} training images: not a test, the model learned from them"
+    text = f"on {results.evaluated} test images (not trained on)"
+    if results.not_scored:
+        text += f"; {results.not_scored} training images not scored"
+    return text
+
+
+def model_run_of(project: Project, run: RunRecord) -> RunRecord | None:
+    """The training run whose model made ``run``'s predictions (``run`` itself for a training run).
+
+    None for an inference run whose model came from outside this project.
+    """
+    if run_kind(run) == "training":
+        return run
+    source = run.config.get("source_run")
+    if source is None:
+        return None
+    try:
+        return project.run(int(source))
+    except ProjectError:
+        return None
+
+
+def trained_hashes(project: Project, run: RunRecord) -> frozenset[str] | None:
+    """sha256 of every image the model of ``run`` was trained on (its held-out fifth included).
+
+    None when the model's run record cannot be read.
+    """
+    model = model_run_of(project, run)
+    record = load_run_record(project, model) if model is not None else None
+    if record is None:
+        return None
+    return frozenset(str(image["sha256"]) for image in record["data"].get("train", []))
+
+
+def _results(
+    project: Project, run_id: int, scope: ResultsScope, resamples: int, seed: int
+) -> RunResults:
     run = project.run(run_id)
     kind = run_kind(run)
     classes = tuple(str(c) for c in run.config.get("classes") or run.config.get("class_names", []))
     if not classes:
         raise ProjectError(f"run {run_id} records no class names: it cannot be scored")
     mode = str(run.config.get("label_mode", project.label_mode.value))
-    record = load_run_record(project, run) if kind == "training" else None
-    labels = _recorded_labels(record, classes) if record else _current_labels(project)
-    sha = {image.id: image.sha256 for image in project.images()}
-    images = tuple(
-        EvaluatedImage(
-            row.image_id,
-            sha[row.image_id],
-            row.predicted_class,
-            row.scores,
-            labels.get(sha[row.image_id]),
-        )
-        for row in project.predictions(run_id)
-        if row.image_id in sha
-    )
-    known = [i for i in images if i.labels is not None and set(i.labels) <= set(classes)]
-    warnings = _data_warnings(project, run, images, known, classes, record)
+    model = model_run_of(project, run)
+    record = load_run_record(project, model) if model is not None else None
+    trained = trained_hashes(project, run)
+    trained_known = trained is not None
+    if trained is None:
+        trained = _train_role_hashes(project)
+    labels = _labels(project, kind, scope, record, classes)
+    images = _evaluated_images(project, run_id, labels, trained)
+    in_scope = [i for i in images if i.trained_on == (scope is ResultsScope.TRAINING)]
+    known = [i for i in in_scope if i.labels is not None and set(i.labels) <= set(classes)]
+    warnings = _data_warnings(project, scope, in_scope, known, classes, trained)
     scores = None
     if known:
         probs = np.array([[i.scores.get(c, 0.0) for c in classes] for i in known])
         targets = _targets(known, classes, mode)
         scores = score_predictions(classes, mode, probs, targets, resamples=resamples, seed=seed)
         warnings += _score_warnings(scores, classes)
-    unlabelled = sum(i.labels is None for i in images)
-    return RunResults(run_id, kind, classes, mode, images, scores, unlabelled, tuple(warnings))
+    if not trained_known and any(i.trained_on for i in images):
+        warnings.append(
+            "the model's run record cannot be read: the images with the train role now are "
+            "taken as the ones it was trained on"
+        )
+    unlabelled = sum(i.labels is None for i in in_scope)
+    return RunResults(
+        run_id,
+        kind,
+        classes,
+        mode,
+        tuple(images),
+        scores,
+        unlabelled,
+        tuple(warnings),
+        scope,
+        model.id if model is not None else None,
+        trained_known,
+    )
+
+
+def _labels(
+    project: Project,
+    kind: str,
+    scope: ResultsScope,
+    record: dict[str, Any] | None,
+    classes: Sequence[str],
+) -> dict[str, tuple[str, ...]]:
+    """sha256 -> class names to score against: what the run was evaluated (or trained) on where
+    the record says so, else the labels the images carry now."""
+    if record is None:
+        return _current_labels(project)
+    if scope is ResultsScope.TRAINING:
+        return _recorded_labels(record, classes, "train")
+    if kind == "training":
+        return _recorded_labels(record, classes, "test")
+    return _current_labels(project)
+
+
+def _evaluated_images(
+    project: Project, run_id: int, labels: dict[str, tuple[str, ...]], trained: frozenset[str]
+) -> list[EvaluatedImage]:
+    sha = {image.id: image.sha256 for image in project.images()}
+    return [
+        EvaluatedImage(
+            row.image_id,
+            sha[row.image_id],
+            row.predicted_class,
+            row.scores,
+            labels.get(sha[row.image_id]),
+            sha[row.image_id] in trained,
+        )
+        for row in project.predictions(run_id)
+        if row.image_id in sha
+    ]
+
+
+def _train_role_hashes(project: Project) -> frozenset[str]:
+    train_ids = {label.image_id for label in project.labels() if label.role is Role.TRAIN}
+    return frozenset(image.sha256 for image in project.images() if image.id in train_ids)
 
 
 def load_run_record(project: Project, run: RunRecord) -> dict[str, Any] | None:
@@ -143,10 +292,12 @@ def load_run_record(project: Project, run: RunRecord) -> dict[str, Any] | None:
     return record if isinstance(record.get("data"), dict) else None
 
 
-def _recorded_labels(record: dict[str, Any], classes: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """sha256 -> class names, from the test targets a training run was evaluated on."""
+def _recorded_labels(
+    record: dict[str, Any], classes: Sequence[str], part: str
+) -> dict[str, tuple[str, ...]]:
+    """sha256 -> class names, from the targets of the run record's ``train`` or ``test`` images."""
     labels: dict[str, tuple[str, ...]] = {}
-    for image in record.get("data", {}).get("test", []):
+    for image in record.get("data", {}).get(part, []):
         target = image["target"]
         if isinstance(target, list):
             labels[image["sha256"]] = tuple(
@@ -175,30 +326,30 @@ def _targets(images: Sequence[EvaluatedImage], classes: Sequence[str], mode: str
 
 def _data_warnings(
     project: Project,
-    run: RunRecord,
+    scope: ResultsScope,
     images: Sequence[EvaluatedImage],
     known: Sequence[EvaluatedImage],
     classes: Sequence[str],
-    record: dict[str, Any] | None,
+    trained: frozenset[str],
 ) -> list[str]:
     warnings: list[str] = []
-    if not known:
+    if scope is ResultsScope.TRAINING:
         warnings.append(
-            "no image of this run has both a prediction and a label: give some labelled images "
-            "the test role and train again, or label the predicted images"
+            "these are the images the model learned from: the numbers say how well it fits "
+            "them, not how it does on new images"
         )
+    if not known and scope is ResultsScope.TEST:
+        warnings.append(
+            "no image the model was not trained on has both a prediction and a label: give "
+            "some labelled images the test role and train again, or label new images and "
+            "predict them"
+        )
+    elif not known:
+        warnings.append("no image the model was trained on has a prediction in this run")
     foreign = sum(1 for i in images if i.labels is not None and not set(i.labels) <= set(classes))
     if foreign:
         warnings.append(f"{foreign} images carry a class the model does not know: left out")
-    if record is None and run_kind(run) == "inference":
-        roles = {label.image_id: label.role for label in project.labels()}
-        trained = sum(roles.get(i.image_id) is Role.TRAIN for i in known)
-        if trained:
-            warnings.append(
-                f"{trained} evaluated images have the train role: if the model was trained on "
-                "them, its scores are optimistic"
-            )
-    both = _patients_in_both(project, known, record)
+    both = _patients_in_both(project, known, trained) if scope is ResultsScope.TEST else 0
     if both:
         warnings.append(
             f"patients appear in both train and test ({both} patients): the test is optimistic; "
@@ -208,18 +359,13 @@ def _data_warnings(
 
 
 def _patients_in_both(
-    project: Project, known: Sequence[EvaluatedImage], record: dict[str, Any] | None
+    project: Project, known: Sequence[EvaluatedImage], trained: frozenset[str]
 ) -> int:
     """Patients (salted hashes) of evaluated images that also have a training image."""
     patient = {image.sha256: image.patient_hash for image in project.images()}
-    if record is not None:
-        train = {str(i["sha256"]) for i in record.get("data", {}).get("train", [])}
-    else:
-        train_ids = {lab.image_id for lab in project.labels() if lab.role is Role.TRAIN}
-        train = {image.sha256 for image in project.images() if image.id in train_ids}
-    trained = {patient.get(sha) for sha in train} - {None}
-    tested = {patient.get(i.sha256) for i in known if i.sha256 not in train} - {None}
-    return len(trained & tested)
+    in_training = {patient.get(sha) for sha in trained} - {None}
+    tested = {patient.get(i.sha256) for i in known if i.sha256 not in trained} - {None}
+    return len(in_training & tested)
 
 
 def _score_warnings(scores: Scores, classes: Sequence[str]) -> list[str]:

@@ -18,8 +18,10 @@ from ept_studio.data.store import Project, RunRecord
 from ept_studio.errors import ExportError, ProjectError
 from ept_studio.files import file_sha256
 from ept_studio.services.export import OnnxExportResult, export_handle_to_onnx
+from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
 from ept_studio.services.onnx_inference import open_onnx_model, open_torch_model
 from ept_studio.services.project_inference import predict_project
+from ept_studio.services.results import TRAINING_VIEW_NAME, ResultsScope
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone
@@ -38,6 +40,8 @@ class TrainedRun:
     method: str
     metrics: dict[str, float]
     has_onnx: bool
+    tooltip: str = ""
+    """What the label's metric means, with its technical key."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,32 +70,57 @@ def trained_runs(project: Project) -> list[TrainedRun]:
             continue
         method = str(run.config.get("method", {}).get("method", "?"))
         accuracy = run.metrics.get("accuracy")
-        shown = f", test accuracy {accuracy:.2f}" if accuracy is not None else ""
-        label = f"Run {run.id}: {method}{shown}"
+        shown = ""
+        if accuracy is not None:
+            shown = f", {plain_metric_name('accuracy').lower()} on test images {accuracy:.2f}"
+        label = f"Run {run.id}: {method.upper()}{shown}"
         runs.append(
             TrainedRun(
-                run.id, label, method, dict(run.metrics), onnx_file(project, run.id) is not None
+                run.id,
+                label,
+                method,
+                dict(run.metrics),
+                onnx_file(project, run.id) is not None,
+                _metrics_tooltip(run.metrics),
             )
         )
     return runs
 
 
+def _metrics_tooltip(metrics: dict[str, float]) -> str:
+    """One line per recorded test metric: plain name, value, and what it means."""
+    lines = []
+    for key, value in metrics.items():
+        if isinstance(value, int | float):
+            lines.append(f"{plain_metric_name(key)}: {value:.3f}. {metric_tooltip(key)}")
+    return "\n".join(lines)
+
+
 @dataclasses.dataclass(frozen=True)
 class ResultsChoice:
-    """A run whose predictions can be shown as results: the model's test set or an inference."""
+    """A results view: a run whose predictions are scored, and which of them (``scope``)."""
 
     run_id: int
     label: str
+    scope: ResultsScope = ResultsScope.TEST
 
 
 def result_runs(project: Project, model_run: int) -> list[ResultsChoice]:
-    """Runs with predictions from the model of ``model_run``: its inferences (newest first),
-    then its own test-set evaluation."""
+    """The results views of the model of ``model_run``.
+
+    Each of its inference runs (newest first) scored on the images it was not trained on; the
+    newest one also on the training images, in a view named for what it is; then the model's own
+    test-set evaluation.
+    """
     choices = []
     for run in reversed(project.runs()):
         if run.config.get("source_run") == model_run and run.status == "finished":
             count = int(run.metrics.get("images", 0))
-            choices.append(ResultsChoice(run.id, f"Predictions, run {run.id} ({count} images)"))
+            label = f"Predictions, run {run.id} ({count} images): test images"
+            choices.append(ResultsChoice(run.id, label))
+            if not any(c.scope is ResultsScope.TRAINING for c in choices):
+                training = f"Predictions, run {run.id}: {TRAINING_VIEW_NAME}"
+                choices.append(ResultsChoice(run.id, training, ResultsScope.TRAINING))
     if project.predictions(model_run):
         choices.append(ResultsChoice(model_run, f"Test images of run {model_run}"))
     return choices

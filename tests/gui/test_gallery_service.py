@@ -32,8 +32,12 @@ def test_items_carry_thumbnails_labels_and_no_paths(project: Project) -> None:
     assert all(item.thumbnail is not None and item.thumbnail.is_file() for item in items)
     with Image.open(items[0].thumbnail) as thumbnail:  # type: ignore[arg-type]
         assert max(thumbnail.size) == 256
-    captions = sorted(item.caption.split()[1] for item in items)
-    assert captions == ["CT", "MR", "image", "image", "image", "image", "image", "image"]
+    captions = sorted(item.caption.split(" · ", 1)[1] for item in items)
+    assert captions == ["unlabelled"] * 6 + ["unlabelled · CT", "unlabelled · MR"]
+    assert all(item.caption.startswith(f"#{item.image_id} · ") for item in items)
+    normal = project.add_class("normal")
+    project.set_label([items[0].image_id], normal.id)
+    assert gallery_items(project)[0].caption.split(" · ")[:2] == [f"#{items[0].image_id}", "normal"]
     assert not any("/" in item.caption or "studies" in item.caption for item in items)
 
 

@@ -13,7 +13,7 @@ from support import tiny_backbone
 
 from ept_studio.data.store import PredictionRow, Project, Role
 from ept_studio.services.project import ProjectTrainingSaved, import_paths, train_on_project
-from ept_studio.services.results import run_results
+from ept_studio.services.results import ResultsScope, run_results, scope_summary
 from ept_studio.services.results_stats import Interval, score_predictions
 
 TRUTH = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -82,10 +82,13 @@ def test_multi_label_metrics_per_class_auc_and_f1() -> None:
 def test_an_inference_run_is_scored_against_the_labels_with_warnings(
     tmp_path: Path, class_folders: Path
 ) -> None:
+    """No run record (a model from elsewhere): the images with the train role now are taken as
+    trained on; only the test-role ones are scored, and the training view scores the rest."""
     with Project.create(tmp_path / "p", locations_dir=tmp_path / "loc") as project:
         import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
         images = project.images()
         project.set_label([images[0].id], None)
+        project.set_role([i.id for i in images[1:6]] + [images[6].id], Role.TEST)
         run_id = project.record_run(
             config={"kind": "inference", "class_names": ["fundus", "histology", "xray"]},
             seed=0,
@@ -97,22 +100,34 @@ def test_an_inference_run_is_scored_against_the_labels_with_warnings(
         rows = [PredictionRow(i.id, "fundus", scores, EMPTY) for i in images]
         project.record_predictions(run_id, rows)
         results = run_results(project, run_id, resamples=200)
+        training = run_results(project, run_id, scope="training", resamples=200)
     assert results.kind == "inference"
-    assert (len(results.images), results.unlabelled, results.evaluated) == (12, 1, 11)
+    assert (len(results.images), results.unlabelled, results.evaluated) == (12, 1, 6)
+    assert (results.trained_on, results.not_scored) == (5, 5)
+    assert not results.trained_known
+    assert (
+        scope_summary(results) == "on 6 test images (not trained on); 5 training images not scored"
+    )
     assert results.scores is not None
-    assert results.scores.accuracy.value == pytest.approx(5 / 11)
+    assert results.scores.accuracy.value == pytest.approx(5 / 6)  # 5 fundus, 1 histology
     fundus, histology, xray = results.scores.per_class
-    assert (fundus.recall.value, fundus.precision.value) == pytest.approx((1.0, 5 / 11))
+    assert (fundus.recall.value, fundus.precision.value) == pytest.approx((1.0, 5 / 6))
     assert histology.recall.value == 0.0
     assert math.isnan(histology.precision.value)
     assert xray.support == 0
     assert math.isnan(xray.recall.value)
     text = "\n".join(results.warnings)
-    assert "evaluation set is tiny (n = 11 < 20): the intervals are wide" in text
+    assert "evaluation set is tiny (n = 6 < 20): the intervals are wide" in text
     assert "the model predicts only one class (fundus)" in text
     assert "a class has no test image (xray)" in text
-    assert "11 evaluated images have the train role" in text
+    assert "the images with the train role now are taken as the ones it was trained on" in text
     assert "patients appear in both" not in text
+    assert training.scope is ResultsScope.TRAINING
+    assert (training.evaluated, training.unlabelled, training.not_scored) == (5, 0, 7)
+    assert training.scores is not None
+    assert training.scores.accuracy.value == 0.0  # the 5 train-role images are all histology
+    assert "not how it does on new images" in "\n".join(training.warnings)
+    assert scope_summary(training).startswith("on 5 training images: not a test")
 
 
 def test_a_training_run_stores_one_prediction_per_test_image(
