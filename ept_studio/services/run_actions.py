@@ -156,6 +156,15 @@ def load_run_model(
     return load_tuned_model(prompt_file(project, run_id), backbone=backbone)
 
 
+def open_run_model(project: Project, run_id: int, backbone: LoadedBackbone | None = None) -> Runner:
+    """The runner the app predicts with: the run's exported ONNX model when it has one (the way
+    it will run elsewhere), else its tuned torch model."""
+    exported = onnx_file(project, run_id)
+    if exported is not None:
+        return open_onnx_model(exported)
+    return open_torch_model(load_run_model(project, run_id, backbone))
+
+
 def predict_with_run(
     folder: Path,
     run_id: int,
@@ -167,16 +176,13 @@ def predict_with_run(
 ) -> Iterator[object]:
     """Predict the project's images (or ``image_ids``) with the run; stored as an inference run."""
     with Project.open(folder, locations_dir=locations_dir) as project:
-        exported = onnx_file(project, run_id)
-        runner: Runner
-        if exported is not None:
+        exported = onnx_file(project, run_id) is not None
+        if exported:
             yield StageStarted("Opening the exported ONNX model")
-            runner = open_onnx_model(exported)
-            name = f"run {run_id} {ONNX_NAME}"
         else:
             yield StageStarted("Loading the tuned model")
-            runner = open_torch_model(load_run_model(project, run_id, backbone))
-            name = f"run {run_id} prompt file"
+        runner = open_run_model(project, run_id, backbone)
+        name = f"run {run_id} {ONNX_NAME}" if exported else f"run {run_id} prompt file"
     yield from predict_project(
         folder,
         runner,
@@ -242,6 +248,7 @@ __all__ = [
     "export_run_onnx",
     "load_run_model",
     "onnx_file",
+    "open_run_model",
     "predict_with_run",
     "prompt_file",
     "result_runs",
