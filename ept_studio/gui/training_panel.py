@@ -1,165 +1,205 @@
-"""The Train tab: method and recipe settings, Train / Cancel, progress with ETA, live curves.
+"""The Train tab: the method, one Train button that says what will happen, a readiness checklist,
+"Split for me", the Advanced settings, and progress with live curves while a run trains.
 
-Every setting that is left at "recipe default" takes the recipe's value, so the panel never holds
-a copy of the recipe (and never imports torch to read it). The panel renders the events of the
-running training task; the work is in :class:`~ept_studio.gui.jobs.ProjectJobs`.
+Everything shown before the press comes from torch-free services: the checklist
+(:func:`~ept_studio.services.readiness.check_readiness`, whose blocking items are the training
+service's own rule) and the plan (:func:`~ept_studio.services.training_plan.plan_training`, the run's
+own step arithmetic), so a run never fails for a reason the tab could have named, and no setting is
+changed behind the user's back. The work runs in :class:`~ept_studio.gui.jobs.ProjectJobs`.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QAction, QFont
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
-    QGroupBox,
+    QFrame,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMessageBox,
-    QProgressBar,
     QPushButton,
-    QSpinBox,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ept_studio.errors import EptStudioError
-from ept_studio.gui.curves import CurvePlot
 from ept_studio.gui.jobs import TRAINING, ProjectJobs
+from ept_studio.gui.readiness_view import ReadinessView
+from ept_studio.gui.training_run import LOSS, RunView, format_eta
+from ept_studio.gui.training_settings import DEFAULT, AdvancedSettings
 from ept_studio.services.backbone_setup import offline_backbone_status
-from ept_studio.services.project import ProjectDataReady, ProjectTrainingSaved
-from ept_studio.services.project_tuning import (
-    TuningCancelled,
-    TuningEpoch,
-    TuningRestarted,
-    TuningStarted,
-    TuningStep,
-    TuningWarnings,
-)
+from ept_studio.services.project import Project, ProjectTrainingSaved
+from ept_studio.services.readiness import ReadinessItem, Severity, check_readiness
+from ept_studio.services.test_split import apply_test_split, suggest_test_split
 from ept_studio.services.training_options import (
     METHOD_CHOICES,
-    RECIPE_CHOICES,
     TrainingOptions,
-    device_choices,
     method_choice,
 )
+from ept_studio.services.training_plan import TrainingPlan, plan_training
 
-DEFAULT = "recipe default"
-LOSS = "training loss"
-VALIDATION_CURVES = ("loss", "accuracy", "macro_auc")
-"""Held-out metrics drawn per epoch (at the epoch's last step), next to the training loss."""
+__all__ = ["DEFAULT", "LOSS", "TRAINING", "TrainingPanel", "format_eta"]
 
-
-def format_eta(seconds: float) -> str:
-    """``about 1 min 05 s left``; ``less than a second left``."""
-    if seconds < 1:
-        return "less than a second left"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"about {hours} h {minutes:02d} min left"
-    if minutes:
-        return f"about {minutes} min {secs:02d} s left"
-    return f"about {secs} s left"
+NO_PROJECT = "Create or open a project first."
+NO_BACKBONE = (
+    "The offline default backbone is not set up on this machine: press 'Get the offline "
+    "backbone…' in the status bar first."
+)
+PANEL_MAX_MINIMUM_WIDTH = 380
+"""The tab must fit beside the gallery in a 1024 x 768 window."""
 
 
 class TrainingPanel(QWidget):
-    """Settings form, the Train and Cancel buttons, the progress bar and the curves."""
+    """Method, Train / Cancel, the plan, the checklist, Advanced settings, progress and curves."""
 
     run_saved = Signal(object)
     """The :class:`ProjectTrainingSaved` of a run that finished."""
+    readiness_changed = Signal(bool)
+    """True when nothing blocks training any more, False when something does."""
 
     def __init__(self, jobs: ProjectJobs, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.jobs = jobs
-        self.last_saved: ProjectTrainingSaved | None = None
-        self.warnings: tuple[str, ...] = ()
-        self._last_step = 0
-        self._build_form()
-        self.train_button = QPushButton("Train")
-        self.train_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setFormat("%p %")
-        self.eta = QLabel("")
-        self.state = QLabel("Label a few images per class (train role), then press Train.")
-        self.state.setWordWrap(True)
-        self.curves = CurvePlot("step")
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.form_box)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.eta)
-        layout.addWidget(self.state)
-        layout.addWidget(self.curves, 1)
-        self.train_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.cancel)
-        jobs.task_event.connect(self._on_event)
-        jobs.finished.connect(self._on_finished)
-        jobs.failed.connect(self._on_failed)
-        jobs.busy_changed.connect(self._on_busy)
+        self.plan: TrainingPlan | None = None
+        self.reasons: list[str] = [NO_PROJECT]
+        """Why Train is off (empty: it can start)."""
+        self._ready: bool | None = None
+        self._stopping = False
+        self.split_action = QAction("Split for me", self)
+        self.split_action.setToolTip(
+            "Put about a fifth of each class's labelled images in the test set, whole patients "
+            "at a time, so that training reports an accuracy. Undo puts them back."
+        )
+        self.run_view = RunView(self)
+        self.progress, self.eta = self.run_view.progress, self.run_view.eta
+        self.state, self.curves = self.run_view.state, self.run_view.curves
+        self._build()
+        self._connect()
         self._on_method(0)
 
-    # -- the form -----------------------------------------------------------------------------
+    # -- building -----------------------------------------------------------------------------
 
-    def _build_form(self) -> None:
-        self.form_box = QGroupBox("Tuning")
-        form = QFormLayout(self.form_box)
+    def _build(self) -> None:
+        self.settings_box = QWidget()
+        settings = QVBoxLayout(self.settings_box)
+        settings.setContentsMargins(0, 0, 0, 0)
+        top = QFormLayout()
         self.method = QComboBox()
         for choice in METHOD_CHOICES:
             self.method.addItem(choice.label, choice.key)
             self.method.setItemData(self.method.count() - 1, choice.description, 3)  # tooltip
-        self.recipe = QComboBox()
-        for choice in RECIPE_CHOICES:
-            self.recipe.addItem(choice.label, choice.key)
-        self.recipe.setToolTip(
-            "The starting point; epochs, learning rate and batch size override it when set"
+        top.addRow("Method", self.method)
+        settings.addLayout(top)
+        self.advanced = AdvancedSettings()
+        self._alias_settings(self.advanced)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.addWidget(self.settings_box)
+        layout.addLayout(self._train_row())
+        layout.addWidget(self.plan_label)
+        layout.addWidget(self.notes_label)
+        layout.addLayout(self._split_row())
+        layout.addWidget(_rule())
+        layout.addWidget(self.checklist)
+        layout.addWidget(self.advanced)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.eta)
+        layout.addWidget(self.state)
+        layout.addWidget(self.curves, 1)
+        self._scroll(body)
+
+    def _alias_settings(self, advanced: AdvancedSettings) -> None:
+        """The Advanced widgets under the panel's names, which tests and callers use."""
+        self.recipe, self.length, self.blocks = advanced.recipe, advanced.length, advanced.blocks
+        self.epochs, self.learning_rate = advanced.epochs, advanced.learning_rate
+        self.batch_size, self.seed, self.hold_out = (
+            advanced.batch_size,
+            advanced.seed,
+            advanced.hold_out,
         )
-        self.length = QSpinBox()
-        self.length.setRange(1, 500)
-        self.length.setValue(100)
-        self.blocks = QLineEdit("all")
-        self.blocks.setToolTip("all, shallow (first block only), a list like 0,1,2 or 0-5")
-        self.epochs = _spin(0, 1000, DEFAULT)
-        self.learning_rate = QDoubleSpinBox()
-        self.learning_rate.setDecimals(5)
-        self.learning_rate.setRange(0.0, 1.0)
-        self.learning_rate.setSingleStep(0.0001)
-        self.learning_rate.setSpecialValueText(DEFAULT)
-        self.learning_rate.setToolTip(
-            "The rate of the method's tensors: prompts, LoRA factors, biases, or the backbone's"
-            " weights under full fine-tuning"
-        )
-        self.batch_size = _spin(0, 256, DEFAULT)
-        self.seed = _spin(0, 2**31 - 1, "")
-        self.hold_out = QCheckBox("Hold out a fifth of each class to pick the best epoch")
-        self.hold_out.setChecked(True)
-        self.hold_out.setToolTip(
-            "Only when every class has at least 5 training images; test images are never used"
-        )
-        self.patience = _spin(0, 1000, "never")
-        self.patience.setToolTip("epochs without improvement on the held-out images")
-        self.device = QComboBox()
-        for key, label in device_choices():
-            self.device.addItem(label, key)
-        form.addRow("Method", self.method)
-        form.addRow("Recipe", self.recipe)
-        form.addRow("Prompt length", self.length)
-        form.addRow("Prompted blocks", self.blocks)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Learning rate", self.learning_rate)
-        form.addRow("Batch size", self.batch_size)
-        form.addRow("Seed", self.seed)
-        form.addRow("", self.hold_out)
-        form.addRow("Stop early after", self.patience)
-        form.addRow("Device", self.device)
+        self.patience, self.device = advanced.patience, advanced.device
+
+    def _train_row(self) -> QHBoxLayout:
+        self.train_button = QPushButton("Train")
+        self.train_button.setDefault(True)
+        self.train_button.setMinimumHeight(40)
+        font = QFont(self.train_button.font())
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        self.train_button.setFont(font)
+        self.train_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.plan_label = _wrapped("")
+        self.notes_label = _wrapped("")
+        row = QHBoxLayout()
+        row.addWidget(self.train_button, 1)
+        row.addWidget(self.cancel_button)
+        return row
+
+    def _split_row(self) -> QHBoxLayout:
+        self.counts_label = _wrapped("")
+        self.split_button = QToolButton()
+        self.split_button.setDefaultAction(self.split_action)
+        self.checklist = ReadinessView(self.split_action)
+        row = QHBoxLayout()
+        row.addWidget(self.counts_label, 1)
+        row.addWidget(self.split_button)
+        return row
+
+    def _scroll(self, body: QWidget) -> None:
+        """Everything scrolls vertically in a short window; the width never scrolls."""
+        scroll = QScrollArea()
+        scroll.setWidget(body)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        margins = body.contentsMargins().left() + body.contentsMargins().right()
+        layout = body.layout()
+        if layout is not None:
+            margins += layout.contentsMargins().left() + layout.contentsMargins().right()
+        advanced = self.advanced.body.minimumSizeHint().width() + margins  # hidden at first
+        scroll.setMinimumWidth(max(body.minimumSizeHint().width(), advanced) + bar)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.body = body
+
+    @property
+    def last_saved(self) -> ProjectTrainingSaved | None:
+        return self.run_view.last_saved
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.run_view.warnings
+
+    def _connect(self) -> None:
+        session = self.jobs.session
+        for signal in (
+            session.labels_changed,
+            session.classes_changed,
+            session.images_changed,
+            session.project_changed,
+            self.jobs.runs_changed,
+            self.advanced.changed,
+        ):
+            signal.connect(self.refresh)
         self.method.currentIndexChanged.connect(self._on_method)
+        self.train_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.split_action.triggered.connect(self.split_for_me)
+        self.jobs.task_event.connect(self.run_view.on_event)
+        self.jobs.finished.connect(self._on_finished)
+        self.jobs.failed.connect(self._on_failed)
+        self.jobs.busy_changed.connect(self._on_busy)
+
+    # -- settings -----------------------------------------------------------------------------
 
     @Slot(int)
     def _on_method(self, _index: int) -> None:
@@ -171,9 +211,10 @@ class TrainingPanel(QWidget):
         elif choice.key.startswith("ept") and self.length.value() == 10:
             self.length.setValue(100)
         self.method.setToolTip(choice.description)
+        self.refresh()
 
     def options(self) -> TrainingOptions:
-        """The form as :class:`TrainingOptions`; a bad entry is a ConfigError naming it."""
+        """The settings as :class:`TrainingOptions`; a bad entry is a ConfigError naming it."""
         return TrainingOptions(
             method=str(self.method.currentData()),
             recipe=str(self.recipe.currentData()),
@@ -189,123 +230,167 @@ class TrainingPanel(QWidget):
         )
 
     def set_recipe(self, key: str) -> None:
-        index = self.recipe.findData(key)
-        if index < 0:
-            raise ValueError(f"no recipe {key!r} in the list")
-        self.recipe.setCurrentIndex(index)
+        _choose(self.recipe, key, "recipe")
 
     def set_method(self, key: str) -> None:
-        index = self.method.findData(key)
-        if index < 0:
-            raise ValueError(f"no method {key!r} in the list")
-        self.method.setCurrentIndex(index)
+        _choose(self.method, key, "method")
 
-    # -- running ------------------------------------------------------------------------------
+    # -- readiness and the plan ---------------------------------------------------------------
+
+    @Slot()
+    def refresh(self) -> None:
+        """Check the labels and settings again: the checklist, the counts, the plan, Train's state."""
+        project = self.jobs.session.project
+        self.plan = None
+        if project is None:
+            self.reasons = [NO_PROJECT]
+            self.checklist.set_items(())
+            self.counts_label.setText("")
+        else:
+            self.reasons = self._check(project)
+        self._show_plan()
+        self._update_buttons()
+        ready = not self.reasons
+        if ready != self._ready:
+            self._ready = ready
+            self.readiness_changed.emit(ready)
+
+    def _check(self, project: Project) -> list[str]:
+        """The reasons Train is off for the open project (and the plan, when there are none)."""
+        try:
+            options = self.options()
+            readiness = check_readiness(project)
+        except EptStudioError as err:
+            self.checklist.set_items(())
+            return [str(err)]
+        items = list(readiness.items)
+        if self.jobs.backbone is None and not _backbone_present():
+            items.append(ReadinessItem("backbone", Severity.BLOCKING, NO_BACKBONE))
+        self.checklist.set_items(items)
+        self.counts_label.setText(readiness.split_counts())
+        reasons = [i.text for i in items if i.severity is Severity.BLOCKING]
+        if not reasons:
+            try:
+                self.plan = plan_training(project, options, backbone_name=self._backbone_name())
+            except EptStudioError as err:
+                return [str(err)]
+        return reasons
+
+    def _backbone_name(self) -> str | None:
+        spec = getattr(self.jobs.backbone, "spec", None)
+        name = getattr(spec, "name", None)
+        return name if isinstance(name, str) else None
+
+    def _show_plan(self) -> None:
+        if self.reasons:
+            more = f" (and {len(self.reasons) - 1} more)" if len(self.reasons) > 1 else ""
+            self.plan_label.setText(f"Cannot train yet: {self.reasons[0]}{more}")
+            self.plan_label.setToolTip("\n".join(self.reasons))
+            self.notes_label.setText("")
+            return
+        plan = self.plan
+        if plan is not None:
+            self.plan_label.setText(plan.headline())
+            self.plan_label.setToolTip(plan.estimate_basis)
+            self.notes_label.setText("\n".join(f"• {note}" for note in plan.notes))
+
+    def _update_buttons(self) -> None:
+        busy = self.jobs.busy
+        training = busy and self.jobs.current == TRAINING
+        self.train_button.setEnabled(not busy and not self.reasons)
+        if self.reasons:
+            self.train_button.setToolTip("Cannot train yet:\n" + "\n".join(self.reasons))
+        elif self.plan is not None:
+            self.train_button.setToolTip(f"{self.plan.headline()}. {self.plan.estimate_basis}")
+        self.cancel_button.setEnabled(training and not self._stopping)
+        has_project = self.jobs.session.project is not None
+        self.split_action.setEnabled(has_project and not busy)
+        self.settings_box.setEnabled(not busy)
+        self.advanced.setEnabled(not busy)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    @Slot()
+    def split_for_me(self) -> None:
+        """Move about a fifth of each class to the test set, whole patients at a time (one undo)."""
+        project = self.jobs.session.project
+        if project is None or self.jobs.busy:
+            return
+        try:
+            moved = apply_test_split(project, suggest_test_split(project))
+        except EptStudioError as err:
+            self.state.setText(str(err))
+            return
+        if not moved:
+            self.state.setText(
+                "Nothing to move: every class already has its share of test images, or has "
+                "only one patient (or image) to train on."
+            )
+            return
+        images = "image" if len(moved) == 1 else "images"
+        self.state.setText(
+            f"Moved {len(moved)} {images} to the test set, whole patients at a time. "
+            "Undo (Ctrl+Z) puts them back."
+        )
+        self.jobs.session.labels_changed.emit()
 
     @Slot()
     def start(self) -> bool:
-        """Train with the form's settings; False (with the reason shown) when it cannot start."""
-        try:
-            options = self.options()
-        except EptStudioError as err:
-            self.state.setText(str(err))
+        """Train with the settings; False (with the reasons shown) when it cannot start."""
+        self.refresh()
+        if self.reasons:
+            self.state.setText("\n".join(self.reasons))
             return False
-        if self.jobs.session.folder is None:
-            self.state.setText("Create or open a project first.")
-            return False
-        if self.jobs.backbone is None and not _backbone_present():
-            self.state.setText(
-                "The offline default backbone is not set up on this machine: press 'Get the "
-                "offline backbone…' in the status bar first."
-            )
-            return False
-        if not self.jobs.start_training(options):
+        if not self.jobs.start_training(self.options()):
             self.state.setText(
                 f"{self.jobs.current or 'Another task'} is running; wait or cancel it."
             )
             return False
-        self.curves.clear()
-        self.warnings = ()
-        self.progress.setRange(0, 0)  # busy until the first step reports the total
-        self.eta.setText("")
-        self.state.setText("Loading the images and the backbone…")
+        self._stopping = False
+        self.run_view.started()
         return True
 
     @Slot()
     def cancel(self) -> None:
-        if self.jobs.current == TRAINING:
-            self.state.setText("Cancelling: the run stops before its next step…")
+        """Stop the run before its next step; Cancel greys out at once, Train stays off until
+        the run has ended."""
+        if self.jobs.current == TRAINING and not self._stopping:
+            self._stopping = True
+            self.cancel_button.setEnabled(False)
+            self.state.setText("Stopping after the current step…")
             self.jobs.cancel()
 
     @Slot(bool)
     def _on_busy(self, busy: bool) -> None:
-        training = busy and self.jobs.current == TRAINING
-        self.train_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(training)
-        self.form_box.setEnabled(not busy)
-
-    @Slot(str, object)
-    def _on_event(self, name: str, item: object) -> None:
-        if name != TRAINING:
-            return
-        if isinstance(item, ProjectDataReady):
-            self.state.setText(_data_summary(item))
-        elif isinstance(item, TuningStarted):
-            self.progress.setRange(0, item.total_steps)
-            self.progress.setValue(0)
-            self.state.setText(
-                f"Training on {item.device}: {item.total_steps} steps, "
-                f"{item.trainable_parameters:,} values learn."
-            )
-        elif isinstance(item, TuningStep):
-            self._last_step = item.step
-            self.progress.setValue(item.step)
-            self.eta.setText(f"Step {item.step} of {item.total_steps}, {format_eta(item.eta_s)}")
-            self.curves.add_point(LOSS, item.step, item.loss)
-        elif isinstance(item, TuningRestarted):
-            self.curves.clear()
-            self.progress.setValue(0)
-            self.state.setText(
-                f"{item.reason}. Starting again from the initial tensors at "
-                f"{item.lr_scale:g} x the learning rate (attempt {item.attempt + 1})."
-            )
-        elif isinstance(item, TuningWarnings):
-            self.warnings = item.warnings
-        elif isinstance(item, TuningEpoch) and item.val_metrics:
-            for key in VALIDATION_CURVES:
-                if key in item.val_metrics:
-                    self.curves.add_point(f"held-out {key}", self._last_step, item.val_metrics[key])
+        if not busy:
+            self._stopping = False
+        self._update_buttons()
 
     @Slot(str, object)
     def _on_finished(self, name: str, last: object) -> None:
         if name != TRAINING:
             return
-        self.progress.setRange(0, 1)
-        if isinstance(last, TuningCancelled):
-            self.progress.setValue(0)
-            self.eta.setText("")
-            self.state.setText(
-                f"Cancelled after {last.steps_done} steps. Nothing was saved from this run; "
-                "your labels are unchanged."
-            )
-        elif isinstance(last, ProjectTrainingSaved):
-            self.progress.setValue(1)
-            self.eta.setText("")
-            self.last_saved = last
-            self.state.setText(
-                "\n".join([_saved_summary(last), *(f"Warning: {w}" for w in self.warnings)])
-            )
-            self.run_saved.emit(last)
+        self._stopping = False
+        saved = self.run_view.finished(last)
+        self.refresh()
+        if saved is not None:
+            self.run_saved.emit(saved)
 
     @Slot(str, str)
     def _on_failed(self, name: str, message: str) -> None:
         if name != TRAINING:
             return
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.eta.setText("")
-        self.state.setText(f"Training failed: {message}")
+        self._stopping = False
+        self.run_view.failed(message)
+        self._update_buttons()
         QMessageBox.warning(self, "EPT Studio: training failed", message)
+
+
+def _choose(combo: QComboBox, key: str, what: str) -> None:
+    index = combo.findData(key)
+    if index < 0:
+        raise ValueError(f"no {what} {key!r} in the list")
+    combo.setCurrentIndex(index)
 
 
 def _backbone_present() -> bool:
@@ -315,32 +400,14 @@ def _backbone_present() -> bool:
         return False
 
 
-def _spin(low: int, high: int, special: str) -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(low, high)
-    if special:
-        spin.setSpecialValueText(special)
-    return spin
+def _wrapped(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
 
 
-def _data_summary(ready: ProjectDataReady) -> str:
-    train = sum(ready.train_counts.values())
-    test = sum(ready.test_counts.values())
-    parts = [f"{train} training and {test} test images in {len(ready.classes)} classes."]
-    if ready.unreadable:
-        parts.append(f"{ready.unreadable} unreadable file(s) left out.")
-    for reason, count in ready.excluded.items():
-        parts.append(f"{count} left out: {reason}.")
-    if ready.patients_in_both_roles:
-        parts.append(
-            f"Warning: {ready.patients_in_both_roles} patient(s) have images in both train and "
-            "test; the test figures will be optimistic."
-        )
-    return " ".join(parts)
-
-
-def _saved_summary(saved: ProjectTrainingSaved) -> str:
-    if not saved.metrics:
-        return f"Run {saved.run_id} saved. No test-role images, so no test metrics."
-    shown = ", ".join(f"{key} {value:.3f}" for key, value in sorted(saved.metrics.items()))
-    return f"Run {saved.run_id} saved. On the test images: {shown}."
+def _rule() -> QFrame:
+    line = QFrame()
+    line.setFrameShape(QFrame.Shape.HLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line

@@ -22,6 +22,12 @@ IMBALANCE_RATIO = 3
 TINY_CLASS = 3
 """A class with fewer training images than this is flagged: one or two examples teach little."""
 
+_LEFT_OUT_WORDS = {
+    "unreadable": "the file cannot be read as an image",
+    "changed": "the file changed since it was labelled",
+    "missing": "the file is no longer where it was",
+}
+
 SPLIT_ACTION = "split"
 """The action of the checklist items that "Split for me" fixes."""
 
@@ -91,6 +97,7 @@ def readiness_of(tset: TrainingSet) -> Readiness:
     if not blockers:
         items += [_balance_item(tset.classes, counts), _tiny_item(tset.classes, counts)]
     items.append(_patients_item(tset.patients_in_both_roles()))
+    items += [_left_out_item(reason, n) for reason, n in sorted(tset.excluded.items())]
     return Readiness(tuple(items), len(train), len(test))
 
 
@@ -176,6 +183,13 @@ def _patients_item(shared: int) -> ReadinessItem:
             SPLIT_ACTION,
         )
     return ReadinessItem("patients", Severity.OK, "No patient has images in both train and test.")
+
+
+def _left_out_item(reason: str, count: int) -> ReadinessItem:
+    """Labelled images training cannot use: files missing here, changed, or unreadable."""
+    images = "1 labelled image is" if count == 1 else f"{count} labelled images are"
+    why = _LEFT_OUT_WORDS.get(reason, reason)
+    return ReadinessItem(f"left-out:{reason}", Severity.WARNING, f"{images} left out: {why}.")
 
 
 def _names(names: Sequence[str]) -> str:

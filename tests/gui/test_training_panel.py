@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from pytestqt.qtbot import QtBot
 from support import tiny_backbone, write_class_folders
 
@@ -91,7 +91,7 @@ def test_train_shows_progress_curves_and_saves_the_run(labelled: MainWindow, qtb
     assert [x for x, _ in panel.curves.points(LOSS)] == [1.0, 2.0, 3.0, 4.0]
     assert [y for _, y in panel.curves.points(LOSS)] == pytest.approx([s.loss for s in steps])
     assert panel.last_saved is saved
-    assert f"Run {saved.run_id} saved" in panel.state.text()
+    assert f"Run {saved.run_id} saved. On the test images: Accuracy " in panel.state.text()
     assert panel.train_button.isEnabled()
     assert not panel.cancel_button.isEnabled()
     with open_project(labelled.session.folder or Path()) as project:
@@ -131,11 +131,15 @@ def test_cancel_stops_within_a_step_then_train_again(labelled: MainWindow, qtbot
     panel.batch_size.setValue(2)
     seen: list[int] = []
 
+    stopping: list[tuple[bool, bool, str]] = []
+
     def on_event(_name: str, item: object) -> None:
         if isinstance(item, TuningStep):
             seen.append(item.step)
             if item.step == 2:
                 panel.cancel()
+                buttons = (panel.cancel_button.isEnabled(), panel.train_button.isEnabled())
+                stopping.append((*buttons, panel.state.text()))
 
     labelled.jobs.task_event.connect(on_event)
     with open_project(labelled.session.folder or Path()) as project:
@@ -144,6 +148,7 @@ def test_cancel_stops_within_a_step_then_train_again(labelled: MainWindow, qtbot
         assert panel.start()
     cancelled = blocker.args[1]
     assert isinstance(cancelled, TuningCancelled)
+    assert stopping == [(False, False, "Stopping after the current step…")]
     assert cancelled.steps_done < 10  # asked at step 2; the queued events allow a few more
     assert "Cancelled after" in panel.state.text()
     with open_project(labelled.session.folder or Path()) as project:
@@ -188,23 +193,53 @@ def test_the_window_stays_responsive_while_training(labelled: MainWindow, qtbot:
     assert max(gaps[1:]) < 100, f"the event loop stalled for {max(gaps[1:])} ms"
 
 
-def test_a_failed_run_is_reported_and_the_app_survives(
+def test_a_project_that_cannot_train_says_why_before_the_press(
+    labelled: MainWindow, qtbot: QtBot
+) -> None:
+    panel = labelled.training
+    assert panel.train_button.isEnabled()
+    project = labelled.session.project
+    assert project is not None
+    with qtbot.waitSignal(panel.readiness_changed) as blocker:
+        labelled.session.toggle_role([i.id for i in project.images()])  # every image to test
+    assert blocker.args == [False]
+    reason = "No labelled image has the train role: label some images first."
+    assert not panel.train_button.isEnabled()
+    assert reason in panel.train_button.toolTip()
+    assert panel.plan_label.text() == f"Cannot train yet: {reason}"
+    assert f"✗ {reason}" in panel.checklist.texts()
+    assert not panel.start()
+    assert reason in panel.state.text()
+    assert not labelled.jobs.busy
+    with qtbot.waitSignal(panel.readiness_changed) as blocker:
+        labelled.session.undo()
+    assert blocker.args == [True]
+    assert panel.train_button.isEnabled()
+
+
+def test_a_run_that_fails_after_the_press_is_reported_and_the_app_survives(
     labelled: MainWindow, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Files broken after they were imported: only rendering finds out, in the worker."""
     from PySide6.QtWidgets import QMessageBox
 
     shown: list[str] = []
     monkeypatch.setattr(QMessageBox, "warning", lambda *args: shown.append(str(args[2])))
     project = labelled.session.project
     assert project is not None
-    project.set_role([i.id for i in project.images()], Role.TEST)  # nothing left to train on
+    for image in project.images():
+        assert image.path is not None
+        image.path.write_bytes(b"not a PNG any more")
     with qtbot.waitSignal(labelled.jobs.failed, timeout=30_000) as blocker:
         assert labelled.training.start()
     assert blocker.args[0] == TRAINING
     assert "no labelled image has the train role" in blocker.args[1]
     assert shown == [blocker.args[1]]
     assert "Training failed" in labelled.training.state.text()
-    assert labelled.training.train_button.isEnabled()
+    assert "⚠ 12 labelled images are left out: the file cannot be read as an image." in (
+        labelled.training.checklist.texts()
+    )
+    assert not labelled.training.train_button.isEnabled()  # now known: nothing left to train on
 
 
 def test_bad_settings_are_named_before_anything_starts(labelled: MainWindow) -> None:
@@ -275,3 +310,83 @@ def test_the_few_shot_default_recipe_takes_at_least_50_steps(
         "prototype",
         50,
     )
+
+
+def test_the_plan_says_what_the_recipe_changes_before_the_press(labelled: MainWindow) -> None:
+    panel = labelled.training
+    panel.set_recipe("default")
+    panel.device.setCurrentIndex(panel.device.findData("cpu"))
+    panel.epochs.setValue(2)
+    assert panel.plan is not None
+    assert (panel.plan.steps, panel.plan.epochs) == (50, 25)  # 8 training images, batch 4
+    assert panel.plan_label.text().startswith("50 steps on CPU, about ")
+    assert panel.plan_label.toolTip().startswith("A rough estimate: about 4 s a step")
+    assert panel.notes_label.text().splitlines() == [
+        "• You asked for 2 passes; the recipe needs at least 50 steps, so it will run 25 passes "
+        "(50 steps).",
+        "• Hold-out for picking the best pass is off: every class needs 5 training images "
+        "(fundus has 4, histology has 4).",
+    ]
+    panel.hold_out.setChecked(False)
+    assert len(panel.notes_label.text().splitlines()) == 1
+
+
+def test_the_checklist_follows_the_labels_and_split_for_me_makes_a_test_set(
+    window: MainWindow, tmp_path: Path, qtbot: QtBot
+) -> None:
+    label_project(window, tmp_path, qtbot, train=5, test=0)
+    panel = window.training
+    warning = "⚠ No test images: you will get no accuracy. Press 'Split for me'."
+    assert warning in panel.checklist.texts()
+    assert panel.counts_label.text() == "Test: 0 images (0 %) · Train: 10"
+    assert panel.train_button.isEnabled()  # a warning does not block
+    panel.split_action.trigger()
+    assert panel.counts_label.text() == "Test: 2 images (20 %) · Train: 8"
+    assert warning not in panel.checklist.texts()
+    assert "✓ 2 test images to measure accuracy on." in panel.checklist.texts()
+    assert panel.state.text().startswith("Moved 2 images to the test set")
+    window.session.undo()
+    assert panel.counts_label.text() == "Test: 0 images (0 %) · Train: 10"
+
+
+def test_a_tiny_class_warns_as_soon_as_it_is_labelled(
+    window: MainWindow, tmp_path: Path, qtbot: QtBot
+) -> None:
+    label_project(window, tmp_path, qtbot, train=5, test=0)
+    project = window.session.project
+    assert project is not None
+    histology = [i.id for i in project.images() if "/histology/" in str(i.path)]
+    window.session.label(histology[2:], None)  # 2 histology images left
+    texts = window.training.checklist.texts()
+    assert any(t.startswith("⚠ Very few training images (histology has 2)") for t in texts)
+    window.session.label(histology[1:], None)  # 1 left: also 5 x fewer than fundus
+    texts = window.training.checklist.texts()
+    assert any(t.startswith("⚠ Unbalanced: fundus has 5 training images") for t in texts)
+
+
+def test_the_tab_is_narrow_and_its_settings_speak_plainly(window: MainWindow) -> None:
+    panel = window.training
+    assert panel.minimumSizeHint().width() <= 380
+    assert panel.method.currentText() == "EPT (recommended)"
+    assert "Embedded Prompt Tuning" in panel.method.toolTip()
+    assert not panel.advanced.body.isVisibleTo(panel)
+    panel.advanced.toggle.setChecked(True)
+    assert panel.advanced.body.isVisibleTo(panel)
+    assert panel.minimumSizeHint().width() <= 380
+    assert [panel.recipe.itemText(i) for i in range(panel.recipe.count())] == [
+        "Few-shot default",
+        "Paper's recipe",
+    ]
+    assert panel.recipe.itemData(0, Qt.ItemDataRole.ToolTipRole).startswith("AdamW 3e-4")
+    tooltips = {
+        "prompt length L": panel.length,
+        "prompted blocks": panel.blocks,
+        "seed": panel.seed,
+        "epochs": panel.epochs,
+        "learning rate": panel.learning_rate,
+        "batch size": panel.batch_size,
+    }
+    for term, widget in tooltips.items():
+        assert widget.toolTip().startswith(term)
+    assert not panel.train_button.isEnabled()
+    assert panel.plan_label.text() == "Cannot train yet: Create or open a project first."

@@ -1,0 +1,152 @@
+"""The Train tab's "Advanced" section: every setting besides the method, in words a clinician
+reads, with the exact ML term in each tooltip.
+
+A number left at "recipe default" takes the recipe's value, so this form never holds a copy of
+the recipe (and never imports torch to read it). Hidden until the user opens it.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ept_studio.services.training_options import RECIPE_CHOICES, device_choices
+
+DEFAULT = "recipe default"
+
+
+class AdvancedSettings(QWidget):
+    """A checkable "Advanced" button that shows or hides the settings form."""
+
+    changed = Signal()
+    """Any setting changed: the plan beside Train is redrawn."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.toggle = QToolButton()
+        self.toggle.setText("Advanced")
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.toggle.setAutoRaise(True)
+        self.toggle.setToolTip("Recipe, prompt size, training passes, learning speed, device…")
+        self.body = QWidget()
+        self._build_form(QFormLayout(self.body))
+        self.body.setVisible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.toggle)
+        layout.addWidget(self.body)
+        self.toggle.toggled.connect(self._on_toggled)
+
+    @Slot(bool)
+    def _on_toggled(self, shown: bool) -> None:
+        self.body.setVisible(shown)
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    def _build_form(self, form: QFormLayout) -> None:
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.recipe = QComboBox()
+        for choice in RECIPE_CHOICES:
+            self.recipe.addItem(choice.label, choice.key)
+            self.recipe.setItemData(self.recipe.count() - 1, choice.summary, 3)  # tooltip
+        self.length = QSpinBox()
+        self.length.setRange(1, 500)
+        self.length.setValue(100)
+        self.blocks = QLineEdit("all")
+        self.epochs = _spin(0, 1000, DEFAULT)
+        self.learning_rate = QDoubleSpinBox()
+        self.learning_rate.setDecimals(5)
+        self.learning_rate.setRange(0.0, 1.0)
+        self.learning_rate.setSingleStep(0.0001)
+        self.learning_rate.setSpecialValueText(DEFAULT)
+        self.batch_size = _spin(0, 256, DEFAULT)
+        self.seed = _spin(0, 2**31 - 1, "")
+        self.hold_out = QCheckBox("Keep a fifth aside to pick the best pass")
+        self.hold_out.setChecked(True)
+        self.patience = _spin(0, 1000, "never")
+        self.device = QComboBox()
+        for key, label in device_choices():
+            self.device.addItem(label, key)
+        self._set_tooltips()
+        self._add_rows(form)
+        self._connect_changes()
+
+    def _add_rows(self, form: QFormLayout) -> None:
+        rows: list[tuple[str, QWidget]] = [
+            ("Recipe", self.recipe),
+            ("Prompt size", self.length),
+            ("Where prompts go", self.blocks),
+            ("Training passes", self.epochs),
+            ("Learning speed", self.learning_rate),
+            ("Images per step", self.batch_size),
+            ("Repeatable random start", self.seed),
+            ("", self.hold_out),
+            ("Stop early after", self.patience),
+            ("Run on", self.device),
+        ]
+        for text, widget in rows:
+            if text:
+                label = QLabel(text)
+                label.setToolTip(widget.toolTip())
+                form.addRow(label, widget)
+            else:
+                form.addRow(widget)
+
+    def _set_tooltips(self) -> None:
+        self.recipe.setToolTip(
+            "The training recipe (optimiser, learning rate, head, steps, batch size); training "
+            "passes, learning speed and images per step override it when set"
+        )
+        self.length.setToolTip("prompt length L: learnable prompt tokens per prompted block")
+        self.blocks.setToolTip(
+            "prompted blocks: all, shallow (first block only), a list like 0,1,2 or 0-5"
+        )
+        self.epochs.setToolTip("epochs: passes over the training images (the recipe may add more)")
+        self.learning_rate.setToolTip(
+            "learning rate of the method's tensors: prompts, LoRA factors, biases, or the "
+            "backbone's weights under full fine-tuning"
+        )
+        self.batch_size.setToolTip("batch size: images per optimiser step")
+        self.seed.setToolTip("seed: the same seed and labels give the same model")
+        self.hold_out.setToolTip(
+            "hold-out validation: a seeded fifth of each class's training images picks the best "
+            "epoch; only when every class has at least 5 training images. Test images are never "
+            "used for it."
+        )
+        self.patience.setToolTip(
+            "early-stopping patience: epochs without improvement on the held-out images"
+        )
+        self.device.setToolTip("device: the CPU, or a GPU when there is one")
+
+    def _connect_changes(self) -> None:
+        for combo in (self.recipe, self.device):
+            combo.currentIndexChanged.connect(self._on_changed)
+        for spin in (self.length, self.epochs, self.batch_size, self.seed, self.patience):
+            spin.valueChanged.connect(self._on_changed)
+        self.learning_rate.valueChanged.connect(self._on_changed)
+        self.blocks.textChanged.connect(self._on_changed)
+        self.hold_out.toggled.connect(self._on_changed)
+
+    @Slot()
+    def _on_changed(self) -> None:
+        self.changed.emit()
+
+
+def _spin(low: int, high: int, special: str) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    if special:
+        spin.setSpecialValueText(special)
+    return spin
