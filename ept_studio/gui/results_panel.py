@@ -2,7 +2,12 @@
 
 Predicting and the ONNX export run in the background (one task at a time, with Cancel); the prompt
 file, the predictions CSV and the model card are small and written at once. Each ``*_to`` method
-takes the destination, so tests and scripts skip the file dialog.
+takes the destination, so tests and scripts skip the file dialog. The results views score only
+images the model was not trained on, except the one named for training images; the model card
+always describes the chosen model (its training run), whatever view is shown.
+
+Dropping an image file on the tab tries the chosen model on it (a background job): the preview
+shows its model scores and model attention; the file is not added to the project.
 """
 
 from __future__ import annotations
@@ -10,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from PySide6.QtCore import Signal, Slot
-from PySide6.QtGui import QShowEvent
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -26,13 +31,15 @@ from PySide6.QtWidgets import (
 )
 
 from ept_studio.errors import EptStudioError
+from ept_studio.gui.drops import dropped_paths
 from ept_studio.gui.jobs import ProjectJobs
-from ept_studio.gui.results_view import ResultsView
+from ept_studio.gui.results_view import PreviewBox, ResultsView
 from ept_studio.services.onnx_inference import BatchPredicted, InferenceStarted
+from ept_studio.services.preview import ImagePreview, iter_preview
 from ept_studio.services.project import export_prompt_file, open_project
 from ept_studio.services.project_inference import ProjectPredicted
-from ept_studio.services.reports import export_predictions_csv, write_model_card
-from ept_studio.services.results import run_results
+from ept_studio.services.reports import export_predictions_csv, readme_path, write_model_card
+from ept_studio.services.results import ResultsScope, run_results
 from ept_studio.services.run_actions import (
     ExportCancelled,
     OnnxExportResult,
@@ -47,6 +54,7 @@ from ept_studio.services.run_actions import (
 
 PREDICTION = "Prediction"
 ONNX_EXPORT = "ONNX export"
+PREVIEW = "Preview"
 
 
 class ResultsPanel(QWidget):
@@ -78,10 +86,24 @@ class ResultsPanel(QWidget):
         self.export_prompt = QPushButton("Export prompt file…")
         self.export_onnx = QPushButton("Export ONNX…")
         self.export_csv = QPushButton("Predictions CSV…")
+        self.export_csv.setToolTip(
+            "One row per image: its number, content hash, label, whether the model was trained "
+            "on it, and the model scores. No file name or path."
+        )
+        self.export_csv_paths = QPushButton("Predictions CSV with file paths…")
+        self.export_csv_paths.setToolTip(
+            "Adds each file's path relative to the folder of your sources. File names can carry "
+            "patient names: share this file only where that is allowed."
+        )
         self.model_card = QPushButton("Model card…")
+        self.model_card.setToolTip(
+            "Describes the chosen model (its training run) and its test results; predictions "
+            "shown here are added only on images it was not trained on."
+        )
         actions = QGridLayout()
         buttons = [self.predict_all, self.predict_selected, self.cancel_button]
-        buttons += [self.export_prompt, self.export_onnx, self.export_csv, self.model_card]
+        buttons += [self.export_prompt, self.export_onnx, self.export_csv]
+        buttons += [self.export_csv_paths, self.model_card]
         for k, button in enumerate(buttons):
             actions.addWidget(button, k // 2, k % 2)
         self.progress = QProgressBar()
@@ -89,12 +111,15 @@ class ResultsPanel(QWidget):
         self.state = QLabel("")
         self.state.setWordWrap(True)
         self.view = ResultsView()
+        self.preview = PreviewBox()
         layout = QVBoxLayout(self)
         layout.addLayout(pickers)
         layout.addLayout(actions)
         layout.addWidget(self.progress)
         layout.addWidget(self.state)
+        layout.addWidget(self.preview)
         layout.addWidget(self.view, 1)
+        self.setAcceptDrops(True)
         self.model.currentIndexChanged.connect(self._on_model)
         self.shown.currentIndexChanged.connect(self._on_shown)
         self.predict_all.clicked.connect(lambda: self.predict(None))
@@ -103,6 +128,7 @@ class ResultsPanel(QWidget):
         self.export_prompt.clicked.connect(self._ask_prompt)
         self.export_onnx.clicked.connect(self._ask_onnx)
         self.export_csv.clicked.connect(self._ask_csv)
+        self.export_csv_paths.clicked.connect(self._ask_csv_with_paths)
         self.model_card.clicked.connect(self._ask_card)
         jobs.task_event.connect(self._on_event)
         jobs.finished.connect(self._on_finished)
@@ -120,9 +146,20 @@ class ResultsPanel(QWidget):
         return self.model_runs[index].run_id if 0 <= index < len(self.model_runs) else None
 
     @property
-    def shown_run(self) -> int | None:
+    def shown_choice(self) -> ResultsChoice | None:
         index = self.shown.currentIndex()
-        return self.result_choices[index].run_id if 0 <= index < len(self.result_choices) else None
+        return self.result_choices[index] if 0 <= index < len(self.result_choices) else None
+
+    @property
+    def shown_run(self) -> int | None:
+        choice = self.shown_choice
+        return choice.run_id if choice is not None else None
+
+    @property
+    def shown_scope(self) -> ResultsScope:
+        """Which images the shown view scores (test images unless the training view is chosen)."""
+        choice = self.shown_choice
+        return choice.scope if choice is not None else ResultsScope.TEST
 
     @Slot()
     def refresh(self) -> None:
@@ -135,8 +172,9 @@ class ResultsPanel(QWidget):
                 self.model_runs = trained_runs(project)
         self.model.blockSignals(True)
         self.model.clear()
-        for run in self.model_runs:
+        for index, run in enumerate(self.model_runs):
             self.model.addItem(run.label, run.run_id)
+            self.model.setItemData(index, run.tooltip, Qt.ItemDataRole.ToolTipRole)
         ids = [run.run_id for run in self.model_runs]
         self.model.setCurrentIndex(ids.index(keep) if keep in ids else (0 if ids else -1))
         self.model.blockSignals(False)
@@ -154,6 +192,7 @@ class ResultsPanel(QWidget):
         self.shown.clear()
         for choice in self.result_choices:
             self.shown.addItem(choice.label, choice.run_id)
+        self.shown.setCurrentIndex(0 if self.result_choices else -1)
         self.shown.blockSignals(False)
         self._on_shown()
 
@@ -169,7 +208,7 @@ class ResultsPanel(QWidget):
             self.view.show_results(None)
             return
         try:
-            self.view.show_results(run_results(folder, run_id))
+            self.view.show_results(run_results(folder, run_id, scope=self.shown_scope))
         except EptStudioError as err:
             self.view.show_results(None)
             self.state.setText(str(err))
@@ -234,12 +273,16 @@ class ResultsPanel(QWidget):
         for button in (self.predict_all, self.predict_selected, self.export_onnx):
             button.setEnabled(has_model and not busy)
         self.export_prompt.setEnabled(has_model)
-        self.model_card.setEnabled(has_model and has_results)
+        self.model_card.setEnabled(has_model)
         self.export_csv.setEnabled(has_results)
+        self.export_csv_paths.setEnabled(has_results)
         self.cancel_button.setEnabled(busy and self.jobs.current in (PREDICTION, ONNX_EXPORT))
 
     @Slot(str, object)
     def _on_event(self, name: str, item: object) -> None:
+        if name == PREVIEW and isinstance(item, StageStarted):
+            self.preview.clear(f"{item.text}…")
+            return
         if name not in (PREDICTION, ONNX_EXPORT):
             return
         if isinstance(item, StageStarted):
@@ -254,6 +297,10 @@ class ResultsPanel(QWidget):
 
     @Slot(str, object)
     def _on_finished(self, name: str, last: object) -> None:
+        if name == PREVIEW:
+            if isinstance(last, ImagePreview):
+                self.preview.show_preview(last)
+            return
         if name not in (PREDICTION, ONNX_EXPORT):
             return
         self.progress.setRange(0, 1)
@@ -277,6 +324,9 @@ class ResultsPanel(QWidget):
 
     @Slot(str, str)
     def _on_failed(self, name: str, message: str) -> None:
+        if name == PREVIEW:
+            self.preview.clear(f"This file cannot be tried: {message}")
+            return
         if name not in (PREDICTION, ONNX_EXPORT):
             return
         self.progress.setRange(0, 1)
@@ -289,16 +339,77 @@ class ResultsPanel(QWidget):
     def export_prompt_to(self, destination: Path) -> bool:
         return self._quick("Prompt file", lambda f, r: export_prompt_file(f, r, destination))
 
-    def export_csv_to(self, destination: Path) -> bool:
-        return self._quick(
+    def export_csv_to(self, destination: Path, *, relative_paths: bool = False) -> bool:
+        """The shown run's predictions (every image, each marked trained on or not) and the
+        notice file beside it; file paths only with ``relative_paths``."""
+        shown = self.shown_run
+        if shown is None:
+            self.state.setText("Predict first: there are no predictions to export.")
+            return False
+        written = self._quick(
             "Predictions CSV",
-            lambda f, _r: export_predictions_csv(f, self.shown_run or 0, destination),
+            lambda f, _r: export_predictions_csv(
+                f, shown, destination, relative_paths=relative_paths
+            ),
         )
+        if written:
+            self.state.setText(
+                f"Predictions CSV written: {Path(destination).name}, with the notice in "
+                f"{readme_path(destination).name}"
+            )
+        return written
 
     def model_card_to(self, destination: Path) -> bool:
-        return self._quick(
-            "Model card", lambda f, _r: write_model_card(f, self.shown_run or 0, destination)
-        )
+        """The card of the chosen model; a shown inference run of it adds its predictions
+        (scored on images the model was not trained on only)."""
+        shown = self.shown_run
+
+        def write(folder: Path, model_run: int) -> Path:
+            later = shown if shown is not None and shown != model_run else None
+            return write_model_card(folder, model_run, destination, predictions_run=later)
+
+        return self._quick("Model card", write)
+
+    # -- try the model on a new image ----------------------------------------------------------
+
+    def preview_file(self, path: Path) -> bool:
+        """Show the chosen model's scores and attention for the file at ``path`` (not imported)."""
+        folder, run_id = self.jobs.session.folder, self.model_run
+        if folder is None or run_id is None:
+            self.preview.clear("Train a model first: there is no model to try the image on.")
+            return False
+        backbone = self.jobs.backbone
+
+        def job(cancel: Callable[[], bool]) -> Iterator[object]:
+            return iter_preview(folder, run_id, path, backbone, cancel=cancel)
+
+        if not self.jobs.start(PREVIEW, job):
+            self.preview.clear(
+                f"{self.jobs.current or 'Another task'} is running; drop the image again after it."
+            )
+            return False
+        self.preview.clear(f"Trying the model of run {run_id} on {path.name}…")
+        return True
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if _dropped_file(dropped_paths(event.mimeData())):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if _dropped_file(dropped_paths(event.mimeData())):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        path = _dropped_file(dropped_paths(event.mimeData()))
+        if path is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.preview_file(path)
 
     def _quick(self, what: str, write: Callable[[Path, int], Path]) -> bool:
         folder, run_id = self.jobs.session.folder, self.model_run
@@ -337,7 +448,18 @@ class ResultsPanel(QWidget):
             self.export_csv_to(path)
 
     @Slot()
+    def _ask_csv_with_paths(self) -> None:
+        path = self._ask("Export predictions with file paths", "predictions.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv_to(path, relative_paths=True)
+
+    @Slot()
     def _ask_card(self) -> None:
         path = self._ask("Write model card", "model-card.md", "Markdown (*.md)")
         if path:
             self.model_card_to(path)
+
+
+def _dropped_file(paths: list[Path]) -> Path | None:
+    """The first file of a drop (a folder is not an image to try)."""
+    return next((path for path in paths if path.is_file()), None)

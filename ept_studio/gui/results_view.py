@@ -1,11 +1,18 @@
 """A run's results: headline accuracy with its interval, per-class table, confusion matrix,
-reliability diagram and the warnings a reader must see before trusting any number."""
+reliability diagram and the warnings a reader must see before trusting any number.
+
+The headline says what the numbers are computed on (test images, and how many training images
+were left out), and a view of training images says it is not a test. Metric names are the plain
+ones of :mod:`~ept_studio.services.metric_names`, with the technical key in the tooltip. The
+:class:`PreviewBox` shows one dropped image's model scores and model attention.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import (
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QSizePolicy,
@@ -15,7 +22,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.services.results import Interval, ReliabilityBin, RunResults
+from ept_studio.gui.viewer_canvas import to_qimage
+from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
+from ept_studio.services.preview import ImagePreview
+from ept_studio.services.results import (
+    TRAINING_VIEW_NAME,
+    Interval,
+    ReliabilityBin,
+    ResultsScope,
+    RunResults,
+    scope_summary,
+)
+
+PER_CLASS_COLUMNS = ("class", "n", "precision", "recall", "f1")
+PREVIEW_SIDE = 160
+PREVIEW_HINT = (
+    "Try it on a new image: drop a PNG, JPEG or DICOM file here to see the chosen model's "
+    "scores and attention for it. The file is not added to the project."
+)
 
 
 def format_interval(interval: Interval) -> str:
@@ -30,6 +54,33 @@ def format_cell(interval: Interval) -> str:
     if not interval.defined:
         return "n/a"
     return f"{interval.value:.2f}\n{interval.low:.2f}-{interval.high:.2f}"
+
+
+def headline_text(results: RunResults) -> str:
+    """``Accuracy 0.83 (0.61-0.95) on 6 test images (not trained on); 16 training images not
+    scored (...)``; a training-images view starts by saying it is not a test."""
+    scores = results.scores
+    if scores is None:
+        return empty_text(results)
+    level = round(scores.confidence * 100)
+    text = (
+        f"{plain_metric_name('accuracy')} {format_interval(scores.accuracy)} "
+        f"{scope_summary(results)} ({level} % bootstrap interval, {scores.resamples} resamples); "
+        f"{plain_metric_name('ece').lower()} {scores.ece:.3f}."
+    )
+    if results.scope is ResultsScope.TRAINING:
+        return f"{TRAINING_VIEW_NAME}. {text}"
+    return text
+
+
+def empty_text(results: RunResults) -> str:
+    """What to say when a view has nothing to score, and how many images it left out."""
+    if results.scope is ResultsScope.TRAINING:
+        return f"{TRAINING_VIEW_NAME}: no training image has a prediction and a label here."
+    text = "No labelled image the model was not trained on has a prediction in this run"
+    if results.not_scored:
+        text += f" ({results.not_scored} training images not scored)"
+    return text + ": label new images and predict them, or give some images the test role."
 
 
 class ReliabilityPlot(QWidget):
@@ -87,8 +138,8 @@ class ResultsView(QWidget):
         self.warnings = QLabel("")
         self.warnings.setWordWrap(True)
         self.warnings.setStyleSheet("color: #9a5b00;")
-        self.per_class = QTableWidget(0, 5)
-        self.per_class.setHorizontalHeaderLabels(["class", "n", "precision", "recall", "F1"])
+        self.per_class = QTableWidget(0, len(PER_CLASS_COLUMNS))
+        self._label_per_class_columns()
         self.per_class.setToolTip("each metric, then its 95 % bootstrap interval")
         self.per_class.verticalHeader().hide()
         self.per_class.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -109,20 +160,21 @@ class ResultsView(QWidget):
         scores = results.scores if results is not None else None
         if results is None or scores is None:
             self.headline.setText(
-                "No labelled image has a prediction in this run: label some, or predict again."
+                empty_text(results)
                 if results is not None
                 else "Train a model, then predict, to see results here."
             )
-            self.warnings.setText("")
+            self.warnings.setText(
+                "\n".join(f"⚠ {w}" for w in results.warnings) if results is not None else ""
+            )
             self.per_class.setRowCount(0)
             self.confusion.setRowCount(0)
             self.confusion.setColumnCount(0)
             self.reliability.set_bins(())
             return
-        level = round(scores.confidence * 100)
-        self.headline.setText(
-            f"Accuracy {format_interval(scores.accuracy)} on {scores.evaluated} labelled images "
-            f"({level} % bootstrap interval, {scores.resamples} resamples); ECE {scores.ece:.3f}."
+        self.headline.setText(headline_text(results))
+        self.headline.setToolTip(
+            f"{metric_tooltip('accuracy')}\n{plain_metric_name('ece')}: {metric_tooltip('ece')}"
         )
         self.warnings.setText("\n".join(f"⚠ {w}" for w in results.warnings))
         self.per_class.setRowCount(len(scores.per_class))
@@ -139,6 +191,18 @@ class ResultsView(QWidget):
         self.per_class.resizeRowsToContents()
         self._show_confusion(results)
         self.reliability.set_bins(scores.reliability)
+
+    def _label_per_class_columns(self) -> None:
+        for column, key in enumerate(PER_CLASS_COLUMNS):
+            if key == "class":
+                name, tip = "Class", "the class"
+            elif key == "n":
+                name, tip = "Images", "scored images that carry the class"
+            else:
+                name, tip = plain_metric_name(key), metric_tooltip(key)
+            item = QTableWidgetItem(name)
+            item.setToolTip(tip)
+            self.per_class.setHorizontalHeaderItem(column, item)
 
     def _show_confusion(self, results: RunResults) -> None:
         matrix = results.scores.confusion_matrix if results.scores is not None else None
@@ -160,3 +224,61 @@ class ResultsView(QWidget):
                 colour = QColor(46, 160, 67, strength) if i == j else QColor(214, 39, 40, strength)
                 item.setBackground(colour)
                 self.confusion.setItem(i, j, item)
+
+
+class PreviewBox(QWidget):
+    """One dropped image: rendered, with the model attention over it, and its top model scores."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.preview: ImagePreview | None = None
+        self.title = QLabel(PREVIEW_HINT)
+        self.title.setWordWrap(True)
+        self.image = QLabel()
+        self.overlay = QLabel()
+        for label in (self.image, self.overlay):
+            label.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE)
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.overlay.setToolTip("model attention: where the model looked, not a finding")
+        self.scores = QLabel("")
+        self.scores.setWordWrap(True)
+        self.scores.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        pictures = QHBoxLayout()
+        pictures.addWidget(self.image)
+        pictures.addWidget(self.overlay)
+        pictures.addWidget(self.scores, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addLayout(pictures)
+        self.clear()
+
+    def clear(self, message: str = PREVIEW_HINT) -> None:
+        self.preview = None
+        self.title.setText(message)
+        self.image.clear()
+        self.overlay.clear()
+        self.scores.setText("")
+        self.image.setVisible(False)
+        self.overlay.setVisible(False)
+
+    def show_preview(self, preview: ImagePreview) -> None:
+        self.preview = preview
+        self.title.setText(
+            f"{preview.file_name} (not added to the project): model of run {preview.model_run}"
+        )
+        for label, pixels in ((self.image, preview.image), (self.overlay, preview.overlay)):
+            pixmap = QPixmap.fromImage(to_qimage(pixels))
+            label.setPixmap(
+                pixmap.scaled(
+                    PREVIEW_SIDE,
+                    PREVIEW_SIDE,
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            )
+            label.setVisible(True)
+        lines = [f"Predicted class: {preview.predicted_class}", "Model score:"]
+        lines += [f"  {name}: {score:.2f}" for name, score in preview.top()]
+        lines.append(f"Right: {preview.overlay_caption}")
+        self.scores.setText("\n".join(lines))
