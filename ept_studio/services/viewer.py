@@ -22,7 +22,7 @@ import numpy as np
 
 from ept_studio.data.dicom import is_dicom_file
 from ept_studio.data.dicom_fields import HeaderField, read_header_fields
-from ept_studio.data.overlay import CAPTION, attention_overlay, head_mean
+from ept_studio.data.overlay import CAPTION, attention_overlay, head_mean, viridis
 from ept_studio.data.render import DecodedImage, RenderingSpec, decode_file, percentile_window
 from ept_studio.data.render import render as render_decoded
 from ept_studio.data.store import Project
@@ -34,10 +34,12 @@ __all__ = [
     "CT_PRESETS",
     "HIDDEN",
     "AttentionLayer",
+    "ColourStop",
     "ImageView",
     "MetadataRow",
     "WindowLevel",
     "WindowPreset",
+    "attention_colour_stops",
     "attention_layer",
     "metadata_rows",
     "open_view",
@@ -376,6 +378,30 @@ def overlay_pixels(
     if layer.heads == 0:
         head = None
     return attention_overlay(base, layer.attention, layer.grid, alpha=opacity, head=head)
+
+
+@dataclasses.dataclass(frozen=True)
+class ColourStop:
+    """A point of the overlay's colour map: ``position`` 0 (low attention) .. 1 (high), RGB 0..255."""
+
+    position: float
+    rgb: tuple[int, int, int]
+
+
+def attention_colour_stops(count: int = 256) -> tuple[ColourStop, ...]:
+    """The overlay's colour map at ``count`` evenly spaced positions, for a legend beside the image.
+
+    Taken from the very function that colours the overlay, so legend and overlay cannot disagree;
+    256 stops hit every entry of its table, so a linear gradient through them is the map exactly.
+    """
+    if count < 2:
+        raise ConfigError(f"a colour legend needs at least 2 stops, not {count}")
+    positions = np.linspace(0.0, 1.0, count)
+    colours = viridis(positions)
+    return tuple(
+        ColourStop(float(p), (int(r), int(g), int(b)))
+        for p, (r, g, b) in zip(positions, colours, strict=True)
+    )
 
 
 def overlay_caption(layer: AttentionLayer, head: int | None = None) -> str:

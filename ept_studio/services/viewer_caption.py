@@ -1,0 +1,83 @@
+"""What the viewer says about the image it shows: its label(s) and role, the model's score, its size.
+
+Qt-free, so the words are tested without a window. The model's part describes the newest inference
+run's output for this image ("model score"), never a diagnosis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ept_studio.data.store import Project
+from ept_studio.services.viewer import ImageView
+
+__all__ = ["UNLABELLED", "ImageCaption", "image_caption", "view_summary"]
+
+UNLABELLED = "Unlabelled"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageCaption:
+    """The labels (class names, in the class list's order), the role, and the model's top class."""
+
+    labels: tuple[str, ...] = ()
+    role: str | None = None
+    model_class: str | None = None
+    model_score: float | None = None
+
+    @property
+    def label_text(self) -> str:
+        """``Lung · train``, ``Lung, Nodule · test`` or ``Unlabelled``."""
+        if not self.labels:
+            return UNLABELLED
+        names = ", ".join(self.labels)
+        return f"{names} · {self.role}" if self.role else names
+
+    @property
+    def model_text(self) -> str:
+        """``Model: CT 92 % (model score)``; empty when the newest run did not score the image."""
+        if self.model_class is None:
+            return ""
+        if self.model_score is None:
+            return f"Model: {self.model_class}"
+        return f"Model: {self.model_class} {round(100 * self.model_score)} % (model score)"
+
+
+def image_caption(project: Project, image_id: int, run_id: int | None) -> ImageCaption:
+    """The image's labels and role, and run ``run_id``'s top class for it (None: no run)."""
+    position = {info.id: (info.position, info.name) for info in project.classes()}
+    labels = project.labels(image_id)
+    ranked = sorted(position[label.class_id] for label in labels if label.class_id in position)
+    role = labels[0].role.value if labels else None
+    model_class, model_score = _top_score(project, image_id, run_id)
+    return ImageCaption(tuple(name for _, name in ranked), role, model_class, model_score)
+
+
+def _top_score(
+    project: Project, image_id: int, run_id: int | None
+) -> tuple[str | None, float | None]:
+    """The class with the highest score (the predicted class when the run stored no scores)."""
+    if run_id is None:
+        return None, None
+    row = next((row for row in project.predictions(run_id) if row.image_id == image_id), None)
+    if row is None:
+        return None, None
+    if not row.scores:
+        return row.predicted_class, None
+    name, score = max(
+        row.scores.items(), key=lambda item: (item[1], item[0] == row.predicted_class)
+    )
+    return name, score
+
+
+def view_summary(view: ImageView) -> str:
+    """``CT · 512 × 512 px · 10 frames``: what kind of image it is, said once."""
+    rows, columns = view.shape
+    if view.kind == "dicom":
+        kind = view.modality or "DICOM"
+    else:
+        kind = view.path.suffix.lstrip(".").upper() or "image"
+    parts = [kind, f"{columns} × {rows} px"]
+    if view.frames > 1:
+        parts.append(f"{view.frames} frames")
+    return " · ".join(parts)
