@@ -1,49 +1,46 @@
-"""The image viewer panel: one image with window / level, inversion, frames, header, model attention.
+"""The image viewer panel: one image, as large as the pane allows, with what a clinician needs on it.
 
-Embeddable or dockable (it is a plain QWidget). Everything it shows comes from
-:mod:`ept_studio.services.viewer`; the panel keeps the opened :class:`ImageView` (decoded pixels
-cached), so a window / level drag only re-renders. Mouse use is described in
-:mod:`ept_studio.gui.viewer_canvas`: wheel zooms around the cursor, left or middle drag pans, right
-drag (or left drag with "Window with left drag" on) changes the window: horizontal = width,
-vertical = level (up = higher). Identifying header fields stay hidden until the user ticks
-"Show identifying fields"; nothing shown here is logged.
+Embeddable or dockable (it is a plain QWidget). One row of controls above the image (previous /
+next through the gallery's filter, window presets, reset, invert, fit, and the header toggle), a
+caption line (label, role, the latest run's model score, kind and size), the image with the model
+attention legend beside it, and the window readout with the attention controls below. The DICOM
+header is collapsed until asked for, then shown beside the image. Keys, while the focus is in the
+viewer: Left / Right (or Page Up / Down) previous / next, 1-9 / 0 / T label the shown image.
+
+Everything shown comes from :mod:`ept_studio.services.viewer`; the panel keeps the opened
+:class:`ImageView` (decoded pixels cached), so a window / level drag only re-renders. Mouse use is
+described in :mod:`ept_studio.gui.viewer_canvas`. Identifying header fields stay hidden until the
+user ticks "Show identifying fields"; nothing shown here is logged.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
     QHBoxLayout,
     QLabel,
-    QPushButton,
-    QSizePolicy,
-    QSlider,
     QSplitter,
+    QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ept_studio.errors import EptStudioError, ImageDecodeError
 from ept_studio.gui.session import ProjectSession
+from ept_studio.gui.viewer_attention import AttentionControls
 from ept_studio.gui.viewer_canvas import ImageCanvas
 from ept_studio.gui.viewer_header import HeaderTable
-from ept_studio.services.viewer import (
-    CAPTION,
-    AttentionLayer,
-    ImageView,
-    WindowLevel,
-    attention_layer,
-    open_view,
-    overlay_caption,
-    overlay_pixels,
-    prediction_runs,
-    render_view,
-)
+from ept_studio.gui.viewer_labels import SCOPE, ImageCaptionBar, LabelKeys
+from ept_studio.gui.viewer_nav import SequenceNavigator, SequenceSource
+from ept_studio.gui.viewer_window import WindowControls
+from ept_studio.services.viewer import ImageView, WindowLevel, open_view, render_view
+from ept_studio.services.viewer_caption import image_caption, view_summary
 
-DEFAULT_OPACITY = 50
+HEADER_WIDTH = 320
+"""The header's share of the pane when shown, in pixels: enough for its value column."""
 
 
 class ViewerPanel(QWidget):
@@ -59,102 +56,112 @@ class ViewerPanel(QWidget):
         self.view: ImageView | None = None
         self.shown: np.ndarray | None = None
         """The pixels on screen (after window, inversion and overlay), for tests and export."""
-        self._window: WindowLevel | None = None  # None: the stored rendering, exactly
         self._base: np.ndarray | None = None
-        self._layer: AttentionLayer | None = None
-        self._run_id: int | None = None
         self.canvas = ImageCanvas()
-        self.canvas.window_dragged.connect(self._on_window_dragged)
+        self.canvas.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.hide()
-        self._build_controls()
-        self._build_overlay_controls()
-        self.header = HeaderTable()
-        self.phi_box, self.metadata = self.header.phi_box, self.header.table
+        self._build_parts()
         self._lay_out()
+        self._add_keys()
         session.project_changed.connect(self.clear)
+        session.labels_changed.connect(self._on_labels_changed)
+        session.classes_changed.connect(self._on_labels_changed)
+        session.images_changed.connect(self.navigator.refresh)
         self.clear()
 
     # -- building -----------------------------------------------------------------------------
 
-    def _build_controls(self) -> None:
-        self.presets = QComboBox()
-        self.presets.setPlaceholderText("Window presets")
-        self.presets.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.presets.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        self.presets.setToolTip("Window presets: the file's own windows, and standard CT windows")
-        self.presets.activated.connect(self._on_preset)
-        self.reset_button = QPushButton("Reset")
-        self.reset_button.setToolTip("Back to the stored window, not inverted")
-        self.reset_button.clicked.connect(self.reset)
-        self.invert_box = QCheckBox("Invert")
-        self.invert_box.toggled.connect(self._on_invert)
-        self.left_windows_box = QCheckBox("Window with left drag")
-        self.left_windows_box.setToolTip("Left drag changes the window instead of panning")
-        self.left_windows_box.toggled.connect(self._on_left_windows)
-        self.fit_button = QPushButton("Fit")
+    def _build_parts(self) -> None:
+        self.window_controls = WindowControls(self.canvas, self)
+        self.window_controls.changed.connect(self._on_window_changed)
+        self.window_controls.window_changed.connect(self.window_changed)
+        self.window_controls.frame_changed.connect(self.frame_changed)
+        self.presets, self.reset_button = (
+            self.window_controls.presets,
+            self.window_controls.reset_button,
+        )
+        self.invert_box, self.left_windows_box = (
+            self.window_controls.invert_box,
+            self.window_controls.left_windows_box,
+        )
+        self.readout, self.frame_row = self.window_controls.readout, self.window_controls.frame_row
+        self.frame_label, self.frame_slider = (
+            self.window_controls.frame_label,
+            self.window_controls.frame_slider,
+        )
+        self.fit_button = QToolButton()
+        self.fit_button.setText("Fit")
         self.fit_button.setToolTip("Fit the whole image in view (or double-click it)")
         self.fit_button.clicked.connect(self.canvas.fit)
-        self.readout = QLabel()
-        self.frame_label = QLabel()
-        self.frame_slider = QSlider(Qt.Orientation.Horizontal)
-        self.frame_slider.setMinimum(1)
-        self.frame_slider.valueChanged.connect(self._on_frame_slider)
-
-    def _build_overlay_controls(self) -> None:
-        self.overlay_box = QCheckBox("Show model attention")
-        self.overlay_box.toggled.connect(self._on_overlay_toggled)
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setValue(DEFAULT_OPACITY)
-        self.opacity_slider.setToolTip("Opacity of the model attention overlay")
-        self.opacity_slider.valueChanged.connect(self._on_opacity)
-        self.head_combo = QComboBox()
-        self.head_combo.addItem("mean over heads", None)
-        self.head_combo.currentIndexChanged.connect(self._on_head)
-        self.caption = QLabel(CAPTION)
-        self.caption.setStyleSheet("color: palette(placeholder-text); font-style: italic;")
+        self.navigator = SequenceNavigator()
+        self.navigator.image_requested.connect(self.show_image)
+        self.image_caption = ImageCaptionBar()
+        self.attention = AttentionControls(self.session)
+        self.attention.changed.connect(self._on_attention_changed)
+        self.attention.failed.connect(self._on_attention_failed)
+        self.overlay_box, self.caption = self.attention.overlay_box, self.attention.caption
+        self.opacity_slider = self.attention.opacity_slider
+        self.head_combo, self.colour_bar = self.attention.head_combo, self.attention.colour_bar
+        self.header = HeaderTable()
+        self.phi_box, self.metadata = self.header.phi_box, self.header.table
+        self.header_button = QToolButton()
+        self.header_button.setText("Show header")
+        self.header_button.setCheckable(True)
+        self.header_button.setToolTip("Show the DICOM header beside the image")
+        self.header_button.toggled.connect(self.set_header_shown)
 
     def _lay_out(self) -> None:
-        window_bar = QHBoxLayout()
-        for widget in (self.presets, self.reset_button, self.invert_box, self.fit_button):
-            window_bar.addWidget(widget)
-        window_bar.addStretch(1)
-        readout_bar = QHBoxLayout()
-        readout_bar.addWidget(self.left_windows_box)
-        readout_bar.addStretch(1)
-        readout_bar.addWidget(self.readout)
-        frame_bar = QHBoxLayout()
-        frame_bar.addWidget(self.frame_label)
-        frame_bar.addWidget(self.frame_slider, 1)
-        self.frame_row = QWidget()
-        self.frame_row.setLayout(frame_bar)
-        frame_bar.setContentsMargins(0, 0, 0, 0)
-        overlay_bar = QHBoxLayout()
-        overlay_bar.addWidget(self.overlay_box)
-        overlay_bar.addWidget(QLabel("Opacity"))
-        overlay_bar.addWidget(self.opacity_slider, 1)
-        overlay_bar.addWidget(self.head_combo)
+        image_area = QHBoxLayout()
+        image_area.addWidget(self.canvas, 1)
+        image_area.addWidget(self.colour_bar)
         image_column = QVBoxLayout()
-        image_column.addLayout(window_bar)
-        image_column.addLayout(readout_bar)
-        image_column.addWidget(self.frame_row)
+        image_column.setContentsMargins(0, 0, 0, 0)
+        image_column.setSpacing(4)
+        image_column.addWidget(self._tool_bar())
+        image_column.addWidget(self.image_caption)
         image_column.addWidget(self.message)
-        image_column.addWidget(self.canvas, 1)
+        image_column.addWidget(self.frame_row)
+        image_column.addLayout(image_area, 1)
         image_column.addWidget(self.caption)
-        image_column.addLayout(overlay_bar)
+        image_column.addWidget(_row((self.readout, 1), (self.attention, 0)))
         image_side = QWidget()
         image_side.setLayout(image_column)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(image_side)
-        splitter.addWidget(self.header)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        splitter.setSizes([700, 300])
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(image_side)
+        self.splitter.addWidget(self.header)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 0)
+        self.splitter.setChildrenCollapsible(False)
+        self.header.hide()
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.splitter)
+
+    def _tool_bar(self) -> QWidget:
+        """One row above the image; what does not fit goes behind the toolbar's » button."""
+        bar = QToolBar()
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        for widget in (
+            self.navigator,
+            self.presets,
+            self.reset_button,
+            self.invert_box,
+            self.fit_button,
+            self.left_windows_box,
+        ):
+            bar.addWidget(widget)
+        return _row((bar, 1), (self.header_button, 0))
+
+    def _add_keys(self) -> None:
+        for action in self.navigator.actions_for_keys:
+            action.setShortcutContext(SCOPE)
+            self.addAction(action)
+        self.label_keys = LabelKeys(self)
+        self.label_keys.digit_pressed.connect(self.label_by_position)
+        self.label_keys.role_pressed.connect(self.toggle_role)
 
     # -- what is shown ------------------------------------------------------------------------
 
@@ -174,82 +181,132 @@ class ViewerPanel(QWidget):
     def show_view(self, view: ImageView) -> None:
         """Show an opened image with its stored window, not inverted, fitted to the view."""
         self.view = view
-        self._window = None
         self.message.hide()
-        self.invert_box.blockSignals(True)
-        self.invert_box.setChecked(False)
-        self.invert_box.blockSignals(False)
-        self._fill_presets()
-        self._fill_frames()
+        self.window_controls.show_view(view)
         self.header.show_view(view)
-        self._layer = None
-        if self.overlay_box.isChecked():
-            self._load_layer()
+        self.navigator.set_current(view.image_id)
+        self.attention.show_image(view.image_id)
+        self._update_image_caption()
         self._render(fit=True)
+        if self.isVisible():
+            self.canvas.setFocus(Qt.FocusReason.OtherFocusReason)
         if view.image_id is not None:
             self.image_shown.emit(view.image_id)
 
     @Slot()
     def clear(self) -> None:
         self.view = None
-        self.shown = self._base = self._layer = None
-        self._window = None
-        self._run_id = None
+        self.shown = self._base = None
+        self.window_controls.show_view(None)
+        self.attention.clear()
         self.canvas.clear()
-        self.presets.clear()
         self.header.show_view(None)
-        self.readout.setText("")
-        self.frame_row.hide()
-        self._update_caption()
+        self.image_caption.clear()
+        self.navigator.set_current(None)
+        self.attention.refresh(has_image=False)
         self._set_enabled(False)
 
     def _show_failure(self, image_id: int, err: EptStudioError) -> None:
         # an ImageDecodeError's message starts with the path, which may carry a patient name
         reason = err.reason if isinstance(err, ImageDecodeError) else str(err)
         self.clear()
+        self.navigator.set_current(image_id)  # previous / next still lead on from here
         self.message.setText(f"Image #{image_id} cannot be shown: {reason}")
         self.message.show()
 
     def _set_enabled(self, enabled: bool) -> None:
-        windowable = enabled and self.view is not None and self.view.windowable
-        self.presets.setEnabled(windowable and self.presets.count() > 0)
-        self.left_windows_box.setEnabled(windowable)
-        for widget in (self.reset_button, self.invert_box, self.fit_button, self.overlay_box):
-            widget.setEnabled(enabled)
+        self.window_controls.set_enabled(enabled)
+        self.fit_button.setEnabled(enabled)
         self.phi_box.setEnabled(enabled)
 
-    # -- public controls ----------------------------------------------------------------------
+    def _update_image_caption(self) -> None:
+        """Labels, role and model score of the shown image (read again after each label change)."""
+        project, view = self.session.project, self.view
+        if view is None:
+            self.image_caption.clear()
+            return
+        caption = None
+        if project is not None and view.image_id is not None:
+            caption = image_caption(project, view.image_id, self.session.prediction_run())
+        self.image_caption.show_caption(caption, view_summary(view))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Back on screen: the gallery's filter may have changed, and the keys need focus."""
+        super().showEvent(event)
+        self.navigator.refresh()
+        focused = self.focusWidget()
+        if focused is None or not self.isAncestorOf(focused):
+            self.canvas.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    # -- previous / next and labelling --------------------------------------------------------
+
+    def set_sequence_source(self, source: SequenceSource) -> None:
+        """Where previous / next step: a function giving the gallery's ids in its current order."""
+        self.navigator.set_source(source)
+
+    @Slot()
+    def show_next(self) -> None:
+        self.navigator.show_next()
+
+    @Slot()
+    def show_previous(self) -> None:
+        self.navigator.show_previous()
+
+    @property
+    def image_id(self) -> int | None:
+        """The project image shown (None: nothing, or a file outside the project)."""
+        return self.view.image_id if self.view is not None else None
+
+    @Slot(int)
+    def label_by_position(self, digit: int) -> None:
+        """Key N: the shown image gets the N-th class (0 clears), as in the gallery."""
+        if self.image_id is not None:
+            self.session.label_by_position([self.image_id], digit)
+
+    @Slot()
+    def toggle_role(self) -> None:
+        """Key T: the shown image to test, or back to train (unlabelled images have no role)."""
+        if self.image_id is not None:
+            self.session.toggle_role([self.image_id])
+
+    @Slot()
+    def _on_labels_changed(self) -> None:
+        self._update_image_caption()
+        self.navigator.refresh()
+
+    # -- header -------------------------------------------------------------------------------
+
+    @property
+    def header_shown(self) -> bool:
+        return not self.header.isHidden()
+
+    @Slot(bool)
+    def set_header_shown(self, shown: bool) -> None:
+        """The DICOM header beside the image (collapsed by default: the image comes first)."""
+        self.header_button.blockSignals(True)
+        self.header_button.setChecked(shown)
+        self.header_button.blockSignals(False)
+        self.header_button.setText("Hide header" if shown else "Show header")
+        self.header.setVisible(shown)
+        if shown:
+            total = max(self.splitter.width(), 2 * HEADER_WIDTH)
+            self.splitter.setSizes([total - HEADER_WIDTH, HEADER_WIDTH])
+
+    # -- window / level and frames ------------------------------------------------------------
 
     @property
     def window_level(self) -> WindowLevel | None:
         """The current window in numbers (the stored one until changed); None without W/L."""
-        if self.view is None or not self.view.windowable:
-            return None
-        return self._window if self._window is not None else self.view.stored_window
+        return self.window_controls.window_level
 
     @property
     def frame(self) -> int:
         """The frame shown, from 0."""
-        return self.frame_slider.value() - 1
+        return self.window_controls.frame
 
     @property
     def invert(self) -> bool:
-        return self.invert_box.isChecked()
-
-    @property
-    def opacity(self) -> float:
-        """The overlay's opacity, 0..1."""
-        return self.opacity_slider.value() / 100.0
-
-    @property
-    def head(self) -> int | None:
-        """The attention head shown (from 0), None for the mean over heads."""
-        head = self.head_combo.currentData()
-        return head if isinstance(head, int) else None
-
-    @property
-    def overlay_shown(self) -> bool:
-        return self.overlay_box.isChecked() and self._layer is not None
+        return self.window_controls.invert
 
     @property
     def zoom(self) -> float:
@@ -257,24 +314,12 @@ class ViewerPanel(QWidget):
 
     def set_window(self, centre: float, width: float) -> None:
         """Window the image (modality units; a width below 1 is taken as 1)."""
-        if self.view is None or not self.view.windowable:
-            return
-        self._window = WindowLevel(centre, width)
-        self.presets.setCurrentIndex(self._preset_index(self._window))
-        self._render()
-        self.window_changed.emit(self._window.centre, self._window.width)
+        self.window_controls.set_window(centre, width)
 
     @Slot()
     def reset(self) -> None:
         """The stored window, not inverted (zoom is left alone: Fit resets it)."""
-        if self.view is None:
-            return
-        self._window = None
-        self.presets.setCurrentIndex(-1)
-        self.invert_box.blockSignals(True)
-        self.invert_box.setChecked(False)
-        self.invert_box.blockSignals(False)
-        self._render()
+        self.window_controls.reset()
 
     def set_invert(self, invert: bool) -> None:
         self.invert_box.setChecked(invert)
@@ -283,30 +328,14 @@ class ViewerPanel(QWidget):
         """Show frame ``frame`` (from 0) of a multi-frame image."""
         self.frame_slider.setValue(frame + 1)
 
-    def set_opacity(self, percent: int) -> None:
-        self.opacity_slider.setValue(percent)
-
-    def set_head(self, head: int | None) -> None:
-        """Show one head's attention (from 0), or None for the mean over heads."""
-        index = self.head_combo.findData(head) if head is not None else 0
-        if index >= 0:
-            self.head_combo.setCurrentIndex(index)
-
-    def set_overlay(self, run_id: int | None) -> None:
-        """Show run ``run_id``'s stored attention over the image; None hides the overlay."""
-        self._run_id = run_id
-        self.overlay_box.blockSignals(True)
-        self.overlay_box.setChecked(run_id is not None)
-        self.overlay_box.blockSignals(False)
-        self._load_layer()
-        self._compose()
-
-    # -- rendering ----------------------------------------------------------------------------
+    @Slot()
+    def _on_window_changed(self) -> None:
+        self._render()
 
     def _render(self, *, fit: bool = False) -> None:
         if self.view is None:
             return
-        window = self._window
+        window = self.window_controls.chosen
         try:
             self._base = render_view(
                 self.view,
@@ -319,140 +348,60 @@ class ViewerPanel(QWidget):
             self._show_failure(self.view.image_id or 0, err)
             return
         self._set_enabled(True)
-        self._update_readout()
+        self.window_controls.update_readout()
         self._compose(fit=fit)
 
     def _compose(self, *, fit: bool = False) -> None:
         """The rendered image, with the overlay blended at the current opacity when shown."""
         if self._base is None:
             return
-        shown = self._base
-        if self.overlay_shown and self._layer is not None:
-            shown = overlay_pixels(shown, self._layer, head=self.head, opacity=self.opacity)
-        self.shown = shown
+        self.shown = self.attention.blend(self._base)
         aspect = self.view.pixel_aspect if self.view is not None else 1.0
-        self.canvas.set_pixels(shown, aspect, fit=fit)
-        self._update_caption()
-
-    def _update_readout(self) -> None:
-        window = self.window_level
-        if self.view is None or window is None:
-            self.readout.setText("shown as stored (no window / level)" if self.view else "")
-            return
-        source = f" ({self.view.stored_voi})" if self._window is None else ""
-        self.readout.setText(f"{window.text()}{source}")
-
-    # -- presets and frames -------------------------------------------------------------------
-
-    def _fill_presets(self) -> None:
-        self.presets.clear()
-        if self.view is None:
-            return
-        for preset in self.view.presets:
-            self.presets.addItem(preset.label, preset.window)
-        self.presets.setCurrentIndex(-1)
-
-    def _preset_index(self, window: WindowLevel) -> int:
-        for index in range(self.presets.count()):
-            if self.presets.itemData(index) == window:
-                return index
-        return -1
-
-    @Slot(int)
-    def _on_preset(self, index: int) -> None:
-        window = self.presets.itemData(index)
-        if isinstance(window, WindowLevel):
-            self.set_window(window.centre, window.width)
-
-    def _fill_frames(self) -> None:
-        frames = self.view.frames if self.view is not None else 1
-        self.frame_slider.blockSignals(True)
-        self.frame_slider.setMaximum(frames)
-        self.frame_slider.setValue((self.view.frame if self.view else 0) + 1)
-        self.frame_slider.blockSignals(False)
-        self.frame_row.setVisible(frames > 1)
-        self._update_frame_label()
-
-    def _update_frame_label(self) -> None:
-        self.frame_label.setText(f"Frame {self.frame + 1} of {self.frame_slider.maximum()}")
-
-    @Slot(int)
-    def _on_frame_slider(self, _value: int) -> None:
-        self._update_frame_label()
-        self._render()
-        self.frame_changed.emit(self.frame)
-
-    @Slot(bool)
-    def _on_invert(self, _checked: bool) -> None:
-        self._render()
-
-    @Slot(bool)
-    def _on_left_windows(self, checked: bool) -> None:
-        self.canvas.left_drag_windows = checked
-
-    @Slot(int, int)
-    def _on_window_dragged(self, dx: int, dy: int) -> None:
-        """Right = wider, up = higher level; the step follows the image's value range."""
-        window = self.window_level
-        if self.view is None or window is None:
-            return
-        step = self.view.drag_step
-        self.set_window(window.centre - dy * step, window.width + dx * step)
+        self.canvas.set_pixels(self.shown, aspect, fit=fit)
+        self.attention.refresh(has_image=True)
 
     # -- model attention ----------------------------------------------------------------------
 
-    @Slot(bool)
-    def _on_overlay_toggled(self, checked: bool) -> None:
-        if checked and self._layer is None:
-            self._load_layer()
+    @property
+    def opacity(self) -> float:
+        """The overlay's opacity, 0..1."""
+        return self.attention.opacity
+
+    @property
+    def head(self) -> int | None:
+        """The attention head shown (from 0), None for the mean over heads."""
+        return self.attention.head
+
+    @property
+    def overlay_shown(self) -> bool:
+        return self.attention.shown
+
+    def set_opacity(self, percent: int) -> None:
+        self.opacity_slider.setValue(percent)
+
+    def set_head(self, head: int | None) -> None:
+        """Show one head's attention (from 0), or None for the mean over heads."""
+        self.attention.set_head(head)
+
+    def set_overlay(self, run_id: int | None) -> None:
+        """Show run ``run_id``'s stored attention over the image; None hides the overlay."""
+        self.attention.set_run(run_id)
+
+    @Slot()
+    def _on_attention_changed(self) -> None:
         self._compose()
 
-    @Slot(int)
-    def _on_head(self, _index: int) -> None:
-        self._compose()
+    @Slot(str)
+    def _on_attention_failed(self, message: str) -> None:
+        self.message.setText(message)
+        self.message.show()
 
-    @Slot(int)
-    def _on_opacity(self, _percent: int) -> None:
-        self._compose()
 
-    def _load_layer(self) -> None:
-        """The chosen run's attention for this image (the newest run with one if none chosen)."""
-        self._layer = None
-        project, view = self.session.project, self.view
-        if project is None or view is None or view.image_id is None:
-            self._fill_heads()
-            return
-        run_id = self._run_id
-        if run_id is None:
-            runs = prediction_runs(project, view.image_id)
-            run_id = runs[0] if runs else None
-        if run_id is not None:
-            try:
-                self._layer = attention_layer(project, view.image_id, run_id)
-            except EptStudioError as err:
-                self.message.setText(f"The model attention cannot be shown: {err}")
-                self.message.show()
-        self._fill_heads()
-
-    def _fill_heads(self) -> None:
-        current = self.head
-        heads = self._layer.heads if self._layer is not None else 0
-        self.head_combo.blockSignals(True)
-        self.head_combo.clear()
-        self.head_combo.addItem("mean over heads", None)
-        for head in range(heads):
-            self.head_combo.addItem(f"head {head + 1}", head)
-        self.head_combo.setCurrentIndex(max(0, self.head_combo.findData(current)))
-        self.head_combo.blockSignals(False)
-
-    def _update_caption(self) -> None:
-        checked = self.overlay_box.isChecked() and self.view is not None
-        shown = self.overlay_shown and self._layer is not None
-        self.opacity_slider.setEnabled(shown)
-        self.head_combo.setEnabled(shown and self.head_combo.count() > 1)
-        if shown and self._layer is not None:
-            text = overlay_caption(self._layer, self.head)
-            self.caption.setText(f"{text} · predicted class: {self._layer.predicted_class}")
-        elif checked:
-            self.caption.setText(f"no stored {CAPTION} for this image (run a prediction first)")
-        self.caption.setVisible(checked)
+def _row(*parts: tuple[QWidget, int]) -> QWidget:
+    """Widgets side by side without margins, each with its stretch factor."""
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget, stretch in parts:
+        layout.addWidget(widget, stretch)
+    return row

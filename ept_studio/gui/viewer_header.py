@@ -6,7 +6,7 @@ show as a grey "hidden" until the user ticks "Show identifying fields". Nothing 
 
 from __future__ import annotations
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -21,9 +21,16 @@ from PySide6.QtWidgets import (
 from ept_studio.errors import EptStudioError
 from ept_studio.services.viewer import ImageView, MetadataRow, metadata_rows
 
+FIELD_CHARS = 18
+"""The field column's width in characters; the value column stretches over the rest."""
+
 
 class HeaderTable(QWidget):
-    """A "Show identifying fields" box above a Tag / Field / Value table."""
+    """A "Show identifying fields" box above a Field / Value table (values elided, full in tips).
+
+    The Tag column is hidden, and the field's tooltip names the tag, so that in a narrow side
+    pane the values stay in view instead of being scrolled off to the right.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -37,12 +44,16 @@ class HeaderTable(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        self.table.setColumnWidth(1, 20 * self.fontMetrics().averageCharWidth())
+        # the tag is in the field's tooltip: the value column gets the room
+        self.table.setColumnHidden(0, True)
+        self.table.setColumnWidth(1, FIELD_CHARS * self.fontMetrics().averageCharWidth())
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
         layout.addWidget(self.phi_box)
         layout.addWidget(self.table, 1)
@@ -72,6 +83,8 @@ class HeaderTable(QWidget):
             item.setFont(font)
             item.setForeground(QColor(128, 128, 128))
             item.setToolTip("Tick 'Show identifying fields' to see it")
+        elif column == 1 and row.tag:
+            item.setToolTip(f"{text} {row.tag}")
         elif column > 0:
             item.setToolTip(text)
         return item

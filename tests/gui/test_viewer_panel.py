@@ -1,5 +1,6 @@
 """The viewer panel: mouse window / level and zoom, frames, inversion, presets, hidden identifying
-fields and the model attention overlay, on real DICOM files in a real project."""
+fields, the model attention overlay and its legend, room for the image, previous / next and
+labelling keys, on real DICOM files in a real project."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent, QWheelEvent
+from PySide6.QtGui import QAction, QKeySequence, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 from support import BLOCK_TORCH
@@ -23,7 +24,7 @@ from ept_studio.data.store import PredictionRow
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.viewer import ViewerPanel
 from ept_studio.services.project import import_paths
-from ept_studio.services.viewer import HIDDEN, open_view, render_view
+from ept_studio.services.viewer import HIDDEN, attention_colour_stops, open_view, render_view
 
 pytestmark = pytest.mark.gui
 
@@ -51,11 +52,23 @@ def session(tmp_path: Path) -> Iterator[ProjectSession]:
 
 @pytest.fixture
 def panel(qtbot: QtBot, session: ProjectSession) -> ViewerPanel:
+    return _shown_panel(qtbot, session, 1000, 600)
+
+
+@pytest.fixture
+def small_panel(qtbot: QtBot, session: ProjectSession) -> ViewerPanel:
+    """The viewer's share of a 1280 x 720 main window (its left ~62 %, below the tabs)."""
+    return _shown_panel(qtbot, session, 780, 600)
+
+
+def _shown_panel(qtbot: QtBot, session: ProjectSession, width: int, height: int) -> ViewerPanel:
     viewer = ViewerPanel(session)
     qtbot.addWidget(viewer)
-    viewer.resize(1000, 600)
+    viewer.resize(width, height)
     viewer.show()
     qtbot.waitExposed(viewer)
+    viewer.activateWindow()
+    qtbot.waitUntil(viewer.isActiveWindow, timeout=5_000)  # shortcuts need the active window
     return viewer
 
 
@@ -285,3 +298,191 @@ def test_the_viewer_needs_no_torch() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
+
+
+# -- room for the image, header, previous / next, labelling keys, caption, legend -------------
+
+
+def _settle() -> None:
+    """Let the layouts apply what was shown or hidden."""
+    QApplication.processEvents()
+
+
+def test_the_image_gets_most_of_a_780_by_600_viewer(
+    small_panel: ViewerPanel, session: ProjectSession, tmp_path: Path
+) -> None:
+    assert small_panel.show_image(1)
+    _settle()
+    assert not small_panel.header_shown
+    assert small_panel.header_button.text() == "Show header"
+    height = small_panel.height()
+    assert height == 600
+    assert small_panel.canvas.height() >= 0.7 * height
+    assert small_panel.canvas.width() >= 0.9 * small_panel.width()
+    # the overlay's caption and legend, and a multi-frame image's slider, leave it most too
+    _one_hot_run(session, 2)
+    small_panel.show_image(2)
+    small_panel.overlay_box.setChecked(True)
+    _settle()
+    assert small_panel.frame_row.isVisible()
+    assert small_panel.caption.isVisible()
+    assert small_panel.colour_bar.isVisible()
+    assert small_panel.canvas.height() >= 0.7 * height
+    small_panel.grab().save(str(tmp_path / "viewer.png"))
+
+
+def test_show_header_puts_the_value_column_in_view(small_panel: ViewerPanel) -> None:
+    small_panel.show_image(1)
+    small_panel.header_button.click()
+    _settle()
+    assert small_panel.header_shown
+    assert small_panel.header_button.text() == "Hide header"
+    table = small_panel.metadata
+    left, width = table.columnViewportPosition(2), table.columnWidth(2)
+    assert left >= 0
+    assert left + width <= table.viewport().width()  # not scrolled away to the right
+    assert width >= 120
+    assert table.isColumnHidden(0)  # the tag is in the field's tooltip instead
+    assert table.textElideMode() == Qt.TextElideMode.ElideRight
+    rows = {table.item(r, 1).text(): r for r in range(table.rowCount()) if table.item(r, 1)}
+    position = table.item(rows["Image Position (Patient)"], 2)
+    assert position.text().startswith("[-158.135803")
+    assert position.toolTip() == position.text()  # the full value, however narrow the column
+    assert table.item(rows["Modality"], 1).toolTip() == "Modality (0008,0060)"
+    assert small_panel.canvas.height() >= 0.7 * small_panel.height()
+    small_panel.header_button.click()
+    assert not small_panel.header_shown
+    assert small_panel.header.isHidden()
+
+
+def _third_image(session: ProjectSession, tmp_path: Path) -> int:
+    more = tmp_path / "more"
+    more.mkdir()
+    shutil.copy(PYDICOM_FILES / "MR_small.dcm", more / "c_mr.dcm")
+    assert session.project is not None
+    report = import_paths(session.project, [more], thumbnails=False)
+    return int(report.added[0][1])
+
+
+def test_previous_and_next_follow_the_gallery_order(
+    qtbot: QtBot, small_panel: ViewerPanel, session: ProjectSession, tmp_path: Path
+) -> None:
+    navigator = small_panel.navigator
+    assert not navigator.next_action.isEnabled()  # no list until the main window gives one
+    assert not navigator.previous_action.isEnabled()
+    third = _third_image(session, tmp_path)
+    listed = [2, third, 1]
+
+    def gallery_order() -> list[int]:
+        return list(listed)
+
+    small_panel.set_sequence_source(gallery_order)
+    small_panel.show_image(third)
+    assert navigator.position.text() == "2 of 3"
+    small_panel.show_next()
+    assert small_panel.image_id == 1
+    assert navigator.position.text() == "3 of 3"
+    assert not navigator.next_action.isEnabled()
+    canvas = small_panel.canvas
+    assert canvas.hasFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_Right)  # past the end: stays
+    assert small_panel.image_id == 1
+    qtbot.keyClick(canvas, Qt.Key.Key_Left)
+    assert small_panel.image_id == third
+    qtbot.keyClick(canvas, Qt.Key.Key_PageUp)
+    assert small_panel.image_id == 2
+    assert navigator.position.text() == "1 of 3"
+    assert not navigator.previous_action.isEnabled()
+    qtbot.keyClick(canvas, Qt.Key.Key_PageDown)
+    assert small_panel.image_id == third
+    # labelled while the gallery shows "Unlabelled": it leaves the list, and next goes on
+    listed.remove(third)
+    session.labels_changed.emit()
+    assert navigator.position.text() == "– of 2"
+    small_panel.show_next()
+    assert small_panel.image_id == 1
+    assert navigator.position.text() == "2 of 2"
+
+
+def test_keys_label_the_shown_image_and_the_caption_follows(
+    qtbot: QtBot, small_panel: ViewerPanel, session: ProjectSession
+) -> None:
+    session.add_class("Lung")
+    brain = session.add_class("Brain")
+    # a window-wide action on T (as the Edit menu's, for the gallery) must not steal the key
+    rival = QAction("gallery's T", small_panel)
+    rival.setShortcut(QKeySequence("T"))
+    small_panel.addAction(rival)
+    rival_fired: list[bool] = []
+    rival.triggered.connect(rival_fired.append)
+    small_panel.show_image(1)
+    caption = small_panel.image_caption
+    assert caption.labels.text() == "Unlabelled"
+    qtbot.keyClick(small_panel.canvas, Qt.Key.Key_2)
+    assert session.label_of(1) == [brain.id]
+    assert session.label_of(2) == []
+    assert caption.labels.text() == "Brain · train"
+    qtbot.keyClick(small_panel.canvas, Qt.Key.Key_T)
+    assert caption.labels.text() == "Brain · test"
+    assert rival_fired == []
+    qtbot.keyClick(small_panel.canvas, Qt.Key.Key_T)
+    assert caption.labels.text() == "Brain · train"
+    qtbot.keyClick(small_panel.canvas, Qt.Key.Key_9)  # no ninth class: nothing happens
+    assert session.label_of(1) == [brain.id]
+    qtbot.keyClick(small_panel.canvas, Qt.Key.Key_0)
+    assert session.label_of(1) == []
+    assert caption.labels.text() == "Unlabelled"
+
+
+def _finished_run(session: ProjectSession, image_id: int, scores: dict[str, float]) -> int:
+    project = session.project
+    assert project is not None
+    run_id = project.record_run(
+        config={"kind": "inference"}, seed=0, versions={}, backbone="b", backbone_sha256="ab" * 32
+    )
+    attention = np.zeros((2, 16), dtype=np.float32)
+    predicted = max(scores, key=scores.__getitem__)
+    project.record_predictions(run_id, [PredictionRow(image_id, predicted, scores, attention)])
+    project.finish_run(run_id, "finished")
+    return run_id
+
+
+def test_caption_gives_the_latest_runs_model_score_and_the_size(
+    small_panel: ViewerPanel, session: ProjectSession
+) -> None:
+    _finished_run(session, 1, {"Lung": 0.9249, "Brain": 0.0751})
+    small_panel.show_image(1)
+    caption = small_panel.image_caption
+    assert caption.labels.text() == "Unlabelled"
+    assert caption.model.text() == "Model: Lung 92 % (model score)"
+    assert caption.summary.text() == "CT · 128 × 128 px"
+    small_panel.show_image(2)
+    assert caption.model.text() == ""
+    assert caption.summary.text() == "MR · 64 × 64 px · 10 frames"
+    words = f"{caption.labels.text()} {caption.model.text()} {caption.model.toolTip()}".lower()
+    assert "finding" not in words
+    assert "lesion" not in words
+
+
+def test_the_attention_legend_shows_the_overlays_colours(
+    small_panel: ViewerPanel, session: ProjectSession
+) -> None:
+    _one_hot_run(session, 1)
+    small_panel.show_image(1)
+    legend = small_panel.colour_bar
+    assert legend.isHidden()
+    small_panel.overlay_box.setChecked(True)
+    _settle()
+    assert legend.isVisible()
+    stops = attention_colour_stops()
+    assert legend.stops == stops
+    image = legend.grab().toImage()
+    bar = legend.bar_rect()
+    x = bar.center().x()
+    for y, expected in ((bar.bottom(), stops[0]), (bar.top(), stops[-1])):
+        colour = image.pixelColor(x, y)
+        found = (colour.red(), colour.green(), colour.blue())
+        assert max(abs(a - b) for a, b in zip(found, expected.rgb, strict=True)) <= 6
+    assert "model attention" in legend.toolTip()
+    small_panel.overlay_box.setChecked(False)
+    assert legend.isHidden()

@@ -1,0 +1,118 @@
+"""Labelling from the viewer: keys 1-9 / 0 / T on the shown image, and the caption that shows it.
+
+The keys are the gallery's (1-9: the N-th class, 0: clear, T: train / test), but scoped to the
+viewer (``Qt.WidgetWithChildrenShortcut``) so that each panel's keys act on what it shows. A
+window-wide action on the same key (the Edit menu's "Toggle train / test" acts on the gallery's
+selection) would make the key ambiguous, and Qt would then fire neither; so while the focus is in
+the viewer, the viewer claims its keys first (:class:`LabelKeys`, on ``ShortcutOverride``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QKeyEvent, QKeySequence
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
+
+from ept_studio.services.viewer_caption import ImageCaption
+
+SCOPE = Qt.ShortcutContext.WidgetWithChildrenShortcut
+
+
+class LabelKeys(QObject):
+    """Keys 0-9 and T on ``owner`` and its children: ``digit_pressed`` (0-9), ``role_pressed``.
+
+    They are actions (listed on the owner, with their keys in their text) and also claimed on
+    ``ShortcutOverride`` while the focus is in the owner, so a window-wide action on the same
+    key cannot make it ambiguous.
+    """
+
+    digit_pressed = Signal(int)
+    role_pressed = Signal()
+
+    def __init__(self, owner: QWidget) -> None:
+        super().__init__(owner)
+        self.digits = QActionGroup(self)
+        self.digits.setExclusionPolicy(QActionGroup.ExclusionPolicy.None_)
+        for digit in range(10):
+            text = "Clear the label" if digit == 0 else f"Label with class {digit}"
+            self.digits.addAction(_key_action(owner, text, str(digit))).setData(digit)
+        self.digits.triggered.connect(self._on_digit)
+        self.role = _key_action(owner, "Toggle train / test", "T")
+        self.role.triggered.connect(self.role_pressed)
+        self._claimed = (*self.digits.actions(), self.role)
+        owner.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if not isinstance(event, QKeyEvent):
+            return False
+        action = claimed_action(self._claimed, event)
+        if action is None:
+            return False
+        if event.type() == QEvent.Type.ShortcutOverride:
+            event.accept()  # the key comes as a key press, to the focus and up to the owner
+            return True
+        if event.type() == QEvent.Type.KeyPress:
+            action.trigger()
+            return True
+        return False
+
+    @Slot(QAction)
+    def _on_digit(self, action: QAction) -> None:
+        digit = action.data()
+        if isinstance(digit, int):
+            self.digit_pressed.emit(digit)
+
+
+def claimed_action(actions: Iterable[QAction], event: QKeyEvent) -> QAction | None:
+    """The enabled action whose shortcut is the key pressed (the keypad's digits count too)."""
+    combination = event.keyCombination()
+    modifiers = combination.keyboardModifiers() & ~Qt.KeyboardModifier.KeypadModifier
+    pressed = QKeySequence(combination.key() | modifiers)
+    for action in actions:
+        if action.isEnabled() and action.shortcut() == pressed:
+            return action
+    return None
+
+
+def _key_action(owner: QWidget, text: str, key: str) -> QAction:
+    action = QAction(text, owner)
+    action.setShortcut(QKeySequence(key))
+    action.setShortcutContext(SCOPE)
+    owner.addAction(action)
+    return action
+
+
+class ImageCaptionBar(QWidget):
+    """One line above the image: ``Lung · train``, ``Model: Lung 92 % (model score)``, kind, size."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.labels = QLabel()
+        self.labels.setStyleSheet("font-weight: bold;")
+        self.labels.setToolTip("The image's label(s) and role: keys 1-9 label, 0 clears, T toggles")
+        self.model = QLabel()
+        self.model.setToolTip("The latest prediction run's top class and its model score")
+        self.summary = QLabel()
+        self.summary.setStyleSheet("color: palette(placeholder-text);")
+        for label in (self.labels, self.model, self.summary):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.labels, 2)
+        layout.addWidget(self.model, 3)
+        layout.addWidget(self.summary, 2)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def show_caption(self, caption: ImageCaption | None, summary: str) -> None:
+        """``caption`` None: an image outside the project (no labels to show)."""
+        self.labels.setText(caption.label_text if caption is not None else "Not in the project")
+        self.model.setText(caption.model_text if caption is not None else "")
+        self.summary.setText(summary)
+        self.summary.setToolTip(summary)
+
+    def clear(self) -> None:
+        for label in (self.labels, self.model, self.summary):
+            label.setText("")
