@@ -10,6 +10,7 @@ import pytest
 from support import tiny_backbone
 
 from ept_studio.errors import ProjectError
+from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
 from ept_studio.services.project import Project, Role, import_paths
 from ept_studio.services.project_inference import ProjectPredicted
 from ept_studio.services.project_tuning import tune_project
@@ -56,6 +57,11 @@ def test_predict_then_export_then_predict_through_onnx(
     with Project.open(folder, locations_dir=locations) as project:
         [listed] = trained_runs(project)
         assert (listed.run_id, listed.method, listed.has_onnx) == (run_id, "ept", False)
+        accuracy = project.run(run_id).metrics["accuracy"]
+        assert listed.label == f"Run {run_id}: EPT, accuracy on test images {accuracy:.2f}"
+        assert "Balanced accuracy (mean of per-class recall): " in listed.tooltip
+        assert "(key: balanced_accuracy)" in listed.tooltip
+        assert "Calibration error: " in listed.tooltip
         some = [image.id for image in project.images()][:5]
     events = list(predict_with_run(folder, run_id, backbone=backbone, locations_dir=locations))
     assert events[0] == StageStarted("Loading the tuned model")
@@ -176,3 +182,13 @@ def test_support_split_holds_out_a_fifth_per_class_only_when_there_are_enough() 
     assert [i.image_id for i, _ in again] == [i.image_id for i, _ in support]
     assert support_split(items({0: 10, 1: 4}), True, 0, LabelMode.SINGLE)[1] == []
     assert support_split(items({0: 10, 1: 5}), False, 0, LabelMode.SINGLE)[1] == []
+
+
+def test_metric_names_read_plainly_and_keep_the_key_in_the_tooltip() -> None:
+    assert plain_metric_name("balanced_accuracy") == "Balanced accuracy (mean of per-class recall)"
+    assert plain_metric_name("ece") == "Calibration error"
+    assert plain_metric_name("macro_auc") == "AUC (mean over classes)"
+    assert plain_metric_name("top_k") == "Top k"  # unknown keys are tidied, not hidden
+    assert metric_tooltip("ece").endswith("(key: ece)")
+    assert metric_tooltip("macro_auc").startswith("For each class, how often")
+    assert metric_tooltip("new_metric") == "A metric recorded by the run (key: new_metric)"
