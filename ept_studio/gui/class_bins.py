@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QPoint, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent, QIcon, QPixmap
+from PySide6.QtGui import (
+    QColor,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QIcon,
+    QPaintEvent,
+    QPixmap,
+)
 from PySide6.QtWidgets import (
     QColorDialog,
     QGridLayout,
@@ -28,11 +36,14 @@ from PySide6.QtWidgets import (
 
 from ept_studio.errors import EptStudioError
 from ept_studio.gui.drops import dropped_image_ids
+from ept_studio.gui.hints import draw_hint
 from ept_studio.gui.session import ProjectSession
 
 CLASS_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 UNLABELLED = -1
 """The class id the "Unlabelled" bin stands for (dropping there clears labels)."""
+ADD_CLASS = "+ Add class…"
+NO_CLASS_HINT = f"Add a class for each kind of image you want to tell apart: press “{ADD_CLASS}”"
 
 
 class BinList(QListWidget):
@@ -45,6 +56,21 @@ class BinList(QListWidget):
         self.setAcceptDrops(True)
         self.setDropIndicatorShown(True)
         self.setStyleSheet("QListWidget::item { padding: 8px 4px; }")  # big drop targets
+        self.empty_hint = ""
+        """Drawn below the rows while the project has no class yet."""
+
+    def set_empty_hint(self, text: str) -> None:
+        if text != self.empty_hint:
+            self.empty_hint = text
+            self.viewport().update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if self.empty_hint:
+            area = self.viewport().rect()
+            if self.count():
+                area.setTop(self.visualItemRect(self.item(self.count() - 1)).bottom())
+            draw_hint(self.viewport(), self.empty_hint, area)
 
     def class_at(self, point: QPoint) -> int | None:
         item = self.itemAt(point)
@@ -96,7 +122,7 @@ class ClassBinsPanel(QWidget):
     def _buttons(self) -> QGridLayout:
         grid = QGridLayout()
         buttons = (
-            ("Add…", self.ask_add, "Add a class"),
+            (ADD_CLASS, self.ask_add, "Add a class"),
             ("Rename…", self.ask_rename, "Rename the selected class"),
             ("Colour…", self.ask_recolour, "Change the selected class's colour"),
             ("Move up", self.move_up, "Move the selected class up (its key changes)"),
@@ -128,6 +154,8 @@ class ClassBinsPanel(QWidget):
         for row in range(self.bins.count()):
             if int(self.bins.item(row).data(CLASS_ID_ROLE)) == keep:
                 self.bins.setCurrentRow(row)
+        no_class = self.session.project is not None and self.bins.count() == 1
+        self.bins.set_empty_hint(NO_CLASS_HINT if no_class else "")
         self.title.setText(
             "Multi-label: a drop adds a class; keys 1-9 toggle, 0 clears; T: train / test"
             if self.session.multi_label

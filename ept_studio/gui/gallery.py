@@ -26,11 +26,13 @@ from PySide6.QtGui import (
     QDropEvent,
     QIcon,
     QKeyEvent,
+    QPaintEvent,
     QPixmap,
 )
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
 from ept_studio.gui.drops import IMAGE_IDS_MIME, dropped_paths, image_ids_mime
+from ept_studio.gui.hints import draw_hint
 from ept_studio.gui.thumbnail_delegate import (
     CLASS_COLOURS_ROLE,
     LABEL_ROLE_ROLE,
@@ -151,6 +153,19 @@ class GalleryView(QListView):
         self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self.setItemDelegate(ThumbnailDelegate(self))
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.empty_hint = ""
+        """What to do when no thumbnail is shown (drawn in the empty view)."""
+
+    def set_empty_hint(self, text: str) -> None:
+        if text != self.empty_hint:
+            self.empty_hint = text
+            self.viewport().update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        model = self.model()
+        if model is None or model.rowCount() == 0:
+            draw_hint(self.viewport(), self.empty_hint)
 
     def selected_image_ids(self) -> list[int]:
         rows = sorted(index.row() for index in self.selectionModel().selectedIndexes())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPoint, Slot
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPoint, Qt, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QVBoxLayout, QWidget
 
@@ -16,6 +16,11 @@ from ept_studio.gui.gallery import GalleryModel, GalleryView
 from ept_studio.gui.session import ProjectSession
 from ept_studio.services.gallery import REVIEW_VIEWS, GalleryFilter
 from ept_studio.services.gallery import GalleryView as Show
+
+IMPORT_HINT = "Drop DICOM, PNG or JPEG files or folders here, or File > Import…"
+NO_MATCH_HINT = "No image matches this filter"
+PREDICT_FIRST_HINT = "Predict images in the Results tab first"
+NO_PROJECT_HINT = "Create or open a project first (File > New project…)"
 
 
 class GalleryPanel(QWidget):
@@ -75,6 +80,9 @@ class GalleryPanel(QWidget):
         self.filter.addItem("Test", GalleryFilter(Show.TEST))
         self.filter.addItem("Misclassified (latest run)", GalleryFilter(Show.MISCLASSIFIED))
         self.filter.addItem("Most uncertain (latest run)", GalleryFilter(Show.UNCERTAIN))
+        for index in (self.filter.count() - 2, self.filter.count() - 1):
+            tip = "Needs predictions: " + PREDICT_FIRST_HINT[0].lower() + PREDICT_FIRST_HINT[1:]
+            self.filter.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
         self.filter.blockSignals(False)
         self.set_filter(current)
         self.refresh()
@@ -90,9 +98,26 @@ class GalleryPanel(QWidget):
         self._select(selected)
         total = self.session.image_count()
         text = f"{self.model.rowCount()} shown of {total} images"
-        if self.current_filter().view in REVIEW_VIEWS and self.session.prediction_run() is None:
+        no_run = (
+            self.current_filter().view in REVIEW_VIEWS and self.session.prediction_run() is None
+        )
+        if no_run:
             text = "No inference run with predictions yet"
         self.summary.setText(text)
+        self.view.set_empty_hint(self.empty_hint(total, no_run))
+
+    def empty_hint(self, total: int, no_run: bool) -> str:
+        """What the empty gallery says: import, predict first, or that the filter matches none.
+
+        ``no_run``: a review filter is chosen but no inference run has predictions yet.
+        """
+        if self.session.project is None:
+            return NO_PROJECT_HINT
+        if total == 0:
+            return IMPORT_HINT
+        if no_run:
+            return PREDICT_FIRST_HINT
+        return NO_MATCH_HINT
 
     def _select(self, image_ids: set[int]) -> None:
         selection = QItemSelection()
