@@ -1,5 +1,6 @@
 """Starting the desktop app: the QApplication, the first-run notice, then the main window.
 
+The project open when the app last closed is opened again; if it is gone, the welcome page says so.
 Nothing here (or in the modules it imports) loads torch: the window is up before any model is.
 """
 
@@ -19,6 +20,7 @@ from ept_studio.appdata import DATA_ENV, app_dirs, app_icon_file
 from ept_studio.gui.dialogs import NoticeDialog
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.settings import APPLICATION, ORGANISATION, AppSettings
+from ept_studio.services.project import is_project_folder
 
 
 def application(argv: Sequence[str] | None = None) -> QApplication:
@@ -87,6 +89,23 @@ def accept_notice(settings: AppSettings) -> bool:
     return True
 
 
+def reopen_last_project(window: MainWindow) -> bool:
+    """Open the project that was open last; if it cannot be, the welcome page says why."""
+    folder = window.settings.last_project
+    if folder is None:
+        return False
+    if not is_project_folder(folder):
+        window.welcome.set_note(
+            f"The last project, “{folder.name}”, is no longer in {folder.parent}. "
+            "If it was moved, open it where it is now."
+        )
+        return False
+    reason = window.file_menu.try_open_project(folder)
+    if reason is not None:
+        window.welcome.set_note(f"The last project could not be opened: {reason}")
+    return reason is None
+
+
 def run_smoke(window: MainWindow, app: QApplication) -> int:
     """``--smoke``: the window is up on the project; print what it shows and quit (0 = good)."""
     app.processEvents()
@@ -118,6 +137,8 @@ def run_app(
         window.session.open_project(open_folder)  # an error ends the smoke run, asks nothing
     elif open_folder is not None:
         window.file_menu.open_project_at(open_folder)
+    elif not smoke:
+        reopen_last_project(window)
     window.show()
     if smoke:
         return run_smoke(window, app)

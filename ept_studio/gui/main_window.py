@@ -1,26 +1,42 @@
-"""The main window: composes the gallery, the class bins, the menus and the status bar."""
+"""The main window: composes the welcome page, the gallery, the side tabs, the menus and the
+status bar.
+
+While no project is open the main area shows the welcome page instead of an empty gallery. The
+window must fit a 1280 x 720 laptop screen: the gallery takes the larger share, the side tabs have a
+bounded width, and the status bar elides rather than widening the window.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
     QWidget,
 )
 
 from ept_studio.errors import EptStudioError
 from ept_studio.gui.class_bins import ClassBinsPanel
+from ept_studio.gui.closing import ShutdownWhileBusy
 from ept_studio.gui.dialogs import ImportReportPanel
 from ept_studio.gui.drops import dropped_paths
 from ept_studio.gui.gallery_panel import GalleryPanel
+from ept_studio.gui.help import HelpMenu
 from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.menus import FileMenu
 from ept_studio.gui.results_panel import ResultsPanel
@@ -30,6 +46,7 @@ from ept_studio.gui.status import StatusBar
 from ept_studio.gui.tasks import TaskRunner
 from ept_studio.gui.training_panel import TrainingPanel
 from ept_studio.gui.viewer import ViewerPanel
+from ept_studio.gui.welcome import WelcomePage
 from ept_studio.services.backbone_setup import (
     BackboneReady,
     get_offline_backbone,
@@ -39,10 +56,14 @@ from ept_studio.services.project import ImportReport
 from ept_studio.services.run_actions import StageStarted
 
 BACKBONE_SETUP = "Backbone set-up"
+GALLERY_SHARE = 62
+"""Per cent of the width the gallery gets; the side tabs take the rest, up to SIDE_MAX_WIDTH."""
+SIDE_MAX_WIDTH = 560
+START_SIZE = (1100, 700)
 
 
 class MainWindow(QMainWindow):
-    """Gallery on the left, class bins on the right; files dropped anywhere are imported."""
+    """The welcome page, or the gallery beside the side tabs; files dropped anywhere are imported."""
 
     def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -52,39 +73,77 @@ class MainWindow(QMainWindow):
         self.bins = ClassBinsPanel(self.session)
         self.jobs = ProjectJobs(self.session, self)
         self.training = TrainingPanel(self.jobs)
-        self.side = QTabWidget()
-        self.side.addTab(self.bins, "Classes")
-        self.side.addTab(self.training, "Train")
         self.results = ResultsPanel(self.jobs, self.gallery.view.selected_image_ids)
-        self.side.addTab(self.results, "Results")
-        self.training.run_saved.connect(self._on_run_saved)
-        self.status = StatusBar(self.session)
+        self.viewer = ViewerPanel(self.session)
+        self.viewer.set_sequence_source(  # previous / next follow the gallery's filter and order
+            lambda: [self.gallery.model.image_id(r) for r in range(self.gallery.model.rowCount())]
+        )
+        self.status = StatusBar(self.session, self.jobs)
         self.report = ImportReportPanel(self)
         self.report.hide()
-        self.viewer = ViewerPanel(self.session)
-        self.main_tabs = QTabWidget()
-        self.main_tabs.addTab(self.gallery, "Gallery")
-        self.main_tabs.addTab(self.viewer, "Viewer")
-        self.gallery.view.doubleClicked.connect(self._on_open_image)
-        self.results.predictions_changed.connect(self._on_predictions)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.main_tabs)
-        splitter.addWidget(self.side)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
-        self.setCentralWidget(splitter)
+        self.welcome = WelcomePage()
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.welcome)
+        self.pages.addWidget(self._workspace())
+        self.setCentralWidget(self.pages)
         self.setStatusBar(self.status)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.report)
         self.file_menu = FileMenu(self, self.session, settings)
         self.menuBar().addMenu(self.file_menu)
         self._edit_menu()
+        self.help_menu = HelpMenu(self)
+        self.menuBar().addMenu(self.help_menu)
+        self.shutdown = ShutdownWhileBusy(self, self.jobs)
+        self._connect()
+        self._backbone_setup()
+        self.resize(*START_SIZE)
+        self._on_project_changed()
+
+    def _workspace(self) -> QSplitter:
+        """The gallery and viewer tabs beside the side tabs (classes, train, results)."""
+        self.side = QTabWidget()
+        self.side.addTab(self.bins, "Classes")
+        self.side.addTab(self.training, "Train")
+        self.side.addTab(self.results, "Results")
+        self.side.setMaximumWidth(SIDE_MAX_WIDTH)
+        self.main_tabs = QTabWidget()
+        self.main_tabs.addTab(self.gallery, "Gallery")
+        self.main_tabs.addTab(self.viewer, "Viewer")
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.main_tabs)
+        self.splitter.addWidget(self.side)
+        self.splitter.setStretchFactor(0, GALLERY_SHARE)
+        self.splitter.setStretchFactor(1, 100 - GALLERY_SHARE)
+        self.splitter.setChildrenCollapsible(False)
+        self._balanced = False
+        return self.splitter
+
+    def balance_splitter(self) -> None:
+        """Give the gallery its share of the width (once: later the user's own split is kept)."""
+        total = self.pages.width()
+        gallery = total * GALLERY_SHARE // 100
+        self.splitter.setSizes([gallery, total - gallery])
+        self._balanced = True
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._balanced and self.pages.currentWidget() is self.splitter:
+            self.balance_splitter()
+
+    def _connect(self) -> None:
+        self.training.run_saved.connect(self._on_run_saved)
+        self.gallery.view.doubleClicked.connect(self._on_open_image)
+        self.results.predictions_changed.connect(self._on_predictions)
         self.setAcceptDrops(True)
         self.gallery.view.files_dropped.connect(self._on_files_dropped)
         self.session.import_finished.connect(self._on_import_finished)
         self.session.project_changed.connect(self._on_project_changed)
-        self._backbone_setup()
-        self.resize(1100, 700)
-        self._on_project_changed()
+        if self.status.training is not None:
+            self.status.training.see_results.connect(self.show_results)
+        self.welcome.new_requested.connect(self.file_menu.ask_new)
+        self.welcome.demo_requested.connect(self.file_menu.open_demo)
+        self.welcome.open_requested.connect(self.file_menu.ask_open)
+        self.welcome.recent_chosen.connect(self._on_recent_chosen)
 
     def _edit_menu(self) -> None:
         menu = self.menuBar().addMenu("&Edit")
@@ -99,6 +158,18 @@ class MainWindow(QMainWindow):
         for action in (self.undo_action, self.redo_action, add_class):
             menu.addAction(action)
         menu.addAction(self.gallery.toggle_role_action)
+        split = getattr(self.training, "split_action", None)  # "Split for me", where it exists
+        if isinstance(split, QAction):
+            menu.addAction(split)
+
+    @Slot()
+    def show_results(self) -> None:
+        """The Results tab (from "See results" once training has finished)."""
+        self.side.setCurrentWidget(self.results)
+
+    @Slot(object)
+    def _on_recent_chosen(self, folder: Path) -> None:
+        self.file_menu.open_project_at(folder)
 
     def import_paths(self, paths: list[Path]) -> bool:
         """Import files and folders into the open project (in a worker thread)."""
@@ -225,24 +296,20 @@ class MainWindow(QMainWindow):
         folder = self.session.folder
         mode = " (multi-label)" if self.session.multi_label else ""
         self.setWindowTitle(f"EPT Studio - {folder.name}{mode}" if folder else "EPT Studio")
+        if folder is None:
+            self.welcome.set_recent(self.settings.recent_projects())
+            self.pages.setCurrentWidget(self.welcome)
+        else:
+            self.welcome.set_note("")
+            self.pages.setCurrentWidget(self.splitter)
+            if not self._balanced and self.isVisible():
+                self.balance_splitter()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.jobs.busy and not self._confirm_close():
+        if not self.shutdown.may_close():  # asked, or stopping the task: closes when it ends
             event.ignore()
             return
         self.jobs.stop()
         self.app_tasks.wait()
         self.session.close()
         super().closeEvent(event)
-
-    def _confirm_close(self) -> bool:
-        """Ask before closing while a task runs (it is cancelled; labels are already saved)."""
-        answer = QMessageBox.question(
-            self,
-            "EPT Studio",
-            f"{self.jobs.current} is still running. Cancel it and close?\n"
-            "Your labels are already saved.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes

@@ -1,8 +1,9 @@
 """The File menu: new / open / recent projects and import, each also callable with a path.
 
-A multi-label project (an image may carry several classes) is chosen when it is created; the label
-mode of a project never changes. "Import folders as classes" takes a folder whose sub-folders are
-named after the classes.
+A new project is given a name and a place and gets a new folder of its own (never the user's image
+folder). A multi-label project (an image may carry several classes) is chosen when it is created;
+the label mode of a project never changes. "Import folders as classes" takes a folder whose
+sub-folders are named after the classes.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
 
 from ept_studio.errors import EptStudioError
+from ept_studio.gui.new_project_dialog import NewProjectDialog
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings
 from ept_studio.services.demo import create_demo_project, default_demo_folder
-from ept_studio.services.project import LabelMode
+from ept_studio.services.project import LabelMode, default_projects_parent
 
 IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 
@@ -55,11 +57,29 @@ class FileMenu(QMenu):
         return action
 
     def new_project_at(self, folder: Path, label_mode: LabelMode | str = LabelMode.SINGLE) -> bool:
-        """A new project in ``folder``; ``multi``: images may carry several classes."""
-        return self._guarded(lambda chosen: self.session.new_project(chosen, label_mode), folder)
+        """A new project in ``folder`` (created; an existing one must be empty, else refused).
+
+        ``multi``: images may carry several classes. The status bar then says where it is.
+        """
+        if not self._guarded(lambda chosen: self.session.new_project(chosen, label_mode), folder):
+            return False
+        self.window_.statusBar().showMessage(
+            f"New project “{folder.name}” created in {folder.absolute()}. "
+            "Drop images on it, or File > Import…"
+        )
+        return True
 
     def open_project_at(self, folder: Path) -> bool:
         return self._guarded(self.session.open_project, folder)
+
+    def try_open_project(self, folder: Path) -> str | None:
+        """Open ``folder`` without a dialog: None when it opened, else the reason it did not."""
+        try:
+            self.session.open_project(folder)
+        except EptStudioError as err:
+            return str(err)
+        self._remember(folder)
+        return None
 
     @Slot()
     def open_demo(self, folder: Path | None = None) -> bool:
@@ -80,9 +100,13 @@ class FileMenu(QMenu):
         except EptStudioError as err:
             QMessageBox.warning(self.window_, "EPT Studio", str(err))
             return False
-        self.settings.add_recent_project(folder)
-        self.refresh_recent()
+        self._remember(folder)
         return True
+
+    def _remember(self, folder: Path) -> None:
+        self.settings.add_recent_project(folder)
+        self.settings.set_last_project(folder)
+        self.refresh_recent()
 
     @Slot()
     def refresh_recent(self) -> None:
@@ -101,20 +125,22 @@ class FileMenu(QMenu):
             self.open_project_at(Path(str(action.data())))
 
     @Slot()
-    def ask_new(self) -> None:
-        folder = QFileDialog.getExistingDirectory(
-            self.window_, "New project: choose an empty folder"
-        )
-        if folder:
-            self.new_project_at(Path(folder))
+    def ask_new(self) -> bool:
+        return self._ask_new(multi_label=False)
 
     @Slot()
-    def ask_new_multi(self) -> None:
-        folder = QFileDialog.getExistingDirectory(
-            self.window_, "New multi-label project: choose an empty folder"
-        )
-        if folder:
-            self.new_project_at(Path(folder), LabelMode.MULTI)
+    def ask_new_multi(self) -> bool:
+        return self._ask_new(multi_label=True)
+
+    def _ask_new(self, *, multi_label: bool) -> bool:
+        """Ask for the new project's name and place, then create its folder there."""
+        location = self.settings.new_project_parent or default_projects_parent()
+        dialog = NewProjectDialog(location, multi_label=multi_label, parent=self.window_)
+        if dialog.exec() != NewProjectDialog.DialogCode.Accepted:
+            return False
+        folder = dialog.folder()
+        self.settings.set_new_project_parent(folder.parent)
+        return self.new_project_at(folder, dialog.label_mode())
 
     @Slot()
     def ask_open(self) -> None:

@@ -1,4 +1,5 @@
-"""What the app remembers between sessions (QSettings): the notice accepted, recent projects."""
+"""What the app remembers between sessions (QSettings): the notice accepted, the recent projects,
+the project open when the app last closed and where new projects were last put."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ APPLICATION = "EPT Studio"
 MAX_RECENT = 8
 _NOTICE_KEY = "notice/accepted"
 _RECENT_KEY = "projects/recent"
+_LAST_KEY = "projects/last"
+_PARENT_KEY = "projects/new_parent"
 
 
 class AppSettings:
@@ -44,4 +47,24 @@ class AppSettings:
         folder = Path(folder).absolute()
         kept = [p for p in self.recent_projects() if p != folder]
         self._settings.setValue(_RECENT_KEY, [str(p) for p in [folder, *kept][:MAX_RECENT]])
+        self._settings.sync()
+
+    @property
+    def last_project(self) -> Path | None:
+        """The project open last (reopened at start), even if its folder is gone since."""
+        value = self._settings.value(_LAST_KEY, "")
+        return Path(str(value)) if value else None
+
+    def set_last_project(self, folder: Path | None) -> None:
+        self._settings.setValue(_LAST_KEY, str(Path(folder).absolute()) if folder else "")
+        self._settings.sync()
+
+    @property
+    def new_project_parent(self) -> Path | None:
+        """Where the user last put a new project (the New project dialog starts there)."""
+        value = self._settings.value(_PARENT_KEY, "")
+        return Path(str(value)) if value else None
+
+    def set_new_project_parent(self, parent: Path) -> None:
+        self._settings.setValue(_PARENT_KEY, str(Path(parent).absolute()))
         self._settings.sync()

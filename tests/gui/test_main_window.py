@@ -14,15 +14,20 @@ from gui_support import (
     send_drop,
     stored_labels,
 )
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
+from support import tiny_backbone, write_class_folders
 
 from ept_studio.gui.class_bins import UNLABELLED
+from ept_studio.gui.jobs import TRAINING
 from ept_studio.gui.main_window import MainWindow
-from ept_studio.gui.status import SHORT_NOTICE
+from ept_studio.gui.status import SHORT_NOTICE, STOPPING, rough_eta
 from ept_studio.services.gallery import GalleryFilter, GalleryView
-from ept_studio.services.project import open_project
+from ept_studio.services.project import ProjectTrainingSaved, Role, open_project
+from ept_studio.services.project_tuning import TuningCancelled, TuningStep
+from ept_studio.services.training_options import TrainingOptions
 
 pytestmark = pytest.mark.gui
 
@@ -203,3 +208,113 @@ def test_classes_rename_and_delete(
     assert stored_labels(tmp_path / "project") == {}
     with open_project(tmp_path / "project") as project:
         assert project.classes() == []
+
+
+def _labelled(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> MainWindow:
+    """Two classes of 4 train + 2 test images and the tiny backbone; the Classes tab in front."""
+    data = write_class_folders(tmp_path / "data", per_class=6, size=64)
+    assert window.file_menu.new_project_at(tmp_path / "project")
+    with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
+        assert window.import_paths([data])
+    project = window.session.project
+    assert project is not None
+    for name in ("fundus", "histology"):
+        info = window.session.add_class(name)
+        ids = [i.id for i in project.images() if f"/{name}/" in str(i.path)]
+        window.session.label(ids, info.id)
+        project.set_role(ids[4:], Role.TEST)
+    window.jobs.backbone = tiny_backbone()
+    window.side.setCurrentWidget(window.bins)
+    return window
+
+
+def _train(window: MainWindow, epochs: int, batch_size: int) -> bool:
+    options = TrainingOptions(
+        method="linear", recipe="paper", epochs=epochs, batch_size=batch_size, hold_out=False
+    )
+    return window.jobs.start_training(options)
+
+
+def test_training_shows_in_the_status_bar_and_leads_to_the_results(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    labelled = _labelled(window, tmp_path, qtbot)
+    indicator = labelled.status.training
+    assert indicator is not None
+    assert not indicator.isVisible()
+    seen: list[str] = []
+    labelled.jobs.task_event.connect(
+        lambda _name, item: (
+            seen.append(indicator.text.text()) if isinstance(item, TuningStep) else None
+        )
+    )
+    with qtbot.waitSignal(labelled.jobs.finished, timeout=120_000) as blocker:
+        assert _train(labelled, epochs=2, batch_size=4)
+        assert indicator.isVisible()  # on the Classes tab too
+        assert indicator.cancel.isVisible()
+    assert isinstance(blocker.args[1], ProjectTrainingSaved)
+    assert len(seen) == 4  # 8 training images, batches of 4, 2 epochs
+    assert seen[-1] == "Training: step 4 of 4, less than a minute left"
+    assert labelled.status.currentMessage() == "Training finished: see results on 4 test images"
+    assert indicator.results.isVisible()
+    assert not indicator.cancel.isVisible()
+    assert labelled.side.currentWidget() is labelled.bins
+    qtbot.mouseClick(indicator.results, Qt.MouseButton.LeftButton)
+    assert labelled.side.currentWidget() is labelled.results
+    assert not indicator.isVisible()
+
+
+def test_cancel_in_the_status_bar_says_so_at_once(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    labelled = _labelled(window, tmp_path, qtbot)
+    indicator = labelled.status.training
+    assert indicator is not None
+    with qtbot.waitSignal(labelled.jobs.task_event, timeout=30_000):
+        assert _train(labelled, epochs=500, batch_size=1)
+    with qtbot.waitSignal(labelled.jobs.finished, timeout=60_000) as blocker:
+        qtbot.mouseClick(indicator.cancel, Qt.MouseButton.LeftButton)
+        assert indicator.text.text() == STOPPING
+        assert not indicator.cancel.isEnabled()
+    assert isinstance(blocker.args[1], TuningCancelled)
+    steps = blocker.args[1].steps_done
+    assert labelled.status.currentMessage() == (
+        f"Training cancelled after {steps} steps; nothing was kept"
+    )
+    assert not indicator.isVisible()
+
+
+def test_closing_while_training_shows_it_is_stopping_before_waiting(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labelled = _labelled(window, tmp_path, qtbot)
+    monkeypatch.setattr(QMessageBox, "question", lambda *_a, **_k: QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(labelled.jobs.task_event, timeout=30_000):
+        assert _train(labelled, epochs=500, batch_size=1)
+    during: list[tuple[str, bool, bool, bool]] = []
+
+    def look() -> None:  # runs inside the wait: the event loop is not blocked
+        cursor = QApplication.overrideCursor()
+        during.append(
+            (
+                labelled.status.currentMessage(),
+                labelled.centralWidget().isEnabled(),
+                cursor is not None and cursor.shape() == Qt.CursorShape.WaitCursor,
+                labelled.jobs.current == TRAINING,
+            )
+        )
+
+    QTimer.singleShot(0, look)
+    labelled.close()
+    assert during == [(f"{STOPPING} The window closes when it has stopped.", False, True, True)]
+    assert not labelled.isVisible()
+    assert not labelled.jobs.busy
+    assert QApplication.overrideCursor() is None
+    with open_project(tmp_path / "project") as project:
+        assert [run.status for run in project.runs()] == ["cancelled"]
+
+
+def test_time_left_reads_like_a_person_said_it() -> None:
+    assert rough_eta(12) == "less than a minute left"
+    assert rough_eta(170) == "about 3 min left"
+    assert rough_eta(2 * 3600 + 5 * 60) == "about 2 h 05 min left"
