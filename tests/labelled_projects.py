@@ -44,11 +44,13 @@ def write_layout(root: Path, layout: Layout, seed: int = 0) -> Path:
     return root
 
 
-def labelled_project(tmp_path: Path, layout: Layout, test: Sequence[str] = ()) -> Project:
+def labelled_project(
+    tmp_path: Path, layout: Layout, test: Sequence[str] = (), label_mode: str = "single"
+) -> Project:
     """A new project with ``layout`` imported and labelled; files named in ``test`` (``class/imgNN``)
     get the test role. The caller closes the project."""
     root = write_layout(tmp_path / "data", layout)
-    project = Project.create(tmp_path / "project", locations_dir=tmp_path / "locations")
+    project = Project.create(tmp_path / "project", label_mode, locations_dir=tmp_path / "locations")
     import_paths(project, [root], folders_as_classes=True, thumbnails=False)
     if test:
         ids = [i.id for i in project.images() if _short_name(i.path) in set(test)]

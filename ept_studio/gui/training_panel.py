@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
     QHBoxLayout,
-    QLabel,
     QMessageBox,
     QPushButton,
     QScrollArea,
@@ -31,8 +30,14 @@ from ept_studio.errors import EptStudioError
 from ept_studio.gui.jobs import TRAINING, ProjectJobs
 from ept_studio.gui.readiness_view import ReadinessView
 from ept_studio.gui.training_run import LOSS, RunView, format_eta
-from ept_studio.gui.training_settings import DEFAULT, AdvancedSettings
-from ept_studio.services.backbone_setup import offline_backbone_status
+from ept_studio.gui.training_settings import (
+    DEFAULT,
+    AdvancedSettings,
+    backbone_present,
+    choose_data,
+    horizontal_rule,
+    wrapped_label,
+)
 from ept_studio.services.project import Project, ProjectTrainingSaved
 from ept_studio.services.readiness import ReadinessItem, Severity, check_readiness
 from ept_studio.services.test_split import apply_test_split, suggest_test_split
@@ -50,8 +55,6 @@ NO_BACKBONE = (
     "The offline default backbone is not set up on this machine: press 'Get the offline "
     "backbone…' in the status bar first."
 )
-PANEL_MAX_MINIMUM_WIDTH = 380
-"""The tab must fit beside the gallery in a 1024 x 768 window."""
 
 
 class TrainingPanel(QWidget):
@@ -104,7 +107,7 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.plan_label)
         layout.addWidget(self.notes_label)
         layout.addLayout(self._split_row())
-        layout.addWidget(_rule())
+        layout.addWidget(horizontal_rule())
         layout.addWidget(self.checklist)
         layout.addWidget(self.advanced)
         layout.addWidget(self.progress)
@@ -117,11 +120,8 @@ class TrainingPanel(QWidget):
         """The Advanced widgets under the panel's names, which tests and callers use."""
         self.recipe, self.length, self.blocks = advanced.recipe, advanced.length, advanced.blocks
         self.epochs, self.learning_rate = advanced.epochs, advanced.learning_rate
-        self.batch_size, self.seed, self.hold_out = (
-            advanced.batch_size,
-            advanced.seed,
-            advanced.hold_out,
-        )
+        self.batch_size, self.seed = advanced.batch_size, advanced.seed
+        self.hold_out = advanced.hold_out
         self.patience, self.device = advanced.patience, advanced.device
 
     def _train_row(self) -> QHBoxLayout:
@@ -135,15 +135,15 @@ class TrainingPanel(QWidget):
         self.train_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.plan_label = _wrapped("")
-        self.notes_label = _wrapped("")
+        self.plan_label = wrapped_label("")
+        self.notes_label = wrapped_label("")
         row = QHBoxLayout()
         row.addWidget(self.train_button, 1)
         row.addWidget(self.cancel_button)
         return row
 
     def _split_row(self) -> QHBoxLayout:
-        self.counts_label = _wrapped("")
+        self.counts_label = wrapped_label("")
         self.split_button = QToolButton()
         self.split_button.setDefaultAction(self.split_action)
         self.checklist = ReadinessView(self.split_action)
@@ -230,10 +230,10 @@ class TrainingPanel(QWidget):
         )
 
     def set_recipe(self, key: str) -> None:
-        _choose(self.recipe, key, "recipe")
+        choose_data(self.recipe, key, "recipe")
 
     def set_method(self, key: str) -> None:
-        _choose(self.method, key, "method")
+        choose_data(self.method, key, "method")
 
     # -- readiness and the plan ---------------------------------------------------------------
 
@@ -256,20 +256,26 @@ class TrainingPanel(QWidget):
             self.readiness_changed.emit(ready)
 
     def _check(self, project: Project) -> list[str]:
-        """The reasons Train is off for the open project (and the plan, when there are none)."""
+        """The reasons Train is off for the open project (and the plan, when there are none).
+
+        A bad setting (the options' own check) is a blocking line of the checklist too."""
         try:
-            options = self.options()
             readiness = check_readiness(project)
         except EptStudioError as err:
             self.checklist.set_items(())
             return [str(err)]
         items = list(readiness.items)
-        if self.jobs.backbone is None and not _backbone_present():
+        options: TrainingOptions | None = None
+        try:
+            options = self.options()
+        except EptStudioError as err:
+            items.append(ReadinessItem("settings", Severity.BLOCKING, f"Advanced: {err}."))
+        if self.jobs.backbone is None and not backbone_present():
             items.append(ReadinessItem("backbone", Severity.BLOCKING, NO_BACKBONE))
         self.checklist.set_items(items)
         self.counts_label.setText(readiness.split_counts())
         reasons = [i.text for i in items if i.severity is Severity.BLOCKING]
-        if not reasons:
+        if not reasons and options is not None:
             try:
                 self.plan = plan_training(project, options, backbone_name=self._backbone_name())
             except EptStudioError as err:
@@ -384,30 +390,3 @@ class TrainingPanel(QWidget):
         self.run_view.failed(message)
         self._update_buttons()
         QMessageBox.warning(self, "EPT Studio: training failed", message)
-
-
-def _choose(combo: QComboBox, key: str, what: str) -> None:
-    index = combo.findData(key)
-    if index < 0:
-        raise ValueError(f"no {what} {key!r} in the list")
-    combo.setCurrentIndex(index)
-
-
-def _backbone_present() -> bool:
-    try:
-        return offline_backbone_status().present
-    except EptStudioError:
-        return False
-
-
-def _wrapped(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setWordWrap(True)
-    return label
-
-
-def _rule() -> QFrame:
-    line = QFrame()
-    line.setFrameShape(QFrame.Shape.HLine)
-    line.setFrameShadow(QFrame.Shadow.Sunken)
-    return line

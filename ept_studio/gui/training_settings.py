@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QLabel,
     QLineEdit,
     QSpinBox,
@@ -21,6 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ept_studio.errors import EptStudioError
+from ept_studio.services.backbone_setup import offline_backbone_status
 from ept_studio.services.training_options import RECIPE_CHOICES, device_choices
 
 DEFAULT = "recipe default"
@@ -150,3 +153,32 @@ def _spin(low: int, high: int, special: str) -> QSpinBox:
     if special:
         spin.setSpecialValueText(special)
     return spin
+
+
+def choose_data(combo: QComboBox, key: str, what: str) -> None:
+    """Select the entry whose data is ``key``; an unknown key is a ValueError naming ``what``."""
+    index = combo.findData(key)
+    if index < 0:
+        raise ValueError(f"no {what} {key!r} in the list")
+    combo.setCurrentIndex(index)
+
+
+def backbone_present() -> bool:
+    """Whether the offline default backbone's weights are on this machine (by name only)."""
+    try:
+        return offline_backbone_status().present
+    except EptStudioError:
+        return False
+
+
+def wrapped_label(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
+
+
+def horizontal_rule() -> QFrame:
+    line = QFrame()
+    line.setFrameShape(QFrame.Shape.HLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line

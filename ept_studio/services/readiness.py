@@ -116,11 +116,8 @@ def _sentence(text: str) -> str:
 
 def _classes_item(classes: Sequence[str], counts: Sequence[int]) -> ReadinessItem:
     total = sum(counts)
-    return ReadinessItem(
-        "classes",
-        Severity.OK,
-        f"{len(classes)} classes, each with training images ({total} in all).",
-    )
+    named = "1 class" if len(classes) == 1 else f"{len(classes)} classes, each"
+    return ReadinessItem("classes", Severity.OK, f"{named} with training images ({total} in all).")
 
 
 def _test_item(tset: TrainingSet, test: Sequence[TrainingItem]) -> ReadinessItem:

@@ -243,10 +243,16 @@ def test_a_run_that_fails_after_the_press_is_reported_and_the_app_survives(
 
 
 def test_bad_settings_are_named_before_anything_starts(labelled: MainWindow) -> None:
-    labelled.training.blocks.setText("first three")
-    assert not labelled.training.start()
-    assert "blocks must be all, shallow" in labelled.training.state.text()
+    panel = labelled.training
+    panel.blocks.setText("first three")
+    assert not panel.train_button.isEnabled()
+    assert panel.plan_label.text().startswith("Cannot train yet: Advanced: blocks must be all,")
+    assert any(t.startswith("✗ Advanced: blocks must be all") for t in panel.checklist.texts())
+    assert not panel.start()
+    assert "blocks must be all, shallow" in panel.state.text()
     assert not labelled.jobs.busy
+    panel.blocks.setText("0-1")
+    assert panel.train_button.isEnabled()
 
 
 def test_eta_reads_like_a_person_wrote_it() -> None:

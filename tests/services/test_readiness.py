@@ -116,3 +116,10 @@ def test_a_class_without_test_images_is_named(tmp_path: Path) -> None:
     assert found["test"] is Severity.WARNING
     item = next(i for i in readiness.items if i.key == "test")
     assert item.text.startswith("No test image of histology")
+
+
+def test_a_multi_label_project_may_train_one_class(tmp_path: Path) -> None:
+    with labelled_project(tmp_path, {"effusion": [None] * 4}, label_mode="multi") as project:
+        readiness = check_readiness(project)
+    assert readiness.ready
+    assert readiness.items[0].text == "1 class with training images (4 in all)."
