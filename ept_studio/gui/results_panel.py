@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
 from ept_studio.errors import EptStudioError
 from ept_studio.gui.drops import dropped_paths
 from ept_studio.gui.jobs import ProjectJobs
-from ept_studio.gui.results_view import PreviewBox, ResultsView
+from ept_studio.gui.results_preview import PreviewBox
+from ept_studio.gui.results_view import ResultsView
 from ept_studio.services.onnx_inference import BatchPredicted, InferenceStarted
-from ept_studio.services.preview import ImagePreview, iter_preview
 from ept_studio.services.project import export_prompt_file, open_project
 from ept_studio.services.project_inference import ProjectPredicted
 from ept_studio.services.reports import export_predictions_csv, readme_path, write_model_card
@@ -54,7 +54,6 @@ from ept_studio.services.run_actions import (
 
 PREDICTION = "Prediction"
 ONNX_EXPORT = "ONNX export"
-PREVIEW = "Preview"
 
 
 class ResultsPanel(QWidget):
@@ -111,7 +110,7 @@ class ResultsPanel(QWidget):
         self.state = QLabel("")
         self.state.setWordWrap(True)
         self.view = ResultsView()
-        self.preview = PreviewBox()
+        self.preview = PreviewBox(jobs)
         layout = QVBoxLayout(self)
         layout.addLayout(pickers)
         layout.addLayout(actions)
@@ -280,9 +279,6 @@ class ResultsPanel(QWidget):
 
     @Slot(str, object)
     def _on_event(self, name: str, item: object) -> None:
-        if name == PREVIEW and isinstance(item, StageStarted):
-            self.preview.clear(f"{item.text}…")
-            return
         if name not in (PREDICTION, ONNX_EXPORT):
             return
         if isinstance(item, StageStarted):
@@ -297,10 +293,6 @@ class ResultsPanel(QWidget):
 
     @Slot(str, object)
     def _on_finished(self, name: str, last: object) -> None:
-        if name == PREVIEW:
-            if isinstance(last, ImagePreview):
-                self.preview.show_preview(last)
-            return
         if name not in (PREDICTION, ONNX_EXPORT):
             return
         self.progress.setRange(0, 1)
@@ -324,9 +316,6 @@ class ResultsPanel(QWidget):
 
     @Slot(str, str)
     def _on_failed(self, name: str, message: str) -> None:
-        if name == PREVIEW:
-            self.preview.clear(f"This file cannot be tried: {message}")
-            return
         if name not in (PREDICTION, ONNX_EXPORT):
             return
         self.progress.setRange(0, 1)
@@ -374,22 +363,7 @@ class ResultsPanel(QWidget):
 
     def preview_file(self, path: Path) -> bool:
         """Show the chosen model's scores and attention for the file at ``path`` (not imported)."""
-        folder, run_id = self.jobs.session.folder, self.model_run
-        if folder is None or run_id is None:
-            self.preview.clear("Train a model first: there is no model to try the image on.")
-            return False
-        backbone = self.jobs.backbone
-
-        def job(cancel: Callable[[], bool]) -> Iterator[object]:
-            return iter_preview(folder, run_id, path, backbone, cancel=cancel)
-
-        if not self.jobs.start(PREVIEW, job):
-            self.preview.clear(
-                f"{self.jobs.current or 'Another task'} is running; drop the image again after it."
-            )
-            return False
-        self.preview.clear(f"Trying the model of run {run_id} on {path.name}…")
-        return True
+        return self.preview.try_file(path, self.model_run)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if _dropped_file(dropped_paths(event.mimeData())):

@@ -3,16 +3,14 @@ reliability diagram and the warnings a reader must see before trusting any numbe
 
 The headline says what the numbers are computed on (test images, and how many training images
 were left out), and a view of training images says it is not a test. Metric names are the plain
-ones of :mod:`~ept_studio.services.metric_names`, with the technical key in the tooltip. The
-:class:`PreviewBox` shows one dropped image's model scores and model attention.
+ones of :mod:`~ept_studio.services.metric_names`, with the technical key in the tooltip.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QPixmap
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QSizePolicy,
@@ -22,9 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.gui.viewer_canvas import to_qimage
 from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
-from ept_studio.services.preview import ImagePreview
 from ept_studio.services.results import (
     TRAINING_VIEW_NAME,
     Interval,
@@ -35,11 +31,6 @@ from ept_studio.services.results import (
 )
 
 PER_CLASS_COLUMNS = ("class", "n", "precision", "recall", "f1")
-PREVIEW_SIDE = 160
-PREVIEW_HINT = (
-    "Try it on a new image: drop a PNG, JPEG or DICOM file here to see the chosen model's "
-    "scores and attention for it. The file is not added to the project."
-)
 
 
 def format_interval(interval: Interval) -> str:
@@ -224,61 +215,3 @@ class ResultsView(QWidget):
                 colour = QColor(46, 160, 67, strength) if i == j else QColor(214, 39, 40, strength)
                 item.setBackground(colour)
                 self.confusion.setItem(i, j, item)
-
-
-class PreviewBox(QWidget):
-    """One dropped image: rendered, with the model attention over it, and its top model scores."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.preview: ImagePreview | None = None
-        self.title = QLabel(PREVIEW_HINT)
-        self.title.setWordWrap(True)
-        self.image = QLabel()
-        self.overlay = QLabel()
-        for label in (self.image, self.overlay):
-            label.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE)
-            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.overlay.setToolTip("model attention: where the model looked, not a finding")
-        self.scores = QLabel("")
-        self.scores.setWordWrap(True)
-        self.scores.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        pictures = QHBoxLayout()
-        pictures.addWidget(self.image)
-        pictures.addWidget(self.overlay)
-        pictures.addWidget(self.scores, 1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.title)
-        layout.addLayout(pictures)
-        self.clear()
-
-    def clear(self, message: str = PREVIEW_HINT) -> None:
-        self.preview = None
-        self.title.setText(message)
-        self.image.clear()
-        self.overlay.clear()
-        self.scores.setText("")
-        self.image.setVisible(False)
-        self.overlay.setVisible(False)
-
-    def show_preview(self, preview: ImagePreview) -> None:
-        self.preview = preview
-        self.title.setText(
-            f"{preview.file_name} (not added to the project): model of run {preview.model_run}"
-        )
-        for label, pixels in ((self.image, preview.image), (self.overlay, preview.overlay)):
-            pixmap = QPixmap.fromImage(to_qimage(pixels))
-            label.setPixmap(
-                pixmap.scaled(
-                    PREVIEW_SIDE,
-                    PREVIEW_SIDE,
-                    Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation,
-                )
-            )
-            label.setVisible(True)
-        lines = [f"Predicted class: {preview.predicted_class}", "Model score:"]
-        lines += [f"  {name}: {score:.2f}" for name, score in preview.top()]
-        lines.append(f"Right: {preview.overlay_caption}")
-        self.scores.setText("\n".join(lines))

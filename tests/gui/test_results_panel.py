@@ -14,7 +14,8 @@ from pytestqt.qtbot import QtBot
 from support import tiny_backbone
 
 from ept_studio.gui.jobs import ProjectJobs
-from ept_studio.gui.results_panel import PREDICTION, PREVIEW, ResultsPanel
+from ept_studio.gui.results_panel import PREDICTION, ResultsPanel
+from ept_studio.gui.results_preview import PREVIEW
 from ept_studio.gui.session import ProjectSession
 from ept_studio.services.project import Project, Role, import_paths
 from ept_studio.services.project_tuning import tune_project
