@@ -41,6 +41,8 @@ class ReadinessView(QWidget):
             child = self._layout.takeAt(0)
             widget = child.widget() if child is not None else None
             if widget is not None:
+                widget.hide()  # at once: deleteLater waits for the event loop
+                widget.setParent(None)
                 widget.deleteLater()
         for item in ordered:
             self._layout.addWidget(self._line(item))
