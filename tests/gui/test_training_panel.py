@@ -94,6 +94,8 @@ def test_train_shows_progress_curves_and_saves_the_run(labelled: MainWindow, qtb
     assert f"Run {saved.run_id} saved. On the test images: Accuracy " in panel.state.text()
     assert panel.train_button.isEnabled()
     assert not panel.cancel_button.isEnabled()
+    # the next plan is timed on this run: 4 steps in the run record's training seconds
+    assert panel.plan_label.toolTip().startswith("Based on 1 earlier run of this project")
     with open_project(labelled.session.folder or Path()) as project:
         run = project.run(saved.run_id)
         assert run.status == "finished"
