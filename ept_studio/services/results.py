@@ -185,7 +185,10 @@ def trained_hashes(project: Project, run: RunRecord) -> frozenset[str] | None:
     None when the model's run record cannot be read.
     """
     model = model_run_of(project, run)
-    record = load_run_record(project, model) if model is not None else None
+    return _recorded_train(load_run_record(project, model) if model is not None else None)
+
+
+def _recorded_train(record: dict[str, Any] | None) -> frozenset[str] | None:
     if record is None:
         return None
     return frozenset(str(image["sha256"]) for image in record["data"].get("train", []))
@@ -196,16 +199,11 @@ def _results(
 ) -> RunResults:
     run = project.run(run_id)
     kind = run_kind(run)
-    classes = tuple(str(c) for c in run.config.get("classes") or run.config.get("class_names", []))
-    if not classes:
-        raise ProjectError(f"run {run_id} records no class names: it cannot be scored")
-    mode = str(run.config.get("label_mode", project.label_mode.value))
+    classes, mode = _run_classes(project, run)
     model = model_run_of(project, run)
     record = load_run_record(project, model) if model is not None else None
-    trained = trained_hashes(project, run)
-    trained_known = trained is not None
-    if trained is None:
-        trained = _train_role_hashes(project)
+    recorded = _recorded_train(record)
+    trained = recorded if recorded is not None else _train_role_hashes(project)
     labels = _labels(project, kind, scope, record, classes)
     images = _evaluated_images(project, run_id, labels, trained)
     in_scope = [i for i in images if i.trained_on == (scope is ResultsScope.TRAINING)]
@@ -217,25 +215,33 @@ def _results(
         targets = _targets(known, classes, mode)
         scores = score_predictions(classes, mode, probs, targets, resamples=resamples, seed=seed)
         warnings += _score_warnings(scores, classes)
-    if not trained_known and any(i.trained_on for i in images):
+    if recorded is None and any(i.trained_on for i in images):
         warnings.append(
             "the model's run record cannot be read: the images with the train role now are "
             "taken as the ones it was trained on"
         )
-    unlabelled = sum(i.labels is None for i in in_scope)
     return RunResults(
-        run_id,
-        kind,
-        classes,
-        mode,
-        tuple(images),
-        scores,
-        unlabelled,
-        tuple(warnings),
-        scope,
-        model.id if model is not None else None,
-        trained_known,
+        run_id=run_id,
+        kind=kind,
+        classes=classes,
+        label_mode=mode,
+        images=tuple(images),
+        scores=scores,
+        unlabelled=sum(i.labels is None for i in in_scope),
+        warnings=tuple(warnings),
+        scope=scope,
+        model_run=model.id if model is not None else None,
+        trained_known=recorded is not None,
     )
+
+
+def _run_classes(project: Project, run: RunRecord) -> tuple[tuple[str, ...], str]:
+    """The class names the run scored, in its order, and its label mode."""
+    config = run.config
+    classes = tuple(str(c) for c in config.get("classes") or config.get("class_names", []))
+    if not classes:
+        raise ProjectError(f"run {run.id} records no class names: it cannot be scored")
+    return classes, str(config.get("label_mode", project.label_mode.value))
 
 
 def _labels(
