@@ -149,13 +149,10 @@ def _length_notes(length: RunLength, support: int, asked: bool) -> list[str]:
         return []
     epochs, steps = length.epochs_for(support), length.total_steps(support)
     passes = "pass" if length.epochs == 1 else "passes"
-    start = (
-        f"You asked for {length.epochs} {passes}"
-        if asked
-        else (
-            f"The recipe's {length.epochs} {passes} would be {length.epochs * length.steps_per_epoch(support)} steps"
-        )
-    )
+    planned = length.epochs * length.steps_per_epoch(support)
+    start = f"You asked for {length.epochs} {passes}"
+    if not asked:
+        start = f"The recipe's {length.epochs} {passes} would be {planned} steps"
     return [
         f"{start}; the recipe needs at least {length.min_steps} steps, so it will run "
         f"{epochs} passes ({steps} steps)."
