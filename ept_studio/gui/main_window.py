@@ -42,6 +42,7 @@ from ept_studio.gui.menus import FileMenu
 from ept_studio.gui.results_panel import ResultsPanel
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings
+from ept_studio.gui.side_tabs import SideTabs
 from ept_studio.gui.status import StatusBar
 from ept_studio.gui.tasks import TaskRunner
 from ept_studio.gui.training_panel import TrainingPanel
@@ -101,7 +102,7 @@ class MainWindow(QMainWindow):
 
     def _workspace(self) -> QSplitter:
         """The gallery and viewer tabs beside the side tabs (classes, train, results)."""
-        self.side = QTabWidget()
+        self.side = SideTabs()
         self.side.addTab(self.bins, "Classes")
         self.side.addTab(self.training, "Train")
         self.side.addTab(self.results, "Results")

@@ -89,3 +89,18 @@ def test_long_status_messages_do_not_widen_the_window(
     assert window.minimumSizeHint().width() == before <= 1024
     assert window.width() == 1024
     assert indicator.text.text().startswith("Training: step 1234 of 5678")
+
+
+def test_the_import_report_does_not_push_the_window_off_a_720_screen(
+    window: MainWindow, tmp_path: Path
+) -> None:
+    assert window.file_menu.new_project_at(tmp_path / "project")
+    window.resize(1280, 720)
+    window.side.setCurrentWidget(window.results)  # the tallest page: it scrolls
+    window.report.show()
+    QApplication.processEvents()
+    assert window.minimumSizeHint().height() <= 720
+    assert window.height() == 720
+    assert window.side.currentWidget() is window.results
+    assert window.side.indexOf(window.training) == 1
+    assert _inside(window, window.results.predict_all)
