@@ -182,7 +182,10 @@ class ResultsPanel(QWidget):
 
     @Slot()
     def _on_model(self) -> None:
+        """List the model's results views; the shown one stays unless a new run appeared (then
+        the newest predictions are shown)."""
         folder, run_id = self.jobs.session.folder, self.model_run
+        before, kept = list(self.result_choices), self.shown.currentIndex()
         self.result_choices = []
         if folder is not None and run_id is not None:
             with open_project(folder) as project:
@@ -191,7 +194,8 @@ class ResultsPanel(QWidget):
         self.shown.clear()
         for choice in self.result_choices:
             self.shown.addItem(choice.label, choice.run_id)
-        self.shown.setCurrentIndex(0 if self.result_choices else -1)
+        same = self.result_choices == before and 0 <= kept < len(before)
+        self.shown.setCurrentIndex(kept if same else (0 if self.result_choices else -1))
         self.shown.blockSignals(False)
         self._on_shown()
 

@@ -111,6 +111,9 @@ def test_predict_all_never_scores_a_training_image_as_a_test(
     assert training.evaluated == 10
     assert panel.view.headline.text().startswith(TRAINING_VIEW_NAME)
 
+    panel.refresh()  # what every finished task does: the chosen view stays
+    assert panel.shown_scope is ResultsScope.TRAINING
+
     card = tmp_path / "out" / "card.md"
     assert panel.model_card_to(card)
     text = card.read_text(encoding="utf-8")
