@@ -20,6 +20,7 @@ class PageScroller(QScrollArea):
 
     def __init__(self, page: QWidget) -> None:
         super().__init__()
+        self._page = page
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -27,9 +28,7 @@ class PageScroller(QScrollArea):
         page.installEventFilter(self)
 
     def page(self) -> QWidget:
-        page = self.widget()
-        assert page is not None  # set in __init__ and never taken
-        return page
+        return self._page
 
     def _bar_width(self) -> int:
         return self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent) + 2
@@ -42,7 +41,7 @@ class PageScroller(QScrollArea):
         return QSize(hint.width() + self._bar_width(), hint.height())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+        if watched is self._page and event.type() == QEvent.Type.LayoutRequest:
             self.updateGeometry()  # the page's minimum width may have changed
         return super().eventFilter(watched, event)
 
@@ -54,7 +53,7 @@ class SideTabs(QTabWidget):
     def addTab(self, page: QWidget, label: str) -> int:  # type: ignore[override]
         return super().addTab(PageScroller(page), label)
 
-    def widget(self, index: int) -> QWidget:
+    def widget(self, index: int) -> QWidget | None:
         scroller = super().widget(index)
         return scroller.page() if isinstance(scroller, PageScroller) else scroller
 
@@ -65,7 +64,8 @@ class SideTabs(QTabWidget):
         return -1
 
     def currentWidget(self) -> QWidget:
-        return self.widget(self.currentIndex())
+        page = self.widget(self.currentIndex())
+        return page if page is not None else super().currentWidget()
 
     def setCurrentWidget(self, page: QWidget) -> None:
         index = self.indexOf(page)
