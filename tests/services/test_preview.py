@@ -83,3 +83,20 @@ def test_a_file_that_is_not_an_image_or_a_run_that_is_not_a_model_is_refused(
         preview_image(folder, run_id, notes, tiny_backbone(), locations_dir=locations)
     with pytest.raises(ProjectError, match="no run 99"):
         preview_image(folder, 99, notes, tiny_backbone(), locations_dir=locations)
+
+
+def test_a_dropped_dicom_is_rendered_with_the_models_window(
+    trained: tuple[Path, int, Path], tmp_path: Path
+) -> None:
+    import pydicom
+
+    folder, run_id, locations = trained
+    source = Path(pydicom.data.__file__).parent / "test_files" / "CT_small.dcm"
+    dropped = tmp_path / "ct.dcm"
+    shutil.copy(source, dropped)
+    preview = preview_image(folder, run_id, dropped, tiny_backbone(), locations_dir=locations)
+    assert preview.image.shape == preview.overlay.shape == (128, 128, 3)
+    assert sum(preview.scores.values()) == pytest.approx(1.0, abs=1e-5)
+    assert preview.predicted_class in ("fundus", "histology")
+    assert preview.image.min() < 50 < 200 < preview.image.max()  # windowed, not blank
+    assert dropped.read_bytes() == source.read_bytes()
