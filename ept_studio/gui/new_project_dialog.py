@@ -51,6 +51,9 @@ class NewProjectDialog(QDialog):
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet("QLabel { color: #a33; }")
+        lines = self.fontMetrics().lineSpacing()
+        self.preview.setMinimumHeight(2 * lines)  # room kept: the dialog does not jump as one types
+        self.error.setMinimumHeight(4 * lines)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
