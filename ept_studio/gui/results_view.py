@@ -56,8 +56,8 @@ def headline_text(results: RunResults) -> str:
     level = round(scores.confidence * 100)
     text = (
         f"{plain_metric_name('accuracy')} {format_interval(scores.accuracy)} "
-        f"{scope_summary(results)} ({level} % bootstrap interval, {scores.resamples} resamples); "
-        f"{plain_metric_name('ece').lower()} {scores.ece:.3f}."
+        f"{scope_summary(results)}. {level} % bootstrap interval ({scores.resamples} "
+        f"resamples); {plain_metric_name('ece').lower()} {scores.ece:.3f}."
     )
     if results.scope is ResultsScope.TRAINING:
         return f"{TRAINING_VIEW_NAME}. {text}"

@@ -99,7 +99,12 @@ def test_predict_all_never_scores_a_training_image_as_a_test(
     assert results is not None
     assert (results.evaluated, results.not_scored) == (2, 10)
     headline = panel.view.headline.text()
-    assert "on 2 test images (not trained on); 10 training images not scored" in headline
+    assert results.scores is not None
+    accuracy = results.scores.accuracy
+    assert headline.startswith(
+        f"Accuracy {accuracy.value:.2f} ({accuracy.low:.2f}-{accuracy.high:.2f}) on 2 test "
+        "images (not trained on); 10 training images not scored. 95 % bootstrap interval"
+    )
     header = panel.view.per_class.horizontalHeaderItem(3)
     assert header.text() == "Recall (sensitivity)"
     assert "(key: recall)" in header.toolTip()
