@@ -159,9 +159,7 @@ class MainWindow(QMainWindow):
         for action in (self.undo_action, self.redo_action, add_class):
             menu.addAction(action)
         menu.addAction(self.gallery.toggle_role_action)
-        split = getattr(self.training, "split_action", None)  # "Split for me", where it exists
-        if isinstance(split, QAction):
-            menu.addAction(split)
+        menu.addAction(self.training.split_action)  # "Split for me": hold out test images
 
     @Slot()
     def show_results(self) -> None:

@@ -16,7 +16,7 @@ import pytest
 from gui_support import import_by_drop
 from PySide6.QtCore import QSettings, Qt, qVersion
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QDialogButtonBox, QLabel, QMessageBox
+from PySide6.QtWidgets import QDialogButtonBox, QLabel, QMenu, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
@@ -216,6 +216,9 @@ def test_help_tells_the_flow_the_keys_the_notice_and_the_versions(window: MainWi
     keys = _dialog_text(menu.show_shortcuts())
     for line in ("1 – 9", "Ctrl+Z", "Ctrl+Y", "Ctrl+N", "Ctrl+O", "Ctrl+I", "Toggle train / test"):
         assert line in keys
+    edit = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Edit")
+    assert isinstance(edit, QMenu)
+    assert window.training.split_action in edit.actions()
     rows = dict((text, keys) for keys, text in menu_shortcuts([window.file_menu]))
     assert rows["Import files"] == "Ctrl+I"
     assert rows["New project"] == "Ctrl+N"
