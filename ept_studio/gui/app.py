@@ -103,7 +103,9 @@ def reopen_last_project(window: MainWindow) -> bool:
     reason = window.file_menu.try_open_project(folder)
     if reason is not None:
         window.welcome.set_note(f"The last project could not be opened: {reason}")
-    return reason is None
+        return False
+    window.status.showMessage(f"Reopened your last project, “{folder.name}”, from {folder.parent}")
+    return True
 
 
 def run_smoke(window: MainWindow, app: QApplication) -> int:

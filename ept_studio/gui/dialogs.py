@@ -70,7 +70,7 @@ class ImportReportPanel(QDockWidget):
         self.text = QPlainTextEdit()
         self.text.setReadOnly(True)
         self.text.setMinimumHeight(90)
-        self.text.setMaximumHeight(150)
+        self.text.setMaximumHeight(120)  # the gallery keeps most of a 720-pixel screen
         self.setWidget(self.text)
         self.setFeatures(
             QDockWidget.DockWidgetFeature.DockWidgetClosable

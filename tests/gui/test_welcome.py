@@ -94,6 +94,9 @@ def test_the_last_project_is_reopened_at_start(
     assert reopen_last_project(later)
     assert later.session.folder == tmp_path / "chest"
     assert later.session.multi_label
+    assert later.status.currentMessage() == (
+        f"Reopened your last project, “chest”, from {tmp_path}"
+    )
     assert later.pages.currentWidget() is later.splitter
     later.session.close()
 
