@@ -91,6 +91,9 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.report)
         self.file_menu = FileMenu(self, self.session, settings)
         self.menuBar().addMenu(self.file_menu)
+        self.close_project_action = QAction("&Close project", self)
+        self.close_project_action.setShortcut(QKeySequence("Ctrl+W"))
+        self.file_menu.add_project_action(self.close_project_action)
         self._edit_menu()
         self.help_menu = HelpMenu(self)
         self.menuBar().addMenu(self.help_menu)
@@ -145,6 +148,7 @@ class MainWindow(QMainWindow):
         self.welcome.demo_requested.connect(self.file_menu.open_demo)
         self.welcome.open_requested.connect(self.file_menu.ask_open)
         self.welcome.recent_chosen.connect(self._on_recent_chosen)
+        self.close_project_action.triggered.connect(self.close_project)
 
     def _edit_menu(self) -> None:
         menu = self.menuBar().addMenu("&Edit")
@@ -165,6 +169,21 @@ class MainWindow(QMainWindow):
     def show_results(self) -> None:
         """The Results tab (from "See results" once training has finished)."""
         self.side.setCurrentWidget(self.results)
+
+    @Slot()
+    def close_project(self) -> bool:
+        """Back to the welcome page; refused while a task runs (closing would wait for it)."""
+        if self.session.project is None:
+            return False
+        if self.jobs.busy:
+            self.status.showMessage(
+                f"{self.jobs.current} is running: cancel it or let it finish, then close the project."
+            )
+            return False
+        self.session.close()
+        self.settings.set_last_project(None)  # closed on purpose: the next start shows the welcome
+        self.session.project_changed.emit()  # session.close() alone is silent (the window's last act)
+        return True
 
     @Slot(object)
     def _on_recent_chosen(self, folder: Path) -> None:

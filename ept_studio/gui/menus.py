@@ -39,7 +39,7 @@ class FileMenu(QMenu):
         self._action("Open the &demo project", "Ctrl+Shift+D", self.open_demo)
         self.recent = self.addMenu("Open &recent")
         self.recent.aboutToShow.connect(self.refresh_recent)
-        self.addSeparator()
+        self.projects_end = self.addSeparator()
         self._action("&Import files…", "Ctrl+I", self.ask_import_files)
         self._action("Import &folder…", "Ctrl+Shift+I", self.ask_import_folder)
         self._action("Import folders as &classes…", "Ctrl+Alt+I", self.ask_import_class_folders)
@@ -55,6 +55,10 @@ class FileMenu(QMenu):
         action.triggered.connect(slot)
         self.addAction(action)
         return action
+
+    def add_project_action(self, action: QAction) -> None:
+        """Put ``action`` with the project actions (before the import ones)."""
+        self.insertAction(self.projects_end, action)
 
     def new_project_at(self, folder: Path, label_mode: LabelMode | str = LabelMode.SINGLE) -> bool:
         """A new project in ``folder`` (created; an existing one must be empty, else refused).

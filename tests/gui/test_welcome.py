@@ -9,6 +9,8 @@ import os
 import platform
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import PySide6
@@ -116,6 +118,35 @@ def test_a_last_project_that_is_gone_leaves_a_note_on_the_welcome_page(
         f"The last project, “moved away”, is no longer in {tmp_path}. "
         "If it was moved, open it where it is now."
     )
+
+
+def test_close_project_returns_to_the_welcome_page_but_not_while_a_task_runs(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    assert window.file_menu.new_project_at(tmp_path / "study")
+
+    def slow_task(cancel: Callable[[], bool]) -> Iterator[object]:
+        yield "started"
+        while not cancel():
+            time.sleep(0.01)
+
+    with qtbot.waitSignal(window.jobs.task_event, timeout=5_000):
+        assert window.jobs.start("Prediction", slow_task)
+    assert not window.close_project()
+    assert window.status.currentMessage() == (
+        "Prediction is running: cancel it or let it finish, then close the project."
+    )
+    with qtbot.waitSignal(window.jobs.finished, timeout=5_000):
+        window.jobs.cancel()
+    assert window.file_menu.actions()[5] is window.close_project_action  # after Open recent
+    assert window.close_project_action.shortcut().toString() == "Ctrl+W"
+    window.close_project_action.trigger()
+    assert window.session.project is None
+    assert window.pages.currentWidget() is window.welcome
+    assert window.windowTitle() == "EPT Studio"
+    assert window.welcome.recent_folders() == [tmp_path / "study"]
+    assert window.settings.last_project is None  # the next start shows the welcome page
+    assert window.gallery.model.rowCount() == 0
 
 
 def test_the_demo_button_opens_the_demo_project(qtbot: QtBot, window: MainWindow) -> None:
