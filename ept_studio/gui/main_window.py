@@ -320,6 +320,7 @@ class MainWindow(QMainWindow):
         else:
             self.welcome.set_note("")
             self.pages.setCurrentWidget(self.splitter)
+            self.main_tabs.setCurrentWidget(self.gallery)  # a new project starts at its images
             if not self._balanced and self.isVisible():
                 self.balance_splitter()
 

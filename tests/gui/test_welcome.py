@@ -147,6 +147,9 @@ def test_close_project_returns_to_the_welcome_page_but_not_while_a_task_runs(
     assert window.welcome.recent_folders() == [tmp_path / "study"]
     assert window.settings.last_project is None  # the next start shows the welcome page
     assert window.gallery.model.rowCount() == 0
+    window.main_tabs.setCurrentWidget(window.viewer)
+    assert window.file_menu.open_project_at(tmp_path / "study")
+    assert window.main_tabs.currentWidget() is window.gallery
 
 
 def test_the_demo_button_opens_the_demo_project(qtbot: QtBot, window: MainWindow) -> None:
