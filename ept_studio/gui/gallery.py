@@ -77,11 +77,11 @@ class GalleryModel(QAbstractListModel):
         item = self._items[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             predicted = f"\nmodel: {item.prediction}" if item.prediction else ""
-            return f"{item.caption}\n{self._label_text(item)}{predicted}"
+            return f"{item.caption}{predicted}"
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icon(item.thumbnail)
         if role == Qt.ItemDataRole.ToolTipRole:
-            tip = f"{item.caption}: {self._label_text(item)} ({item.role or 'no role'})"
+            tip = f"{item.caption} ({item.role or 'no role'})"
             if item.scores:
                 ranked = sorted(item.scores.items(), key=lambda kv: -kv[1])
                 tip += "\nmodel scores: " + ", ".join(f"{k} {v:.2f}" for k, v in ranked)
@@ -115,10 +115,6 @@ class GalleryModel(QAbstractListModel):
 
     def item(self, image_id: int) -> GalleryItem | None:
         return next((item for item in self._items if item.image_id == image_id), None)
-
-    def _label_text(self, item: GalleryItem) -> str:
-        names = [self._class_names.get(c, "?") for c in item.class_ids]
-        return ", ".join(names) if names else "unlabelled"
 
     def _icon(self, path: Path | None) -> QIcon:
         if path is None:

@@ -205,7 +205,7 @@ def test_multi_label_drops_add_keys_toggle_and_unlabelled_clears(
     both = {effusion.id, nodule.id}
     assert stored_label_sets(folder) == {ids[0]: {effusion.id}, ids[1]: both, ids[2]: {nodule.id}}
     caption = gallery.model.data(gallery.model.index(1, 0), Qt.ItemDataRole.DisplayRole)
-    assert str(caption).endswith("\neffusion, nodule")
+    assert " · effusion, nodule" in str(caption)
     colours = gallery.model.data(gallery.model.index(1, 0), CLASS_COLOURS_ROLE)
     assert colours == [QColor(effusion.colour), QColor(nodule.colour)]
     assert bin_texts(multi_window)[1:] == [
