@@ -15,29 +15,40 @@ user ticks "Show identifying fields"; nothing shown here is logged.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
-    QHBoxLayout,
     QLabel,
     QSplitter,
-    QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ept_studio.errors import EptStudioError, ImageDecodeError
+from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.viewer_attention import AttentionControls
 from ept_studio.gui.viewer_canvas import ImageCanvas
+from ept_studio.gui.viewer_drop import DroppedFilePreview, ModelRunSource
 from ept_studio.gui.viewer_header import HeaderTable
 from ept_studio.gui.viewer_labels import SCOPE, ImageCaptionBar, LabelKeys
+from ept_studio.gui.viewer_layout import image_column, row, tool_row
 from ept_studio.gui.viewer_nav import SequenceNavigator, SequenceSource
 from ept_studio.gui.viewer_window import WindowControls
-from ept_studio.services.viewer import ImageView, WindowLevel, open_view, render_view
-from ept_studio.services.viewer_caption import image_caption, view_summary
+from ept_studio.services.preview import ImagePreview
+from ept_studio.services.viewer import (
+    ImageView,
+    WindowLevel,
+    open_view,
+    open_view_file,
+    render_view,
+)
+from ept_studio.services.viewer_caption import ImageCaption, image_caption, view_summary
+from ept_studio.services.viewer_preview import preview_caption, preview_heatmap
 
 HEADER_WIDTH = 320
 """The header's share of the pane when shown, in pixels: enough for its value column."""
@@ -57,6 +68,9 @@ class ViewerPanel(QWidget):
         self.shown: np.ndarray | None = None
         """The pixels on screen (after window, inversion and overlay), for tests and export."""
         self._base: np.ndarray | None = None
+        self._file_caption = ImageCaption(in_project=False)
+        """What the caption says of a file outside the project (a dropped one)."""
+        self.file_preview: DroppedFilePreview | None = None
         self.canvas = ImageCanvas()
         self.canvas.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.message = QLabel()
@@ -74,23 +88,14 @@ class ViewerPanel(QWidget):
     # -- building -----------------------------------------------------------------------------
 
     def _build_parts(self) -> None:
-        self.window_controls = WindowControls(self.canvas, self)
-        self.window_controls.changed.connect(self._on_window_changed)
-        self.window_controls.window_changed.connect(self.window_changed)
-        self.window_controls.frame_changed.connect(self.frame_changed)
-        self.presets, self.reset_button = (
-            self.window_controls.presets,
-            self.window_controls.reset_button,
-        )
-        self.invert_box, self.left_windows_box = (
-            self.window_controls.invert_box,
-            self.window_controls.left_windows_box,
-        )
-        self.readout, self.frame_row = self.window_controls.readout, self.window_controls.frame_row
-        self.frame_label, self.frame_slider = (
-            self.window_controls.frame_label,
-            self.window_controls.frame_slider,
-        )
+        window = self.window_controls = WindowControls(self.canvas, self)
+        window.changed.connect(self._on_window_changed)
+        window.window_changed.connect(self.window_changed)
+        window.frame_changed.connect(self.frame_changed)
+        self.presets, self.reset_button = window.presets, window.reset_button
+        self.invert_box, self.left_windows_box = window.invert_box, window.left_windows_box
+        self.readout, self.frame_row = window.readout, window.frame_row
+        self.frame_label, self.frame_slider = window.frame_label, window.frame_slider
         self.fit_button = QToolButton()
         self.fit_button.setText("Fit")
         self.fit_button.setToolTip("Fit the whole image in view (or double-click it)")
@@ -106,28 +111,22 @@ class ViewerPanel(QWidget):
         self.head_combo, self.colour_bar = self.attention.head_combo, self.attention.colour_bar
         self.header = HeaderTable()
         self.phi_box, self.metadata = self.header.phi_box, self.header.table
-        self.header_button = QToolButton()
-        self.header_button.setText("Show header")
-        self.header_button.setCheckable(True)
-        self.header_button.setToolTip("Show the DICOM header beside the image")
+        self.header_button = self.header.toggle_button
         self.header_button.toggled.connect(self.set_header_shown)
 
     def _lay_out(self) -> None:
-        image_area = QHBoxLayout()
-        image_area.addWidget(self.canvas, 1)
-        image_area.addWidget(self.colour_bar)
-        image_column = QVBoxLayout()
-        image_column.setContentsMargins(0, 0, 0, 0)
-        image_column.setSpacing(4)
-        image_column.addWidget(self._tool_bar())
-        image_column.addWidget(self.image_caption)
-        image_column.addWidget(self.message)
-        image_column.addWidget(self.frame_row)
-        image_column.addLayout(image_area, 1)
-        image_column.addWidget(self.caption)
-        image_column.addWidget(_row((self.readout, 1), (self.attention, 0)))
-        image_side = QWidget()
-        image_side.setLayout(image_column)
+        tools = (
+            self.navigator,
+            self.presets,
+            self.reset_button,
+            self.invert_box,
+            self.fit_button,
+            self.left_windows_box,
+        )
+        top = tool_row(tools, self.header_button)
+        above = (top, self.image_caption, self.message, self.frame_row)
+        below = (self.caption, row((self.readout, 1), (self.attention, 0)))
+        image_side = image_column(above, (self.canvas, self.colour_bar), below)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(image_side)
         self.splitter.addWidget(self.header)
@@ -138,22 +137,6 @@ class ViewerPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.splitter)
-
-    def _tool_bar(self) -> QWidget:
-        """One row above the image; what does not fit goes behind the toolbar's » button."""
-        bar = QToolBar()
-        bar.setMovable(False)
-        bar.setFloatable(False)
-        for widget in (
-            self.navigator,
-            self.presets,
-            self.reset_button,
-            self.invert_box,
-            self.fit_button,
-            self.left_windows_box,
-        ):
-            bar.addWidget(widget)
-        return _row((bar, 1), (self.header_button, 0))
 
     def _add_keys(self) -> None:
         for action in self.navigator.actions_for_keys:
@@ -181,6 +164,7 @@ class ViewerPanel(QWidget):
     def show_view(self, view: ImageView) -> None:
         """Show an opened image with its stored window, not inverted, fitted to the view."""
         self.view = view
+        self._file_caption = ImageCaption(in_project=False)
         self.message.hide()
         self.window_controls.show_view(view)
         self.header.show_view(view)
@@ -225,7 +209,7 @@ class ViewerPanel(QWidget):
         if view is None:
             self.image_caption.clear()
             return
-        caption = None
+        caption = self._file_caption
         if project is not None and view.image_id is not None:
             caption = image_caption(project, view.image_id, self.session.prediction_run())
         self.image_caption.show_caption(caption, view_summary(view))
@@ -283,14 +267,54 @@ class ViewerPanel(QWidget):
     @Slot(bool)
     def set_header_shown(self, shown: bool) -> None:
         """The DICOM header beside the image (collapsed by default: the image comes first)."""
-        self.header_button.blockSignals(True)
-        self.header_button.setChecked(shown)
-        self.header_button.blockSignals(False)
-        self.header_button.setText("Hide header" if shown else "Show header")
-        self.header.setVisible(shown)
+        self.header.set_shown(shown)
         if shown:
             total = max(self.splitter.width(), 2 * HEADER_WIDTH)
             self.splitter.setSizes([total - HEADER_WIDTH, HEADER_WIDTH])
+
+    # -- a dropped file -----------------------------------------------------------------------
+
+    def set_preview_jobs(self, jobs: ProjectJobs, model_run: ModelRunSource | None = None) -> None:
+        """Take image files dropped on the viewer and try the model on them in ``jobs``.
+
+        ``model_run`` gives the model to try (e.g. the Results tab's choice); when it gives None,
+        the newest trained model is used.
+        """
+        self.file_preview = DroppedFilePreview(self, jobs, model_run)
+        self.file_preview.dropped.connect(self.preview_file)
+        self.file_preview.ready.connect(self._on_preview_ready)
+        self.file_preview.status.connect(self._on_preview_status)
+
+    @Slot(Path)
+    def preview_file(self, path: Path) -> bool:
+        """Show the file at ``path`` (read only, not imported) and try the model on it."""
+        try:
+            view = open_view_file(path)
+        except EptStudioError as err:
+            self.clear()
+            reason = err.reason if isinstance(err, ImageDecodeError) else str(err)
+            self.message.setText(f"This file cannot be shown: {reason}")
+            self.message.show()
+            return False
+        self.show_view(view)
+        return self.file_preview.start(path) if self.file_preview is not None else False
+
+    @Slot(object)
+    def _on_preview_ready(self, preview: ImagePreview) -> None:
+        view, tried = self.view, self.file_preview.path if self.file_preview else None
+        if view is None or view.image_id is not None or view.path != tried:
+            return  # another image is shown by now
+        if view.spec != preview.spec:  # "Reset" then gives the pixels the model saw
+            self.show_view(open_view_file(view.path, preview.spec))
+        self._file_caption = preview_caption(preview)
+        self._update_image_caption()
+        caption = f"{preview.overlay_caption} · predicted class: {preview.predicted_class}"
+        self.attention.set_preview(preview_heatmap(preview), caption)
+
+    @Slot(str)
+    def _on_preview_status(self, text: str) -> None:
+        if self.view is not None and self.view.image_id is None:
+            self.image_caption.show_model_text(text)
 
     # -- window / level and frames ------------------------------------------------------------
 
@@ -395,13 +419,3 @@ class ViewerPanel(QWidget):
     def _on_attention_failed(self, message: str) -> None:
         self.message.setText(message)
         self.message.show()
-
-
-def _row(*parts: tuple[QWidget, int]) -> QWidget:
-    """Widgets side by side without margins, each with its stretch factor."""
-    row = QWidget()
-    layout = QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    for widget, stretch in parts:
-        layout.addWidget(widget, stretch)
-    return row

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -54,9 +55,21 @@ class HeaderTable(QWidget):
         self.table.setColumnHidden(0, True)
         self.table.setColumnWidth(1, FIELD_CHARS * self.fontMetrics().averageCharWidth())
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.toggle_button = QToolButton()
+        self.toggle_button.setText("Show header")
+        self.toggle_button.setCheckable(True)
+        self.toggle_button.setToolTip("Show the DICOM header beside the image")
         layout = QVBoxLayout(self)
         layout.addWidget(self.phi_box)
         layout.addWidget(self.table, 1)
+
+    def set_shown(self, shown: bool) -> None:
+        """Show or collapse the header; its toggle button (laid out elsewhere) follows."""
+        self.toggle_button.blockSignals(True)
+        self.toggle_button.setChecked(shown)
+        self.toggle_button.blockSignals(False)
+        self.toggle_button.setText("Hide header" if shown else "Show header")
+        self.setVisible(shown)
 
     def show_view(self, view: ImageView | None) -> None:
         """List ``view``'s fields (None empties the table); the box keeps its state."""

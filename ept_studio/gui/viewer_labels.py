@@ -13,11 +13,13 @@ from collections.abc import Iterable
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeyEvent, QKeySequence
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
 from ept_studio.services.viewer_caption import ImageCaption
 
 SCOPE = Qt.ShortcutContext.WidgetWithChildrenShortcut
+LABEL_HELP = "Keys 1-9 give the image the N-th class, 0 clears it, T toggles train / test"
+MODEL_HELP = "The latest prediction run's top class and its model score"
 
 
 class LabelKeys(QObject):
@@ -91,27 +93,31 @@ class ImageCaptionBar(QWidget):
         super().__init__(parent)
         self.labels = QLabel()
         self.labels.setStyleSheet("font-weight: bold;")
-        self.labels.setToolTip("The image's label(s) and role: keys 1-9 label, 0 clears, T toggles")
         self.model = QLabel()
-        self.model.setToolTip("The latest prediction run's top class and its model score")
         self.summary = QLabel()
         self.summary.setStyleSheet("color: palette(placeholder-text);")
         for label in (self.labels, self.model, self.summary):
-            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(1)  # a narrow pane clips the text; the tooltip keeps it whole
             label.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.labels, 2)
-        layout.addWidget(self.model, 3)
-        layout.addWidget(self.summary, 2)
-        self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        layout.setSpacing(12)
+        layout.addWidget(self.labels)
+        layout.addWidget(self.model)
+        layout.addStretch(1)
+        layout.addWidget(self.summary)
 
-    def show_caption(self, caption: ImageCaption | None, summary: str) -> None:
-        """``caption`` None: an image outside the project (no labels to show)."""
-        self.labels.setText(caption.label_text if caption is not None else "Not in the project")
-        self.model.setText(caption.model_text if caption is not None else "")
+    def show_caption(self, caption: ImageCaption, summary: str) -> None:
+        self.labels.setText(caption.label_text)
+        self.labels.setToolTip(f"{caption.label_text}\n{LABEL_HELP}")
+        self.show_model_text(caption.model_text)
         self.summary.setText(summary)
         self.summary.setToolTip(summary)
+
+    def show_model_text(self, text: str) -> None:
+        """The model's part: its score, or why there is none yet."""
+        self.model.setText(text)
+        self.model.setToolTip(f"{text}\n{MODEL_HELP}" if text else "")
 
     def clear(self) -> None:
         for label in (self.labels, self.model, self.summary):

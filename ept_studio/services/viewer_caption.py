@@ -11,23 +11,30 @@ import dataclasses
 from ept_studio.data.store import Project
 from ept_studio.services.viewer import ImageView
 
-__all__ = ["UNLABELLED", "ImageCaption", "image_caption", "view_summary"]
+__all__ = ["DROPPED", "UNLABELLED", "ImageCaption", "image_caption", "view_summary"]
 
 UNLABELLED = "Unlabelled"
+DROPPED = "Dropped file (not imported)"
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageCaption:
-    """The labels (class names, in the class list's order), the role, and the model's top class."""
+    """The labels (class names, in the class list's order), the role, and the model's top class.
+
+    ``in_project`` False: a file dropped on the viewer, which has no labels to show.
+    """
 
     labels: tuple[str, ...] = ()
     role: str | None = None
     model_class: str | None = None
     model_score: float | None = None
+    in_project: bool = True
 
     @property
     def label_text(self) -> str:
         """``Lung · train``, ``Lung, Nodule · test`` or ``Unlabelled``."""
+        if not self.in_project:
+            return DROPPED
         if not self.labels:
             return UNLABELLED
         names = ", ".join(self.labels)
