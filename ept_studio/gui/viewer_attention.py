@@ -1,7 +1,8 @@
 """The viewer's model attention: the overlay toggle, its opacity and head, caption and colour legend.
 
-The attention comes from a run's stored predictions (:mod:`ept_studio.services.viewer`); the panel
-asks :meth:`AttentionControls.blend` for the image with the overlay over it and re-draws when
+The attention comes from a run's stored predictions (:mod:`ept_studio.services.viewer`), or, for a
+file dropped on the viewer, from the model's preview of it (:meth:`AttentionControls.set_preview`,
+colours only, mean over heads); the panel asks :meth:`AttentionControls.blend` for the image with the overlay over it and re-draws when
 ``changed`` fires. The words say "model attention": a description of the model, not a finding.
 """
 
@@ -31,6 +32,7 @@ from ept_studio.services.viewer import (
     overlay_pixels,
     prediction_runs,
 )
+from ept_studio.services.viewer_preview import blend_heatmap
 
 DEFAULT_OPACITY = 50
 
@@ -45,6 +47,9 @@ class AttentionControls(QWidget):
         super().__init__(parent)
         self.session = session
         self.layer: AttentionLayer | None = None
+        self.heatmap: np.ndarray | None = None
+        """A dropped file's attention colours (its preview), instead of a stored layer."""
+        self._heatmap_caption = CAPTION
         self._image_id: int | None = None
         self._run_id: int | None = None
         self.overlay_box = QCheckBox("Model attention")
@@ -88,12 +93,13 @@ class AttentionControls(QWidget):
 
     @property
     def shown(self) -> bool:
-        return self.overlay_box.isChecked() and self.layer is not None
+        has_attention = self.layer is not None or self.heatmap is not None
+        return self.overlay_box.isChecked() and has_attention
 
     def show_image(self, image_id: int | None) -> None:
         """A new image: its attention is read when the overlay is on (else when turned on)."""
         self._image_id = image_id
-        self.layer = None
+        self.layer = self.heatmap = None
         if self.overlay_box.isChecked():
             self._load()
 
@@ -106,20 +112,33 @@ class AttentionControls(QWidget):
         self._load()
         self.changed.emit()
 
+    def set_preview(self, heatmap: np.ndarray, caption: str) -> None:
+        """A dropped file's attention colours (``H x W x 3``), shown at once."""
+        self.layer, self.heatmap, self._heatmap_caption = None, heatmap, caption
+        self._fill_heads()
+        self.overlay_box.blockSignals(True)
+        self.overlay_box.setChecked(True)
+        self.overlay_box.blockSignals(False)
+        self.changed.emit()
+
     def set_head(self, head: int | None) -> None:
         index = self.head_combo.findData(head) if head is not None else 0
         if index >= 0:
             self.head_combo.setCurrentIndex(index)
 
     def clear(self) -> None:
-        self._image_id = self.layer = self._run_id = None
+        self._image_id = self.layer = self._run_id = self.heatmap = None
         self._fill_heads()
 
     def blend(self, base: np.ndarray) -> np.ndarray:
         """``base`` with the overlay at the chosen opacity and head (``base`` when hidden)."""
-        if not self.shown or self.layer is None:
+        if not self.shown:
             return base
-        return overlay_pixels(base, self.layer, head=self.head, opacity=self.opacity)
+        if self.layer is not None:
+            return overlay_pixels(base, self.layer, head=self.head, opacity=self.opacity)
+        if self.heatmap is not None and self.heatmap.shape == base.shape:
+            return blend_heatmap(base, self.heatmap, self.opacity)
+        return base
 
     def refresh(self, has_image: bool = False) -> None:
         """Enable what applies; caption and legend only while the overlay is on."""
@@ -130,6 +149,8 @@ class AttentionControls(QWidget):
         if self.shown and self.layer is not None:
             text = overlay_caption(self.layer, self.head)
             self.caption.setText(f"{text} · predicted class: {self.layer.predicted_class}")
+        elif self.shown:
+            self.caption.setText(self._heatmap_caption)
         elif checked:
             self.caption.setText(f"no stored {CAPTION} for this image (run a prediction first)")
         self.caption.setToolTip(self.caption.text())
@@ -138,6 +159,8 @@ class AttentionControls(QWidget):
 
     def _load(self) -> None:
         """The chosen run's attention for this image (the newest run with one if none chosen)."""
+        if self.heatmap is not None:
+            return  # a dropped file: its preview is its only attention
         self.layer = None
         project, image_id = self.session.project, self._image_id
         if project is not None and image_id is not None:

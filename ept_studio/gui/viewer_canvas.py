@@ -59,6 +59,9 @@ class ImageCanvas(QGraphicsView):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.PreventContextMenu)
+        # files dropped on the image go to the panel holding it (a scene would swallow them)
+        self.setAcceptDrops(False)
+        self.viewport().setAcceptDrops(False)
         self.left_drag_windows = False
         self._fitted = True
         self._drag: Qt.MouseButton | None = None
