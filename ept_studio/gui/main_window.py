@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         self.viewer.set_sequence_source(  # previous / next follow the gallery's filter and order
             lambda: [self.gallery.model.image_id(r) for r in range(self.gallery.model.rowCount())]
         )
+        self.viewer.set_preview_jobs(self.jobs, lambda: self.results.model_run)  # files dropped
         self.status = StatusBar(self.session, self.jobs)
         self.report = ImportReportPanel(self)
         self.report.hide()
