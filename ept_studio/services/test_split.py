@@ -125,13 +125,21 @@ def _seeded_order(groups: list[_Group], seed: int) -> list[_Group]:
 
 
 def _targets(groups: list[_Group], train: list[int], test: list[int], fraction: float) -> list[int]:
-    """Test images wanted per class: the share of its images, at least 1 with 2+ groups."""
-    targets = []
-    for k, (n_train, n_test) in enumerate(zip(train, test, strict=True)):
-        wanted = round(fraction * (n_train + n_test))
+    """Test images wanted per class: the share of its images, at least 1 with 2+ groups.
+
+    The shares are rounded so that they add up to the share of all images (largest remainder):
+    rounding each class on its own would give 3 of 20 for classes of 7, 7 and 6, not 4.
+    """
+    sizes = [n_train + n_test for n_train, n_test in zip(train, test, strict=True)]
+    exact = [fraction * size for size in sizes]
+    targets = [int(share) for share in exact]
+    short = round(fraction * sum(sizes)) - sum(targets)
+    by_remainder = sorted(range(len(sizes)), key=lambda k: (targets[k] - exact[k], k))
+    for k in by_remainder[: max(short, 0)]:
+        targets[k] += 1
+    for k in range(len(sizes)):
         if _group_count(groups, k) >= 2:
-            wanted = max(wanted, 1)
-        targets.append(wanted)
+            targets[k] = max(targets[k], 1)
     return targets
 
 

@@ -86,3 +86,15 @@ def test_a_share_outside_0_to_1_is_refused(tmp_path: Path) -> None:
         pytest.raises(ConfigError, match="between 0 and 1"),
     ):
         suggest_test_split(project, fraction=1.5)
+
+
+def test_the_class_shares_add_up_to_a_fifth_of_all_images(tmp_path: Path) -> None:
+    layout: dict[str, list[str | None]] = {
+        "fundus": [None] * 7,
+        "histology": ["P1", "P2", "P3", "P4", "P5", "P6", "P7"],
+        "xray": [None] * 6,
+    }
+    with labelled_project(tmp_path, layout) as project:
+        split = suggest_test_split(project)
+    # 1.4, 1.4 and 1.2 rounded one by one would be 3 of 20; the largest remainder gives 4
+    assert (split.train_counts, split.test_counts) == ((5, 6, 5), (2, 1, 1))
