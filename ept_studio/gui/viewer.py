@@ -5,7 +5,9 @@ next through the gallery's filter, window presets, reset, invert, fit, and the h
 caption line (label, role, the latest run's model score, kind and size), the image with the model
 attention legend beside it, and the window readout with the attention controls below. The DICOM
 header is collapsed until asked for, then shown beside the image. Keys, while the focus is in the
-viewer: Left / Right (or Page Up / Down) previous / next, 1-9 / 0 / T label the shown image.
+viewer: Left / Right (or Page Up / Down) previous / next, 1-9 / 0 / T label the shown image. An
+image file dropped on it is shown (read only, not imported) and tried on the model
+(:mod:`ept_studio.gui.viewer_drop`).
 
 Everything shown comes from :mod:`ept_studio.services.viewer`; the panel keeps the opened
 :class:`ImageView` (decoded pixels cached), so a window / level drag only re-renders. Mouse use is
@@ -15,6 +17,7 @@ user ticks "Show identifying fields"; nothing shown here is logged.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -305,7 +308,9 @@ class ViewerPanel(QWidget):
         if view is None or view.image_id is not None or view.path != tried:
             return  # another image is shown by now
         if view.spec != preview.spec:  # "Reset" then gives the pixels the model saw
-            self.show_view(open_view_file(view.path, preview.spec))
+            # read a moment ago; if it cannot be read again, it stays shown as it is
+            with contextlib.suppress(EptStudioError):
+                self.show_view(open_view_file(view.path, preview.spec))
         self._file_caption = preview_caption(preview)
         self._update_image_caption()
         caption = f"{preview.overlay_caption} · predicted class: {preview.predicted_class}"

@@ -23,6 +23,7 @@ from ept_studio.services.viewer_preview import newest_model_run
 VIEWER_PREVIEW = "Viewer preview"
 
 ModelRunSource = Callable[[], "int | None"]
+"""Gives the model (training run) to try a dropped file on; None: the newest trained one."""
 
 
 def dropped_file(paths: list[Path]) -> Path | None:
