@@ -55,6 +55,11 @@ from ept_studio.services.viewer_preview import preview_caption, preview_heatmap
 
 HEADER_WIDTH = 320
 """The header's share of the pane when shown, in pixels: enough for its value column."""
+VIEWER_KEYS = (
+    ("Left / Right, Page Up / Down", "Viewer: previous / next image of the gallery's filter"),
+    ("1 – 9, 0, T", "Viewer: label the shown image with class N, clear it, train / test"),
+)
+"""The viewer's keys (while the focus is in it), for a list of shortcuts."""
 
 
 class ViewerPanel(QWidget):

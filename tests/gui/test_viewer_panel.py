@@ -22,7 +22,7 @@ from support import BLOCK_TORCH
 from ept_studio.data.bench_decode import pydicom_data_folder
 from ept_studio.data.store import PredictionRow
 from ept_studio.gui.session import ProjectSession
-from ept_studio.gui.viewer import ViewerPanel
+from ept_studio.gui.viewer import VIEWER_KEYS, ViewerPanel
 from ept_studio.services.project import import_paths
 from ept_studio.services.viewer import HIDDEN, attention_colour_stops, open_view, render_view
 
@@ -486,3 +486,16 @@ def test_the_attention_legend_shows_the_overlays_colours(
     assert "model attention" in legend.toolTip()
     small_panel.overlay_box.setChecked(False)
     assert legend.isHidden()
+
+
+def test_the_viewer_keys_are_scoped_to_it_and_listed(small_panel: ViewerPanel) -> None:
+    scoped = [
+        action.shortcut().toString()
+        for action in small_panel.actions()
+        if action.shortcutContext() == Qt.ShortcutContext.WidgetWithChildrenShortcut
+    ]
+    assert sorted(scoped) == sorted(["Left", "Right", "T", *(str(digit) for digit in range(10))])
+    navigator = small_panel.navigator
+    assert [key.toString() for key in navigator.next_action.shortcuts()] == ["Right", "PgDown"]
+    assert [key.toString() for key in navigator.previous_action.shortcuts()] == ["Left", "PgUp"]
+    assert [keys for keys, _ in VIEWER_KEYS] == ["Left / Right, Page Up / Down", "1 – 9, 0, T"]
