@@ -55,6 +55,8 @@ from ept_studio.services.viewer_preview import preview_caption, preview_heatmap
 
 HEADER_WIDTH = 320
 """The header's share of the pane when shown, in pixels: enough for its value column."""
+PLACEHOLDER = "Double-click a thumbnail in the Gallery to see it here."
+DROP_PLACEHOLDER = "Or drop an image file here to try the model on it (it is not imported)."
 VIEWER_KEYS = (
     ("Left / Right, Page Up / Down", "Viewer: previous / next image of the gallery's filter"),
     ("1 – 9, 0, T", "Viewer: label the shown image with class N, clear it, train / test"),
@@ -81,6 +83,7 @@ class ViewerPanel(QWidget):
         self.file_preview: DroppedFilePreview | None = None
         self.canvas = ImageCanvas()
         self.canvas.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.canvas.set_placeholder(PLACEHOLDER)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.hide()
@@ -288,6 +291,7 @@ class ViewerPanel(QWidget):
         ``model_run`` gives the model to try (e.g. the Results tab's choice); when it gives None,
         the newest trained model is used.
         """
+        self.canvas.set_placeholder(f"{PLACEHOLDER}\n\n{DROP_PLACEHOLDER}")
         self.file_preview = DroppedFilePreview(self, jobs, model_run)
         self.file_preview.dropped.connect(self.preview_file)
         self.file_preview.ready.connect(self._on_preview_ready)

@@ -11,8 +11,9 @@ Mouse, as in most DICOM viewers:
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
+    QColor,
     QImage,
     QMouseEvent,
     QPainter,
@@ -63,6 +64,8 @@ class ImageCanvas(QGraphicsView):
         self.setAcceptDrops(False)
         self.viewport().setAcceptDrops(False)
         self.left_drag_windows = False
+        self.placeholder = ""
+        """Said in the middle of the empty view (what to do to see an image here)."""
         self._fitted = True
         self._drag: Qt.MouseButton | None = None
         self._windowing = False
@@ -85,6 +88,22 @@ class ImageCanvas(QGraphicsView):
     def clear(self) -> None:
         self.item.setPixmap(QPixmap())
         self._fitted = True
+
+    def set_placeholder(self, text: str) -> None:
+        self.placeholder = text
+        self.viewport().update()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:
+        """The placeholder, in screen coordinates, while there is no image."""
+        super().drawForeground(painter, rect)
+        if not self.item.pixmap().isNull() or not self.placeholder:
+            return
+        painter.save()
+        painter.resetTransform()
+        painter.setPen(QColor(170, 170, 170))
+        flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
+        painter.drawText(self.viewport().rect().adjusted(24, 24, -24, -24), flags, self.placeholder)
+        painter.restore()
 
     @property
     def zoom(self) -> float:

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeyEvent, QKeySequence
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
 
+from ept_studio.gui.viewer_layout import ElidedLabel
 from ept_studio.services.viewer_caption import ImageCaption
 
 SCOPE = Qt.ShortcutContext.WidgetWithChildrenShortcut
@@ -87,25 +88,26 @@ def _key_action(owner: QWidget, text: str, key: str) -> QAction:
 
 
 class ImageCaptionBar(QWidget):
-    """One line above the image: ``Lung · train``, ``Model: Lung 92 % (model score)``, kind, size."""
+    """One line above the image: ``Lung · train``, ``Model: Lung 92 % (model score)``, kind, size.
+
+    In a narrow pane the kind and size give way first, then the other two share what is left.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.labels = QLabel()
+        self.labels = ElidedLabel()
         self.labels.setStyleSheet("font-weight: bold;")
-        self.model = QLabel()
-        self.summary = QLabel()
+        self.model = ElidedLabel()
+        self.summary = ElidedLabel()
         self.summary.setStyleSheet("color: palette(placeholder-text);")
-        for label in (self.labels, self.model, self.summary):
-            label.setMinimumWidth(1)  # a narrow pane clips the text; the tooltip keeps it whole
-            label.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(12)
         layout.addWidget(self.labels)
         layout.addWidget(self.model)
-        layout.addStretch(1)
-        layout.addWidget(self.summary)
+        layout.addWidget(self.summary, 1)
 
     def show_caption(self, caption: ImageCaption, summary: str) -> None:
         self.labels.setText(caption.label_text)

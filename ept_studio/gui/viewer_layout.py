@@ -1,13 +1,16 @@
 """How the viewer's parts are put together: rows above and below the image, the image stretching.
 
-Plain layout helpers, so that :mod:`ept_studio.gui.viewer` reads as what the panel does.
+Plain layout helpers, so that :mod:`ept_studio.gui.viewer` reads as what the panel does, and a
+label that gives way gracefully when the pane is narrow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtWidgets import QHBoxLayout, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QPainter, QPaintEvent
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolBar, QVBoxLayout, QWidget
 
 SPACING = 4
 """Pixels between the rows: little, so that the image keeps the height."""
@@ -51,3 +54,19 @@ def image_column(
     widget = QWidget()
     widget.setLayout(column)
     return widget
+
+
+class ElidedLabel(QLabel):
+    """One line that ends in "…" when the pane is narrower than the text (the tooltip has it)."""
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, super().minimumSizeHint().height())
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        area = self.contentsRect()
+        mode = Qt.TextElideMode.ElideRight
+        painter = QPainter(self)
+        painter.drawText(
+            area, self.alignment(), self.fontMetrics().elidedText(self.text(), mode, area.width())
+        )
+        painter.end()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from ept_studio.gui.viewer_canvas import ImageCanvas
+from ept_studio.gui.viewer_layout import ElidedLabel
 from ept_studio.services.viewer import ImageView, WindowLevel
 
 
@@ -62,7 +63,7 @@ class WindowControls(QObject):
             "Left drag changes the window instead of panning (right drag always does)"
         )
         self.left_windows_box.toggled.connect(self._on_left_windows)
-        self.readout = QLabel()
+        self.readout = ElidedLabel()
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
     def _build_frame_widgets(self) -> None:
@@ -111,12 +112,15 @@ class WindowControls(QObject):
         self.invert_box.setEnabled(enabled)
 
     def update_readout(self) -> None:
+        self.readout.setText(self._readout_text())
+        self.readout.setToolTip(self.readout.text())
+
+    def _readout_text(self) -> str:
         window = self.window_level
         if self.view is None or window is None:
-            self.readout.setText("shown as stored (no window / level)" if self.view else "")
-            return
+            return "shown as stored (no window / level)" if self.view else ""
         source = f" ({self.view.stored_voi})" if self.chosen is None else ""
-        self.readout.setText(f"{window.text()}{source}")
+        return f"{window.text()}{source}"
 
     # -- changes ------------------------------------------------------------------------------
 

@@ -331,7 +331,10 @@ def test_the_image_gets_most_of_a_780_by_600_viewer(
     small_panel.grab().save(str(tmp_path / "viewer.png"))
 
 
-def test_show_header_puts_the_value_column_in_view(small_panel: ViewerPanel) -> None:
+def test_show_header_puts_the_value_column_in_view(
+    small_panel: ViewerPanel, session: ProjectSession
+) -> None:
+    _finished_run(session, 1, {"Lung": 0.81, "Brain": 0.19})
     small_panel.show_image(1)
     small_panel.header_button.click()
     _settle()
@@ -350,6 +353,10 @@ def test_show_header_puts_the_value_column_in_view(small_panel: ViewerPanel) -> 
     assert position.toolTip() == position.text()  # the full value, however narrow the column
     assert table.item(rows["Modality"], 1).toolTip() == "Modality (0008,0060)"
     assert small_panel.canvas.height() >= 0.7 * small_panel.height()
+    caption = small_panel.image_caption  # the narrower caption line keeps label and score whole
+    assert caption.model.text() == "Model: Lung 81 % (model score)"
+    for part in (caption.labels, caption.model):
+        assert part.width() >= part.sizeHint().width()
     small_panel.header_button.click()
     assert not small_panel.header_shown
     assert small_panel.header.isHidden()
@@ -499,3 +506,18 @@ def test_the_viewer_keys_are_scoped_to_it_and_listed(small_panel: ViewerPanel) -
     assert [key.toString() for key in navigator.next_action.shortcuts()] == ["Right", "PgDown"]
     assert [key.toString() for key in navigator.previous_action.shortcuts()] == ["Left", "PgUp"]
     assert [keys for keys, _ in VIEWER_KEYS] == ["Left / Right, Page Up / Down", "1 – 9, 0, T"]
+
+
+def test_the_empty_viewer_says_how_to_fill_it(small_panel: ViewerPanel) -> None:
+    assert small_panel.view is None
+    assert small_panel.canvas.placeholder.startswith("Double-click a thumbnail in the Gallery")
+    empty = small_panel.canvas.grab().toImage()
+    bright = [
+        empty.pixelColor(x, y).red()
+        for x in range(0, empty.width(), 2)
+        for y in range(empty.height() // 2 - 20, empty.height() // 2 + 20)
+    ]
+    assert max(bright) > 120  # the hint is written on the black background
+    small_panel.show_image(1)
+    shown = small_panel.canvas.grab().toImage()
+    assert shown.pixelColor(2, shown.height() // 2).red() == 0  # beside the image: black, no text
