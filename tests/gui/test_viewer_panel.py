@@ -290,6 +290,16 @@ def test_an_image_that_cannot_be_opened_names_no_path(
     assert session.project is not None
     with pytest.raises(Exception, match="not on this machine"):
         open_view(session.project, 1)
+    # stepping through the gallery goes on past it
+    panel.set_sequence_source(_two_images)
+    assert panel.navigator.position.text() == "1 of 2"
+    panel.show_next()
+    assert panel.image_id == 2
+    assert panel.message.isHidden()
+
+
+def _two_images() -> list[int]:
+    return [1, 2]
 
 
 def test_the_viewer_needs_no_torch() -> None:
