@@ -345,9 +345,12 @@ class AttentionLayer:
 
 
 def attention_layer(project: Project, image_id: int, run_id: int) -> AttentionLayer | None:
-    """The attention run ``run_id`` stored for the image, or None when it did not predict it."""
+    """The attention run ``run_id`` stored for the image, or None when it did not predict it or
+    stored no map (a training run keeps its test predictions without attention)."""
     for row in project.predictions(run_id):
         if row.image_id == image_id:
+            if row.attention.size == 0:
+                return None
             patches = int(row.attention.shape[-1])
             return AttentionLayer(
                 run_id, image_id, row.predicted_class, row.attention, _square_grid(patches)

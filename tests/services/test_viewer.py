@@ -266,3 +266,21 @@ def test_an_image_whose_file_is_gone_says_so_without_its_path(
     with pytest.raises(ProjectError, match="not on this machine") as caught:
         open_view(project, image_id)
     assert "ct.dcm" not in str(caught.value)
+
+
+def test_a_training_runs_test_prediction_without_attention_is_no_overlay(
+    project: Project,
+) -> None:
+    """A training run stores its test predictions with no attention (an empty array): the
+    viewer skips it and finds the inference run's map instead of failing."""
+    image_id = project.images()[0].id
+    inference = _one_hot_run(project, image_id, (3,))
+    training = project.record_run(
+        config={}, seed=0, versions={}, backbone="b", backbone_sha256="cd" * 32
+    )
+    empty = np.zeros((0, 0), dtype=np.float32)
+    project.record_predictions(
+        training, [PredictionRow(image_id, "fundus", {"fundus": 0.6, "histology": 0.4}, empty)]
+    )
+    assert attention_layer(project, image_id, training) is None
+    assert prediction_runs(project, image_id) == [inference]
