@@ -424,7 +424,7 @@ def test_previous_and_next_follow_the_gallery_order(
 def test_keys_label_the_shown_image_and_the_caption_follows(
     qtbot: QtBot, small_panel: ViewerPanel, session: ProjectSession
 ) -> None:
-    session.add_class("Lung")
+    lung = session.add_class("Lung")
     brain = session.add_class("Brain")
     # a window-wide action on T (as the Edit menu's, for the gallery) must not steal the key
     rival = QAction("gallery's T", small_panel)
@@ -446,6 +446,9 @@ def test_keys_label_the_shown_image_and_the_caption_follows(
     assert caption.labels.text() == "Brain · train"
     qtbot.keyClick(small_panel.canvas, Qt.Key.Key_9)  # no ninth class: nothing happens
     assert session.label_of(1) == [brain.id]
+    qtbot.keyClick(small_panel.canvas, Qt.Key.Key_1, Qt.KeyboardModifier.KeypadModifier)
+    assert caption.labels.text() == "Lung · train"
+    assert session.label_of(1) == [lung.id]
     qtbot.keyClick(small_panel.canvas, Qt.Key.Key_0)
     assert session.label_of(1) == []
     assert caption.labels.text() == "Unlabelled"
