@@ -1,9 +1,11 @@
-"""Render the README's screenshots offscreen: ``.venv/bin/python packaging/screenshot.py``.
+"""Render the README's screenshots offscreen at 1280 x 720: ``.venv/bin/python packaging/screenshot.py``.
 
-It builds the demo project (de-identified CT, MR and ultrasound DICOM files that ship with pydicom
-and pydicom-data), tunes EPT (L = 100, the default recipe) on the offline default backbone, predicts every
-image, and saves the main views to ``resources/screenshots/``: the gallery with class bins, the
-Train tab with its curves, the Results tab, and the viewer with the attention overlay.
+It opens the app on its welcome page, builds the demo project (de-identified CT, MR and ultrasound
+DICOM files that ship with pydicom and pydicom-data), shows the labelled demo with the readiness
+checklist, the Train tab (simple and Advanced), tunes EPT (the default recipe) on the offline
+default backbone with the status bar following it, opens the results on the test images, predicts
+every image and shows one in the viewer with its caption and the model attention's colour bar.
+Everything is saved to ``resources/screenshots/``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "resources" / "screenshots"
+SCREEN = (1280, 720)
+MID_RUN_STEP = 5
+"""The training step at which the status bar's progress is photographed."""
 
 
 def main() -> int:
@@ -34,29 +40,38 @@ def main() -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     settings = AppSettings(QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat))
     window = MainWindow(settings)
-    window.resize(1280, 800)
-    window.session.open_project(demo.project_folder)
+    window.resize(*SCREEN)
     window.show()
     OUT.mkdir(parents=True, exist_ok=True)
-    shots = [_shot(app, window, "main-window.png")]
+    shots = [_shot(app, window, "welcome.png")]
 
+    window.file_menu.open_project_at(demo.project_folder)
     window.side.setCurrentWidget(window.training)
+    shots.append(_shot(app, window, "main-window.png"))
+    window.training.advanced.toggle.setChecked(True)
+    shots.append(_shot(app, window, "train-advanced.png"))
+    window.training.advanced.toggle.setChecked(False)
+
     panel = window.training
     panel.set_method("ept")  # everything else as a new user finds it: the default recipe
     if not panel.start():
         raise SystemExit(f"training did not start: {panel.state.text()}")
-    _wait(app, window)
+    window.side.setCurrentWidget(window.bins)  # the status bar follows training on every tab
+    _wait(app, window, during=lambda: _mid_run_shot(app, window, shots))
+    window.side.setCurrentWidget(window.training)
     shots.append(_shot(app, window, "train.png"))
 
-    window.side.setCurrentWidget(window.results)
+    window.show_results()
+    shots.append(_shot(app, window, "results.png"))
     if not window.results.predict(None):
         raise SystemExit(f"prediction did not start: {window.results.state.text()}")
     _wait(app, window)
-    shots.append(_shot(app, window, "results.png"))
 
     project = window.session.project
     assert project is not None
-    ct = next(i.id for i in project.images() if i.modality == "CT")
+    tested = {label.image_id for label in project.labels() if label.role.value == "test"}
+    ct = next(i.id for i in project.images() if i.modality == "CT" and i.id in tested)
+    window.gallery.view.setFocus()
     window.open_image(ct)
     window.viewer.overlay_box.setChecked(True)
     window.viewer.set_opacity(45)
@@ -67,8 +82,22 @@ def main() -> int:
     return 0
 
 
-def _wait(app: object, window: object, timeout_s: float = 600.0) -> None:
-    """Let the background task finish (and its last signals arrive)."""
+def _mid_run_shot(app: object, window: object, shots: list[Path]) -> None:
+    """Once, when training has taken a few steps: the status bar's progress on the Gallery tab."""
+    if any(path.name == "training-progress.png" for path in shots):
+        return
+    text = window.status.training.text.text()  # type: ignore[attr-defined]
+    if f"step {MID_RUN_STEP} of" in text:
+        shots.append(_shot(app, window, "training-progress.png"))
+
+
+def _wait(
+    app: object,
+    window: object,
+    timeout_s: float = 900.0,
+    during: Callable[[], None] | None = None,
+) -> None:
+    """Let the background task finish (and its last signals arrive); ``during`` runs meanwhile."""
     from PySide6.QtWidgets import QApplication
 
     assert isinstance(app, QApplication)
@@ -77,6 +106,8 @@ def _wait(app: object, window: object, timeout_s: float = 600.0) -> None:
         if time.monotonic() > deadline:
             raise SystemExit("the background task took too long")
         app.processEvents()
+        if during is not None:
+            during()
         time.sleep(0.02)
     for _ in range(5):
         app.processEvents()

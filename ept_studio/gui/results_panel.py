@@ -107,6 +107,7 @@ class ResultsPanel(QWidget):
             actions.addWidget(button, k // 2, k % 2)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
+        self.progress.hide()  # shown from the first prediction or export on
         self.state = QLabel("")
         self.state.setWordWrap(True)
         self.view = ResultsView()
@@ -265,6 +266,7 @@ class ResultsPanel(QWidget):
                 f"{self.jobs.current or 'Another task'} is running; wait or cancel it."
             )
             return False
+        self.progress.show()
         self.progress.setRange(0, 0)
         self.state.setText(f"{name}…")
         return True

@@ -191,6 +191,8 @@ class ResultsView(QWidget):
                 name, tip = "Images", "scored images that carry the class"
             else:
                 name, tip = plain_metric_name(key), metric_tooltip(key)
+            if " (" in name:  # a narrow column: the words in brackets go to the tooltip
+                name, tip = name.split(" (")[0], f"{name}: {tip}"
             item = QTableWidgetItem(name)
             item.setToolTip(tip)
             self.per_class.setHorizontalHeaderItem(column, item)

@@ -57,6 +57,7 @@ class RunView(QObject):
         self._last_step = 0
         self.progress = QProgressBar()
         self.progress.setFormat("%p %")
+        self.progress.hide()  # an empty bar before the first run reads as a text field
         self.eta = QLabel("")
         self.state = QLabel("Label a few images per class, then press Train.")
         self.state.setWordWrap(True)
@@ -64,6 +65,7 @@ class RunView(QObject):
 
     def started(self) -> None:
         self.curves.clear()
+        self.progress.show()
         self.state.setToolTip("")
         self.warnings = ()
         self.progress.setRange(0, 0)  # busy until the first step reports the total
@@ -80,9 +82,11 @@ class RunView(QObject):
             self.progress.setRange(0, item.total_steps)
             self.progress.setValue(0)
             self.state.setText(
-                f"Training on {item.device}: {item.total_steps} steps, "
-                f"{item.trainable_parameters:,} values learn."
+                f"Training on {device_words(item.device)}: {item.total_steps} steps. The "
+                "pretrained model stays as it is; only the method's "
+                f"{item.trainable_parameters:,} numbers learn."
             )
+            self.state.setToolTip(f"trainable parameters: {item.trainable_parameters:,}")
         elif isinstance(item, TuningStep):
             self._last_step = item.step
             self.progress.setValue(item.step)
@@ -100,7 +104,11 @@ class RunView(QObject):
         elif isinstance(item, TuningEpoch) and item.val_metrics:
             for key in VALIDATION_CURVES:
                 if key in item.val_metrics:
-                    self.curves.add_point(f"held-out {key}", self._last_step, item.val_metrics[key])
+                    name = plain_metric_name(key).split(" (")[0]
+                    name = name if name[:2].isupper() else name[:1].lower() + name[1:]
+                    self.curves.add_point(
+                        f"held-out {name}", self._last_step, item.val_metrics[key]
+                    )
 
     def finished(self, last: object) -> ProjectTrainingSaved | None:
         """Show how the run ended; the saved run, when it was saved."""
@@ -153,3 +161,12 @@ def saved_summary(saved: ProjectTrainingSaved) -> str:
         )
     shown = ", ".join(plain_metric(k, v) for k, v in sorted(saved.metrics.items()))
     return f"Run {saved.run_id} saved. On the test images: {shown}."
+
+
+def device_words(device: str) -> str:
+    """``cpu`` -> ``the CPU``, ``cuda:0`` -> ``the GPU (cuda:0)``: the device as a person says it."""
+    if device.startswith("cpu"):
+        return "the CPU"
+    if device.startswith(("cuda", "mps")):
+        return f"the GPU ({device})"
+    return device

@@ -177,6 +177,7 @@ def caption_for(image: ImageRecord, labels: Sequence[str] = ()) -> str:
     """``#12 · fundus · CT``: the image's id, its class(es) (``unlabelled`` when none), and the
     modality once when the file says one (a photograph has none). Never a path or file name."""
     parts = [f"#{image.id}", ", ".join(labels) if labels else "unlabelled"]
-    if image.modality:
+    named = {label.casefold() for label in labels}
+    if image.modality and image.modality.casefold() not in named:  # a class "CT" says it already
         parts.append(image.modality)
     return " · ".join(parts)

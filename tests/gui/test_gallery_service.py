@@ -39,6 +39,10 @@ def test_items_carry_thumbnails_labels_and_no_paths(project: Project) -> None:
     project.set_label([items[0].image_id], normal.id)
     assert gallery_items(project)[0].caption.split(" · ")[:2] == [f"#{items[0].image_id}", "normal"]
     assert not any("/" in item.caption or "studies" in item.caption for item in items)
+    ct = next(item for item in items if item.caption.endswith(" · CT"))
+    project.set_label([ct.image_id], project.add_class("CT").id)
+    relabelled = next(item for item in gallery_items(project) if item.image_id == ct.image_id)
+    assert relabelled.caption == f"#{ct.image_id} · CT"  # a class named as the modality: once
 
 
 def test_filters_and_counts(project: Project) -> None:

@@ -106,7 +106,8 @@ def test_predict_all_never_scores_a_training_image_as_a_test(
         "images (not trained on); 10 training images not scored. 95 % bootstrap interval"
     )
     header = panel.view.per_class.horizontalHeaderItem(3)
-    assert header.text() == "Recall (sensitivity)"
+    assert header.text() == "Recall"
+    assert header.toolTip().startswith("Recall (sensitivity): ")
     assert "(key: recall)" in header.toolTip()
 
     panel.shown.setCurrentIndex(1)
