@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.gui.viewer import VIEWER_KEYS
 from ept_studio.gui.welcome import FLOW_STEPS
 
 ENGINE_LIBRARIES = {
@@ -48,9 +49,13 @@ HOW_IT_WORKS = [
     *(f"<b>{n}. {title}</b>: {detail}." for n, (title, detail) in enumerate(FLOW_STEPS, 1)),
     "Images stay where they are: the project keeps only references, labels and runs. Every label "
     "is saved the moment you make it.",
-    "Mark some labelled images as <i>test</i> (key T): they are kept out of training, and the "
-    "Results tab shows how the model does on them: per-class figures, a confusion matrix and the "
-    "spread of the scores. With few test images those figures are rough.",
+    "Keep some labelled images for testing: <i>Split for me</i> on the Train tab puts a fifth of "
+    "each class aside, a patient's images all on one side (or choose them yourself with key T). "
+    "They are kept out of training, and the Results tab shows how the model does on them: "
+    "per-class figures, a confusion matrix and the spread of the scores. With few test images "
+    "those figures are rough; no figure ever counts an image the model learned from.",
+    "The checklist beside Train says what is missing before a run can start, and what the run "
+    "will do (steps, passes, time) before it starts.",
     "When the results look right, predict the other images and export the model (ONNX) or the "
     "prompt file from the Results tab.",
 ]
@@ -111,7 +116,7 @@ def about_html() -> str:
 
 
 def shortcuts_html(menus: Iterable[QMenu]) -> str:
-    rows = [*LABEL_KEYS, *menu_shortcuts(menus)]
+    rows = [*LABEL_KEYS, *VIEWER_KEYS, *menu_shortcuts(menus)]
     cells = "".join(
         f"<tr><td><b>{html.escape(keys)}</b></td><td>{html.escape(text)}</td></tr>"
         for keys, text in rows
