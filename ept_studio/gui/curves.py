@@ -13,6 +13,9 @@ from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+LEGEND_ROW = 16
+"""Pixels of one row of the legend, which sits above the plot so that it never covers a line."""
+SWATCH = 10
 
 
 class CurvePlot(QWidget):
@@ -48,7 +51,8 @@ class CurvePlot(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), self.palette().base())
-        frame = QRectF(self.rect()).adjusted(44, 10, -10, -28)
+        legend_rows = self.legend_rows()
+        frame = self.plot_frame()
         painter.setPen(QPen(self.palette().mid().color()))
         painter.drawRect(frame)
         points = [p for series in self._series.values() for p in series]
@@ -74,7 +78,7 @@ class CurvePlot(QWidget):
         painter.drawText(QPointF(frame.left(), frame.bottom() + 18), f"{x0:.0f}")
         right = f"{x1:.0f} {self.x_label}s"
         painter.drawText(QPointF(frame.right() - 8 * len(right), frame.bottom() + 18), right)
-        for k, (name, series) in enumerate(self._series.items()):
+        for k, series in enumerate(self._series.values()):
             colour = QColor(PALETTE[k % len(PALETTE)])
             painter.setPen(QPen(colour, 2))
             path = QPainterPath(place(*series[0]))
@@ -83,4 +87,33 @@ class CurvePlot(QWidget):
             painter.drawPath(path)
             if len(series) == 1:
                 painter.drawEllipse(place(*series[0]), 2.5, 2.5)
-            painter.drawText(QPointF(frame.left() + 8, frame.top() + 16 + 16 * k), name)
+        self._draw_legend(painter, legend_rows)
+
+    def plot_frame(self) -> QRectF:
+        """Where the lines are drawn: below the legend's rows, above the x axis labels."""
+        top = 10 + LEGEND_ROW * len(self.legend_rows())
+        return QRectF(self.rect()).adjusted(44, top, -10, -28)
+
+    def legend_rows(self) -> list[list[tuple[int, str, float]]]:
+        """The series names laid out in rows above the plot (never over the lines):
+        (colour index, name, x) per entry."""
+        metrics = self.fontMetrics()
+        rows: list[list[tuple[int, str, float]]] = []
+        x, right = 44.0, self.width() - 10.0
+        for k, name in enumerate(self._series):
+            width = SWATCH + 4 + metrics.horizontalAdvance(name) + 12
+            if not rows or (x + width > right and rows[-1]):
+                rows.append([])
+                x = 44.0
+            rows[-1].append((k, name, x))
+            x += width
+        return rows
+
+    def _draw_legend(self, painter: QPainter, rows: list[list[tuple[int, str, float]]]) -> None:
+        for r, row in enumerate(rows):
+            baseline = 4 + LEGEND_ROW * (r + 1) - 4
+            for k, name, x in row:
+                colour = QColor(PALETTE[k % len(PALETTE)])
+                painter.fillRect(QRectF(x, baseline - SWATCH, SWATCH, SWATCH - 2), colour)
+                painter.setPen(colour)
+                painter.drawText(QPointF(x + SWATCH + 4, baseline), name)
