@@ -8,10 +8,11 @@ from PySide6.QtCore import QItemSelectionModel, QMimeData, QModelIndex, QPoint, 
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
+from support import tiny_backbone, write_class_folders
 
 from ept_studio.gui.class_bins import CLASS_ID_ROLE
 from ept_studio.gui.main_window import MainWindow
-from ept_studio.services.project import open_project
+from ept_studio.services.project import Role, open_project
 
 
 def send_drop(target: QWidget, mime: QMimeData, point: QPoint | None = None) -> bool:
@@ -65,3 +66,27 @@ def gallery_drag(window: MainWindow, rows: list[int]) -> QMimeData:
     model = window.gallery.model
     indexes: list[QModelIndex] = [model.index(row, 0) for row in rows]
     return model.mimeData(indexes)
+
+
+def label_project(
+    window: MainWindow, tmp_path: Path, qtbot: QtBot, train: int, test: int
+) -> MainWindow:
+    """A project with two classes of ``train`` + ``test`` images (fundus and histology PNG crops)
+    and the tiny backbone; the Train tab in front with the paper recipe (tests count steps:
+    epochs x batches, no minimum)."""
+    data = write_class_folders(tmp_path / "data", per_class=train + test, size=64)
+    assert window.file_menu.new_project_at(tmp_path / "project")
+    with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
+        assert window.import_paths([data])
+    project = window.session.project
+    assert project is not None
+    for name in ("fundus", "histology"):
+        info = window.session.add_class(name)
+        ids = [i.id for i in project.images() if f"/{name}/" in str(i.path)]
+        window.session.label(ids, info.id)
+        if test:
+            project.set_role(ids[train:], Role.TEST)
+    window.jobs.backbone = tiny_backbone()
+    window.side.setCurrentWidget(window.training)
+    window.training.set_recipe("paper")
+    return window

@@ -15,8 +15,11 @@ import pydicom
 import skimage.data
 from PIL import Image
 from pydicom.uid import generate_uid
+from support import tiny_backbone
 
-from ept_studio.services.project import Project, Role, import_paths
+from ept_studio.services.project import Project, ProjectTrainingSaved, Role, import_paths
+from ept_studio.services.project_tuning import tune_project
+from ept_studio.services.training_options import TrainingOptions
 
 CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 
@@ -75,3 +78,20 @@ def roles_by_patient(project: Project) -> dict[str, set[Role]]:
 def role_counts(project: Project) -> dict[str, tuple[int, int]]:
     """Class name -> (train, test) labelled images."""
     return {c.name: (c.train, c.test) for c in project.counts_per_class()}
+
+
+def tiny_trained_project(
+    folder: Path, class_folders: Path, test_ids: slice | list[int], locations: Path | None = None
+) -> int:
+    """A project in ``folder`` of ``class_folders`` imported as classes, the images at positions
+    ``test_ids`` in the test role, and one finished EPT run on the tiny backbone: its run id."""
+    with Project.create(folder, locations_dir=locations) as project:
+        import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
+        ids = [image.id for image in project.images()]
+        chosen = ids[test_ids] if isinstance(test_ids, slice) else [ids[k] for k in test_ids]
+        project.set_role(chosen, Role.TEST)
+    options = TrainingOptions(method="ept", length=4, epochs=1, batch_size=8, device="cpu")
+    events = list(tune_project(folder, options, backbone=tiny_backbone(), locations_dir=locations))
+    saved = events[-1]
+    assert isinstance(saved, ProjectTrainingSaved), saved
+    return saved.run_id

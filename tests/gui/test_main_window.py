@@ -10,6 +10,7 @@ from gui_support import (
     file_mime,
     gallery_drag,
     import_by_drop,
+    label_project,
     select_rows,
     send_drop,
     stored_labels,
@@ -18,14 +19,13 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
-from support import tiny_backbone, write_class_folders
 
 from ept_studio.gui.class_bins import UNLABELLED
 from ept_studio.gui.jobs import TRAINING
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.status import SHORT_NOTICE, STOPPING, rough_eta
 from ept_studio.services.gallery import GalleryFilter, GalleryView
-from ept_studio.services.project import ProjectTrainingSaved, Role, open_project
+from ept_studio.services.project import ProjectTrainingSaved, open_project
 from ept_studio.services.project_tuning import TuningCancelled, TuningStep
 from ept_studio.services.training_options import TrainingOptions
 
@@ -212,18 +212,7 @@ def test_classes_rename_and_delete(
 
 def _labelled(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> MainWindow:
     """Two classes of 4 train + 2 test images and the tiny backbone; the Classes tab in front."""
-    data = write_class_folders(tmp_path / "data", per_class=6, size=64)
-    assert window.file_menu.new_project_at(tmp_path / "project")
-    with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
-        assert window.import_paths([data])
-    project = window.session.project
-    assert project is not None
-    for name in ("fundus", "histology"):
-        info = window.session.add_class(name)
-        ids = [i.id for i in project.images() if f"/{name}/" in str(i.path)]
-        window.session.label(ids, info.id)
-        project.set_role(ids[4:], Role.TEST)
-    window.jobs.backbone = tiny_backbone()
+    label_project(window, tmp_path, qtbot, train=4, test=2)
     window.side.setCurrentWidget(window.bins)
     return window
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from gui_support import file_mime, send_drop
+from labelled_projects import tiny_trained_project
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 from support import tiny_backbone
@@ -17,11 +18,9 @@ from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.results_panel import PREDICTION, ResultsPanel
 from ept_studio.gui.results_preview import PREVIEW
 from ept_studio.gui.session import ProjectSession
-from ept_studio.services.project import Project, Role, import_paths
-from ept_studio.services.project_tuning import tune_project
+from ept_studio.services.project import Project
 from ept_studio.services.reports import readme_path
 from ept_studio.services.results import TRAINING_VIEW_NAME, ResultsScope
-from ept_studio.services.training_options import TrainingOptions
 
 pytestmark = pytest.mark.gui
 
@@ -30,12 +29,7 @@ pytestmark = pytest.mark.gui
 def panel(qtbot: QtBot, tmp_path: Path, class_folders: Path) -> Iterator[ResultsPanel]:
     """The tab over a project of 12 images (1 test image a class) with one tiny EPT model."""
     folder = tmp_path / "project"
-    with Project.create(folder) as project:
-        import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
-        ids = [image.id for image in project.images()]
-        project.set_role([ids[5], ids[11]], Role.TEST)
-    options = TrainingOptions(method="ept", length=4, epochs=1, batch_size=8, device="cpu")
-    list(tune_project(folder, options, backbone=tiny_backbone()))
+    tiny_trained_project(folder, class_folders, [5, 11])
     session = ProjectSession()
     jobs = ProjectJobs(session)
     jobs.backbone = tiny_backbone()

@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from gui_support import label_project
 from PySide6.QtCore import Qt, QTimer
 from pytestqt.qtbot import QtBot
-from support import tiny_backbone, write_class_folders
 
 from ept_studio.gui import jobs as jobs_module
 from ept_studio.gui.jobs import TRAINING
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.training_panel import LOSS, format_eta
-from ept_studio.services.project import ProjectTrainingSaved, Role, open_project
+from ept_studio.services.project import ProjectTrainingSaved, open_project
 from ept_studio.services.project_tuning import (
     TuningCancelled,
     TuningEpoch,
@@ -28,29 +28,6 @@ from ept_studio.services.project_tuning import (
 pytestmark = pytest.mark.gui
 
 T = TypeVar("T")
-
-
-def label_project(
-    window: MainWindow, tmp_path: Path, qtbot: QtBot, train: int, test: int
-) -> MainWindow:
-    """A project with two classes of ``train`` + ``test`` images, the tiny backbone, the paper
-    recipe (the tests count steps: epochs x batches, no minimum) and the Train tab in front."""
-    data = write_class_folders(tmp_path / "data", per_class=train + test, size=64)
-    assert window.file_menu.new_project_at(tmp_path / "project")
-    with qtbot.waitSignal(window.session.import_finished, timeout=20_000):
-        assert window.import_paths([data])
-    project = window.session.project
-    assert project is not None
-    for name in ("fundus", "histology"):
-        info = window.session.add_class(name)
-        ids = [i.id for i in project.images() if f"/{name}/" in str(i.path)]
-        window.session.label(ids, info.id)
-        if test:
-            project.set_role(ids[train:], Role.TEST)
-    window.jobs.backbone = tiny_backbone()
-    window.side.setCurrentWidget(window.training)
-    window.training.set_recipe("paper")
-    return window
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gui_support import file_mime, send_drop
+from labelled_projects import tiny_trained_project
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
@@ -20,9 +21,7 @@ from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.viewer import ViewerPanel
 from ept_studio.gui.viewer_drop import VIEWER_PREVIEW
-from ept_studio.services.project import Project, Role, import_paths
-from ept_studio.services.project_tuning import tune_project
-from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.project import Project
 from ept_studio.services.viewer import render_view
 from ept_studio.services.viewer_caption import DROPPED
 
@@ -47,12 +46,7 @@ def _viewer(qtbot: QtBot, folder: Path) -> tuple[ViewerPanel, ProjectJobs]:
 def trained(qtbot: QtBot, tmp_path: Path, class_folders: Path) -> Iterator[ViewerPanel]:
     """The viewer over a project of 12 images with one tiny EPT model."""
     folder = tmp_path / "project"
-    with Project.create(folder) as project:
-        import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
-        ids = [image.id for image in project.images()]
-        project.set_role([ids[5], ids[11]], Role.TEST)
-    options = TrainingOptions(method="ept", length=4, epochs=1, batch_size=8, device="cpu")
-    list(tune_project(folder, options, backbone=tiny_backbone()))
+    tiny_trained_project(folder, class_folders, [5, 11])
     panel, jobs = _viewer(qtbot, folder)
     yield panel
     jobs.stop()

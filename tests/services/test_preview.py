@@ -8,29 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from labelled_projects import tiny_trained_project
 from support import tiny_backbone
 
 from ept_studio.errors import EptStudioError, ProjectError
 from ept_studio.services.preview import preview_image
-from ept_studio.services.project import Project, Role, import_paths
+from ept_studio.services.project import Project
 from ept_studio.services.project_inference import ProjectPredicted
-from ept_studio.services.project_tuning import tune_project
 from ept_studio.services.run_actions import predict_with_run
-from ept_studio.services.training_options import TrainingOptions
 
 
 @pytest.fixture
 def trained(tmp_path: Path, class_folders: Path) -> tuple[Path, int, Path]:
     """A project with one finished EPT run on the tiny backbone: (folder, run id, locations)."""
     locations = tmp_path / "locations"
-    with Project.create(tmp_path / "project", locations_dir=locations) as project:
-        import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
-        ids = [image.id for image in project.images()]
-        project.set_role(ids[4:6] + ids[10:12], Role.TEST)
-        folder = project.folder
-    options = TrainingOptions(method="ept", length=4, epochs=1, batch_size=8, device="cpu")
-    events = list(tune_project(folder, options, backbone=tiny_backbone(), locations_dir=locations))
-    return folder, int(events[-1].run_id), locations  # type: ignore[attr-defined]
+    folder = tmp_path / "project"
+    run_id = tiny_trained_project(folder, class_folders, [4, 5, 10, 11], locations)
+    return folder, run_id, locations
 
 
 def test_a_new_image_gets_the_scores_the_project_would_give_it(
