@@ -92,6 +92,7 @@ def _plan(
     notes = [
         *_length_notes(length, support, options.epochs is not None),
         *_hold_out_notes(tset, counts, options, held),
+        *_patience_notes(options, held),
     ]
     return TrainingPlan(
         steps=steps,
@@ -182,6 +183,17 @@ def _hold_out_notes(
     if options.patience:
         note += f"; training stops early after {options.patience} passes without improvement"
     return [note + "."]
+
+
+def _patience_notes(options: TrainingOptions, held: Sequence[int]) -> list[str]:
+    """Stopping early is judged on the held-out images: without them the setting does nothing,
+    and the plan says so rather than leaving it silently ignored."""
+    if not options.patience or any(held):
+        return []
+    stop = f"Stopping early after {options.patience} passes without improvement is off"
+    if not options.hold_out:
+        return [f"{stop}: it needs 'Keep a fifth aside' ticked."]
+    return [f"{stop} too: it is judged on the held-out images."]
 
 
 def rough_duration(seconds: float) -> str:

@@ -190,3 +190,27 @@ print(plan.steps, ready, split.test_images, "torch" in sys.modules)
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.split() == ["51", "True", "2", "False"]
+
+
+def test_stopping_early_without_held_out_images_is_said_to_be_off(
+    projects: dict[str, Project],
+) -> None:
+    """Patience needs held-out images to judge by: when there are none, the plan says so."""
+    too_few = plan_training(projects["six"], TrainingOptions(patience=3), gpu_names=[])
+    assert too_few.notes[-1] == (
+        "Stopping early after 3 passes without improvement is off too: it is judged on the "
+        "held-out images."
+    )
+    unticked = plan_training(
+        projects["twenty-one"], TrainingOptions(patience=3, hold_out=False), gpu_names=[]
+    )
+    assert unticked.notes[-1] == (
+        "Stopping early after 3 passes without improvement is off: it needs 'Keep a fifth "
+        "aside' ticked."
+    )
+    assert all(
+        "Stopping early" not in note
+        for note in plan_training(
+            projects["twenty-one"], TrainingOptions(hold_out=False), gpu_names=[]
+        ).notes
+    )
