@@ -44,8 +44,8 @@ LABEL_KEYS = (
 
 HOW_IT_WORKS = [
     "EPT Studio teaches a large vision model, kept frozen, to tell your kinds of images apart. "
-    "Only a few small prompt tensors learn, so a handful of labelled images per class is enough "
-    "to start.",
+    "Only a small set of added numbers learns (the <i>prompts</i>), so a handful of labelled "
+    "images per class is enough to start.",
     *(f"<b>{n}. {title}</b>: {detail}." for n, (title, detail) in enumerate(FLOW_STEPS, 1)),
     "Images stay where they are: the project keeps only references, labels and runs. Every label "
     "is saved the moment you make it.",
