@@ -2,36 +2,39 @@
 
 A project needs to know which images come from the same patient (or study) so that a patient's
 images stay on one side of a train / test split, but it must never hold the identifier itself. Each
-project draws its own random salt, so the same PatientID hashes differently in two projects and a
-hash cannot be looked up in a table of likely IDs computed elsewhere.
+project draws its own random key, so the same PatientID hashes differently in two projects and a
+hash cannot be looked up in a table of likely IDs computed elsewhere. The key itself is kept on the
+user's machine, never in the project folder (:mod:`ept_studio.data.project_key`): with it, a guessed
+ID could be confirmed against the stored hashes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 
-SALT_BYTES = 32
 HASH_HEX_DIGITS = 32
 """128 bits of an HMAC-SHA256: collisions between a project's patients are out of reach."""
 
 
-def new_salt() -> str:
-    """A fresh random project salt, as hexadecimal text (stored in the project's meta table)."""
-    return secrets.token_hex(SALT_BYTES)
+def normalised_identifier(identifier: object) -> str | None:
+    """The identifier as hashed: surrounding spaces and DICOM's NUL padding dropped; None if blank.
 
-
-def salted_hash(identifier: object, salt: str) -> str | None:
-    """HMAC-SHA256 of ``identifier`` under the project ``salt``; None for a missing or blank value.
-
-    Surrounding spaces and the NUL padding DICOM allows are ignored, so ``"123 "`` and ``"123"``
-    (the same PatientID written by two devices) give the same hash.
+    So ``"123 "`` and ``"123"`` (the same PatientID written by two devices) give the same hash.
     """
     if identifier is None:
         return None
     text = str(identifier).strip(" \x00")
-    if not text:
+    return text or None
+
+
+def salted_hash(identifier: object, salt: str) -> str | None:
+    """HMAC-SHA256 of ``identifier`` under the project key ``salt`` (hexadecimal text).
+
+    None for a missing or blank value (see :func:`normalised_identifier`).
+    """
+    text = normalised_identifier(identifier)
+    if text is None:
         return None
     key = bytes.fromhex(salt)
     digest = hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()

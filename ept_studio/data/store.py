@@ -9,7 +9,8 @@ Source images are referenced, never copied and never written. Where each one lie
 in a small *location index* outside the project folder (file and folder names often carry patient
 names), attached to the same connection: the project folder itself holds no patient identifier and
 can be shared. On another machine the paths are unknown until the images are imported again, which
-relinks them by content hash.
+relinks them by content hash. The patient key behind the patient hashes lies beside the location
+index, for the same reason (:mod:`ept_studio.data.project_key`).
 
 Every change is one transaction, committed (``synchronous=FULL``) before the method returns. A
 :class:`Project` belongs to the thread that opened it; another thread opens its own.
@@ -33,7 +34,16 @@ from sqlite_utils import Database
 
 from ept_studio import __version__
 from ept_studio.data import store_schema
-from ept_studio.data.phi import new_salt, salted_hash
+from ept_studio.data.phi import normalised_identifier, salted_hash
+from ept_studio.data.project_key import (
+    KeyStore,
+    ProjectKey,
+    ProjectKeyError,
+    ProjectKeyMissingError,
+    missing_key_message,
+    move_old_salt_out,
+    new_project_key,
+)
 from ept_studio.data.store_labels import LabelBook
 from ept_studio.data.store_predictions import (
     PredictionRow,
@@ -114,14 +124,16 @@ def refuse_occupied_folder(folder: Path) -> None:
 class Project(LabelBook):
     """An open project. Create with :meth:`create`, open with :meth:`open`; close when done."""
 
-    def __init__(self, folder: Path, db: Database) -> None:
+    def __init__(self, folder: Path, db: Database, keys: KeyStore) -> None:
         self.folder = folder
         self.db = db
         meta = {row["key"]: row["value"] for row in db.query("SELECT key, value FROM meta")}
         self.project_id: str = meta["project_id"]
         self.label_mode = LabelMode(meta["label_mode"])
-        self._salt: str = meta["salt"]
         self.created: str = meta["created"]
+        self._keys = keys
+        self.key: ProjectKey | None = keys.load(self.project_id)
+        """The patient key, kept on this machine only (None: the project came from elsewhere)."""
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -147,12 +159,13 @@ class Project(LabelBook):
             (folder / "cache" / "thumbnails").mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ProjectError(f"{folder}: cannot create the project folder ({err})") from err
+        project_id = uuid.uuid4().hex
+        KeyStore(locations_dir or default_locations_dir()).save(new_project_key(project_id))
         db = store_schema.connect(folder / DB_NAME)
         store_schema.migrate(db, folder / DB_NAME)
         meta = {
-            "project_id": uuid.uuid4().hex,
+            "project_id": project_id,
             "label_mode": mode.value,
-            "salt": new_salt(),
             "created": utc_now(),
             "app_version": __version__,
             "history_cursor": "0",
@@ -188,9 +201,14 @@ class Project(LabelBook):
     @classmethod
     def _attached(cls, folder: Path, db: Database, locations_dir: Path | None) -> Project:
         project_id = db.execute("SELECT value FROM meta WHERE key = 'project_id'").fetchone()[0]
-        where = (locations_dir or default_locations_dir()) / f"{project_id}.db"
-        store_schema.attach_locations(db, where)
-        return cls(folder, db)
+        private = locations_dir or default_locations_dir()
+        try:
+            move_old_salt_out(db, KeyStore(private), project_id)
+        except ProjectError:
+            db.close()
+            raise
+        store_schema.attach_locations(db, private / f"{project_id}.db")
+        return cls(folder, db, KeyStore(private))
 
     def close(self) -> None:
         self.db.close()
@@ -232,9 +250,32 @@ class Project(LabelBook):
     def schema_version(self) -> int:
         return store_schema.schema_version(self.db)
 
+    @property
+    def has_key(self) -> bool:
+        """Whether new patient IDs can be hashed here (to match the patients already in)."""
+        return self.key is not None
+
     def hash_identifier(self, identifier: object) -> str | None:
-        """A patient or study identifier as this project's salted hash (None when blank)."""
-        return salted_hash(identifier, self._salt)
+        """A patient or study identifier as this project's salted hash (None when blank).
+
+        Without the key on this machine a non-blank ID is refused: a hash under any other secret
+        would not match the same patient's images imported elsewhere.
+        """
+        if normalised_identifier(identifier) is None:
+            return None
+        if self.key is None:
+            raise ProjectKeyMissingError(missing_key_message(self.project_id))
+        return salted_hash(identifier, self.key.secret)
+
+    def adopt_key(self, key: ProjectKey) -> None:
+        """Use ``key`` (the project's key, carried from another machine) and keep it here."""
+        if key.project_id != self.project_id:
+            raise ProjectKeyError(
+                f"this patient key belongs to another project ({key.project_id[:8]}, not "
+                f"{self.project_id[:8]}); export the key of this project"
+            )
+        self._keys.save(key)
+        self.key = key
 
     # -- images -------------------------------------------------------------------------------
 

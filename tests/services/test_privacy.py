@@ -21,6 +21,7 @@ from phi_support import (
 )
 from support import tiny_backbone
 
+from ept_studio.data.project_key import KeyStore
 from ept_studio.data.store import Project, Role
 from ept_studio.services.project import (
     ProjectTrainingSaved,
@@ -81,10 +82,19 @@ def test_no_marker_reaches_the_project_the_exports_or_the_logs(
             assert len(hashes) == 2
             assert None not in hashes
     assert leaks([*every_file(folder), exported, outside]) == []
+    # The patient key would confirm a guessed PatientID against the stored hashes: it stays in the
+    # user data folder, in nothing else the app wrote (project folder, exports, logs).
+    key = KeyStore(locations).load(project.project_id)
+    assert key is not None
+    key_bytes = (key.secret.encode(), bytes.fromhex(key.secret))
+    written_anywhere = b"".join(p.read_bytes() for p in [*every_file(folder), exported, outside])
+    assert not any(k in written_anywhere for k in key_bytes)
+    assert key.secret not in caplog.text
+    assert all(key.secret not in str(w.message) for w in caught)
     assert all(m not in caplog.text for m in MARKERS)
     assert all(m not in str(r.args) for r in caplog.records for m in MARKERS)
     assert all(m not in str(w.message) for w in caught for m in MARKERS)
     # Paths are needed to find the sources again: they live only in the location index, kept
-    # outside the project folder (on this machine), never inside it.
-    assert [p.suffix for p in every_file(locations)] == [".db"]
+    # outside the project folder (on this machine), never inside it; the key lies beside it.
+    assert [p.suffix for p in every_file(locations)] == [".db", ".key"]
     assert leaks(every_file(locations)) != []
