@@ -7,6 +7,7 @@ and the prompt file it saves, must be the same as if its backbone had been loade
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -52,7 +53,8 @@ def _build(backbone: LoadedBackbone, config: MethodConfig, seed: int) -> TunedMo
 
 @torch.no_grad()
 def _plain_features(backbone: LoadedBackbone) -> torch.Tensor:
-    tokens: torch.Tensor = backbone.model.forward_features(_pixels())
+    plain: Any = backbone.model
+    tokens: torch.Tensor = plain.forward_features(_pixels())
     return tokens[:, 0].clone()
 
 
