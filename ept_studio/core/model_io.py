@@ -26,6 +26,9 @@ ONNX_FORMAT = 1
 FORMAT_KEY = "ept_studio.onnx_format"
 INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("logits", "probabilities", "attention", "rollout")
+MAX_INPUT_SIZE = 4096
+"""The largest image side a model file may ask for: the size builds every image's pixels (and, for a
+prompt file, the backbone's position grid), so an unchecked one could ask for terabytes."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -98,18 +101,25 @@ def _parse_props(props: Mapping[str, str]) -> dict[str, Any]:
         raise ValueError("'class_names' is not a list of texts")
     if props["label_mode"] not in ("single", "multi"):
         raise ValueError(f"'label_mode' is {props['label_mode'][:20]!r}")
+    input_size = _bounded_size(
+        props["input_size"], "input_size", MAX_INPUT_SIZE, "4096-pixel limit"
+    )
     grid = json.loads(props["patch_grid"])
+    if not isinstance(grid, list) or len(grid) != 2:
+        raise ValueError("'patch_grid' is not 2 whole numbers")
+    limit = f"{input_size}-pixel input size"
+    rows, columns = (_bounded_size(side, "patch_grid", input_size, limit) for side in grid)
     method, rendering = json.loads(props["method"]), json.loads(props["rendering"])
     if not isinstance(method, dict) or not isinstance(rendering, dict):
         raise ValueError("'method' and 'rendering' must be JSON objects")
     return {
         "class_names": tuple(names),
         "label_mode": props["label_mode"],
-        "input_size": _positive_int(props["input_size"], "input_size"),
+        "input_size": input_size,
         "mean": _triple(props["mean"], "mean"),
         "std": _triple(props["std"], "std"),
         "heads": _positive_int(props["heads"], "heads"),
-        "patch_grid": (_positive_int(grid[0], "patch_grid"), _positive_int(grid[1], "patch_grid")),
+        "patch_grid": (rows, columns),
         "method": method,
         "rendering": rendering,
         **{k: props[k] for k in ("backbone", "backbone_sha256", "prompt_sha256")},
@@ -121,6 +131,14 @@ def _positive_int(value: object, name: str) -> int:
     number = json.loads(value) if isinstance(value, str) else value
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
         raise ValueError(f"{name!r} is not a whole number >= 1")
+    return number
+
+
+def _bounded_size(value: object, name: str, maximum: int, limit: str) -> int:
+    """A size that allocates (pixels, overlay grid): a whole number from 1 to ``maximum``."""
+    number = _positive_int(value, name)
+    if number > maximum:
+        raise ValueError(f"{name!r} {number} is above the {limit}")
     return number
 
 

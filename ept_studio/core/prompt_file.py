@@ -31,6 +31,7 @@ import safetensors.torch
 import torch
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.core.backbones.manifest import load_manifest
 from ept_studio.core.methods import (
     EptConfig,
     EptEmbedding,
@@ -40,6 +41,7 @@ from ept_studio.core.methods import (
     config_from_dict,
 )
 from ept_studio.core.methods.ept import compact_prompts
+from ept_studio.core.model_io import MAX_INPUT_SIZE
 from ept_studio.errors import BackboneMismatchError, ConfigError, PromptFileError
 
 if TYPE_CHECKING:
@@ -160,6 +162,11 @@ def _validate(meta: PromptFileMetadata) -> None:
         raise _Reject(f"'backbone_sha256' must be 64 hexadecimal digits, got {sha[:70]!r}")
     object.__setattr__(meta, "backbone_sha256", sha)
     _require_int("input_size", meta.input_size, minimum=1)
+    if meta.input_size > MAX_INPUT_SIZE:
+        raise _Reject(
+            f"its input size {meta.input_size} is above the {MAX_INPUT_SIZE}-pixel limit "
+            "(no backbone takes images that large)"
+        )
     object.__setattr__(meta, "mean", _triple("mean", meta.mean))
     std = _triple("std", meta.std)
     if min(std) <= 0:
@@ -334,6 +341,7 @@ def read_prompt_file(
         data = _read_bytes(path, max_bytes)
         header = _parse_header(data)
         metadata = _parse_metadata(header)
+        _check_named_backbone_size(metadata)
         tensors = _load_tensors(data)
         _check_tensors(tensors, metadata)
     except _Reject as err:
@@ -458,6 +466,20 @@ def _parse_metadata(header: Mapping[str, Any]) -> PromptFileMetadata:
         raise _Reject(str(err)) from err
 
 
+def _check_named_backbone_size(metadata: PromptFileMetadata) -> None:
+    """A backbone of the manifest takes one image size, the one its prompts were tuned at.
+
+    Checked before the backbone is built at the file's size, which would otherwise allocate its
+    position grid (and every image) at whatever size the file claims.
+    """
+    spec = load_manifest().get(metadata.backbone)
+    if spec is not None and spec.input_size != metadata.input_size:
+        raise _Reject(
+            f"its input size {metadata.input_size} is not the {spec.input_size} pixels that "
+            f"backbone {spec.name} takes"
+        )
+
+
 def _load_tensors(data: bytes) -> dict[str, torch.Tensor]:
     """Only after every check: the validated bytes themselves (no second read of the file)."""
     try:
@@ -485,7 +507,11 @@ def _check_tensors(tensors: Mapping[str, torch.Tensor], metadata: PromptFileMeta
 
 
 def _check_method_shapes(tensors: Mapping[str, torch.Tensor], config: MethodConfig) -> None:
-    """The sizes the config promises are the sizes stored, so building the model cannot explode."""
+    """The sizes the config promises are the sizes stored, so building the model cannot explode.
+
+    The model allocates the method's tensors at the config's sizes before the stored ones are copied
+    in, so a config that promises a size must also hold the tensors that bound it.
+    """
     if isinstance(config, EptConfig) and config.embedding in _CONCAT_EMBEDDINGS:
         expected, suffix, axis = config.length, PROMPT_SUFFIX, -1
     elif isinstance(config, VptConfig):
@@ -494,8 +520,14 @@ def _check_method_shapes(tensors: Mapping[str, torch.Tensor], config: MethodConf
         expected, suffix, axis = config.rank, ".lora_a_q", 0
     else:
         return
-    for name, tensor in tensors.items():
-        if name.endswith(suffix) and (tensor.ndim < 2 or tensor.shape[axis] != expected):
+    sized = {name: tensor for name, tensor in tensors.items() if name.endswith(suffix)}
+    if not sized:
+        raise _Reject(
+            f"its method config promises {config.method.value} tensors of size {expected} but the "
+            f"file holds none of the method's tensors (names ending in {suffix!r})"
+        )
+    for name, tensor in sized.items():
+        if tensor.ndim < 2 or tensor.shape[axis] != expected:
             raise _Reject(
                 f"tensor {name[:80]!r} has shape {tuple(tensor.shape)}, "
                 f"which does not match the method config ({expected} along axis {axis})"

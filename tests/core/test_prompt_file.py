@@ -476,6 +476,34 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
         ),
         "does not match the method config",
     ),
+    "input size of a million pixels": (
+        lambda p: _write_raw(p, _with_document(input_size=10**6), _HEAD_BYTES),
+        "input size 1000000 is above the 4096-pixel limit",
+    ),
+    "input size not the named backbone's": (
+        lambda p: _write_raw(
+            p, _with_document(backbone="dinov2-vits14-imgfocus", input_size=448), _HEAD_BYTES
+        ),
+        "input size 448 is not the 224 pixels that backbone dinov2-vits14-imgfocus takes",
+    ),
+    "EPT promises a huge prompt and stores none": (
+        lambda p: _write_raw(
+            p, _with_document(method=EptConfig(length=10**9).to_dict()), _HEAD_BYTES
+        ),
+        "holds none of the method's tensors",
+    ),
+    "VPT promises huge prompts and stores none": (
+        lambda p: _write_raw(
+            p, _with_document(method=VptConfig(length=10**9).to_dict()), _HEAD_BYTES
+        ),
+        "holds none of the method's tensors",
+    ),
+    "LoRA promises a huge rank and stores none": (
+        lambda p: _write_raw(
+            p, _with_document(method=LoraConfig(rank=10**9).to_dict()), _HEAD_BYTES
+        ),
+        "holds none of the method's tensors",
+    ),
     "huge integer metric": (
         lambda p: _write_raw(p, _with_document(metrics={"auc": 10**400}), _HEAD_BYTES),
         "'metrics' must map names to numbers",
