@@ -41,3 +41,42 @@ def test_project_import_label_train_export(
 def test_train_needs_a_folder_or_a_project(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--epochs", "1"]) == 2
     assert "--project" in capsys.readouterr().err
+
+
+def test_export_key_and_import_key_carry_a_project_to_another_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import pydicom
+
+    from ept_studio.data.store import Project
+
+    ct = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+    again = pydicom.dcmread(ct)
+    again.InstanceNumber = 99  # the same patient, another image
+    again.save_as(tmp_path / "IM0002", enforce_file_format=True)
+    project, key_file = tmp_path / "project", tmp_path / "transfer" / "project.key"
+    monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "machine-a"))
+    assert main(["project", "new", str(project)]) == 0
+    assert main(["project", "import", str(project), str(ct)]) == 0
+    assert main(["project", "export-key", str(project), str(key_file)]) == 0
+    written = capsys.readouterr()
+    assert f"patient key       {key_file}" in written.out
+    assert "keep this file apart from the project" in written.err
+    with Project.open(project) as opened:
+        (first,) = opened.images()
+
+    shutil.copytree(project, tmp_path / "copy")
+    monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "machine-b"))
+    assert main(["project", "import", str(tmp_path / "copy"), str(tmp_path / "IM0002")]) == 0
+    out = capsys.readouterr()
+    assert "added 0" in out.out
+    assert "1 DICOM image not imported" in out.err
+    assert "import-key" in out.err
+    assert main(["project", "import-key", str(tmp_path / "copy"), str(key_file)]) == 0
+    assert "patient key imported" in capsys.readouterr().out
+    assert main(["project", "import", str(tmp_path / "copy"), str(tmp_path / "IM0002")]) == 0
+    assert "added 1" in capsys.readouterr().out
+    with Project.open(tmp_path / "copy") as copy:
+        assert {image.patient_hash for image in copy.images()} == {first.patient_hash}

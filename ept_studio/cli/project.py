@@ -1,5 +1,5 @@
 """The project commands: ``ept-studio project new|import|classes|label|role|undo|redo|list|check|
-runs|export``, and the handler behind ``ept-studio train --project``.
+runs|export|export-key|import-key``, and the handler behind ``ept-studio train --project``.
 
 Images are named by their id in the project (``project list`` shows ids, status and files).
 """
@@ -81,6 +81,24 @@ def _add_reading_commands(sub: Any) -> None:
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     predict.add_argument("--batch-size", type=int, default=8)
     predict.set_defaults(handler=run_predict)
+    _add_key_commands(sub)
+
+
+def _add_key_commands(sub: Any) -> None:
+    export_key = sub.add_parser(
+        "export-key",
+        help="write the project's patient key to a file, to carry it to another machine",
+    )
+    export_key.add_argument("folder", type=Path)
+    export_key.add_argument("file", type=Path, help="the key file to write (outside the project)")
+    export_key.set_defaults(handler=run_export_key)
+    import_key = sub.add_parser(
+        "import-key",
+        help="keep the project's patient key (an exported key file) on this machine",
+    )
+    import_key.add_argument("folder", type=Path)
+    import_key.add_argument("file", type=Path, help="the key file made by export-key")
+    import_key.set_defaults(handler=run_import_key)
 
 
 def run_new(args: argparse.Namespace, console: Console) -> None:
@@ -94,6 +112,7 @@ def run_new(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_import(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.project_key import missing_key_message
     from ept_studio.data.store import Project
     from ept_studio.services.project_import import ImportFinished, iter_import
 
@@ -104,16 +123,23 @@ def run_import(args: argparse.Namespace, console: Console) -> None:
             folders_as_classes=args.folders_as_classes,
             thumbnails=not args.no_thumbnails,
         )
+        without_key = None if project.has_key else missing_key_message(project.project_id)
         for event in events:
             if isinstance(event, ImportFinished):
-                _show_report(event.report, console)
+                _show_report(event.report, console, without_key)
             else:
                 console.progress(event.done, event.total, "files")
 
 
-def _show_report(report: Any, console: Console) -> None:
+def _show_report(report: Any, console: Console, without_key: str | None = None) -> None:
+    """The import's outcome; files refused for want of the patient key are told once, as one."""
+    unmatched = [path for path, reason in report.skipped if reason == without_key]
     for path, reason in report.skipped:
-        console.note(f"skipped {path}: {reason}")
+        if reason != without_key:
+            console.note(f"skipped {path}: {reason}")
+    if unmatched:
+        images = "1 DICOM image" if len(unmatched) == 1 else f"{len(unmatched)} DICOM images"
+        console.note(f"{images} not imported: {without_key}")
     for path, image_id in report.changed:
         console.note(f"changed since it was added (image {image_id} flagged): {path}")
     for name, count in sorted(report.labelled.items()):
@@ -235,6 +261,31 @@ def run_export(args: argparse.Namespace, console: Console) -> None:
     out = export_prompt_file(args.folder, args.run, args.out)
     console.line(f"prompt file       {out}")
     console.note(RESEARCH_USE_NOTICE)
+
+
+def run_export_key(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+    from ept_studio.services.project import export_project_key
+
+    with Project.open(args.folder) as project:
+        written = export_project_key(project, args.file)
+    console.line(f"patient key       {written}")
+    console.note(
+        "keep this file apart from the project: with both, a guessed patient ID can be checked. "
+        "Import it on the other machine with `ept-studio project import-key`, then delete it"
+    )
+
+
+def run_import_key(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.data.store import Project
+    from ept_studio.services.project import import_project_key
+
+    with Project.open(args.folder) as project:
+        import_project_key(project, args.file)
+    console.line(
+        "patient key imported: new images of a patient already in the project now join that "
+        "patient (same side of the train / test split). You may delete the key file"
+    )
 
 
 def run_predict(args: argparse.Namespace, console: Console) -> None:

@@ -10,6 +10,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ept_studio.data.project_key import (
+    ProjectKey,
+    ProjectKeyError,
+    ProjectKeyMissingError,
+    missing_key_message,
+    read_key_file,
+    write_key_file,
+)
 from ept_studio.data.store import (
     DB_NAME,
     ClassInfo,
@@ -60,9 +68,11 @@ __all__ = [
     "create_project",
     "default_projects_parent",
     "evaluate_samples",
+    "export_project_key",
     "export_prompt_file",
     "fit",
     "import_paths",
+    "import_project_key",
     "is_project_folder",
     "iter_import",
     "missing_or_changed",
@@ -152,3 +162,33 @@ def export_prompt_file(
             raise ProjectError(f"{destination}: the prompt file cannot be written ({err})") from err
         project.record_export(run_id, "prompt", destination.name, expected)
     return destination
+
+
+def export_project_key(project: Project, destination: Path) -> Path:
+    """Write the project's patient key to ``destination``, to carry it to another machine.
+
+    The file is the secret that turns a guessed PatientID into the hash stored in the project, so
+    it never goes into the project folder (which is meant to be shared): keep it apart, pass it on
+    only to whoever may add this project's patients, and delete it once imported.
+    """
+    if project.key is None:
+        raise ProjectKeyMissingError(missing_key_message(project.project_id))
+    destination = Path(destination).absolute()
+    if destination.resolve().is_relative_to(project.folder.resolve()):
+        raise ProjectKeyError(
+            f"{destination}: save the patient key outside the project folder; whoever holds "
+            "both could confirm a guessed patient ID"
+        )
+    write_key_file(destination, project.key)
+    return destination
+
+
+def import_project_key(project: Project, source: Path) -> ProjectKey:
+    """Keep the project's patient key from ``source`` (an exported key file) on this machine.
+
+    From then on a new image of a patient already in the project gets the same patient hash, so
+    the train / test split keeps that patient on one side.
+    """
+    key = read_key_file(Path(source), project.project_id)
+    project.adopt_key(key)
+    return key

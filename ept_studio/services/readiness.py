@@ -81,7 +81,10 @@ class Readiness:
 
 def check_readiness(project: Project) -> Readiness:
     """The checklist for the project's current labels (images whose file is missing left out)."""
-    return readiness_of(training_set(project))
+    readiness = readiness_of(training_set(project))
+    if project.has_key:
+        return readiness
+    return dataclasses.replace(readiness, items=(*readiness.items, _missing_key_item()))
 
 
 def readiness_of(tset: TrainingSet) -> Readiness:
@@ -180,6 +183,19 @@ def _patients_item(shared: int) -> ReadinessItem:
             SPLIT_ACTION,
         )
     return ReadinessItem("patients", Severity.OK, "No patient has images in both train and test.")
+
+
+def _missing_key_item() -> ReadinessItem:
+    """The project came from another machine without its patient key (see ``project_key``)."""
+    return ReadinessItem(
+        "patient-key",
+        Severity.WARNING,
+        "This project's patient key is not on this machine: new DICOM images cannot be matched "
+        "to the patients already in the project, so they are not imported. Export the key on "
+        "the machine that made the project (File > Export patient key…, or `ept-studio project "
+        "export-key`) and import it here (File > Import patient key…, or `ept-studio project "
+        "import-key`).",
+    )
 
 
 def _left_out_item(reason: str, count: int) -> ReadinessItem:

@@ -361,3 +361,51 @@ def test_a_new_project_refuses_an_occupied_name(class_folders: Path) -> None:
     with pytest.raises(ProjectError, match="fundus is not empty"):
         new_project_folder(class_folders, "fundus")
     assert default_projects_parent() == Path.home() / "EPT Studio projects"
+
+
+def _same_patient_again(source: Path, target: Path) -> Path:
+    """Another image of the patient in ``source`` (same PatientID, different content)."""
+    dataset = pydicom.dcmread(source)
+    dataset.InstanceNumber = 99
+    dataset.save_as(target, enforce_file_format=True)
+    return target
+
+
+def test_the_patient_key_carried_to_another_machine_keeps_a_patient_together(
+    tmp_path: Path,
+) -> None:
+    from ept_studio.services.project import export_project_key, import_project_key
+    from ept_studio.services.readiness import Severity, check_readiness
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", scans / "IM0001")
+    later = _same_patient_again(PYDICOM_FILES / "CT_small.dcm", tmp_path / "IM0002")
+    here, there = tmp_path / "machine-a", tmp_path / "machine-b"
+    with create_project(tmp_path / "project", locations_dir=here) as original:
+        import_paths(original, [scans], thumbnails=False)
+        (first,) = original.images()
+        assert first.patient_hash is not None
+        key_file = export_project_key(original, tmp_path / "transfer" / "project.key")
+    shutil.copytree(tmp_path / "project", tmp_path / "copy")
+    with pytest.raises(ProjectError, match="outside the project folder"):
+        export_project_key(original, tmp_path / "project" / "project.key")
+
+    with Project.open(tmp_path / "copy", locations_dir=there) as copy:
+        # Without the key: nothing new is hashed, the import says why, so does the checklist.
+        report = import_paths(copy, [later], thumbnails=False)
+        assert report.added == []
+        assert [path for path, _ in report.skipped] == [later]
+        assert "patient key" in report.skipped[0][1]
+        found = {item.key: item for item in check_readiness(copy).items}
+        assert found["patient-key"].severity is Severity.WARNING
+        assert "import-key" in found["patient-key"].text
+
+        import_project_key(copy, key_file)
+        assert "patient-key" not in {item.key for item in check_readiness(copy).items}
+        report = import_paths(copy, [later], thumbnails=False)
+        assert len(report.added) == 1
+        grouped = {image.patient_hash for image in copy.images()}
+        assert grouped == {first.patient_hash}
+    with Project.open(tmp_path / "copy", locations_dir=there) as reopened:
+        assert reopened.has_key  # kept on machine B from now on
