@@ -3,7 +3,8 @@
 A new project is given a name and a place and gets a new folder of its own (never the user's image
 folder). A multi-label project (an image may carry several classes) is chosen when it is created;
 the label mode of a project never changes. "Import folders as classes" takes a folder whose
-sub-folders are named after the classes.
+sub-folders are named after the classes. The patient key actions carry a project's patient key
+(kept on this machine, never in the project folder) to another machine as a separate file.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from ept_studio.gui.new_project_dialog import NewProjectDialog
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings
 from ept_studio.services.demo import create_demo_project, default_demo_folder
-from ept_studio.services.project import LabelMode, default_projects_parent
+from ept_studio.services.project import (
+    LabelMode,
+    default_projects_parent,
+    export_project_key,
+    import_project_key,
+)
 
 IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
+KEY_FILTER = "Patient key (*.key);;All files (*)"
 
 
 class FileMenu(QMenu):
@@ -43,6 +50,9 @@ class FileMenu(QMenu):
         self._action("&Import files…", "Ctrl+I", self.ask_import_files)
         self._action("Import &folder…", "Ctrl+Shift+I", self.ask_import_folder)
         self._action("Import folders as &classes…", "Ctrl+Alt+I", self.ask_import_class_folders)
+        self.addSeparator()
+        self._action("E&xport patient key…", "", self.ask_export_key)
+        self._action("Import patient &key…", "", self.ask_import_key)
         self.addSeparator()
         self._action("&Quit", QKeySequence.StandardKey.Quit, window.close)
         self.refresh_recent()
@@ -186,3 +196,52 @@ class FileMenu(QMenu):
             QMessageBox.information(self.window_, "EPT Studio", "Create or open a project first.")
             return False
         return self.session.start_import([folder], folders_as_classes=True)
+
+    @Slot()
+    def ask_export_key(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(
+            self.window_, "Export patient key (save it outside the project folder)", "", KEY_FILTER
+        )
+        if name:
+            self.export_key_at(Path(name))
+
+    @Slot()
+    def ask_import_key(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self.window_, "Import patient key", "", KEY_FILTER)
+        if name:
+            self.import_key_at(Path(name))
+
+    def export_key_at(self, destination: Path) -> bool:
+        """Write the open project's patient key to ``destination``, to carry it elsewhere."""
+        project = self.session.project
+        if project is None:
+            QMessageBox.information(self.window_, "EPT Studio", "Open a project first.")
+            return False
+        try:
+            export_project_key(project, destination)
+        except EptStudioError as err:
+            QMessageBox.warning(self.window_, "EPT Studio", str(err))
+            return False
+        self.window_.statusBar().showMessage(
+            f"Patient key saved to {destination}. Keep it apart from the project; import it on "
+            "the other machine, then delete it."
+        )
+        return True
+
+    def import_key_at(self, source: Path) -> bool:
+        """Keep the open project's patient key (an exported key file) on this machine."""
+        project = self.session.project
+        if project is None:
+            QMessageBox.information(self.window_, "EPT Studio", "Open a project first.")
+            return False
+        try:
+            import_project_key(project, source)
+        except EptStudioError as err:
+            QMessageBox.warning(self.window_, "EPT Studio", str(err))
+            return False
+        self.session.images_changed.emit()  # the checklist drops its missing-key warning
+        self.window_.statusBar().showMessage(
+            "Patient key imported: new images of a patient already in the project join that "
+            "patient. You may delete the key file."
+        )
+        return True
