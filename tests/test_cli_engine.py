@@ -59,3 +59,27 @@ def test_bench_accuracy_refuses_a_tie_break_without_a_held_out_set(
     err = capsys.readouterr().err
     assert "--tie-break needs --hold-out" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("shots", ["0", "-2", "two"])
+def test_train_refuses_fewer_than_one_shot_when_parsing(
+    shots: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ept_studio.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["train", "data", "--out", "p.safetensors", "--shots", shots])
+    assert exited.value.code == 2
+    assert "a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_train_refuses_a_class_left_without_evaluation_images_with_exit_2(
+    class_folders: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p.safetensors"
+    code = main(["train", str(class_folders), "--out", str(out), "--shots", "6"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error: class 'fundus' has 6 usable images" in err
+    assert "1 to 5" in err
+    assert not out.exists()

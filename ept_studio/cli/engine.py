@@ -27,6 +27,19 @@ def parse_blocks(text: str) -> list[int] | None:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+def positive_shots(text: str) -> int:
+    """``--shots``: a whole number of at least 1 (every class needs images left to evaluate it)."""
+    try:
+        shots = int(text)
+    except ValueError:
+        shots = 0
+    if shots < 1:
+        raise argparse.ArgumentTypeError(
+            f"the number of shots must be a whole number of at least 1, got {text!r}"
+        )
+    return shots
+
+
 def method_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The method config dict the services take, from the train options."""
     if args.method == "ept":
@@ -86,7 +99,12 @@ def _add_train(commands: Any) -> None:
     )
     train.add_argument("--vpt-length", type=int, default=10)
     train.add_argument("--lora-rank", type=int, default=8)
-    train.add_argument("--shots", type=int, default=5, help="training images per class (0: all)")
+    train.add_argument(
+        "--shots",
+        type=positive_shots,
+        default=5,
+        help="training images per class; the rest of each class evaluates the model",
+    )
     train.add_argument("--max-query", type=int, help="evaluate on at most this many per class")
     train.add_argument(
         "--recipe",
@@ -201,7 +219,7 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
         backbone_weights=args.weights,
         method=method_from_args(args),
         recipe=recipe_from_args(args),
-        shots=args.shots or None,
+        shots=args.shots,
         seed=args.seed,
         max_query_per_class=args.max_query,
         compact=args.compact,
@@ -242,6 +260,9 @@ def _show_data(event: Any, console: Console) -> None:
         )
     for skipped in event.skipped:
         console.note(f"skipped {skipped.path}: {skipped.reason}")
+    for same in event.duplicates:
+        for path in same.dropped:
+            console.note(f"left out {path}: the same image as {same.kept}")
 
 
 def _show_saved(event: Any, console: Console) -> None:

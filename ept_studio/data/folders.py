@@ -12,15 +12,12 @@ that is not an image is listed in :attr:`ClassFolderScan.skipped` with the reaso
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 from pathlib import Path
 
 from ept_studio.data.dicom import is_dicom_file
 from ept_studio.data.images import IMAGE_SUFFIXES, is_image_path
 from ept_studio.errors import DatasetError
-
-logger = logging.getLogger(__name__)
 
 Skipped = tuple[Path, str]
 
@@ -40,6 +37,14 @@ class ClassFolderScan:
     classes: tuple[str, ...]
     images: tuple[LabelledImage, ...]
     skipped: tuple[Skipped, ...]
+    root: Path = Path()
+
+    def shown(self, path: Path) -> str:
+        """``class/file`` as the user sees it inside the folder (the folder's own path left out)."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.name
 
     def images_of(self, label: str) -> tuple[LabelledImage, ...]:
         return tuple(image for image in self.images if image.label == label)
@@ -81,7 +86,7 @@ def scan_class_folders(root: Path) -> ClassFolderScan:
         images.extend(LabelledImage(path, folder.name) for path in found)
         skipped.extend(skipped_here)
     classes = tuple(sorted(f.name for f in class_folders))
-    return ClassFolderScan(classes, tuple(images), tuple(sorted(skipped)))
+    return ClassFolderScan(classes, tuple(images), tuple(sorted(skipped)), root)
 
 
 @dataclasses.dataclass
@@ -168,35 +173,56 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+def check_shots(shots: object) -> int:
+    """``shots`` if it is a whole number of at least 1 (one image per class to learn from)."""
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise DatasetError(
+            f"the number of shots must be a whole number of at least 1, got {shots!r}"
+        )
+    return shots
+
+
+def class_size_problem(label: str, images: int, shots: int) -> str | None:
+    """Why class ``label`` with ``images`` usable images cannot give ``shots`` (None: it can).
+
+    Every class needs its shots to train on and at least one image left to evaluate the model on:
+    a class with nothing to evaluate it would be saved with a model nobody has tested on it.
+    """
+    if images > shots:
+        return None
+    counted = "1 usable image" if images == 1 else f"{images} usable images"
+    if images < 2:
+        return (
+            f"class '{label}' has {counted}: it needs at least 2 (at least 1 to train on and 1 "
+            "to evaluate the model on); add images to it"
+        )
+    return (
+        f"class '{label}' has {counted}: with {images} images the number of shots can be 1 to "
+        f"{images - 1}, so that at least 1 image is left to evaluate the model on"
+    )
+
+
 def sample_per_class(
     scan: ClassFolderScan, shots: int, seed: int
 ) -> tuple[list[LabelledImage], list[LabelledImage]]:
     """A seeded split of every class into ``shots`` support images and the rest as query images.
 
-    The same scan, shots and seed always give the same split. A class with exactly ``shots`` images
-    puts them all in the support set (with a warning: nothing is left to evaluate it).
+    The same scan, shots and seed always give the same split. Every class must keep at least one
+    query image (see :func:`class_size_problem`); else a :class:`DatasetError` names them all.
     """
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-        raise DatasetError(
-            f"the number of shots must be a whole number of at least 1, got {shots!r}"
-        )
+    check_shots(shots)
+    problems = [
+        problem
+        for label in scan.classes
+        if (problem := class_size_problem(label, len(scan.images_of(label)), shots)) is not None
+    ]
+    if problems:
+        raise DatasetError("; ".join(problems))
     rng = random.Random(seed)
     support: list[LabelledImage] = []
     query: list[LabelledImage] = []
     for label in scan.classes:
         images = scan.images_of(label)
-        if len(images) < shots:
-            raise DatasetError(
-                f"class '{label}' has only {len(images)} images, fewer than the {shots} shots "
-                f"asked for; it needs at least {shots + 1} so that some are left for evaluation"
-            )
-        if len(images) == shots:
-            logger.warning(
-                "class %r has exactly %d images: all are used for tuning, none is left to "
-                "evaluate it",
-                label,
-                shots,
-            )
         chosen = set(rng.sample(range(len(images)), shots))
         support.extend(image for k, image in enumerate(images) if k in chosen)
         query.extend(image for k, image in enumerate(images) if k not in chosen)

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ept_studio.data.folders import ClassFolderScan, LabelledImage, sample_per_class
-from ept_studio.data.render import RenderingSpec, render_file
+from ept_studio.data.folders import (
+    ClassFolderScan,
+    LabelledImage,
+    check_shots,
+    class_size_problem,
+    sample_per_class,
+)
+from ept_studio.data.pixel_hash import pixel_sha256
+from ept_studio.data.render import RenderingSpec, decode_file, render
 from ept_studio.errors import DatasetError, ImageDecodeError
 from ept_studio.files import file_sha256
+from ept_studio.services.duplicates import SameImage, same_image_groups
 
 if TYPE_CHECKING:
     import torch
+
+logger = logging.getLogger(__name__)
+
+Labelled = tuple["LoadedImage", int]
+"""A decoded image and its class index."""
 
 
 def rendering_spec(rendering: Mapping[str, Any]) -> RenderingSpec:
@@ -32,11 +46,16 @@ def rendering_spec(rendering: Mapping[str, Any]) -> RenderingSpec:
 
 @dataclasses.dataclass(frozen=True)
 class LoadedImage:
-    """One decoded image: its pixels ``[3, H, W]`` uint8, the file's sha256 and its path."""
+    """One decoded image: its pixels ``[3, H, W]`` uint8, the file's sha256 and its path.
+
+    ``pixel_sha256`` fingerprints the decoded pixels before rendering, so the same image saved in
+    another encoding is recognised (see :mod:`ept_studio.data.pixel_hash`).
+    """
 
     path: Path
     sha256: str
     pixels: torch.Tensor
+    pixel_sha256: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,27 +75,33 @@ def load_images(
     """
     import torch
 
+    spec = spec if spec is not None else RenderingSpec()
     loaded: list[LoadedImage] = []
     skipped: list[SkippedFile] = []
     for path in paths:
         try:
-            array = render_file(path, spec)
+            decoded = decode_file(path, frame=spec.frame)
         except ImageDecodeError as err:
             skipped.append(SkippedFile(path, err.reason))
             continue
+        array = render(decoded, spec)
         pixels = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
-        loaded.append(LoadedImage(path, file_sha256(path), pixels))
+        loaded.append(LoadedImage(path, file_sha256(path), pixels, pixel_sha256(decoded)))
     return loaded, skipped
 
 
 @dataclasses.dataclass(frozen=True)
 class LabelledSplit:
-    """Support (training) and query (evaluation) images of a class-folder set, as class indices."""
+    """Support (training) and query (evaluation) images of a class-folder set, as class indices.
+
+    ``duplicates`` are the files left out because another file of the same class is the same image.
+    """
 
     classes: tuple[str, ...]
-    support: list[tuple[LoadedImage, int]]
-    query: list[tuple[LoadedImage, int]]
+    support: list[Labelled]
+    query: list[Labelled]
     skipped: list[SkippedFile]
+    duplicates: list[SameImage] = dataclasses.field(default_factory=list)
 
 
 def split_class_folders(
@@ -86,31 +111,133 @@ def split_class_folders(
     max_query_per_class: int | None = None,
     spec: RenderingSpec | None = None,
 ) -> LabelledSplit:
-    """Draw ``shots`` support images per class (all when None) and keep the rest as the query set."""
-    query_items: list[LabelledImage]
-    if shots is None:
-        support_items, query_items = list(scan.images), []
-    else:
-        support_items, query_items = sample_per_class(scan, shots, seed)
-    if max_query_per_class is not None:
-        query_items = _cap_per_class(query_items, max_query_per_class)
+    """Draw ``shots`` support images per class and keep the rest as the query set.
+
+    Every file is decoded before the draw, so a broken file is named and left out instead of
+    silently taking a support place; one file of each image found twice is kept, so an image and
+    its copy cannot land on both sides. A class that cannot give ``shots`` and one evaluation
+    image is refused, before any training. ``shots=None`` puts every image in the support set
+    (evaluating a model on a whole folder).
+    """
     index = {name: i for i, name in enumerate(scan.classes)}
     skipped = [SkippedFile(path, reason) for path, reason in scan.skipped]
-    support = _load_labelled(support_items, index, skipped, spec)
-    query = _load_labelled(query_items, index, skipped, spec)
-    if not support:
-        raise DatasetError("none of the training images could be decoded")
-    return LabelledSplit(scan.classes, support, query, skipped)
+    loaded = _load_labelled(scan.images, index, skipped, spec)
+    if shots is None:
+        if not loaded:
+            raise DatasetError("none of the images could be decoded")
+        return LabelledSplit(scan.classes, loaded, [], skipped)
+    check_shots(shots)
+    unique, duplicates = _one_file_per_image(scan, loaded)
+    _refuse_small_classes(scan, unique, shots, skipped, duplicates)
+    support, query = _draw(scan, unique, shots, seed)
+    if max_query_per_class is not None:
+        query = _cap_per_class(query, max_query_per_class)
+    split = LabelledSplit(scan.classes, support, query, skipped, duplicates)
+    _log_split(scan, split)
+    return split
 
 
-def _cap_per_class(items: Sequence[LabelledImage], cap: int) -> list[LabelledImage]:
-    kept: list[LabelledImage] = []
-    counts: dict[str, int] = {}
-    for item in items:
-        if counts.get(item.label, 0) < cap:
-            counts[item.label] = counts.get(item.label, 0) + 1
-            kept.append(item)
+def _one_file_per_image(
+    scan: ClassFolderScan, loaded: list[Labelled]
+) -> tuple[list[Labelled], list[SameImage]]:
+    """The first file of each image (by class, then path) and the groups of files left out.
+
+    The same image in two class folders is refused: the folder route trains one class per image.
+    """
+    groups = same_image_groups([(image.sha256, image.pixel_sha256) for image, _ in loaded])
+    across = [g for g in groups if len({loaded[i][1] for i in g}) > 1]
+    if across:
+        names = "; ".join(
+            " and ".join(scan.shown(loaded[i][0].path) for i in group) for group in across
+        )
+        raise DatasetError(
+            f"the same image is in more than one class folder ({names}): training on a folder "
+            "takes one class per image; keep each image only in the folder of its class"
+        )
+    dropped = {i for group in groups for i in group[1:]}
+    duplicates = [
+        SameImage(loaded[group[0]][0].path, tuple(loaded[i][0].path for i in group[1:]))
+        for group in groups
+    ]
+    return [item for i, item in enumerate(loaded) if i not in dropped], duplicates
+
+
+def _refuse_small_classes(
+    scan: ClassFolderScan,
+    unique: list[Labelled],
+    shots: int,
+    skipped: list[SkippedFile],
+    duplicates: list[SameImage],
+) -> None:
+    """A :class:`DatasetError` naming every class that cannot give ``shots`` + 1 images."""
+    problems = []
+    for k, label in enumerate(scan.classes):
+        problem = class_size_problem(label, sum(1 for _, y in unique if y == k), shots)
+        if problem is not None:
+            problems.append(problem + _left_out_note(scan, label, skipped, duplicates))
+    if problems:
+        raise DatasetError("; ".join(problems))
+
+
+def _left_out_note(
+    scan: ClassFolderScan, label: str, skipped: list[SkippedFile], duplicates: list[SameImage]
+) -> str:
+    """`` (left out: ...)`` for the files of class ``label`` that were not counted."""
+    notes = [
+        f"{scan.shown(item.path)} ({item.reason})"
+        for item in skipped
+        if _class_of(scan, item.path) == label
+    ]
+    notes += [
+        f"{scan.shown(path)} (the same image as {scan.shown(same.kept)})"
+        for same in duplicates
+        if _class_of(scan, same.kept) == label
+        for path in same.dropped
+    ]
+    return f" (left out: {'; '.join(notes)})" if notes else ""
+
+
+def _class_of(scan: ClassFolderScan, path: Path) -> str:
+    return scan.shown(path).split("/", 1)[0]
+
+
+def _draw(
+    scan: ClassFolderScan, unique: list[Labelled], shots: int, seed: int
+) -> tuple[list[Labelled], list[Labelled]]:
+    """The seeded draw of :func:`sample_per_class`, over the decoded, one-per-image files."""
+    kept = ClassFolderScan(
+        scan.classes,
+        tuple(LabelledImage(image.path, scan.classes[y]) for image, y in unique),
+        (),
+        scan.root,
+    )
+    support, query = sample_per_class(kept, shots, seed)
+    by_path = {image.path: (image, y) for image, y in unique}
+    return [by_path[i.path] for i in support], [by_path[i.path] for i in query]
+
+
+def _cap_per_class(items: Sequence[Labelled], cap: int) -> list[Labelled]:
+    kept: list[Labelled] = []
+    counts: dict[int, int] = {}
+    for image, label in items:
+        if counts.get(label, 0) < cap:
+            counts[label] = counts.get(label, 0) + 1
+            kept.append((image, label))
     return kept
+
+
+def _log_split(scan: ClassFolderScan, split: LabelledSplit) -> None:
+    """Counts per class name only: folder and file names may carry patient names."""
+    for k, label in enumerate(scan.classes):
+        logger.info(
+            "class %r: %d training, %d evaluation images; %d files left out as copies, "
+            "%d could not be decoded",
+            label,
+            sum(1 for _, y in split.support if y == k),
+            sum(1 for _, y in split.query if y == k),
+            sum(len(d.dropped) for d in split.duplicates if _class_of(scan, d.kept) == label),
+            sum(1 for s in split.skipped if _class_of(scan, s.path) == label),
+        )
 
 
 def _load_labelled(
@@ -118,7 +245,7 @@ def _load_labelled(
     index: dict[str, int],
     skipped: list[SkippedFile],
     spec: RenderingSpec | None,
-) -> list[tuple[LoadedImage, int]]:
+) -> list[Labelled]:
     loaded, failed = load_images((item.path for item in items), spec)
     skipped.extend(failed)
     label_of = {item.path: index[item.label] for item in items}

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.data.folders import scan_class_folders
+from ept_studio.data.folders import check_shots, scan_class_folders
 from ept_studio.data.render import RenderingSpec
 from ept_studio.errors import TrainingError
+from ept_studio.services.duplicates import SameImage
 from ept_studio.services.images import LabelledSplit, SkippedFile, split_class_folders
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ class TrainRequest:
     """Everything one training run needs. ``method`` and ``recipe`` are plain dicts (JSON-ready).
 
     ``method`` is a method config dict such as ``{"method": "ept", "length": 100}``; ``recipe`` holds
-    overrides of the paper recipe (``{"epochs": 5}``). ``shots=None`` trains on every image.
+    overrides of the paper recipe (``{"epochs": 5}``). ``shots`` images per class train the model
+    and the rest evaluate it: every class must keep at least one for evaluation.
     """
 
     data_dir: Path
@@ -41,7 +43,7 @@ class TrainRequest:
     backbone_weights: Path | None = None
     method: dict[str, Any] = dataclasses.field(default_factory=lambda: {"method": "ept"})
     recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
-    shots: int | None = 5
+    shots: int = 5
     seed: int = 0
     max_query_per_class: int | None = None
     compact: bool = False
@@ -49,12 +51,14 @@ class TrainRequest:
 
 @dataclasses.dataclass(frozen=True)
 class DataReady:
-    """The support and query sets are decoded: counts per class and what was skipped."""
+    """The support and query sets are decoded: counts per class, what was skipped, and the files
+    left out as the same image as another (``duplicates``)."""
 
     classes: tuple[str, ...]
     support_counts: dict[str, int]
     query_counts: dict[str, int]
     skipped: list[SkippedFile]
+    duplicates: list[SameImage] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +103,7 @@ def train_on_folder(
     method = config_from_dict(request.method)
     split = split_class_folders(
         scan_class_folders(request.data_dir),
-        request.shots,
+        check_shots(request.shots),
         request.seed,
         request.max_query_per_class,
     )
@@ -135,7 +139,13 @@ def _data_ready(split: LabelledSplit) -> DataReady:
     def counts(items: list[tuple[Any, int]]) -> dict[str, int]:
         return {name: sum(1 for _, y in items if y == i) for i, name in enumerate(split.classes)}
 
-    return DataReady(split.classes, counts(split.support), counts(split.query), split.skipped)
+    return DataReady(
+        split.classes,
+        counts(split.support),
+        counts(split.query),
+        split.skipped,
+        split.duplicates,
+    )
 
 
 def _evaluate_query(
@@ -246,6 +256,7 @@ def _run_record(run: FinishedRun, prompt_sha256: str) -> dict[str, Any]:
             "support": images(split.support),
             "query": images(split.query),
             "skipped_files": len(split.skipped),
+            "copies_left_out": sum(len(same.dropped) for same in split.duplicates),
         },
         "training": run.training,
         "evaluation": run.evaluation,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,10 +147,10 @@ def _scan(tmp_path: Path) -> ClassFolderScan:
 
 def test_split_counts_and_disjointness(tmp_path: Path) -> None:
     scan = _scan(tmp_path)
-    support, query = sample_per_class(scan, shots=4, seed=0)
+    support, query = sample_per_class(scan, shots=3, seed=0)
     labels = [image.label for image in support]
-    assert labels == ["a"] * 4 + ["b"] * 4 + ["c"] * 4
-    assert [image.label for image in query] == ["a"] * 6 + ["b"] * 2
+    assert labels == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    assert [image.label for image in query] == ["a"] * 7 + ["b"] * 3 + ["c"]
     assert not set(support) & set(query)
     assert set(support) | set(query) == set(scan.images)
 
@@ -164,22 +163,22 @@ def test_split_is_deterministic_and_depends_on_the_seed(tmp_path: Path) -> None:
     assert len(draws) > 5
 
 
-def test_a_class_with_exactly_shots_images_warns(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.WARNING, logger="ept_studio.data.folders"):
-        support, query = sample_per_class(_scan(tmp_path), shots=4, seed=1)
-    assert "class 'c' has exactly 4 images" in caplog.text
-    assert not [image for image in query if image.label == "c"]
-    assert len([image for image in support if image.label == "c"]) == 4
+def test_a_class_with_exactly_shots_images_is_refused(tmp_path: Path) -> None:
+    """All of class c would train and none would evaluate it: refused, with what shots allows."""
+    with pytest.raises(DatasetError) as caught:
+        sample_per_class(_scan(tmp_path), shots=4, seed=1)
+    assert str(caught.value) == (
+        "class 'c' has 4 usable images: with 4 images the number of shots can be 1 to 3, so "
+        "that at least 1 image is left to evaluate the model on"
+    )
 
 
 def test_too_few_images_or_shots_are_dataset_errors(tmp_path: Path) -> None:
     scan = _scan(tmp_path)
     with pytest.raises(DatasetError) as caught:
         sample_per_class(scan, shots=5, seed=0)
-    assert "class 'c' has only 4 images" in str(caught.value)
-    assert "at least 6" in str(caught.value)
+    assert "class 'c' has 4 usable images" in str(caught.value)
+    assert "1 to 3" in str(caught.value)
     for shots in (0, -1):
         with pytest.raises(DatasetError, match="at least 1"):
             sample_per_class(scan, shots=shots, seed=0)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pydicom.data
 import pytest
 import torch
+from support import write_class_folders
 
 from ept_studio.core.backbones import load_backbone
 from ept_studio.core.prompt_file import read_prompt_file
+from ept_studio.data.folders import scan_class_folders
 from ept_studio.errors import BackboneMismatchError, DatasetError
-from ept_studio.services.images import load_images
+from ept_studio.services.images import load_images, split_class_folders
 from ept_studio.services.inference import load_tuned_model, predict_files
 from ept_studio.services.training import (
     DataReady,
@@ -178,16 +183,17 @@ def test_importing_services_and_cli_does_not_import_torch() -> None:
 
 def test_folder_training_takes_dicom_by_content(tmp_path: Path) -> None:
     """DICOM files are found by their preamble (no suffix needed) and rendered for the model."""
-    import shutil
-
-    import pydicom.data
+    import pydicom
 
     sources = Path(pydicom.data.__file__).parent / "test_files"
     for name, source in (("ct", "CT_small.dcm"), ("mr", "MR_small.dcm")):
         folder = tmp_path / "data" / name
         folder.mkdir(parents=True)
-        for index in range(3):
-            shutil.copy(sources / source, folder / f"IM{index:04d}")
+        for index in range(3):  # three different images: copies would be one image
+            dataset = pydicom.dcmread(sources / source)
+            pixels = dataset.pixel_array
+            dataset.PixelData = (pixels + index).astype(pixels.dtype).tobytes()
+            dataset.save_as(folder / f"IM{index:04d}")
     (tmp_path / "data" / "ct" / "notes.txt").write_text("not an image")
     request = TrainRequest(
         tmp_path / "data",
@@ -203,3 +209,113 @@ def test_folder_training_takes_dicom_by_content(tmp_path: Path) -> None:
     assert ready.query_counts == {"ct": 1, "mr": 1}
     assert [s.path.name for s in ready.skipped] == ["notes.txt"]
     assert saved.prompt_file.is_file()
+
+
+# ------------------------------------------------- what the folder route refuses before training
+
+PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
+
+
+def _write_broken(path: Path) -> Path:
+    path.write_bytes(b"not a png at all")
+    return path
+
+
+def test_a_broken_file_is_left_out_before_the_draw_and_a_class_without_evaluation_refused(
+    class_folders: Path,
+) -> None:
+    """One good image and one broken file: whatever the seed, the class cannot give 1 shot + 1
+    evaluation image, so the run is refused before training and the broken file is named."""
+    for extra in sorted((class_folders / "fundus").glob("*.png"))[1:]:
+        extra.unlink()
+    _write_broken(class_folders / "fundus" / "broken.png")
+    scan = scan_class_folders(class_folders)
+    for seed in range(10):
+        with pytest.raises(DatasetError) as caught:
+            split_class_folders(scan, shots=1, seed=seed)
+        message = str(caught.value)
+        assert "class 'fundus' has 1 usable image" in message
+        assert "broken.png" in message
+        assert "at least 2" in message
+
+
+def test_shots_equal_to_the_class_size_is_refused_before_training(
+    class_folders: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "p.safetensors"
+    request = TrainRequest(class_folders, out, method={"method": "linear"}, shots=6)
+    with pytest.raises(DatasetError) as caught:
+        next(iter(train_on_folder(request)))
+    assert "class 'fundus' has 6 usable images" in str(caught.value)
+    assert "1 to 5" in str(caught.value)
+    assert not out.exists()
+
+
+def test_training_on_every_image_is_refused(class_folders: Path, tmp_path: Path) -> None:
+    """No shots (every image trains) would leave nothing to evaluate the model on."""
+    request = TrainRequest(class_folders, tmp_path / "p.safetensors", shots=None)
+    with pytest.raises(DatasetError, match="at least 1"):
+        next(iter(train_on_folder(request)))
+
+
+def test_byte_identical_copies_never_straddle_the_split(class_folders: Path) -> None:
+    fundus = class_folders / "fundus"
+    for name in ("copy-a.png", "copy-b.png"):
+        shutil.copy(fundus / "img00.png", fundus / name)
+    scan = scan_class_folders(class_folders)
+    for seed in range(10):
+        split = split_class_folders(scan, shots=2, seed=seed)
+        support = {image.sha256 for image, _ in split.support}
+        query = {image.sha256 for image, _ in split.query}
+        assert not support & query, f"seed {seed}: one image on both sides"
+        assert len(split.support) + len(split.query) == 12
+    [group] = split.duplicates
+    assert group.kept.name == "copy-a.png"
+    assert sorted(p.name for p in group.dropped) == ["copy-b.png", "img00.png"]
+
+
+def _mr_and_png_classes(root: Path) -> Path:
+    """``mr``: MR_small, its RLE-compressed twin and CT_small; ``png``: three different crops."""
+    (root / "mr").mkdir(parents=True)
+    for name in ("MR_small.dcm", "MR_small_RLE.dcm", "CT_small.dcm"):
+        shutil.copy(PYDICOM_FILES / name, root / "mr" / name)
+    write_class_folders(root / "tmp", per_class=3)
+    shutil.move(root / "tmp" / "fundus", root / "png")
+    shutil.rmtree(root / "tmp")
+    return root
+
+
+def test_the_same_pixels_in_another_encoding_never_straddle_the_split(tmp_path: Path) -> None:
+    scan = scan_class_folders(_mr_and_png_classes(tmp_path / "data"))
+    for seed in range(10):
+        split = split_class_folders(scan, shots=1, seed=seed)
+        names = [image.path.name for image, _ in split.support + split.query]
+        assert sorted(names).count("MR_small.dcm") + names.count("MR_small_RLE.dcm") == 1
+        assert len(names) == 5
+    [group] = split.duplicates
+    assert (group.kept.name, [p.name for p in group.dropped]) == (
+        "MR_small.dcm",
+        ["MR_small_RLE.dcm"],
+    )
+
+
+def test_the_same_image_in_two_class_folders_is_refused(class_folders: Path) -> None:
+    shutil.copy(class_folders / "fundus" / "img03.png", class_folders / "histology" / "twin.png")
+    with pytest.raises(DatasetError) as caught:
+        split_class_folders(scan_class_folders(class_folders), shots=2, seed=0)
+    message = str(caught.value)
+    assert "fundus/img03.png" in message
+    assert "histology/twin.png" in message
+    assert "one class per image" in message
+
+
+def test_the_log_holds_no_folder_or_file_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = write_class_folders(tmp_path / "Patient Doe", per_class=4)
+    shutil.copy(root / "fundus" / "img00.png", root / "fundus" / "Doe-copy.png")
+    _write_broken(root / "histology" / "Doe-broken.png")
+    with caplog.at_level(logging.DEBUG, logger="ept_studio"):
+        split_class_folders(scan_class_folders(root), shots=2, seed=0)
+    assert "Doe" not in caplog.text
+    assert "fundus" in caplog.text  # class names are the user's labels
