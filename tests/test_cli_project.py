@@ -59,6 +59,7 @@ def test_export_key_and_import_key_carry_a_project_to_another_machine(
     project, key_file = tmp_path / "project", tmp_path / "transfer" / "project.key"
     monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "machine-a"))
     assert main(["project", "new", str(project)]) == 0
+    assert "patient key stays on this machine" in capsys.readouterr().err
     assert main(["project", "import", str(project), str(ct)]) == 0
     assert main(["project", "export-key", str(project), str(key_file)]) == 0
     written = capsys.readouterr()

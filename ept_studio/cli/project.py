@@ -108,6 +108,10 @@ def run_new(args: argparse.Namespace, console: Console) -> None:
     with Project.create(args.folder, mode):
         pass
     console.line(f"created a {mode}-label project in {args.folder}")
+    console.note(
+        "its patient key stays on this machine, not in the project folder: to add DICOM images "
+        "on another machine, carry it with `ept-studio project export-key` / `import-key`"
+    )
     console.note(RESEARCH_USE_NOTICE)
 
 

@@ -53,6 +53,7 @@ def test_a_new_project_folder_holds_no_key_material(tmp_path: Path) -> None:
         key = KeyStore(here).load(project.project_id)
         assert key is not None
         assert len(bytes.fromhex(key.secret)) == 32
+        assert key.secret not in repr(key)  # never in a log line
         # While open the WAL holds the latest pages: it is searched too.
         assert (folder / "project.db-wal").is_file()
         assert not _holds_secret(_bytes_under(folder), key.secret)

@@ -126,6 +126,9 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
         assert [c.name for c in project.classes()] == ["effusion"]
         assert [(lab.image_id, lab.class_id) for lab in project.labels()] == [(1, 1)]
         assert project.images()[0].path is None  # never located on this machine
+        # The old salt left project.db for this machine's key file, and still hashes the same.
+        assert project.db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone() is None
+        assert project.hash_identifier("PAT-1") == salted_hash("PAT-1", "ab" * 32)
 
 
 def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
