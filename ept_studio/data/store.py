@@ -45,6 +45,7 @@ from ept_studio.data.project_key import (
     new_project_key,
 )
 from ept_studio.data.store_labels import LabelBook
+from ept_studio.data.store_pixels import select_pixel_hashes, upsert_pixel_hashes
 from ept_studio.data.store_predictions import (
     PredictionRow,
     insert_predictions,
@@ -316,6 +317,15 @@ class Project(LabelBook):
         with self._write("the rendering cannot be saved"):
             for image_id in image_ids:
                 self.db.execute("UPDATE images SET rendering = ? WHERE id = ?", [text, image_id])
+
+    def pixel_hashes(self) -> dict[int, tuple[int, str]]:
+        """Image id -> (frame, hash of that frame's decoded pixels), where already computed."""
+        return select_pixel_hashes(self.db)
+
+    def set_pixel_hashes(self, hashes: Iterable[tuple[int, int, str]]) -> None:
+        """Store (image id, frame, decoded-pixel sha256) triples (see ``data.pixel_hash``)."""
+        with self._write("the pixel hashes cannot be saved"):
+            upsert_pixel_hashes(self.db, hashes)
 
     def remove_images(self, image_ids: Sequence[int]) -> None:
         """Take images out of the project (the files are untouched); their labels go too."""

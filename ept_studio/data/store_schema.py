@@ -151,7 +151,25 @@ def _v3_predictions(db: Database) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_indexes, _v3_predictions)
+_V4_PIXEL_HASHES = (
+    """CREATE TABLE pixel_hashes (
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        frame INTEGER NOT NULL,
+        pixel_sha256 TEXT NOT NULL
+    )""",
+    "CREATE INDEX pixel_hashes_value ON pixel_hashes(pixel_sha256)",
+)
+
+
+def _v4_pixel_hashes(db: Database) -> None:
+    """The hash of each image's decoded pixels (of one frame), to find the same image saved in
+    another encoding without decoding every file again. Older projects start with none; they are
+    filled in when first needed."""
+    for statement in _V4_PIXEL_HASHES:
+        db.execute(statement)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_indexes, _v3_predictions, _v4_pixel_hashes)
 """In order; never edit or remove one that has shipped, only append."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

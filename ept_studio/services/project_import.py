@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ept_studio.data.dicom import is_dicom_file, read_dicom_header
 from ept_studio.data.images import is_image_path
+from ept_studio.data.pixel_hash import pixel_sha256
 from ept_studio.data.render import RenderingSpec, decode_file
 from ept_studio.data.store import (
     DB_NAME,
@@ -285,6 +286,7 @@ class _Importer:
             **fields,  # type: ignore[arg-type]
         )
         image_id = self.project.add_image(image)
+        self.project.set_pixel_hashes([(image_id, spec.frame, pixel_sha256(decoded))])
         self.report.added.append((path, image_id))
         if image.burned_in_annotation or (image.modality or "") in _TEXT_MODALITIES:
             self.report.text_in_pixels.append(image_id)

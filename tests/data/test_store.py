@@ -55,7 +55,7 @@ def test_create_makes_the_folder_layout_and_the_pragmas(tmp_path: Path) -> None:
         assert project.runs_dir.is_dir()
         assert project.thumbnails_dir == project.folder / "cache" / "thumbnails"
         assert project.thumbnails_dir.is_dir()
-        assert project.schema_version == store_schema.SCHEMA_VERSION == 3
+        assert project.schema_version == store_schema.SCHEMA_VERSION == 4
         assert project.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert project.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert project.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -120,8 +120,9 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
     db.close()
 
     with Project.open(folder, locations_dir=tmp_path / "loc") as project:
-        assert project.schema_version == 3
+        assert project.schema_version == 4
         assert "predictions" in project.db.table_names()
+        assert project.pixel_hashes() == {}  # filled in when first needed
         assert "labels_class" in {index.name for index in project.db["labels"].indexes}
         assert [c.name for c in project.classes()] == ["effusion"]
         assert [(lab.image_id, lab.class_id) for lab in project.labels()] == [(1, 1)]
@@ -140,9 +141,9 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None
         db.execute("SELECT * FROM no_such_table")
 
     db = store_schema.connect(path)
-    with pytest.raises(ProjectError, match="unchanged at format 3"):
+    with pytest.raises(ProjectError, match="unchanged at format 4"):
         store_schema.migrate(db, path, (*store_schema.MIGRATIONS, broken))
-    assert store_schema.schema_version(db) == 3
+    assert store_schema.schema_version(db) == 4
     assert "half_done" not in db.table_names()
     db.close()
 
@@ -279,6 +280,16 @@ def test_the_label_history_is_append_only(tmp_path: Path) -> None:
             project.db.execute("UPDATE label_history SET action = 'forged'")
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             project.db.execute("DELETE FROM label_history")
+
+
+def test_pixel_hashes_are_stored_replaced_and_removed_with_their_image(tmp_path: Path) -> None:
+    with _project(tmp_path) as project:
+        ids = _add_images(project, 2)
+        project.set_pixel_hashes([(ids[0], 0, "a" * 64), (ids[1], 0, "b" * 64)])
+        project.set_pixel_hashes([(ids[1], 2, "c" * 64)])  # another frame replaces the hash
+        assert project.pixel_hashes() == {ids[0]: (0, "a" * 64), ids[1]: (2, "c" * 64)}
+        project.remove_images([ids[0]])
+        assert project.pixel_hashes() == {ids[1]: (2, "c" * 64)}
 
 
 def test_images_locations_status_and_removal(tmp_path: Path) -> None:
