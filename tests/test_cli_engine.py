@@ -83,3 +83,19 @@ def test_train_refuses_a_class_left_without_evaluation_images_with_exit_2(
     assert "error: class 'fundus' has 6 usable images" in err
     assert "1 to 5" in err
     assert not out.exists()
+
+
+def test_train_names_the_copies_it_left_out_before_training(
+    class_folders: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The data summary comes before the backbone loads (here a name that does not exist)."""
+    fundus = class_folders / "fundus"
+    (fundus / "img04.png").write_bytes((fundus / "img01.png").read_bytes())
+    out = tmp_path / "p.safetensors"
+    args = ["train", str(class_folders), "--out", str(out), "--backbone", "no-such-backbone"]
+    assert main([*args, "--shots", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"left out {fundus / 'img04.png'}: the same image as {fundus / 'img01.png'}" in err
+    assert "class fundus: 2 training, 3 evaluation images" in err
+    assert "no-such-backbone" in err
+    assert not out.exists()
