@@ -1,7 +1,7 @@
 """DICOM files: the header the project store keeps, and one frame's pixels after the modality LUT.
 
 pydicom (3.x) reads the file and, through its plugins (pylibjpeg, pylibjpeg-libjpeg, -openjpeg,
--rle, Pillow), decodes every common transfer syntax. The pixel count (rows x columns x frames) is
+Pillow, and its own RLE decoder), decodes every common transfer syntax. The pixel count (rows x columns x frames) is
 checked against ``max_pixels`` from the header before any pixel is read, only the frame asked for is
 decoded, and every failure is an :class:`ImageDecodeError` naming the file and the reason.
 
@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi
 from pydicom.pixels.utils import pixel_array
-from pydicom.uid import UID
+from pydicom.uid import UID, RLELossless
 
 from ept_studio.data.images import (
     DEFAULT_MAX_PIXELS,
@@ -193,6 +194,7 @@ def _decode_dataset(
     check_frame_index(path, frame, frames)
     _check_transfer_syntax(ds, path)
     stored = _decode_frame(ds, path, frame, (rows, columns))
+    _check_rle_segment_lengths(path, caught)
     return _to_decoded(ds, stored, frames, frame)
 
 
@@ -300,10 +302,12 @@ def _check_transfer_syntax(ds: Dataset, path: Path) -> None:
 
 
 def _decode_frame(ds: Dataset, path: Path, frame: int, shape: tuple[int, int]) -> np.ndarray:
+    rle = _transfer_syntax(ds) == RLELossless
     try:
-        stored = pixel_array(ds, index=frame)
+        stored = pixel_array(ds, index=frame, decoding_plugin=_RLE_PLUGIN if rle else "")
     except Exception as err:  # the plugins raise many types on damaged data
-        raise ImageDecodeError(str(path), _pixel_failure(err)) from err
+        reason = _rle_failure(err) if rle else _pixel_failure(err)
+        raise ImageDecodeError(str(path), reason) from err
     except BaseException as err:
         if not _is_decoder_panic(err):
             raise
@@ -316,6 +320,40 @@ def _decode_frame(ds: Dataset, path: Path, frame: int, shape: tuple[int, int]) -
     return stored
 
 
+_RLE_PLUGIN = "pydicom"
+"""RLE Lossless through pydicom's own decoder, not pylibjpeg-rle: the Rust plugin panics on some
+damaged segments (a run past the pixels), printing a panic and backtrace on stderr however the
+refusal is handled, and it accepts a header whose segment count is wrong. pydicom's decoder checks
+both and raises. It is slower: 0.4 ms instead of 0.2 ms for a 64 x 64 16-bit frame, 18 ms instead
+of 5.5 ms for 600 x 800 8-bit, 172 ms instead of 27 ms for 2048 x 2048 16-bit."""
+
+_PLUGIN_PREFIX = "pydicom: "
+_RLE_DAMAGED = "the pixel data cannot be decoded (the RLE Lossless data is damaged: {})"
+_RLE_PADDING = re.compile(r"non-conformant padding - (\d+) vs\. (\d+) bytes")
+
+
+def _check_rle_segment_lengths(path: Path, caught: list[warnings.WarningMessage]) -> None:
+    """Refuse an RLE segment that decodes to more than its pixels and one pad byte.
+
+    pydicom only warns and keeps the first bytes; DICOM pads a segment to an even length, which
+    may decode to one extra byte, so anything longer is damage (a run past the pixels).
+    """
+    for warning in caught:
+        found = _RLE_PADDING.search(str(warning.message))
+        if found and int(found[1]) > int(found[2]) + 1:
+            reason = f"a segment decodes to {found[1]} bytes, {found[2]} expected"
+            raise ImageDecodeError(str(path), _RLE_DAMAGED.format(reason))
+
+
+def _rle_failure(err: Exception) -> str:
+    """pydicom's own reason (segment count, decoded length), without its plugin-list preamble."""
+    if isinstance(err, EOFError) or _mentions_truncation(err, []):
+        return _pixel_failure(err)
+    message = " ".join(str(err).split())
+    reason = message.split(_PLUGIN_PREFIX, 1)[-1]
+    return _RLE_DAMAGED.format(reason[:200])
+
+
 def _pixel_failure(err: Exception) -> str:
     if isinstance(err, EOFError) or _mentions_truncation(err, []):
         return "file is truncated (the pixel data is shorter than the header says)"
@@ -324,8 +362,9 @@ def _pixel_failure(err: Exception) -> str:
 
 
 def _is_decoder_panic(err: BaseException) -> bool:
-    """A Rust panic inside a plugin (pylibjpeg-rle) reaches Python as pyo3's ``PanicException``,
-    which derives from BaseException: damaged data, not a reason to stop the program."""
+    """A Rust panic inside a plugin (pylibjpeg-rle, kept as a safeguard: RLE goes to pydicom's own
+    decoder) reaches Python as pyo3's ``PanicException``, which derives from BaseException: damaged
+    data, not a reason to stop the program."""
     return type(err).__name__ == "PanicException"
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import struct
+import subprocess
+import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +17,7 @@ import pydicom
 import pydicom.config
 import pydicom.data
 import pytest
-from pydicom.encaps import encapsulate
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 
 from ept_studio.data.bench_decode import pydicom_data_folder
@@ -412,3 +416,88 @@ def test_no_phi_in_errors_warnings_or_logs(
             assert MARKER not in header
     assert not any(MARKER in str(w.message) for w in shown)
     assert MARKER not in caplog.text
+
+
+# --------------------------------------------------------------------------------- damaged RLE
+
+
+def _rle_frame() -> bytes:
+    """MR_small_RLE's one frame: a 64-byte RLE header (2 segments, at 64 and 1948), then the data."""
+    ds = pydicom.dcmread(PYDICOM_FILES / "MR_small_RLE.dcm")
+    return next(generate_frames(ds.PixelData, number_of_frames=1))
+
+
+DAMAGED_RLE: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    # a repeat run past the end of the segment's pixels made pylibjpeg-rle panic (Rust)
+    "run past the pixels": (
+        lambda f: f[:64] + bytes([0x81, 0x00]) * 40 + f[144:],
+        "a segment decodes to 9038 bytes, 4096 expected",
+    ),
+    "second segment offset beyond the fragment": (
+        lambda f: f[:8] + struct.pack("<I", len(f) + 1000) + f[12:],
+        "(0 vs. 4096 bytes)",
+    ),
+    "segment count 15 for 2 segments": (
+        lambda f: struct.pack("<I", 15) + f[4:],
+        "number of RLE segments in the pixel data doesn't match the expected amount (15 vs. 2",
+    ),
+    "truncated segment": (
+        lambda f: f[: len(f) // 2],
+        "RLE segment data doesn't match the expected amount",
+    ),
+}
+
+
+def _damaged_rle(tmp_path: Path, case: str) -> Path:
+    damage, _ = DAMAGED_RLE[case]
+    ds = pydicom.dcmread(PYDICOM_FILES / "MR_small_RLE.dcm")
+    ds.PixelData = encapsulate([damage(_rle_frame())])
+    path = tmp_path / f"{case.replace(' ', '-')}.dcm"
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED_RLE))
+def test_damaged_rle_is_refused_naming_the_reason(tmp_path: Path, case: str) -> None:
+    path = _damaged_rle(tmp_path, case)
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_dicom(path)
+    assert caught.value.reason.startswith(
+        "the pixel data cannot be decoded (the RLE Lossless data is damaged: "
+    )
+    assert DAMAGED_RLE[case][1] in caught.value.reason
+
+
+def test_damaged_rle_prints_no_decoder_panic(tmp_path: Path) -> None:
+    """The refusal is all a user sees: no Rust panic text on stderr (run in a fresh process)."""
+    paths = [str(_damaged_rle(tmp_path, case)) for case in sorted(DAMAGED_RLE)]
+    script = (
+        "import sys\n"
+        "from ept_studio.data.dicom import decode_dicom\n"
+        "from ept_studio.errors import ImageDecodeError\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        decode_dicom(path)\n"
+        "    except ImageDecodeError:\n"
+        "        print('refused')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, *paths], capture_output=True, text=True, timeout=120
+    )
+    assert "panicked" not in run.stderr
+    assert run.stderr == ""
+    assert run.returncode == 0
+    assert run.stdout.split() == ["refused"] * len(paths)
+
+
+def test_rle_decodes_the_same_values_as_the_uncompressed_files() -> None:
+    """pydicom's RLE decoder, on every RLE file pydicom and pydicom-data ship."""
+    pairs = {
+        PYDICOM_FILES / "SC_rgb_rle_32bit_2frame.dcm": DATA_FILES / "SC_rgb_32bit_2frame.dcm",
+        PYDICOM_FILES / "rtdose_rle.dcm": PYDICOM_FILES / "rtdose.dcm",
+        DATA_FILES / "OBXXXX1A_rle_2frame.dcm": DATA_FILES / "OBXXXX1A_2frame.dcm",
+    }
+    for compressed, plain in pairs.items():
+        for frame in (0, 1):
+            ours = decode_dicom(compressed, frame=frame).pixels
+            np.testing.assert_array_equal(ours, decode_dicom(plain, frame=frame).pixels)
