@@ -1,9 +1,11 @@
 """Is the project ready to train? The checklist the Train tab shows beside its Train button.
 
 Each item is ok, a warning (training can start, but the result will say less than the user may
-think) or blocking (training cannot start). The blocking items are exactly the training service's
-own rule (:func:`~ept_studio.services.trainable.training_blockers`), so nothing fails after the
-press for a reason the checklist could have named. Qt-free and torch-free.
+think) or blocking (training cannot start). The blocking items are the training service's own
+rule (:func:`~ept_studio.services.trainable.training_blockers`), so nothing fails after the press
+for a reason the checklist could have named, plus one the checklist adds: the same image (equal
+decoded pixels) in train and in test (:func:`~ept_studio.services.duplicates.pixel_duplicates`),
+which would test the model on an image it learned. Qt-free and torch-free.
 """
 
 from __future__ import annotations
