@@ -262,6 +262,28 @@ def test_vit_b16_file_sizes(tmp_path: Path) -> None:
     assert small.stat().st_size > 4 * (12 * 197 + 2 * 768 + 2)
 
 
+def test_default_file_sizes_on_the_offline_vit_s14(tmp_path: Path) -> None:
+    """The README's numbers: EPT's defaults (L = 100, all 12 blocks) on DINOv2 ViT-S/14 at 224 px,
+    12 x 257 x 100 = 308,400 prompt floats and a 2-class head: 1.24 MB, 18 kB compact."""
+    with torch.device("meta"):
+        backbone = timm.create_model(
+            "vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=224
+        )
+        shapes = {
+            n: t.shape for n, t in TunedModel(backbone, EptConfig(), 2).trainable_state().items()
+        }
+    generator = torch.Generator().manual_seed(0)
+    tensors = {name: torch.randn(shape, generator=generator) for name, shape in shapes.items()}
+    assert sum(t.numel() for n, t in tensors.items() if n.endswith(".prompt.prompt")) == 308_400
+    metadata = _metadata(EptConfig(), backbone="vit_small_patch14_dinov2", input_size=224)
+
+    full, small = tmp_path / "full.safetensors", tmp_path / "compact.safetensors"
+    save_prompt_file(full, tensors, metadata)
+    save_prompt_file(small, *to_compact(tensors, metadata))
+    assert 1_230_000 < full.stat().st_size < 1_250_000
+    assert 4 * (12 * 257 + 2 * 384 + 2) < small.stat().st_size < 19_000
+
+
 # --------------------------------------------------------------------------------- backbone check
 
 
