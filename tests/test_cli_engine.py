@@ -99,3 +99,14 @@ def test_train_names_the_copies_it_left_out_before_training(
     assert "class fundus: 2 training, 3 evaluation images" in err
     assert "no-such-backbone" in err
     assert not out.exists()
+
+
+def test_train_refuses_evaluating_on_no_image_per_class(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ept_studio.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["train", "data", "--out", "p.safetensors", "--max-query", "0"])
+    assert exited.value.code == 2
+    assert "--max-query: evaluating on at most 0 images" in capsys.readouterr().err

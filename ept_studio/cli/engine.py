@@ -40,6 +40,19 @@ def positive_shots(text: str) -> int:
     return shots
 
 
+def query_cap(text: str) -> int:
+    """``--max-query``: at least 1, or every class would be saved without being evaluated."""
+    from ept_studio.services.images import query_cap_problem
+
+    try:
+        cap = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"a whole number is needed, got {text!r}") from err
+    if cap < 1:
+        raise argparse.ArgumentTypeError(query_cap_problem(cap))
+    return cap
+
+
 def method_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The method config dict the services take, from the train options."""
     if args.method == "ept":
@@ -105,7 +118,9 @@ def _add_train(commands: Any) -> None:
         default=5,
         help="training images per class; the rest of each class evaluates the model",
     )
-    train.add_argument("--max-query", type=int, help="evaluate on at most this many per class")
+    train.add_argument(
+        "--max-query", type=query_cap, help="evaluate on at most this many per class"
+    )
     train.add_argument(
         "--recipe",
         choices=("paper", "default"),

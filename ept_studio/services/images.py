@@ -127,6 +127,8 @@ def split_class_folders(
             raise DatasetError("none of the images could be decoded")
         return LabelledSplit(scan.classes, loaded, [], skipped)
     check_shots(shots)
+    if max_query_per_class is not None and max_query_per_class < 1:
+        raise DatasetError(query_cap_problem(max_query_per_class))
     unique, duplicates = _one_file_per_image(scan, loaded)
     _refuse_small_classes(scan, unique, shots, skipped, duplicates)
     support, query = _draw(scan, unique, shots, seed)
@@ -135,6 +137,14 @@ def split_class_folders(
     split = LabelledSplit(scan.classes, support, query, skipped, duplicates)
     _log_split(scan, split)
     return split
+
+
+def query_cap_problem(cap: object) -> str:
+    """Why a cap of ``cap`` evaluation images per class is refused (it is below 1)."""
+    return (
+        f"evaluating on at most {cap} images per class leaves no image to evaluate the model "
+        "on: give at least 1, or no limit"
+    )
 
 
 def _one_file_per_image(

@@ -319,3 +319,10 @@ def test_the_log_holds_no_folder_or_file_name(
         split_class_folders(scan_class_folders(root), shots=2, seed=0)
     assert "Doe" not in caplog.text
     assert "fundus" in caplog.text  # class names are the user's labels
+
+
+def test_a_query_cap_below_one_is_refused(class_folders: Path) -> None:
+    """At most 0 evaluation images per class would save a model nobody evaluated."""
+    scan = scan_class_folders(class_folders)
+    with pytest.raises(DatasetError, match="at most 0 images"):
+        split_class_folders(scan, shots=2, seed=0, max_query_per_class=0)
