@@ -3,7 +3,8 @@
 A report holds the time, the app and Python versions, the platform, the exception type with its
 message passed through :func:`ept_studio.applog.scrub`, and the traceback: file, line and code for
 frames in EPT Studio's own package, the module path for library frames, and nothing at all for any
-other file (a user's script or data folder can carry a patient's name). No local variables.
+other file (a user's script or data folder can carry a patient's name). No local variables. The
+paths on the command line are hidden too, relative ones included (``Patient X/scores.csv``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import sysconfig
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from ept_studio import __version__
 from ept_studio.appdata import app_dirs, is_frozen, package_dir
-from ept_studio.applog import scrub, setup_logging
+from ept_studio.applog import given_paths, scrub, setup_logging
 
 REPORT_PREFIX = "crash-"
 REPORT_SUFFIX = ".txt"
@@ -89,9 +90,16 @@ def _chain(exc: BaseException | None) -> Iterator[BaseException]:
 
 
 def format_report(
-    exc: BaseException, *, thread: str | None = None, when: float | None = None
+    exc: BaseException,
+    *,
+    thread: str | None = None,
+    when: float | None = None,
+    known: Sequence[str] = (),
 ) -> str:
-    """The report's text (see the module docstring for what it leaves out)."""
+    """The report's text (see the module docstring for what it leaves out).
+
+    ``known``: the path texts of :func:`ept_studio.applog.given_paths` to hide.
+    """
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(when))
     lines = [
         "EPT Studio crash report",
@@ -106,7 +114,7 @@ def format_report(
     for index, error in enumerate(reversed(list(_chain(exc)))):
         if index:
             lines += ["", "which led to:"]
-        message = scrub(str(error))[:MAX_MESSAGE]
+        message = scrub(str(error), known)[:MAX_MESSAGE]
         lines.append(f"{type(error).__module__}.{type(error).__qualname__}: {message}")
         lines.append("Traceback (most recent call last):")
         for frame in traceback.extract_tb(error.__traceback__):
@@ -116,7 +124,11 @@ def format_report(
 
 
 def write_report(
-    exc: BaseException, *, thread: str | None = None, folder: Path | None = None
+    exc: BaseException,
+    *,
+    thread: str | None = None,
+    folder: Path | None = None,
+    known: Sequence[str] = (),
 ) -> Path:
     """Write one report into the crash folder; its path."""
     folder = folder or app_dirs().crashes
@@ -128,23 +140,27 @@ def write_report(
     while path.exists():  # two crashes within a second (a thread's and then the main one's)
         count += 1
         path = folder / f"{name}-{count}{REPORT_SUFFIX}"
-    path.write_text(format_report(exc, thread=thread, when=now), encoding="utf-8")
+    text = format_report(exc, thread=thread, when=now, known=known)
+    path.write_text(text, encoding="utf-8")
     return path
 
 
-def _report_safely(exc: BaseException, thread: str | None) -> None:
+def _report_safely(exc: BaseException, thread: str | None, known: Sequence[str]) -> None:
     """Write a report; a failure to write one must not hide the original exception."""
     if isinstance(exc, KeyboardInterrupt):
         return
     try:
-        path = write_report(exc, thread=thread)
+        path = write_report(exc, thread=thread, known=known)
         logger.critical("uncaught %s; crash report %s", type(exc).__name__, path.name)
     except Exception:  # the disk may be full or read-only: the traceback still reaches stderr
         logger.exception("could not write a crash report")
 
 
-def install_crash_hooks() -> None:
-    """Report uncaught exceptions of the main thread and of other threads (idempotent)."""
+def install_crash_hooks(known: Sequence[str] = ()) -> None:
+    """Report uncaught exceptions of the main thread and of other threads (idempotent).
+
+    ``known``: path texts to hide in the reports (see :func:`ept_studio.applog.given_paths`).
+    """
     if getattr(sys.excepthook, "_ept_studio", False):
         return
     previous_sys, previous_thread = sys.excepthook, threading.excepthook
@@ -152,12 +168,13 @@ def install_crash_hooks() -> None:
     def on_exception(
         kind: type[BaseException], exc: BaseException, tb: TracebackType | None
     ) -> None:
-        _report_safely(exc.with_traceback(tb), None)
+        _report_safely(exc.with_traceback(tb), None, known)
         previous_sys(kind, exc, tb)
 
     def on_thread_exception(args: threading.ExceptHookArgs) -> None:
         if args.exc_value is not None:
-            _report_safely(args.exc_value, args.thread.name if args.thread else None)
+            thread = args.thread.name if args.thread else None
+            _report_safely(args.exc_value, thread, known)
         previous_thread(args)
 
     on_exception._ept_studio = True  # type: ignore[attr-defined]
@@ -189,13 +206,15 @@ def mark_seen(report: Path) -> None:
             _seen_marker(other).touch()
 
 
-def install_reporting() -> None:
+def install_reporting(arguments: Sequence[str] = ()) -> None:
     """At app start: the rotating, scrubbed log file and the crash hooks (idempotent).
 
+    ``arguments``: the command line; the paths in it are hidden from the log and the reports.
     A log folder that cannot be written (read-only home) costs the log, not the app.
     """
+    known = given_paths(arguments)
     try:
-        setup_logging()
+        setup_logging(known=known)
     except OSError as err:
-        sys.stderr.write(f"EPT Studio: no log file ({scrub(str(err))})\n")
-    install_crash_hooks()
+        sys.stderr.write(f"EPT Studio: no log file ({scrub(str(err), known)})\n")
+    install_crash_hooks(known)

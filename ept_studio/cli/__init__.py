@@ -7,6 +7,7 @@ imports torch, so ``--help`` and torch-free commands stay fast.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -17,8 +18,10 @@ from ept_studio.appdata import app_dirs, is_frozen
 from ept_studio.cli import demo, engine, onnx, project
 from ept_studio.cli.console import Console
 from ept_studio.errors import BackboneNotAvailableError, EptStudioError, TrainingCancelled
+from ept_studio.files import display_path
 
 COMMAND_MODULES = (engine, project, onnx, demo)
+logger = logging.getLogger(__name__)
 
 
 def bundle_backbone_hint() -> str:
@@ -61,13 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ept-studio`` console script.
 
-    Run as the program (``argv`` None) it also starts the log file and the crash reports;
-    tests that call ``main([...])`` in-process leave their own process alone.
+    Run as the program (``argv`` None) it also starts the log file and the crash reports, which
+    hide the paths of the command line; tests that call ``main([...])`` in-process leave their
+    own process alone.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if argv is None:
-        crash.install_reporting()
+        crash.install_reporting(sys.argv[1:])
     console = Console()
     if args.smoke is not None:
         return _run_desktop_app(args.smoke, smoke=True)
@@ -87,11 +91,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.note("interrupted")
         return 130
     except EptStudioError as err:
-        console.note(f"error: {err}")
+        _user_error(console, display_path(str(err)))
         if isinstance(err, BackboneNotAvailableError) and is_frozen():
             console.note(bundle_backbone_hint())
         return 2
+    except OSError as err:
+        _user_error(console, os_error_message(err))
+        return 2
     return 0
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for a file the system refused: ``Patient X/scores.csv: No such file or directory``.
+
+    The CLI checks its outputs before the work; this catches what no check can foresee (a disk
+    that fills up, a folder removed meanwhile) without a traceback.
+    """
+    reason = err.strerror or str(err)
+    name = err.filename
+    if name is None:
+        return reason
+    shown = os.fsdecode(name) if isinstance(name, str | bytes) else str(name)
+    return f"{display_path(shown)}: {reason}"
+
+
+def _user_error(console: Console, message: str) -> None:
+    """Tell the user, and keep a trace in the log (scrubbed there of the paths)."""
+    console.note(f"error: {message}")
+    logger.warning("command failed: %s", message)
 
 
 def _run_desktop_app(open_folder: Path | None = None, *, smoke: bool = False) -> int:

@@ -144,3 +144,46 @@ def test_the_next_start_offers_the_report(tmp_path: Path, monkeypatch: pytest.Mo
 def test_frames_show_only_code_paths(filename: str, shown: str) -> None:
     frame = traceback.FrameSummary(filename, 7, "f", line="")
     assert crash._frame_lines(frame, crash._library_roots())[0] == shown
+
+
+def test_relative_paths_of_the_command_line_are_hidden_in_report_and_log(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import logging, sys
+        from ept_studio import crash
+        sys.argv = ["ept-studio", "predict", "m.onnx", "Patient X", "--csv", "Patient X/s.csv"]
+        crash.install_reporting(sys.argv[1:])
+        logging.getLogger("ept_studio.test").warning("skipped Patient X/a.png and m.onnx")
+        raise FileNotFoundError(2, "No such file or directory", "Patient X/s.csv")
+        """
+    )
+    done = _run(["-c", code], tmp_path)
+    assert done.returncode == 1
+    report = pending_report(tmp_path / "data" / "crash-reports")
+    assert report is not None
+    text = report.read_text(encoding="utf-8")
+    assert "builtins.FileNotFoundError: [Errno 2] No such file or directory: '<path>'" in text
+    log = (tmp_path / "data" / "logs" / "ept-studio.log").read_text(encoding="utf-8")
+    assert "skipped <path><path> and <path>" in log
+    for written in (text, log):
+        assert "Patient X" not in written
+        assert "m.onnx" not in written
+
+
+def test_scrub_hides_given_paths_and_bytes_that_are_not_utf8() -> None:
+    from ept_studio.applog import given_paths, scrub
+
+    known = given_paths(["train", "Patient X/data", "--out", "Doe.safetensors", "--lr", "0.5"])
+    assert known == (
+        os.path.abspath("Doe.safetensors"),
+        os.path.abspath("Patient X/data"),
+        "Doe.safetensors",
+        "Patient X/data",
+        "Patient X",
+        "data",
+    )
+    assert scrub("read Patient X/data/a.txt, wrote Doe.safetensors at lr 0.5", known) == (
+        "read <path><path> wrote <path> at lr 0.5"
+    )
+    assert scrub("metadata of the train run", known) == "metadata of the train run"
+    assert scrub(os.fsdecode(b"name \xff\xfe here")) == "name ?? here"
