@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli import onnx as cli_onnx
 from ept_studio.cli.console import Console
 from ept_studio.cli.evidence import add_bench_commands as add_accuracy_bench
 from ept_studio.errors import ConfigError
+from ept_studio.files import check_output_file, display_path
 from ept_studio.services import training_options
 
 METHODS = ("ept", "linear", "full", "bias", "vpt", "lora")
@@ -218,6 +217,8 @@ def run_models(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_train(args: argparse.Namespace, console: Console) -> None:
+    if args.out is not None:
+        check_output_file(args.out, "prompt file")
     if args.project is not None:
         from ept_studio.cli.project import run_project_train
 
@@ -318,38 +319,36 @@ def run_eval(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_predict(args: argparse.Namespace, console: Console) -> None:
+    """``predict PROMPT PATHS...`` or ``predict --onnx MODEL PATHS...``: the same inputs (folders
+    expanded recursively), the same output checks, the same CSV and the same end when no file
+    can be used."""
     if args.onnx is not None:
         args.paths = [p for p in (args.prompt, *args.paths) if p is not None]
         cli_onnx.run_predict_onnx(args, console)
         return
     if args.prompt is None:
         raise ConfigError("give a prompt file, or --onnx MODEL, before the image files")
+    if args.overlays is not None:
+        raise ConfigError("attention overlays come from an exported model: use --onnx MODEL")
     from ept_studio.services.inference import load_tuned_model, predict_files
 
+    cli_onnx.check_predict_outputs(args)
     handle = load_tuned_model(args.prompt, weights=args.weights)
     predictions, skipped = predict_files(handle, args.paths)
-    for item in skipped:
-        console.note(f"skipped {item.path}: {item.reason}")
-    names = list(handle.class_names)
-    rows = [
-        [str(p.path), p.sha256, p.predicted_class, *(f"{p.scores[n]:.6f}" for n in names)]
-        for p in predictions
-    ]
-    header = ["file", "sha256", "predicted_class", *(f"score_{n}" for n in names)]
+    cli_onnx.show_skipped(skipped, console)
+    cli_onnx.require_predictions(predictions, skipped)
     if args.csv:
-        with args.csv.open("w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(header)
-            writer.writerows(rows)
-        console.note(f"wrote {len(rows)} predictions to {args.csv}")
-    for p in predictions:
-        console.line(f"{p.path}\t{p.predicted_class}\t{p.scores[p.predicted_class]:.4f}")
-    console.note(RESEARCH_USE_NOTICE)
+        names = handle.class_names
+        cli_onnx.write_predictions_csv(args.csv, predictions, names, overlay_column=False)
+        console.note(f"wrote {len(predictions)} predictions to {display_path(args.csv)}")
+    cli_onnx.show_predictions(predictions, console)
 
 
 def run_bench(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.bench import speed_report
 
+    if args.out is not None:
+        check_output_file(args.out, "benchmark report")
     backbones = args.backbone or ["dinov2-vits14-imgfocus", "random:vit_base_patch16_224"]
     start = time.perf_counter()
     report = speed_report(

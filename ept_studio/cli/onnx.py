@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
-from ept_studio.errors import DatasetError, ExportError
+from ept_studio.errors import DatasetError
+from ept_studio.files import atomic_write_text, check_output_file, check_output_folder, display_path
 
 if TYPE_CHECKING:
     from ept_studio.services.onnx_inference import InferenceEvent, InferenceFinished
@@ -73,6 +75,7 @@ def add_bench_latency(bench_commands: Any) -> None:
 def run_export(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.export import export_prompt_to_onnx
 
+    check_output_file(args.onnx, "ONNX file")
     result = export_prompt_to_onnx(
         args.prompt, args.onnx, weights=args.weights, check_files=args.check_images
     )
@@ -95,6 +98,7 @@ def run_predict_onnx(args: argparse.Namespace, console: Console) -> None:
         open_onnx_model,
     )
 
+    check_predict_outputs(args)
     runner = open_onnx_model(args.onnx, device=args.device)
     overlays = None
     if args.overlays is not None:
@@ -105,17 +109,45 @@ def run_predict_onnx(args: argparse.Namespace, console: Console) -> None:
         runner, args.paths, batch_size=args.batch_size, workers=args.workers, overlays=overlays
     )
     finished = _follow(events, console)
-    for item in finished.failed:
-        console.note(f"skipped {item.path}: {item.reason}")
-    if not finished.predictions:
-        raise DatasetError(f"none of the {len(finished.failed)} files could be used")
+    show_skipped(finished.failed, console)
+    require_predictions(finished.predictions, finished.failed)
     if args.csv:
         write_predictions_csv(args.csv, finished.predictions, runner.info.class_names)
-        console.note(f"wrote {len(finished.predictions)} predictions to {args.csv}")
+        console.note(f"wrote {len(finished.predictions)} predictions to {display_path(args.csv)}")
     if overlays is not None:
-        console.note(f"wrote {len(finished.predictions)} overlays to {overlays.folder}")
-    for p in finished.predictions:
-        console.line(f"{p.path}\t{p.predicted_class}\t{p.scores[p.predicted_class]:.4f}")
+        shown = display_path(overlays.folder)
+        console.note(f"wrote {len(finished.predictions)} overlays to {shown}")
+    show_predictions(finished.predictions, console)
+
+
+def check_predict_outputs(args: argparse.Namespace) -> None:
+    """Both predict paths: refuse a ``--csv`` or ``--overlays`` that could not be written, before
+    a model is loaded (a missing folder is made when the file is written)."""
+    if args.csv is not None:
+        check_output_file(args.csv, "predictions CSV")
+    if getattr(args, "overlays", None) is not None:
+        check_output_folder(args.overlays, "overlay images")
+
+
+def show_skipped(skipped: Sequence[Any], console: Console) -> None:
+    """The files that gave no prediction, each with its reason."""
+    for item in skipped:
+        console.note(f"skipped {display_path(item.path)}: {item.reason}")
+
+
+def require_predictions(predictions: Sequence[Any], skipped: Sequence[Any]) -> None:
+    """Both predict paths end alike when no file could be used: exit 2, no CSV written."""
+    if not predictions:
+        raise DatasetError(
+            f"no usable image among the {len(skipped)} files given (the reasons are listed above)"
+        )
+
+
+def show_predictions(predictions: Sequence[Any], console: Console) -> None:
+    """One line per image on stdout (file, predicted class, its model score), then the notice."""
+    for p in predictions:
+        score = p.scores[p.predicted_class]
+        console.line(f"{display_path(p.path)}\t{p.predicted_class}\t{score:.4f}")
     console.note(RESEARCH_USE_NOTICE)
 
 
@@ -140,25 +172,33 @@ def _follow(events: Iterator[InferenceEvent], console: Console) -> InferenceFini
 
 
 def write_predictions_csv(
-    path: Path, predictions: Sequence[Any], class_names: Sequence[str]
+    path: Path,
+    predictions: Sequence[Any],
+    class_names: Sequence[str],
+    *,
+    overlay_column: bool = True,
 ) -> None:
-    """One row per image: file, sha256, predicted class, one score column per class, overlay."""
-    header = ["file", "sha256", "predicted_class", *(f"score_{n}" for n in class_names), "overlay"]
-    try:
-        with Path(path).open("w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(header)
-            for p in predictions:
-                scores = [f"{p.scores[n]:.6f}" for n in class_names]
-                overlay = str(p.overlay) if p.overlay is not None else ""
-                writer.writerow([str(p.path), p.sha256, p.predicted_class, *scores, overlay])
-    except OSError as err:
-        raise ExportError(
-            f"{path}: the CSV file cannot be written ({err.strerror or err})"
-        ) from err
+    """One row per image: file, sha256, predicted class, one score column per class, overlay.
+
+    Written whole or not at all; a file name that is not UTF-8 is written with replacement
+    characters (U+FFFD), the sha256 still names the file exactly.
+    """
+    header = ["file", "sha256", "predicted_class", *(f"score_{n}" for n in class_names)]
+    stream = io.StringIO()
+    writer = csv.writer(stream)
+    writer.writerow(header + (["overlay"] if overlay_column else []))
+    for p in predictions:
+        row = [display_path(p.path), p.sha256, p.predicted_class]
+        row += [f"{p.scores[n]:.6f}" for n in class_names]
+        if overlay_column:
+            row.append(display_path(p.overlay) if p.overlay is not None else "")
+        writer.writerow(row)
+    atomic_write_text(path, stream.getvalue(), "predictions CSV")
 
 
 def run_bench_latency(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.bench_inference import bench_from_args, format_inference_bench
 
+    if args.out is not None:
+        check_output_file(args.out, "benchmark report")
     console.report(format_inference_bench(bench_from_args(args)), args.out)

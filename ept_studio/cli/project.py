@@ -12,6 +12,7 @@ from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
+from ept_studio.files import check_output_file, display_path
 
 
 def add_commands(commands: Any) -> None:
@@ -140,12 +141,13 @@ def _show_report(report: Any, console: Console, without_key: str | None = None) 
     unmatched = [path for path, reason in report.skipped if reason == without_key]
     for path, reason in report.skipped:
         if reason != without_key:
-            console.note(f"skipped {path}: {reason}")
+            console.note(f"skipped {display_path(path)}: {reason}")
     if unmatched:
         images = "1 DICOM image" if len(unmatched) == 1 else f"{len(unmatched)} DICOM images"
         console.note(f"{images} not imported: {without_key}")
     for path, image_id in report.changed:
-        console.note(f"changed since it was added (image {image_id} flagged): {path}")
+        shown = display_path(path)
+        console.note(f"changed since it was added (image {image_id} flagged): {shown}")
     for name, count in sorted(report.labelled.items()):
         console.line(f"labelled {count} images {name!r}")
     if report.text_in_pixels:
@@ -262,6 +264,7 @@ def run_runs(args: argparse.Namespace, console: Console) -> None:
 def run_export(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.project import export_prompt_file
 
+    check_output_file(args.out, "prompt file")
     out = export_prompt_file(args.folder, args.run, args.out)
     console.line(f"prompt file       {out}")
     console.note(RESEARCH_USE_NOTICE)

@@ -66,11 +66,18 @@ class Prediction:
 def predict_files(
     handle: TunedHandle, paths: Iterable[Path], batch_size: int = 16
 ) -> tuple[list[Prediction], list[SkippedFile]]:
-    """Model scores for every decodable file; the others are reported, not fatal."""
+    """Model scores for every decodable file; the others are reported, not fatal.
+
+    ``paths`` are gathered as the ONNX runner gathers them: folders expanded recursively, hidden
+    files left out, each file once, a path that is not there reported.
+    """
     from ept_studio.core.training import predict_probabilities
+    from ept_studio.services.onnx_inference import collect_files
 
     meta = handle.metadata
-    images, skipped = load_images(paths, rendering_spec(meta.rendering))
+    files, missing = collect_files(paths)
+    images, skipped = load_images(files, rendering_spec(meta.rendering))
+    skipped = [SkippedFile(item.path, item.reason) for item in missing] + skipped
     if not images:
         return [], skipped
     probabilities = predict_probabilities(

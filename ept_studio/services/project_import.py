@@ -36,11 +36,14 @@ from ept_studio.data.store import (
 )
 from ept_studio.data.thumbnails import thumbnail_for
 from ept_studio.errors import EptStudioError, ImageDecodeError
-from ept_studio.files import file_sha256
+from ept_studio.files import file_sha256, is_utf8_name
 
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 256
+NOT_UTF8_REASON = "the file name is not valid UTF-8; rename the file (or its folder) to import it"
+"""Why a file whose path is not UTF-8 (possible on Linux) is skipped: the project's location index
+stores text, and such a name would not be found again the same way."""
 _TEXT_MODALITIES = frozenset({"US", "SC", "XC", "OT", "DOC"})
 """Modalities whose pixels often carry burned-in text (ultrasound, secondary capture, photos)."""
 
@@ -223,6 +226,9 @@ class _Importer:
 
     def take(self, path: Path) -> int | None:
         """The image id the file now belongs to, or None if it was skipped."""
+        if not is_utf8_name(path):
+            self.report.skipped.append((path, NOT_UTF8_REASON))
+            return None
         try:
             return self._take(path)
         except ImageDecodeError as err:
