@@ -456,12 +456,16 @@ class Project(LabelBook):
         return self.runs_dir / str(run_id)
 
     def record_export(self, run_id: int | None, kind: str, file_name: str, sha256: str) -> int:
-        """Note that a file was exported (only its name is kept, never the folder it went to)."""
+        """Note that a file was exported: its kind, time and sha256, under a neutral name.
+
+        The name the user typed (``Patient X.csv``) can carry a patient's name, and the project
+        folder is meant to be shareable: only :func:`neutral_export_name` of it is kept.
+        """
         with self._write("the export cannot be recorded"):
             cursor = self.db.execute(
                 "INSERT INTO exports (run_id, kind, file_name, sha256, created) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [run_id, kind, Path(file_name).name, sha256, utc_now()],
+                [run_id, kind, neutral_export_name(kind, file_name), sha256, utc_now()],
             )
         return int(cursor.lastrowid or 0)
 
@@ -479,6 +483,17 @@ class Project(LabelBook):
         where, params = ("WHERE run_id = ?", [run_id]) if run_id is not None else ("", [])
         rows = self.db.query(f"SELECT * FROM exports {where} ORDER BY id", params)
         return [ExportRecord(**row) for row in rows]
+
+
+_EXPORT_STEMS = {"predictions-csv": "predictions", "onnx": "model"}
+
+
+def neutral_export_name(kind: str, file_name: str) -> str:
+    """``predictions.csv``, ``model.onnx``, ``prompt.safetensors``: the export's kind with the
+    suffix of the typed name (when it is a plain one), never the typed name itself."""
+    suffix = Path(file_name).suffix.lower()
+    plain = len(suffix) <= 16 and suffix[1:].isascii() and suffix[1:].isalnum()
+    return _EXPORT_STEMS.get(kind, kind) + (suffix if plain else "")
 
 
 def _label_mode(value: LabelMode | str) -> LabelMode:

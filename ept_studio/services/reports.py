@@ -8,7 +8,8 @@ names), relative to the common folder of the project's sources, never absolute. 
 whether the model was trained on the image, so a reader can filter the training images out.
 
 The model card describes the *model* (a training run), whatever results view was on screen: see
-:mod:`~ept_studio.services.model_card`. Every export is recorded in the project (file name only).
+:mod:`~ept_studio.services.model_card`. Every export is recorded in the project by kind, time and
+sha256 under a neutral name (``predictions.csv``): the name typed for it can carry a patient's name.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from pathlib import Path
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.data.store import ImageRecord, Project
-from ept_studio.errors import ExportError
-from ept_studio.files import file_sha256
+from ept_studio.files import atomic_write_text, file_sha256
 from ept_studio.services.gallery import caption_for
 from ept_studio.services.model_card import card_runs, card_text
 from ept_studio.services.results import RunResults, run_results
@@ -117,14 +117,7 @@ def _write(
 
 
 def _write_text(destination: Path, kind: str, text: Callable[[], str]) -> None:
-    destination = Path(destination)
-    partial = destination.with_name(destination.name + ".partial")
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(text(), encoding="utf-8", newline="")
-        partial.replace(destination)
-    except OSError as err:
-        raise ExportError(f"{destination}: the {kind} cannot be written ({err})") from err
+    atomic_write_text(Path(destination), text(), kind)
 
 
 def _csv_text(project: Project, results: RunResults, relative_paths: bool) -> str:

@@ -98,3 +98,47 @@ def test_no_marker_reaches_the_project_the_exports_or_the_logs(
     # outside the project folder (on this machine), never inside it; the key lies beside it.
     assert [p.suffix for p in every_file(locations)] == [".db", ".key"]
     assert leaks(every_file(locations)) != []
+
+
+def test_a_typed_export_name_is_not_kept_in_the_project(
+    tmp_path: Path, class_folders: Path
+) -> None:
+    from labelled_projects import tiny_trained_project
+
+    from ept_studio.services.reports import export_predictions_csv, write_model_card
+    from ept_studio.services.run_actions import export_run_onnx
+
+    folder, locations = tmp_path / "project", tmp_path / "locations"
+    run_id = tiny_trained_project(folder, class_folders, [0, 6], locations)
+    out = tmp_path / "exports"
+    with Project.open(folder, locations_dir=locations) as project:
+        export_predictions_csv(project, run_id, out / "Patient X.csv")
+        write_model_card(project, run_id, out / "Patient X card.md")
+    export_prompt_file(folder, run_id, out / "Patient X.safetensors", locations_dir=locations)
+    events = list(
+        export_run_onnx(
+            folder,
+            run_id,
+            out / "Patient X.onnx",
+            backbone=tiny_backbone(),
+            locations_dir=locations,
+        )
+    )
+    assert events
+    with Project.open(folder, locations_dir=locations) as project:
+        recorded = [(e.kind, e.file_name) for e in project.exports(run_id)]
+        assert recorded == [
+            ("predictions-csv", "predictions.csv"),
+            ("model-card", "model-card.md"),
+            ("prompt", "prompt.safetensors"),
+            ("onnx", "model.onnx"),
+        ]
+        stored = b"".join(p.read_bytes() for p in every_file(folder))
+    assert b"Patient X" not in stored
+    assert sorted(p.name for p in out.iterdir()) == [
+        "Patient X card.md",
+        "Patient X.README.txt",
+        "Patient X.csv",
+        "Patient X.onnx",
+        "Patient X.safetensors",
+    ]

@@ -211,7 +211,7 @@ def test_train_on_project_records_the_run_and_exports(
     )
     assert hashlib.sha256(exported.read_bytes()).hexdigest() == saved.prompt_sha256
     assert [(e.kind, e.file_name) for e in project.exports(saved.run_id)] == [
-        ("prompt", "chest.safetensors")
+        ("prompt", "prompt.safetensors")
     ]
 
 

@@ -53,7 +53,7 @@ def test_csv_and_model_card_of_a_training_run_carry_numbers_but_no_phi(
         exports = [(e.kind, e.file_name) for e in project.exports(saved.run_id)]
         images = {image.id: image for image in project.images()}
         assert leaks(sorted(p for p in folder.rglob("*") if p.is_file())) == []
-    assert exports == [("predictions-csv", "preds.csv"), ("model-card", "card.md")]
+    assert exports == [("predictions-csv", "predictions.csv"), ("model-card", "model-card.md")]
     lines = table.read_text(encoding="utf-8").splitlines()
     rows = list(csv.DictReader(lines))
     assert list(rows[0]) == [

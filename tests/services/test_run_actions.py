@@ -78,7 +78,7 @@ def test_predict_then_export_then_predict_through_onnx(
     with Project.open(folder, locations_dir=locations) as project:
         inside = onnx_file(project, run_id)
         assert inside == project.run_dir(run_id) / ONNX_NAME
-        assert [(e.kind, e.file_name) for e in project.exports(run_id)] == [("onnx", "chest.onnx")]
+        assert [(e.kind, e.file_name) for e in project.exports(run_id)] == [("onnx", "model.onnx")]
         assert trained_runs(project)[0].has_onnx
 
     events = list(
