@@ -55,6 +55,9 @@ FORMAT_VERSION = 1
 METADATA_KEY = "ept_studio"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_CLASSES = 10_000
+"""The most classes a prompt file may name: the model allocates a head row per class before the
+stored head is copied in (far above any few-shot task, far below what could exhaust memory)."""
 PROMPT_SUFFIX = ".prompt.prompt"
 """How EPT's Pure_Cat prompt parameters end (``backbone.blocks.{i}.attn.prompt.prompt``)."""
 
@@ -239,6 +242,8 @@ def _triple(name: str, value: object) -> tuple[float, float, float]:
 def _class_names(value: object) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not value:
         raise _Reject(f"'class_names' must be a non-empty list, got {type(value).__name__}")
+    if len(value) > MAX_CLASSES:
+        raise _Reject(f"it names {len(value)} classes, above the limit of {MAX_CLASSES}")
     if not all(isinstance(name, str) and name for name in value):
         raise _Reject("'class_names' must all be non-empty texts")
     if len(set(value)) != len(value):

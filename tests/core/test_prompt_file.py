@@ -508,6 +508,26 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
         ),
         "input size 448 is not the 224 pixels that backbone dinov2-vits14-imgfocus takes",
     ),
+    "400,000 class names for a one-column head": (
+        lambda p: _write_raw(
+            p,
+            {
+                **_with_document(class_names=[f"c{i}" for i in range(400_000)]),
+                "head.weight": {
+                    "dtype": "F32",
+                    "shape": [400_000, 1],
+                    "data_offsets": [0, 4 * 400_000],
+                },
+                "head.bias": {
+                    "dtype": "F32",
+                    "shape": [0],
+                    "data_offsets": [4 * 400_000, 4 * 400_000],
+                },
+            },
+            b"\x00" * (4 * 400_000),
+        ),
+        "names 400000 classes, above the limit of 10000",
+    ),
     "EPT promises a huge prompt and stores none": (
         lambda p: _write_raw(
             p, _with_document(method=EptConfig(length=10**9).to_dict()), _HEAD_BYTES
