@@ -28,9 +28,11 @@ Layout = Mapping[str, Sequence[str | None]]
 
 
 def write_layout(root: Path, layout: Layout, seed: int = 0) -> Path:
-    """``root/<class>/imgNN.dcm|png``, one file per entry of ``layout``, all different bytes."""
+    """``root/<class>/imgNN.dcm|png``, one file per entry of ``layout``, all different pixels
+    (CT slices differ in their first row, so none is another's twin)."""
     rng = np.random.default_rng(seed)
     retina = skimage.data.retina()
+    serial = 0
     for name, patients in layout.items():
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -43,6 +45,10 @@ def write_layout(root: Path, layout: Layout, seed: int = 0) -> Path:
                 dataset = pydicom.dcmread(CT_SMALL)
                 dataset.PatientID = patient
                 dataset.SOPInstanceUID = generate_uid()
+                serial += 1
+                pixels = dataset.pixel_array.copy()
+                pixels[0, :serial] += 7  # each file its own pixels
+                dataset.PixelData = pixels.tobytes()
                 dataset.save_as(folder / f"img{index:02d}.dcm")
     return root
 

@@ -70,6 +70,18 @@ class DuplicateGroup:
         """True when the model would be tested on an image it was trained on."""
         return bool(self.train_ids) and bool(self.test_ids)
 
+    def reason(self) -> str:
+        """What the checklist shows and the training service refuses with (ids, never paths)."""
+        ids = [f"#{image_id}" for image_id in self.image_ids]
+        sides = "one in train and one in test" if len(ids) == 2 else "in train and in test"
+        listed = ids[0] if len(ids) == 1 else ", ".join(ids[:-1]) + " and " + ids[-1]
+        return f"{listed} are the same image, {sides}: move them to one side."
+
+
+def straddling_duplicates(project: Project) -> list[DuplicateGroup]:
+    """The groups of one image that sit on both sides of the train / test split."""
+    return [group for group in pixel_duplicates(project) if group.straddles]
+
 
 def pixel_duplicates(project: Project) -> list[DuplicateGroup]:
     """Groups of two or more labelled images whose decoded pixels are equal.

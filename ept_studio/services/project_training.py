@@ -23,6 +23,7 @@ from ept_studio.core.hold_out import held_out_sizes as core_held_out_sizes
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
 from ept_studio.errors import DatasetError, ImageDecodeError, TrainingCancelled, TrainingError
+from ept_studio.services.duplicates import straddling_duplicates
 from ept_studio.services.trainable import training_blockers
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ def train_on_project(
     method_config = config_from_dict(method)
     with Project.open(folder, locations_dir=locations_dir) as project:
         tset = training_set(project)
+        _check_disjoint(project)
         rendered, unreadable = _render(project, tset)
         loaded = backbone or load_backbone(backbone_name, weights=backbone_weights)
         config = {
@@ -211,6 +213,14 @@ def _render(project: Project, tset: TrainingSet) -> tuple[_Rendered, int]:
     rendered = _Rendered(tset.classes, tset.label_mode, pairs[Role.TRAIN], pairs[Role.TEST])
     _check_trainable(rendered)
     return rendered, unreadable
+
+
+def _check_disjoint(project: Project) -> None:
+    """The checklist's same-image rule: a test image may not be a training image in another
+    file (a copy, or the same pixels in another encoding)."""
+    reasons = [group.reason() for group in straddling_duplicates(project)]
+    if reasons:
+        raise DatasetError(" ".join(reasons))
 
 
 def _check_trainable(rendered: _Rendered) -> None:

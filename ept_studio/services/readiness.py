@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from enum import Enum
 
 from ept_studio.data.store import LabelMode, Project, Role
-from ept_studio.services.duplicates import DuplicateGroup, pixel_duplicates
+from ept_studio.services.duplicates import DuplicateGroup, straddling_duplicates
 from ept_studio.services.project_training import TrainingItem, TrainingSet, training_set
 from ept_studio.services.trainable import training_blockers
 
@@ -85,7 +85,7 @@ class Readiness:
 def check_readiness(project: Project) -> Readiness:
     """The checklist for the project's current labels (images whose file is missing left out)."""
     readiness = readiness_of(training_set(project))
-    extra = [_same_image_item(group) for group in pixel_duplicates(project) if group.straddles]
+    extra = [_same_image_item(group) for group in straddling_duplicates(project)]
     if not project.has_key:
         extra.append(_missing_key_item())
     return dataclasses.replace(readiness, items=(*readiness.items, *extra))
@@ -191,13 +191,7 @@ def _patients_item(shared: int) -> ReadinessItem:
 
 def _same_image_item(group: DuplicateGroup) -> ReadinessItem:
     """One image in train and in test (the same decoded pixels): its accuracy would be a lie."""
-    ids = [f"#{image_id}" for image_id in group.image_ids]
-    sides = "one in train and one in test" if len(ids) == 2 else "in train and in test"
-    return ReadinessItem(
-        f"duplicates:{ids[0]}",
-        Severity.BLOCKING,
-        f"{_names(ids)} are the same image, {sides}: move them to one side.",
-    )
+    return ReadinessItem(f"duplicates:#{group.image_ids[0]}", Severity.BLOCKING, group.reason())
 
 
 def _missing_key_item() -> ReadinessItem:

@@ -1,8 +1,8 @@
 """ "Split for me": a patient-disjoint, stratified test set chosen in one undoable step.
 
 Images of one patient (the same salted patient hash) always land on the same side, so the test
-accuracy is measured on patients the model never saw; an image without a patient hash is its own
-group. Each class keeps at least one training image, and gets at least one test image when it has
+accuracy is measured on patients the model never saw, and so do the files of one image (the same
+decoded pixels); an image without a patient hash or a twin is its own group. Each class keeps at least one training image, and gets at least one test image when it has
 two groups or more. The split only moves images from train to test: test images the user already
 chose stay (their patients' other images join them when every class can spare them), so the change
 is a single :meth:`~ept_studio.data.store.Project.set_role` step that one undo reverts.
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from ept_studio.data.store import Project, Role
 from ept_studio.errors import ConfigError
+from ept_studio.services.duplicates import pixel_duplicates
 from ept_studio.services.project_training import TrainingItem, TrainingSet, training_set
 
 DEFAULT_TEST_FRACTION = 0.2
@@ -64,7 +65,8 @@ def suggest_test_split(
     """About ``fraction`` of each class's labelled images for testing, whole patients at a time."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"the test share must be between 0 and 1, got {fraction!r}")
-    return split_training_set(training_set(project), fraction, seed)
+    same_image = [group.image_ids for group in pixel_duplicates(project)]
+    return split_training_set(training_set(project), fraction, seed, same_image)
 
 
 def apply_test_split(project: Project, split: SplitSuggestion) -> tuple[int, ...]:
@@ -74,10 +76,13 @@ def apply_test_split(project: Project, split: SplitSuggestion) -> tuple[int, ...
     return project.set_role(split.to_test, Role.TEST)
 
 
-def split_training_set(tset: TrainingSet, fraction: float, seed: int) -> SplitSuggestion:
-    """The split of :func:`suggest_test_split` for an already-read training set."""
+def split_training_set(
+    tset: TrainingSet, fraction: float, seed: int, same_image: Sequence[Sequence[int]] = ()
+) -> SplitSuggestion:
+    """The split of :func:`suggest_test_split` for an already-read training set; the image ids
+    of each ``same_image`` group (one image in several files) move together."""
     classes = len(tset.classes)
-    groups = _groups(tset.items)
+    groups = _groups(tset.items, same_image)
     train = [0] * classes
     test = [0] * classes
     for item in tset.items:
@@ -110,12 +115,31 @@ def _stratum(item: TrainingItem) -> int:
     return item.target
 
 
-def _groups(items: Sequence[TrainingItem]) -> list[_Group]:
+def _groups(items: Sequence[TrainingItem], same_image: Sequence[Sequence[int]]) -> list[_Group]:
+    """Images that must stay on one side: one patient's, and the files of one image, joined
+    (an image's twin may belong to another patient hash, or to none)."""
+    key = {
+        item.image_id: f"patient:{item.patient_hash}"
+        if item.patient_hash
+        else f"image:{item.image_id}"
+        for item in items
+    }
+    joined = {value: value for value in key.values()}
+
+    def root(value: str) -> str:
+        while joined[value] != value:
+            value = joined[value]
+        return value
+
+    for ids in same_image:
+        present = [key[i] for i in ids if i in key]
+        for other in present[1:]:
+            joined[root(other)] = root(present[0])
     groups: dict[str, _Group] = {}
     for item in items:
-        key = f"patient:{item.patient_hash}" if item.patient_hash else f"image:{item.image_id}"
-        groups.setdefault(key, _Group(key)).items.append(item)
-    return [groups[key] for key in sorted(groups)]
+        name = root(key[item.image_id])
+        groups.setdefault(name, _Group(name)).items.append(item)
+    return [groups[name] for name in sorted(groups)]
 
 
 def _seeded_order(groups: list[_Group], seed: int) -> list[_Group]:

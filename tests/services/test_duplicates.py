@@ -6,12 +6,17 @@ import shutil
 from pathlib import Path
 
 import pydicom.data
-from support import write_class_folders
+import pytest
+from PIL import Image
+from support import tiny_backbone, write_class_folders
 
 from ept_studio.data.pixel_hash import file_pixel_sha256
+from ept_studio.errors import DatasetError
 from ept_studio.services.duplicates import pixel_duplicates
 from ept_studio.services.project import Project, Role, import_paths
+from ept_studio.services.project_training import train_on_project
 from ept_studio.services.readiness import Severity, check_readiness
+from ept_studio.services.test_split import suggest_test_split
 
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
 
@@ -91,3 +96,50 @@ def test_an_older_project_gets_its_missing_hashes_when_first_checked(tmp_path: P
         [group] = pixel_duplicates(project)
         assert group.test_ids == (ids["MR_small_RLE.dcm"],)
         assert sorted(project.pixel_hashes()) == sorted(ids.values())
+
+
+def test_training_refuses_what_the_checklist_blocks(tmp_path: Path) -> None:
+    """The service keeps the checklist's rule: a run started anyway (the CLI, a script) stops
+    before anything is recorded, with the same words."""
+    project, _ = _project(tmp_path)
+    with project:
+        text = check_readiness(project).items
+    blocked = next(item.text for item in text if item.key.startswith("duplicates"))
+    events = train_on_project(
+        project.folder,
+        {"method": "linear"},
+        {"preset": "paper", "epochs": 1},
+        backbone=tiny_backbone(),
+        locations_dir=tmp_path / "locations",
+    )
+    with pytest.raises(DatasetError) as refused:
+        next(events)
+    assert str(refused.value) == blocked
+    with Project.open(project.folder, locations_dir=tmp_path / "locations") as reopened:
+        assert reopened.runs() == []
+
+
+def test_split_for_me_keeps_one_image_on_one_side(tmp_path: Path) -> None:
+    """Two PNG files with the same pixels (no patient to group them by) move together."""
+    root = tmp_path / "data"
+    write_class_folders(root, per_class=5)
+    with Image.open(root / "fundus" / "img00.png") as original:
+        original.save(root / "fundus" / "twin.png", compress_level=1)  # other bytes, same pixels
+    assert (root / "fundus" / "twin.png").read_bytes() != (
+        root / "fundus" / "img00.png"
+    ).read_bytes()
+    project = Project.create(tmp_path / "project", locations_dir=tmp_path / "locations")
+    with project:
+        import_paths(project, [root], folders_as_classes=True, thumbnails=False)
+        ids = {
+            f"{image.path.parent.name}/{image.path.name}": image.id
+            for image in project.images()
+            if image.path is not None
+        }
+        twins = {ids["fundus/img00.png"], ids["fundus/twin.png"]}
+        together = 0
+        for seed in range(12):
+            moved = set(suggest_test_split(project, fraction=0.4, seed=seed).to_test)
+            assert len(moved & twins) in (0, 2), f"seed {seed} split one image across sides"
+            together += len(moved & twins) == 2
+    assert together > 0  # the pair was drawn for testing at least once, as one
