@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support import make_tiny_vit
 
 import ept_studio.core.backbones
 from ept_studio.cli import main
-from ept_studio.core.backbones import get_spec
+from ept_studio.core.backbones import LoadedBackbone, get_spec
 from ept_studio.core.methods import LinearConfig
 from ept_studio.core.prompt_file import save_prompt_file
 from ept_studio.errors import PromptFileError
@@ -85,3 +86,22 @@ def test_predict_command_exits_2_with_one_line_naming_the_size(
     assert len(lines) == 1
     assert "model.safetensors" in lines[0]
     assert "input size 448" in lines[0]
+
+
+def test_a_renamed_file_on_a_passed_backbone_is_held_to_that_backbones_size(
+    tmp_path: Path,
+) -> None:
+    """The GUI passes its loaded backbone: a file that names another backbone but carries the
+    same weights' checksum must still match the loaded backbone's input size."""
+    path = _linear_file(tmp_path / "model.safetensors", 448)
+    data = path.read_bytes()
+    renamed = data.replace(f'\\"{BACKBONE}\\"'.encode(), b'\\"renamed-vits14-backbon\\"')
+    assert len(renamed) == len(data)
+    assert renamed != data
+    path.write_bytes(renamed)
+    spec = get_spec(BACKBONE)
+    loaded = LoadedBackbone(
+        model=make_tiny_vit(), spec=spec, weights_sha256=str(spec.weights_sha256), weights_path=None
+    )
+    with pytest.raises(PromptFileError, match="input size 448 is not the 224 pixels"):
+        load_tuned_model(path, backbone=loaded)

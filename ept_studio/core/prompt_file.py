@@ -544,8 +544,18 @@ def _check_method_shapes(tensors: Mapping[str, torch.Tensor], config: MethodConf
 
 
 def check_backbone(metadata: PromptFileMetadata, backbone_name: str, backbone_sha256: str) -> None:
-    """Refuse to put prompts on other weights than the ones they were tuned on."""
+    """Refuse to put prompts on other weights than the ones they were tuned on, or at another size.
+
+    The size is checked again here for a backbone loaded before the file was read (the GUI keeps
+    one): a file may carry its weights' checksum under another backbone name.
+    """
     if metadata.backbone_sha256 == backbone_sha256.strip().lower():
+        spec = load_manifest().get(backbone_name)
+        if spec is not None and spec.input_size != metadata.input_size:
+            raise BackboneMismatchError(
+                f"this prompt file's input size {metadata.input_size} is not the "
+                f"{spec.input_size} pixels that backbone {spec.name} takes"
+            )
         return
     raise BackboneMismatchError(
         f"this prompt file was tuned on backbone {metadata.backbone} "
