@@ -9,7 +9,6 @@ so their rows against the fp32 ones are the speed-up on this machine.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import statistics
 import time
@@ -173,7 +172,7 @@ def run_speed_bench(
     models, optimisers, memory = [], [], []
     for variant in variants:
         torch.manual_seed(seed)
-        model = TunedModel(copy.deepcopy(backbone), variant.build(), num_classes).to(device).train()
+        model = TunedModel(backbone, variant.build(), num_classes).to(device).train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimiser = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
         memory.append(_memory_of_step(model, optimiser, pixels, targets, variant.bf16))

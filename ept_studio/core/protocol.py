@@ -22,7 +22,6 @@ sd, bootstrap confidence interval) lives in :mod:`ept_studio.core.protocol_stats
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -248,7 +247,7 @@ def run_episode(
     support = [(images(i), _target(pool, i, remap)) for i in draw.support]
     query = [(images(i), _target(pool, i, remap)) for i in draw.query]
     seed_everything(episode.seed)
-    model = TunedModel(copy.deepcopy(backbone.model), episode.config, num_classes=len(draw.classes))
+    model = TunedModel(backbone.model, episode.config, num_classes=len(draw.classes))
     spec = backbone.spec
     start = time.perf_counter()
     held: set[int] = set()
