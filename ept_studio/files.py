@@ -75,6 +75,19 @@ def _check_creatable_folder(folder: Path, what: str) -> None:
         raise ConfigError(f"{display_path(existing)}: no permission to write the {what} there")
 
 
+def make_parent_folder(path: Path, what: str) -> Path:
+    """Make the folder an output file goes into (for writers that refuse a missing one)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ExportError(
+            f"{display_path(path.parent)}: the folder for the {what} cannot be made "
+            f"({err.strerror or err})"
+        ) from err
+    return path
+
+
 def atomic_write_text(path: Path, text: str, what: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all; its folders are made if missing.
 

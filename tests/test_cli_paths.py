@@ -282,3 +282,37 @@ def test_atomic_write_leaves_the_old_file_when_the_text_cannot_be_written(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
     written = atomic_write_text(tmp_path / "new" / "deeper" / "x.csv", "a,b\n", "predictions CSV")
     assert written.read_bytes() == b"a,b\n"
+
+
+def test_project_predict_keeps_no_model_file_name_in_the_project(
+    tmp_path: Path, tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "app-data"))
+    write_fundus(tmp_path / "sources" / "a.png", top=100)
+    write_fundus(tmp_path / "sources" / "b.png", top=150)
+    model = tmp_path / "Patient X.onnx"
+    model.write_bytes(tiny_onnx.read_bytes())
+    project = tmp_path / "project"
+    assert main(["project", "new", str(project)]) == 0
+    assert main(["project", "import", str(project), str(tmp_path / "sources")]) == 0
+    assert main(["project", "predict", str(project), "--onnx", str(model)]) == 0
+    written = b"".join(p.read_bytes() for p in project.rglob("*") if p.is_file())
+    assert b"Patient X" not in written
+
+
+@pytest.mark.slow
+def test_phi_sweep_of_every_command(tmp_path: Path) -> None:
+    """packaging/phi_sweep.py: every command on marker-named, partly non-UTF-8 inputs (~1 min)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "packaging" / "phi_sweep.py"
+    spec = importlib.util.spec_from_file_location("phi_sweep", script)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    outcomes, leaked = module.sweep(tmp_path / "sweep")
+    assert [o.step.name for o in outcomes if o.problems] == [], module.report(outcomes, leaked)
+    assert leaked == []
+    assert [o.code for o in outcomes].count(2) == 1  # the refused CSV under a file

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
 from ept_studio.errors import DatasetError
-from ept_studio.files import atomic_write_text, check_output_file, check_output_folder, display_path
+from ept_studio.files import (
+    atomic_write_text,
+    check_output_file,
+    check_output_folder,
+    display_path,
+    make_parent_folder,
+)
 
 if TYPE_CHECKING:
     from ept_studio.services.onnx_inference import InferenceEvent, InferenceFinished
@@ -75,7 +81,7 @@ def add_bench_latency(bench_commands: Any) -> None:
 def run_export(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.export import export_prompt_to_onnx
 
-    check_output_file(args.onnx, "ONNX file")
+    make_parent_folder(check_output_file(args.onnx, "ONNX file"), "ONNX file")
     result = export_prompt_to_onnx(
         args.prompt, args.onnx, weights=args.weights, check_files=args.check_images
     )

@@ -14,6 +14,8 @@ from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
 from ept_studio.files import check_output_file, display_path
 
+EXPORTED_MODEL_NAME = "model.onnx"
+
 
 def add_commands(commands: Any) -> None:
     """Register ``project`` and its sub-commands."""
@@ -301,8 +303,10 @@ def run_predict(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.project_inference import ProjectPredicted, predict_project
 
     runner = open_onnx_model(args.onnx, device=args.device)
+    # The run is recorded under a neutral model name: the file name typed can carry PHI, and the
+    # model's own checksum in the run record already says which model it was.
     events = predict_project(
-        args.folder, runner, model_name=args.onnx.name, batch_size=args.batch_size
+        args.folder, runner, model_name=EXPORTED_MODEL_NAME, batch_size=args.batch_size
     )
     for event in events:
         if isinstance(event, InferenceStarted):
