@@ -140,7 +140,7 @@ def steps(work: Path, data: Path) -> list[Step]:
         Step("project-predict", ("project", "predict", str(project), "--onnx", str(model))),
         Step(
             "project-export",
-            ("project", "export", str(project), "1", str(out / "pe" / "m.safetensors")),
+            ("project", "export", str(project), "1", str(out / "pe" / f"m{NOT_UTF8}.safetensors")),
         ),
         Step("project-list", ("project", "list", str(project))),
     ]
@@ -192,6 +192,7 @@ def sweep(work: Path) -> tuple[list[Outcome], list[str]]:
         HOME=str(work / "home"),
         QT_QPA_PLATFORM="offscreen",
         OMP_WAIT_POLICY="PASSIVE",
+        PYTHONIOENCODING="utf-8:strict",  # a desktop's UTF-8 locale: no raw bytes to a terminal
     )
     (work / f"{MARK} is a file").write_text("in the way of a folder", encoding="utf-8")
     outcomes = [run_step(step, env, work) for step in steps(work, data)]

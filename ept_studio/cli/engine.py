@@ -275,19 +275,21 @@ def _show_data(event: Any, console: Console) -> None:
             f"{event.query_counts[name]} evaluation images"
         )
     for skipped in event.skipped:
-        console.note(f"skipped {skipped.path}: {skipped.reason}")
+        console.note(f"skipped {display_path(skipped.path)}: {skipped.reason}")
     for same in event.duplicates:
         for path in same.dropped:
-            console.note(f"left out {path}: the same image as {same.kept}")
+            kept = display_path(same.kept)
+            console.note(f"left out {display_path(path)}: the same image as {kept}")
 
 
 def _show_saved(event: Any, console: Console) -> None:
     for name, value in sorted(event.metrics.items()):
         console.line(f"{name:<18} {value:.4f}")
-    console.line(f"prompt file       {event.prompt_file} (sha256 {event.prompt_sha256[:16]}...)")
+    sha = event.prompt_sha256[:16]
+    console.line(f"prompt file       {display_path(event.prompt_file)} (sha256 {sha}...)")
     if event.compact_file is not None:
-        console.line(f"compact file      {event.compact_file}")
-    console.line(f"run record        {event.run_record}")
+        console.line(f"compact file      {display_path(event.compact_file)}")
+    console.line(f"run record        {display_path(event.run_record)}")
 
 
 def run_eval(args: argparse.Namespace, console: Console) -> None:
@@ -295,7 +297,7 @@ def run_eval(args: argparse.Namespace, console: Console) -> None:
 
     report = evaluate_folder(load_tuned_model(args.prompt, weights=args.weights), args.data)
     for skipped in report.skipped:
-        console.note(f"skipped {skipped.path}: {skipped.reason}")
+        console.note(f"skipped {display_path(skipped.path)}: {skipped.reason}")
     if args.json:
         console.line(
             json.dumps(

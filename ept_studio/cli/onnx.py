@@ -86,7 +86,8 @@ def run_export(args: argparse.Namespace, console: Console) -> None:
         args.prompt, args.onnx, weights=args.weights, check_files=args.check_images
     )
     parity = result.parity
-    console.line(f"onnx file         {result.onnx_path} ({result.size_bytes / 1e6:.1f} MB)")
+    size = f"{result.size_bytes / 1e6:.1f} MB"
+    console.line(f"onnx file         {display_path(result.onnx_path)} ({size})")
     console.line(f"sha256            {result.sha256}")
     console.line(f"classes           {', '.join(result.class_names)}")
     console.line(

@@ -268,7 +268,7 @@ def run_export(args: argparse.Namespace, console: Console) -> None:
 
     check_output_file(args.out, "prompt file")
     out = export_prompt_file(args.folder, args.run, args.out)
-    console.line(f"prompt file       {out}")
+    console.line(f"prompt file       {display_path(out)}")
     console.note(RESEARCH_USE_NOTICE)
 
 
@@ -315,7 +315,7 @@ def run_predict(args: argparse.Namespace, console: Console) -> None:
         elif isinstance(event, BatchPredicted):
             console.progress(event.done, event.total, "images")
             for failed in event.failed:
-                console.note(f"skipped {failed.path}: {failed.reason}")
+                console.note(f"skipped {display_path(failed.path)}: {failed.reason}")
         elif isinstance(event, ProjectPredicted):
             console.line(
                 f"run {event.run_id}: {event.predicted} images scored, {event.failed} skipped "
@@ -350,11 +350,10 @@ def run_project_train(args: argparse.Namespace, console: Console) -> None:
                 console.line(f"{name:<18} {value:.4f}")
             console.line(f"run               {event.run_id} ({event.run_record})")
             if args.out is not None:
-                console.line(
-                    f"prompt file       {export_prompt_file(args.project, event.run_id, args.out)}"
-                )
+                out = export_prompt_file(args.project, event.run_id, args.out)
+                console.line(f"prompt file       {display_path(out)}")
             else:
-                console.line(f"prompt file       {event.prompt_file}")
+                console.line(f"prompt file       {display_path(event.prompt_file)}")
         else:
             show_training_event(event, console)
 
