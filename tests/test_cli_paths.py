@@ -316,3 +316,18 @@ def test_phi_sweep_of_every_command(tmp_path: Path) -> None:
     assert [o.step.name for o in outcomes if o.problems] == [], module.report(outcomes, leaked)
     assert leaked == []
     assert [o.code for o in outcomes].count(2) == 1  # the refused CSV under a file
+
+
+def test_a_benchmark_report_is_written_whole_into_a_new_folder(tmp_path: Path) -> None:
+    import io
+
+    from ept_studio.cli.console import Console
+    from ept_studio.cli.onnx import show_report
+
+    out, err = io.StringIO(), io.StringIO()
+    target = tmp_path / "reports" / "speed.md"
+    show_report("| a | b |\n|---|---|\n| 1 | 2 |", target, Console(out, err))
+    assert target.read_text(encoding="utf-8") == "| a | b |\n|---|---|\n| 1 | 2 |\n"
+    assert out.getvalue() == "| a | b |\n|---|---|\n| 1 | 2 |\n"
+    assert err.getvalue() == f"wrote {target}\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["speed.md"]

@@ -360,5 +360,5 @@ def run_bench(args: argparse.Namespace, console: Console) -> None:
         device=args.device,
         bf16=args.bf16,
     )
-    console.report(report, args.out)
+    cli_onnx.show_report(report, args.out, console)
     console.note(f"benchmark took {time.perf_counter() - start:.0f} s")

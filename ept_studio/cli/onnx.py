@@ -208,4 +208,13 @@ def run_bench_latency(args: argparse.Namespace, console: Console) -> None:
 
     if args.out is not None:
         check_output_file(args.out, "benchmark report")
-    console.report(format_inference_bench(bench_from_args(args)), args.out)
+    show_report(format_inference_bench(bench_from_args(args)), args.out, console)
+
+
+def show_report(markdown: str, out: Path | None, console: Console) -> None:
+    """Print a markdown report, and write it whole to ``out`` (its folder made) when given."""
+    console.report(markdown)
+    if out is not None:
+        text = markdown if markdown.endswith("\n") else markdown + "\n"
+        atomic_write_text(out, text, "benchmark report")
+        console.note(f"wrote {display_path(out)}")
