@@ -341,10 +341,10 @@ def test_runs_and_exports_are_recorded(tmp_path: Path) -> None:
         with pytest.raises(ProjectError, match="status must be one of"):
             project.finish_run(run, "exploded")
         export = project.record_export(
-            run, "prompt", "/home/someone/out/model.safetensors", "b" * 64
+            run, "prompt", "/home/someone/out/Patient X.safetensors", "b" * 64
         )
         assert [(e.id, e.file_name) for e in project.exports(run)] == [
-            (export, "model.safetensors")
+            (export, "prompt.safetensors")  # the typed name can carry PHI: a neutral one is kept
         ]
         assert [r.id for r in project.runs()] == [run]
 
