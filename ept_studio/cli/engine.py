@@ -90,7 +90,9 @@ def _add_train(commands: Any) -> None:
     train.add_argument(
         "data", type=Path, nargs="?", help="folder whose sub-folders are the classes"
     )
-    train.add_argument("--out", type=Path, help="prompt file to write (.safetensors)")
+    train.add_argument(
+        "--out", type=Path, help="prompt file to write (.safetensors; missing folders are made)"
+    )
     train.add_argument(
         "--project",
         type=Path,
@@ -169,7 +171,9 @@ def add_commands(commands: Any) -> None:
     predict.set_defaults(handler=run_predict)
     predict.add_argument("prompt", type=Path, nargs="?", help="the prompt file (not with --onnx)")
     predict.add_argument("paths", type=Path, nargs="+", help="image files or folders")
-    predict.add_argument("--csv", type=Path, help="write the scores to this CSV file")
+    predict.add_argument(
+        "--csv", type=Path, help="write the scores to this CSV file (missing folders are made)"
+    )
     predict.add_argument("--weights", type=Path)
     cli_onnx.add_predict_onnx_options(predict)
     bench = commands.add_parser("bench", help="benchmarks")

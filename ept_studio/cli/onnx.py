@@ -51,7 +51,11 @@ def add_commands(commands: Any) -> None:
 def add_predict_onnx_options(predict: argparse.ArgumentParser) -> None:
     """The options ``predict`` takes when it runs an ONNX model (``--onnx MODEL``)."""
     predict.add_argument("--onnx", type=Path, help="run this exported ONNX model (no torch needed)")
-    predict.add_argument("--overlays", type=Path, help="write attention overlay PNGs here")
+    predict.add_argument(
+        "--overlays",
+        type=Path,
+        help="write attention overlay PNGs into this folder (made if missing)",
+    )
     predict.add_argument(
         "--head", type=int, help="overlay one attention head (default: the mean of all heads)"
     )
