@@ -326,3 +326,19 @@ def test_a_query_cap_below_one_is_refused(class_folders: Path) -> None:
     scan = scan_class_folders(class_folders)
     with pytest.raises(DatasetError, match="at most 0 images"):
         split_class_folders(scan, shots=2, seed=0, max_query_per_class=0)
+
+
+def test_a_file_that_cannot_be_read_is_skipped_with_its_reason(
+    class_folders: Path, tmp_path: Path
+) -> None:
+    """Not only undecodable files: one the system cannot open (here a link to nothing, or a
+    folder named like an image) is reported and the others are loaded, as the ONNX path does."""
+    gone = tmp_path / "gone.png"
+    gone.symlink_to(tmp_path / "nowhere.png")
+    folder = tmp_path / "folder.png"
+    folder.mkdir()
+    good = sorted(class_folders.rglob("*.png"))[:2]
+    images, skipped = load_images([good[0], gone, folder, good[1]])
+    assert [image.path for image in images] == good
+    assert [item.path for item in skipped] == [gone, folder]
+    assert all(item.reason for item in skipped)
