@@ -28,29 +28,32 @@ METHOD_CHOICES: tuple[MethodChoice, ...] = (
     MethodChoice(
         "ept",
         "EPT (recommended)",
-        "Embedded Prompt Tuning: prompts concatenated inside the patch embeddings of every "
-        "prompted block; the backbone stays frozen.",
+        "Embedded Prompt Tuning: in every prompted block, learned prompts join the attention "
+        "as extra columns of the attention logits (concatenated along the key axis); they take "
+        "a share of each token's attention and are dropped before the values are mixed. The "
+        "backbone stays frozen.",
         uses_length=True,
         uses_blocks=True,
     ),
     MethodChoice(
         "ept-add",
         "EPT, Add variant",
-        "EPT with prompts added to the patch embeddings (the paper's Add ablation).",
+        "EPT with prompts added to the attention logits (the paper's Add ablation).",
         uses_length=True,
         uses_blocks=True,
     ),
     MethodChoice(
         "ept-multi",
         "EPT, Multi variant",
-        "EPT with prompts multiplied into the patch embeddings (the paper's Multi ablation).",
+        "EPT with the attention logits multiplied by prompts (the paper's Multi ablation).",
         uses_length=True,
         uses_blocks=True,
     ),
     MethodChoice(
         "ept-multi_cat",
         "EPT, Multi_Cat variant",
-        "EPT with multiplied and concatenated prompts (the paper's Multi_Cat ablation).",
+        "EPT with prompts scaled by each row's logit range, then concatenated to the attention "
+        "logits (the paper's Multi_Cat ablation).",
         uses_length=True,
         uses_blocks=True,
     ),

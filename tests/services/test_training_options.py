@@ -60,3 +60,12 @@ def test_a_recipe_summary_names_each_rate_that_differs() -> None:
     changed = RECIPES["default"].replace(head_lr=3e-3, full_lr=None, min_steps=0, epochs=7)
     assert changed.summary() == "AdamW 3e-4, head 3e-3, prototype head, 7 epochs, batch 4"
     assert RECIPES["paper"].replace(lr=0.02).summary() == "SGD 0.02, 20 epochs, batch 4"
+
+
+@pytest.mark.parametrize("key", ["ept", "ept-add", "ept-multi", "ept-multi_cat"])
+def test_each_ept_method_says_its_prompts_enter_the_attention_logits(key: str) -> None:
+    from ept_studio.services.training_options import method_choice
+
+    description = method_choice(key).description
+    assert "attention logits" in description
+    assert "patch embedding" not in description
