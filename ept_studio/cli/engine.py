@@ -351,7 +351,7 @@ def run_predict(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_bench(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.bench import speed_report
+    from ept_studio.evidence.speed_report import speed_report
 
     if args.out is not None:
         check_output_file(args.out, "benchmark report")

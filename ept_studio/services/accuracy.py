@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import torch
 
     from ept_studio.core.backbones import LoadedBackbone
-    from ept_studio.core.protocol import EpisodeResult, FewShotPool, SupportDraw
+    from ept_studio.evidence.protocol import EpisodeResult, FewShotPool, SupportDraw
 
 DEFAULT_METHODS = ("ept", "linear", "vpt", "lora", "bias", "full")
 CACHE_MAX_SIDE = 512
@@ -130,7 +130,12 @@ def run_accuracy(
 ) -> Iterator[object]:
     """Run the protocol (see the module docstring); ``backbone`` replaces the requested one."""
     from ept_studio.core.backbones import load_backbone
-    from ept_studio.core.protocol import ProtocolConfig, method_configs, plan_episodes, run_episode
+    from ept_studio.evidence.protocol import (
+        ProtocolConfig,
+        method_configs,
+        plan_episodes,
+        run_episode,
+    )
     from ept_studio.core.training import recipe_from_settings
 
     start = time.perf_counter()
@@ -178,7 +183,7 @@ def run_accuracy(
 
 def _checked_methods(names: tuple[str, ...]) -> tuple[str, ...]:
     from ept_studio.core.methods import MethodName
-    from ept_studio.core.protocol import PROTOTYPE_BASELINE
+    from ept_studio.evidence.protocol import PROTOTYPE_BASELINE
 
     known = {m.value for m in MethodName} | {PROTOTYPE_BASELINE}
     unknown = [n for n in names if n not in known]
@@ -188,7 +193,7 @@ def _checked_methods(names: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _plan(request: AccuracyRequest, config: Any) -> _Plan:
-    from ept_studio.core.protocol import FewShotPool, plan_draws
+    from ept_studio.evidence.protocol import FewShotPool, plan_draws
 
     if request.medfmc_root is not None:
         return _plan_medfmc(request, config)
@@ -203,7 +208,7 @@ def _plan(request: AccuracyRequest, config: Any) -> _Plan:
 
 
 def _plan_medfmc(request: AccuracyRequest, config: Any) -> _Plan:
-    from ept_studio.core.protocol import FewShotPool, explicit_draw
+    from ept_studio.evidence.protocol import FewShotPool, explicit_draw
 
     experiments = tuple(range(1, request.draws + 1))
     data = load_medfmc(
@@ -268,7 +273,7 @@ def _save(
     notes: tuple[str, ...],
     start: float,
 ) -> AccuracySaved:
-    from ept_studio.core.protocol_stats import summarise
+    from ept_studio.evidence.protocol_stats import summarise
     from ept_studio.services.plots import plot_accuracy_vs_shots, plot_reliability
 
     summaries = summary_dicts(summarise(results, plan.pool.label_mode, config))

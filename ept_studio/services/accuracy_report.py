@@ -22,7 +22,7 @@ def finite_or_none(value: float) -> float | None:
 
 
 def summary_dicts(summaries: Sequence[Any]) -> list[dict[str, Any]]:
-    """:class:`~ept_studio.core.protocol_stats.MethodSummary` objects as JSON-ready dicts."""
+    """:class:`~ept_studio.evidence.protocol_stats.MethodSummary` objects as JSON-ready dicts."""
     rows = []
     for summary in summaries:
         row = dataclasses.asdict(summary)

@@ -84,7 +84,7 @@ def speed_table(loaded: Any, device: str, rounds: int) -> str:
     """Median step seconds of the floor, linear and EPT in fp32 and under bf16 autocast."""
     import torch
 
-    from ept_studio.core.bench import (
+    from ept_studio.evidence.speed import (
         bf16_variants,
         default_variants,
         format_speed_table,

@@ -11,20 +11,11 @@ import pytest
 import skimage.data
 import torch
 import torch.nn.functional as F
-from support import make_tiny_vit, tiny_backbone
+from support import make_tiny_vit
 
 from ept_studio.core.backbones import load_backbone
 from ept_studio.core.methods import EptConfig, FullConfig, LinearConfig, MethodConfig, VptConfig
 from ept_studio.core.model import LabelMode, TunedModel
-from ept_studio.core.protocol import (
-    PROTOTYPE_BASELINE,
-    FewShotPool,
-    ProtocolConfig,
-    method_configs,
-    plan_draws,
-    plan_episodes,
-    run_episode,
-)
 from ept_studio.core.training import (
     DEFAULT_CANDIDATE_RECIPE,
     PAPER_RECIPE,
@@ -49,7 +40,6 @@ from ept_studio.core.training import (
     train,
 )
 from ept_studio.core.training import loop as training_loop
-from ept_studio.core.training.evaluation import target_tensor
 from ept_studio.core.training.guards import LossWatch, chance_loss, explode_patience
 from ept_studio.core.training.transforms import batch_tensors, eval_transform
 from ept_studio.errors import ConfigError, DatasetError
@@ -200,39 +190,6 @@ def test_a_prototype_head_needs_two_classes_in_the_support() -> None:
     one_class = [(image, 0) for image, _ in tinted_images(4)]
     with pytest.raises(DatasetError, match="at least two classes"):
         run(tuned(LinearConfig()), one_class, PROTOTYPE_ONLY)
-
-
-def test_the_protocol_runs_the_prototype_baseline_without_training() -> None:
-    samples = tinted_images(30, classes=2, tint=60)
-    pool = FewShotPool(
-        tuple(int(t) for _, t in samples),  # type: ignore[call-overload]
-        ("a", "b"),
-        LabelMode.SINGLE,
-        tuple(str(i) for i in range(30)),
-    )
-    images = [image for image, _ in samples]
-    config = ProtocolConfig(shots=(3,), draws=1, seeds=1)
-    methods = method_configs([PROTOTYPE_BASELINE, "linear"])
-    assert methods == {"prototype": LinearConfig(), "linear": LinearConfig()}
-    episode = plan_episodes(plan_draws(pool, config), methods, config)[0]
-    backbone = tiny_backbone()
-    result = run_episode(episode, pool, images.__getitem__, backbone, FAST)
-    model = TunedModel(copy.deepcopy(backbone.model), LinearConfig(), 2)
-    spec = backbone.spec
-    support = [images[i] for i in episode.draw.support]
-    query = [images[i] for i in episode.draw.query]
-    labels = target_tensor([pool.targets[i] for i in episode.draw.support], LabelMode.SINGLE, 2)
-    support_f = support_features(
-        model, support, input_size=spec.input_size, mean=spec.mean, std=spec.std
-    )
-    query_f = support_features(
-        model, query, input_size=spec.input_size, mean=spec.mean, std=spec.std
-    )
-    expected = nearest_centroid_predict(support_f, labels, query_f).numpy()
-    np.testing.assert_array_equal(result.probabilities.argmax(1), expected)
-    assert result.failure is None
-    assert result.metrics["accuracy"] == pytest.approx(float(np.mean(expected == result.targets)))
-    assert 0.5 < result.metrics["accuracy"] <= 1.0
 
 
 # --- divergence and collapse ----------------------------------------------------------------------

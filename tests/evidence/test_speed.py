@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from support import make_tiny_vit
 
-from ept_studio.core.bench import (
+from ept_studio.evidence.speed import (
     bf16_variants,
     default_variants,
     format_speed_table,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -10,32 +11,43 @@ import pytest
 import skimage.data
 import torch
 from support import make_tiny_vit
+from support import tiny_backbone as small_random_backbone
 
 from ept_studio.core.backbones import random_backbone
 from ept_studio.core.backbones.loader import LoadedBackbone, freeze
 from ept_studio.core.methods import EptConfig, LinearConfig
-from ept_studio.core.model import LabelMode
-from ept_studio.core.protocol import (
+from ept_studio.core.model import LabelMode, TunedModel
+from ept_studio.core.training import (
+    PAPER_RECIPE,
+    Sample,
+    TrainRecipe,
+    nearest_centroid_predict,
+    support_features,
+)
+from ept_studio.core.training.evaluation import target_tensor
+from ept_studio.errors import ConfigError
+from ept_studio.evidence.protocol import (
+    PROTOTYPE_BASELINE,
     EpisodeResult,
     FewShotPool,
     ProtocolConfig,
     draw_support,
     explicit_draw,
+    method_configs,
     plan_draws,
     plan_episodes,
     run_episode,
 )
-from ept_studio.core.protocol_stats import (
+from ept_studio.evidence.protocol_stats import (
     bootstrap_ci,
     mean_sd,
     metric_function,
     reliability_bins,
     summarise,
 )
-from ept_studio.core.training import PAPER_RECIPE
-from ept_studio.errors import ConfigError
 
 RECIPE = PAPER_RECIPE.replace(epochs=2, device="cpu", lr=0.05)
+FAST = TrainRecipe(lr=0.05, epochs=2, batch_size=4, device="cpu")
 
 
 def tiny_backbone() -> LoadedBackbone:
@@ -263,3 +275,48 @@ def test_mean_sd_ignores_nan_and_handles_one_value() -> None:
     assert mean == pytest.approx(0.3)
     assert sd == pytest.approx(math.sqrt(0.02))
     assert all(math.isnan(v) for v in mean_sd([math.nan]))
+
+
+def tinted_images(count: int, classes: int = 3, tint: int = 8, seed: int = 0) -> list[Sample]:
+    """Noise with a faint per-class tint: hard enough that nearest-centroid makes mistakes."""
+    generator = torch.Generator().manual_seed(seed)
+    samples: list[Sample] = []
+    for index in range(count):
+        label = index % classes
+        image = torch.randint(0, 256 - tint, (3, 40, 40), generator=generator, dtype=torch.uint8)
+        image[label] += tint
+        samples.append((image, label))
+    return samples
+
+
+def test_the_protocol_runs_the_prototype_baseline_without_training() -> None:
+    samples = tinted_images(30, classes=2, tint=60)
+    pool = FewShotPool(
+        tuple(int(t) for _, t in samples),  # type: ignore[call-overload]
+        ("a", "b"),
+        LabelMode.SINGLE,
+        tuple(str(i) for i in range(30)),
+    )
+    images = [image for image, _ in samples]
+    config = ProtocolConfig(shots=(3,), draws=1, seeds=1)
+    methods = method_configs([PROTOTYPE_BASELINE, "linear"])
+    assert methods == {"prototype": LinearConfig(), "linear": LinearConfig()}
+    episode = plan_episodes(plan_draws(pool, config), methods, config)[0]
+    backbone = small_random_backbone()
+    result = run_episode(episode, pool, images.__getitem__, backbone, FAST)
+    model = TunedModel(copy.deepcopy(backbone.model), LinearConfig(), 2)
+    spec = backbone.spec
+    support = [images[i] for i in episode.draw.support]
+    query = [images[i] for i in episode.draw.query]
+    labels = target_tensor([pool.targets[i] for i in episode.draw.support], LabelMode.SINGLE, 2)
+    support_f = support_features(
+        model, support, input_size=spec.input_size, mean=spec.mean, std=spec.std
+    )
+    query_f = support_features(
+        model, query, input_size=spec.input_size, mean=spec.mean, std=spec.std
+    )
+    expected = nearest_centroid_predict(support_f, labels, query_f).numpy()
+    np.testing.assert_array_equal(result.probabilities.argmax(1), expected)
+    assert result.failure is None
+    assert result.metrics["accuracy"] == pytest.approx(float(np.mean(expected == result.targets)))
+    assert 0.5 < result.metrics["accuracy"] <= 1.0

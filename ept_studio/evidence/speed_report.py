@@ -11,17 +11,17 @@ def speed_report(
     backbones: list[str], *, rounds: int, batch_size: int, device: str = "cpu", bf16: bool = False
 ) -> str:
     """A markdown report: one table per backbone (a manifest name, or ``random:TIMM_NAME``);
-    ``bf16`` adds the bfloat16 autocast rows (see :func:`ept_studio.core.bench.bf16_variants`)."""
+    ``bf16`` adds the bfloat16 autocast rows (see :func:`ept_studio.evidence.speed.bf16_variants`)."""
     import torch
 
     from ept_studio.core.backbones import load_backbone, random_backbone
-    from ept_studio.core.bench import (
+    from ept_studio.core.device import describe_device, resolve_device
+    from ept_studio.evidence.speed import (
         bf16_variants,
         default_variants,
         format_speed_table,
         run_speed_bench,
     )
-    from ept_studio.core.device import describe_device, resolve_device
 
     target = resolve_device(device)
     memory = "peak CUDA MiB" if target.type == "cuda" else "saved activations MiB"

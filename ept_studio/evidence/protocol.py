@@ -17,7 +17,7 @@ the random draws.
 
 This module knows nothing about files: the caller hands a :class:`FewShotPool` of labels and
 groups, and a function returning image ``i`` as a uint8 tensor ``[3, H, W]``. Aggregation (mean,
-sd, bootstrap confidence interval) lives in :mod:`ept_studio.core.protocol_stats`.
+sd, bootstrap confidence interval) lives in :mod:`ept_studio.evidence.protocol_stats`.
 """
 
 from __future__ import annotations
