@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.data.datasets import LabelledDataset, MedfmcData, load_dataset, load_medfmc
-from ept_studio.data.datasets.base import shrink
 from ept_studio.errors import ConfigError
+from ept_studio.evidence.datasets import LabelledDataset, MedfmcData, load_dataset, load_medfmc
+from ept_studio.evidence.datasets.base import shrink
 from ept_studio.services.accuracy_report import (
     finite_or_none,
     medfmc_table,
@@ -130,13 +130,13 @@ def run_accuracy(
 ) -> Iterator[object]:
     """Run the protocol (see the module docstring); ``backbone`` replaces the requested one."""
     from ept_studio.core.backbones import load_backbone
+    from ept_studio.core.training import recipe_from_settings
     from ept_studio.evidence.protocol import (
         ProtocolConfig,
         method_configs,
         plan_episodes,
         run_episode,
     )
-    from ept_studio.core.training import recipe_from_settings
 
     start = time.perf_counter()
     config = ProtocolConfig(

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ept_studio.data.datasets import PAPER_TABLE1, TASKS
+from ept_studio.evidence.datasets import PAPER_TABLE1, TASKS
 
 METRIC_LABEL = {"accuracy": "accuracy", "map": "mAP"}
 

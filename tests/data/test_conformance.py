@@ -21,8 +21,8 @@ import pydicom.data
 import pytest
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
-from ept_studio.data.bench_decode import pydicom_data_folder
 from ept_studio.data.dicom import is_dicom_file, read_dicom_header
+from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.render import RenderingSpec, decode_file, render
 from ept_studio.errors import ImageDecodeError
 

@@ -20,8 +20,8 @@ import pytest
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 
-from ept_studio.data.bench_decode import pydicom_data_folder
 from ept_studio.data.dicom import decode_dicom, is_dicom_file, read_dicom_header
+from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.errors import ImageDecodeError
 
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 from support import BLOCK_TORCH
 
-from ept_studio.data.bench_decode import pydicom_data_folder
+from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.store import PredictionRow
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.viewer import VIEWER_KEYS, ViewerPanel

@@ -13,7 +13,7 @@ import pytest
 from support import tiny_backbone
 
 from ept_studio.cli import main
-from ept_studio.data.datasets._dicom import installed_dicom_files
+from ept_studio.data.packaged_dicom import installed_dicom_files
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageFilter, Project, Role
 from ept_studio.errors import ProjectError

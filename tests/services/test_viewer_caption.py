@@ -12,8 +12,8 @@ import pydicom.data
 import pytest
 from PIL import Image
 
-from ept_studio.data.bench_decode import pydicom_data_folder
 from ept_studio.data.overlay import grid_cell
+from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.store import LabelMode, PredictionRow, Project, Role
 from ept_studio.errors import ConfigError
 from ept_studio.services.project import create_project, import_paths

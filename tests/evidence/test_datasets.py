@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ept_studio.data.datasets import (
+from ept_studio.errors import DatasetError
+from ept_studio.evidence.datasets import (
     DatasetSample,
     LabelledDataset,
     conformal_textiles,
@@ -20,8 +21,7 @@ from ept_studio.data.datasets import (
     mri_planes,
     pydicom_modality,
 )
-from ept_studio.data.datasets.medfmc import CHEST_CLASSES
-from ept_studio.errors import DatasetError
+from ept_studio.evidence.datasets.medfmc import CHEST_CLASSES
 
 
 def class_of(dataset: LabelledDataset, sample: DatasetSample) -> str:

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ept_studio.data.datasets.base import (
+from ept_studio.errors import DatasetError
+from ept_studio.evidence.datasets.base import (
     DatasetCard,
     DatasetSample,
     LabelledDataset,
     constant_reader,
     grey_to_rgb,
 )
-from ept_studio.errors import DatasetError
 
 NAME = "lfw-faces"
 CLASSES = ("face", "non-face")

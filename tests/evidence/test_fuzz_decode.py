@@ -1,6 +1,6 @@
 """Fuzzing: mutated DICOM and PNG / JPEG / TIFF / BMP bytes render or raise ImageDecodeError,
 each within 2 s. hypothesis draws the mutations (a short CI run, derandomised so that it is
-repeatable); ``python -m ept_studio.data.fuzz_decode --inputs 10000`` is the long run."""
+repeatable); ``python -m ept_studio.evidence.fuzz_decode --inputs 10000`` is the long run."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ept_studio.data import fuzz_decode
-from ept_studio.data.fuzz_decode import MUTATION_KINDS, Mutation, all_seeds, mutate, try_input
+from ept_studio.evidence import fuzz_decode
+from ept_studio.evidence.fuzz_decode import MUTATION_KINDS, Mutation, all_seeds, mutate, try_input
 
 SEEDS = all_seeds()
 SECONDS_EACH = 2.0

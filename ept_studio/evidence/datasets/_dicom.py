@@ -3,25 +3,23 @@
 Decoding and rendering are the app's own (:func:`ept_studio.data.render.render_file` with the
 default :class:`~ept_studio.data.render.RenderingSpec`: modality LUT, the file's VOI LUT or first
 window, else a 0.5-99.5 percentile window, MONOCHROME1 inverted, colour and palettes to RGB), so
-the benchmark sees the pixels the app would train on. Only the packages' own folders are listed;
-``pydicom``'s ``get_testdata_file(s)`` is never called (it would try the network for files that
-are missing).
+the benchmark sees the pixels the app would train on. The files themselves are listed by
+:func:`ept_studio.data.packaged_dicom.installed_dicom_files`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ept_studio.data.datasets.base import SkippedSource, shrink
 from ept_studio.data.dicom import DicomHeader, read_dicom_header
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.errors import ImageDecodeError
+from ept_studio.evidence.datasets.base import SkippedSource, shrink
 
 DEFAULT_MAX_SIDE = 512
 """Rendered frames are shrunk to at most this many pixels a side (the model sees 224)."""
@@ -35,24 +33,6 @@ class DicomFrames:
     modality: str
     frames: list[np.ndarray] = dataclasses.field(repr=False)
     series_key: str
-
-
-def installed_dicom_files() -> list[tuple[str, Path]]:
-    """Every file in pydicom's ``test_files`` and pydicom-data's ``data_store/data``, sorted.
-
-    Each comes with a display name relative to its package (package data, not patient data).
-    """
-    folders: list[tuple[str, Path]] = []
-    for package, sub in (("pydicom.data", "test_files"), ("data_store", "data")):
-        spec = importlib.util.find_spec(package)
-        if spec is not None and spec.origin is not None:
-            folders.append((f"{package.split('.')[0]}/{sub}", Path(spec.origin).parent / sub))
-    files: list[tuple[str, Path]] = []
-    for label, folder in folders:
-        if folder.is_dir():
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                files.append((f"{label}/{path.relative_to(folder).as_posix()}", path))
-    return files
 
 
 def read_dicom(

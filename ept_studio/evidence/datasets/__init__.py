@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ept_studio.data.datasets import conformal_textiles, lfw, mri_planes, pydicom_modality
-from ept_studio.data.datasets.base import (
+from ept_studio.errors import DatasetError
+from ept_studio.evidence.datasets import conformal_textiles, lfw, mri_planes, pydicom_modality
+from ept_studio.evidence.datasets.base import (
     DatasetCard,
     DatasetSample,
     Label,
@@ -17,7 +18,7 @@ from ept_studio.data.datasets.base import (
     LabelModeName,
     SkippedSource,
 )
-from ept_studio.data.datasets.medfmc import (
+from ept_studio.evidence.datasets.medfmc import (
     PAPER_TABLE1,
     TASKS,
     MedfmcData,
@@ -25,7 +26,6 @@ from ept_studio.data.datasets.medfmc import (
     MedfmcTask,
     load_medfmc,
 )
-from ept_studio.errors import DatasetError
 
 LOADERS: dict[str, Callable[[], LabelledDataset]] = {
     pydicom_modality.NAME: pydicom_modality.load,

@@ -1,7 +1,7 @@
 """Fuzzing the decoders: damaged DICOM and PNG / JPEG / TIFF / BMP bytes must render or raise
 :class:`ImageDecodeError`, quickly; anything else is a bug.
 
-    python -m ept_studio.data.fuzz_decode --inputs 10000 [--seed 0]
+    python -m ept_studio.evidence.fuzz_decode --inputs 10000 [--seed 0]
 
 Seeds are small real files: pydicom's test files in several transfer syntaxes and photometric
 interpretations, and images Pillow writes. Each input applies a few mutations to one seed: byte

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ept_studio.data.datasets.base import (
+from ept_studio.data.images import decode_image
+from ept_studio.errors import DatasetError
+from ept_studio.evidence.datasets.base import (
     DatasetCard,
     DatasetSample,
     Label,
@@ -32,8 +34,6 @@ from ept_studio.data.datasets.base import (
     LabelModeName,
     SkippedSource,
 )
-from ept_studio.data.images import decode_image
-from ept_studio.errors import DatasetError
 
 CHEST_CLASSES = (
     "pleural_effusion",

@@ -1,6 +1,6 @@
 """Decode + render throughput against the plain pydicom path, in the same run, interleaved.
 
-    python -m ept_studio.data.bench_decode [--rounds 30]
+    python -m ept_studio.evidence.bench_decode [--rounds 30]
 
 Images: a 512 x 512 CT and a ~2k x 2k CR (chest) from the pydicom-data test set, uncompressed and
 JPEG 2000 lossless; without pydicom-data, synthetic uncompressed files whose pixels are pydicom's own
@@ -12,7 +12,6 @@ inversion and three channels, so both paths return the same kind of array).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import platform
 import statistics
 import sys
@@ -26,6 +25,7 @@ import pydicom
 import pydicom.data
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
+from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.render import RenderingSpec, render_file
 
 BENCH_FILES = (
@@ -34,15 +34,6 @@ BENCH_FILES = (
     ("CR 1955 x 1841 (chest), uncompressed", "RG1_UNCI.dcm"),
     ("CR 1955 x 1841 (chest), JPEG 2000 lossless", "RG1_J2KR.dcm"),
 )
-
-
-def pydicom_data_folder() -> Path | None:
-    """The folder of the ``pydicom-data`` package's files (module ``data_store``), if installed."""
-    spec = importlib.util.find_spec("data_store")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
-    return folder if folder.is_dir() else None
 
 
 def plain_pydicom(path: Path) -> np.ndarray:

@@ -24,13 +24,9 @@ pixels, not as a clinical benchmark.
 
 from __future__ import annotations
 
-from ept_studio.data.datasets._dicom import (
-    DEFAULT_MAX_SIDE,
-    FrameDeduplicator,
-    installed_dicom_files,
-    read_dicom,
-)
-from ept_studio.data.datasets.base import (
+from ept_studio.data.packaged_dicom import installed_dicom_files
+from ept_studio.evidence.datasets._dicom import DEFAULT_MAX_SIDE, FrameDeduplicator, read_dicom
+from ept_studio.evidence.datasets.base import (
     DatasetCard,
     DatasetSample,
     LabelledDataset,

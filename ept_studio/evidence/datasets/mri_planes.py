@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ept_studio.data.datasets._dicom import installed_dicom_files
-from ept_studio.data.datasets.base import (
+from ept_studio.data.packaged_dicom import installed_dicom_files
+from ept_studio.data.render import decode_file
+from ept_studio.errors import DatasetError, ImageDecodeError
+from ept_studio.evidence.datasets.base import (
     DatasetCard,
     DatasetSample,
     LabelledDataset,
     constant_reader,
     grey_to_rgb,
 )
-from ept_studio.data.render import decode_file
-from ept_studio.errors import DatasetError, ImageDecodeError
 
 NAME = "mri-planes"
 CLASSES = ("acquired", "reformat-rows", "reformat-columns")

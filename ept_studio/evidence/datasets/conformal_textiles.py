@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ept_studio.data.datasets.base import DatasetCard, DatasetSample, LabelledDataset
 from ept_studio.data.images import decode_image
 from ept_studio.errors import DatasetError
+from ept_studio.evidence.datasets.base import DatasetCard, DatasetSample, LabelledDataset
 
 NAME = "textiles"
 CLASSES = ("nominal", "local defect", "global defect")
