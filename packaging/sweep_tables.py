@@ -42,7 +42,7 @@ BLOCK = re.compile(r"(<!-- sweep: (?P<name>[\w.-]+) -->\n)(?:(?!<!--).)*?(<!-- /
 
 def tables() -> dict[str, str]:
     """Every table of the sweep folder, by file name, as ``sweep-report`` writes them."""
-    from ept_studio.services.sweep_report import (
+    from ept_studio.evidence.sweep_report import (
         baseline_gains,
         load_sweep,
         recipe_gains,

@@ -152,7 +152,7 @@ def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.accuracy import (
+    from ept_studio.evidence.accuracy import (
         AccuracyPlanned,
         AccuracyRequest,
         AccuracySaved,
@@ -199,7 +199,7 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_tune_time(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.bench_tuning import time_tuning, tune_time_markdown
+    from ept_studio.evidence.bench_tuning import time_tuning, tune_time_markdown
 
     presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
     results = time_tuning(args.shots, args.classes, presets, method=args.method, device=args.device)
@@ -207,7 +207,7 @@ def run_tune_time(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_sweep_report(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.sweep_report import (
+    from ept_studio.evidence.sweep_report import (
         baseline_gains,
         load_sweep,
         recipe_gains,

@@ -76,7 +76,7 @@ def add_bench_latency(bench_commands: Any) -> None:
         "latency", help="ONNX Runtime vs torch latency, and folder inference throughput"
     )
     latency.set_defaults(handler=run_bench_latency)
-    from ept_studio.services.bench_inference import add_bench_options
+    from ept_studio.evidence.bench_inference import add_bench_options
 
     add_bench_options(latency)
     latency.add_argument("--out", type=Path, help="also write the markdown report here")
@@ -208,7 +208,7 @@ def write_predictions_csv(
 
 
 def run_bench_latency(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.bench_inference import bench_from_args, format_inference_bench
+    from ept_studio.evidence.bench_inference import bench_from_args, format_inference_bench
 
     if args.out is not None:
         check_output_file(args.out, "benchmark report")

@@ -113,7 +113,7 @@ def accuracy_documents(
     methods: tuple[str, ...] = ("prototype", "linear", "ept"),
 ) -> list[Path]:
     """One results document per K and bf16 setting, K by K; stops starting runs at ``deadline``."""
-    from ept_studio.services.accuracy import AccuracyRequest, AccuracySaved, run_accuracy
+    from ept_studio.evidence.accuracy import AccuracyRequest, AccuracySaved, run_accuracy
 
     written = []
     for k in shots:
@@ -142,7 +142,7 @@ def accuracy_documents(
 
 
 def versus(documents: list[Path]) -> str:
-    from ept_studio.services.sweep_report import load_sweep, recipe_gains, versus_markdown
+    from ept_studio.evidence.sweep_report import load_sweep, recipe_gains, versus_markdown
 
     cells = load_sweep(documents)
     reference, other = "default + bf16=off", "default + bf16=on"

@@ -304,15 +304,6 @@ def test_a_changed_file_is_flagged_and_its_old_content_relinked_when_found(
     assert project.image(old_id).path == restored
 
 
-def test_the_import_benchmark_runs_in_miniature() -> None:
-    from ept_studio.services.bench_import import run_import_benchmark
-
-    result = run_import_benchmark(6)
-    assert (result.files, result.added) == (6, 6)
-    assert result.images_per_second > 0
-    assert "| first import (6 added) |" in result.markdown()
-
-
 def test_a_project_is_never_made_in_a_folder_of_images(class_folders: Path, tmp_path: Path) -> None:
     before = sorted(p.relative_to(class_folders) for p in class_folders.rglob("*"))
     with pytest.raises(ProjectError, match=r"is not empty \(it holds 2 files or folders\)"):

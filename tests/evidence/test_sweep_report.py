@@ -15,7 +15,7 @@ from test_accuracy import faces_request, run
 
 from ept_studio.core.training import PAPER_RECIPE, RECIPES
 from ept_studio.errors import ConfigError
-from ept_studio.services.sweep_report import (
+from ept_studio.evidence.sweep_report import (
     BaselineGain,
     baseline_gains,
     load_sweep,
@@ -297,7 +297,7 @@ def test_the_command_compares_two_recipes(two_recipes: Path) -> None:
 
 
 def test_recipes_with_different_draws_are_shown_on_the_draws_they_share() -> None:
-    from ept_studio.services.sweep_report import SweepCell, paired_gain
+    from ept_studio.evidence.sweep_report import SweepCell, paired_gain
 
     def cell(recipe: str, by_draw: dict[int, float]) -> SweepCell:
         values = list(by_draw.values())

@@ -1,6 +1,6 @@
 """Import benchmark: a generated folder of PNG and DICOM files, imported into a new project.
 
-    python -m ept_studio.services.bench_import [--count 1000] [--no-thumbnails]
+    python -m ept_studio.evidence.bench_import [--count 1000] [--no-thumbnails]
 
 The files are made from the real CT and MR pixels that ship with pydicom (each one shifted in
 value so that every file has its own content hash), half PNG and half DICOM, in a temporary
@@ -112,7 +112,7 @@ def run_import_benchmark(count: int = 1000, *, thumbnails: bool = True) -> Impor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ept_studio.services.bench_import")
+    parser = argparse.ArgumentParser(prog="python -m ept_studio.evidence.bench_import")
     parser.add_argument("--count", type=int, default=1000, help="files to generate (default 1000)")
     parser.add_argument("--no-thumbnails", action="store_true", help="import without thumbnails")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ from ept_studio.core.onnx_export import export_onnx, model_info
 from ept_studio.core.onnx_runtime import CPU_PROVIDER, OnnxRunner
 from ept_studio.core.prompt_file import PromptFileMetadata
 from ept_studio.data.render import render_file
-from ept_studio.services.bench_inference import (
+from ept_studio.evidence.bench_inference import (
     CONTENDERS,
     ONNX,
     InferenceBench,

@@ -1,6 +1,6 @@
 """The ONNX Runtime side of ``ept-studio bench latency``, in a process that never imports torch.
 
-``python -m ept_studio.services.onnx_bench_worker MODEL PIXELS THREADS SPINNING`` opens the model
+``python -m ept_studio.evidence.onnx_bench_worker MODEL PIXELS THREADS SPINNING`` opens the model
 the way ``predict --onnx`` does (an :class:`~ept_studio.core.onnx_runtime.OnnxRunner`; SPINNING is
 ``auto``, ``on`` or ``off``), warms it up on the preprocessed ``PIXELS`` (a ``.npy`` file, batch 1),
 prints one JSON line describing the session, then answers JSON requests, one per line on stdin:

@@ -23,7 +23,7 @@ from ept_studio.core.backbones import random_backbone
 from ept_studio.core.backbones.loader import LoadedBackbone, freeze
 from ept_studio.core.training import HeadInit, TieBreak, recipe_from_settings
 from ept_studio.errors import ConfigError
-from ept_studio.services.accuracy import (
+from ept_studio.evidence.accuracy import (
     AccuracyPlanned,
     AccuracyRequest,
     AccuracySaved,

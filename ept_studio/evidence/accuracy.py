@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.errors import ConfigError
-from ept_studio.evidence.datasets import LabelledDataset, MedfmcData, load_dataset, load_medfmc
-from ept_studio.evidence.datasets.base import shrink
-from ept_studio.services.accuracy_report import (
+from ept_studio.evidence.accuracy_report import (
     finite_or_none,
     medfmc_table,
     results_markdown,
     summary_dicts,
 )
+from ept_studio.evidence.datasets import LabelledDataset, MedfmcData, load_dataset, load_medfmc
+from ept_studio.evidence.datasets.base import shrink
 
 if TYPE_CHECKING:
     import torch
@@ -273,8 +273,8 @@ def _save(
     notes: tuple[str, ...],
     start: float,
 ) -> AccuracySaved:
+    from ept_studio.evidence.plots import plot_accuracy_vs_shots, plot_reliability
     from ept_studio.evidence.protocol_stats import summarise
-    from ept_studio.services.plots import plot_accuracy_vs_shots, plot_reliability
 
     summaries = summary_dicts(summarise(results, plan.pool.label_mode, config))
     wall = time.perf_counter() - start

@@ -1,12 +1,12 @@
 """Inference speed: ONNX Runtime vs torch eager on the same tuned model, and folder throughput.
 
-``python -m ept_studio.services.bench_inference`` (or ``ept-studio bench latency``) builds the
+``python -m ept_studio.evidence.bench_inference`` (or ``ept-studio bench latency``) builds the
 offline default backbone with EPT (L = 100, every block, seeded random prompts), exports it with its
 parity check, then measures in one run, round by round (the order rotating each round, so that
 machine load hits every contender alike), each contender alone:
 
 - batch-1 latency of ONNX Runtime (CPU, all four outputs) as ``predict --onnx`` runs it: in a worker
-  process that never imports torch (:mod:`~ept_studio.services.onnx_bench_worker`), so its intra-op
+  process that never imports torch (:mod:`~ept_studio.evidence.onnx_bench_worker`), so its intra-op
   threads spin (the torch-free default); of ONNX Runtime in this process next to torch, threads not
   spinning (the app's setting); of the torch model's eager forward (logits only, EPT's fast path) and
   of torch computing the same four outputs. The headline ratio is the worker's median over torch
@@ -90,7 +90,7 @@ class OnnxWorker:
     """The torch-free ONNX Runtime process of the benchmark (:mod:`.onnx_bench_worker`)."""
 
     def __init__(self, model: Path, pixels: Path, *, threads: int, spinning: str = "auto") -> None:
-        command = [sys.executable, "-m", "ept_studio.services.onnx_bench_worker"]
+        command = [sys.executable, "-m", "ept_studio.evidence.onnx_bench_worker"]
         self._process = subprocess.Popen(
             [*command, str(model), str(pixels), str(threads), spinning],
             stdin=subprocess.PIPE,

@@ -11,7 +11,7 @@ from support import tiny_backbone
 from ept_studio.core.training import RECIPES
 from ept_studio.data.store import LabelMode
 from ept_studio.errors import ConfigError
-from ept_studio.services.bench_tuning import (
+from ept_studio.evidence.bench_tuning import (
     BUDGET_SECONDS,
     time_tuning,
     tune_time_markdown,
