@@ -1,9 +1,10 @@
-"""Rebuild issue 8's sweep tables and the README blocks that quote them.
+"""Rebuild the recipe sweep's tables and the evidence document's blocks that quote them.
 
 ``.venv/bin/python packaging/sweep_tables.py`` reads every ``results.json`` under
-``resources/evidence/sweep/runs/`` (plus the older textiles K = 5 paper runs), writes the tables of
+``resources/evidence/sweep/runs/`` (plus the textiles K = 5 paper-recipe runs), writes the tables of
 ``resources/evidence/sweep/`` with the same functions as ``ept-studio bench sweep-report``, and
-replaces each README block ``<!-- sweep: NAME -->`` ... ``<!-- /sweep -->`` with the table NAME
+replaces each block ``<!-- sweep: NAME -->`` ... ``<!-- /sweep -->`` of
+``resources/docs/evidence.md`` with the table NAME
 (``default-verdicts`` is the default recipe's lines of ``table.md``: where each method beats, ties
 or falls below the prototype). ``--check`` writes nothing and exits 1 when a file would change.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "resources" / "evidence" / "sweep"
 RUNS = (SWEEP / "runs", ROOT / "resources" / "evidence" / "recipes-textiles-k5" / "paper")
+EVIDENCE = ROOT / "resources" / "docs" / "evidence.md"
+"""The document whose marked blocks quote the sweep's tables."""
 
 VERSUS: dict[str, tuple[tuple[str, str], ...]] = {
     "head-init.md": (("default", "default + head_init=normal"),),
@@ -74,16 +77,16 @@ def default_verdicts(table: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fill_blocks(readme: str, blocks: dict[str, str]) -> str:
-    """The README with each marked block replaced by its table; an unknown name is an error."""
+def fill_blocks(document: str, blocks: dict[str, str]) -> str:
+    """``document`` with each marked block replaced by its table; an unknown name is an error."""
 
     def replace(match: re.Match[str]) -> str:
         name = match.group("name")
         if name not in blocks:
-            raise SystemExit(f"README block {name!r} names no sweep table ({', '.join(blocks)})")
+            raise SystemExit(f"block {name!r} names no sweep table ({', '.join(blocks)})")
         return match.group(1) + blocks[name].strip() + "\n" + match.group(3)
 
-    return BLOCK.sub(replace, readme)
+    return BLOCK.sub(replace, document)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,9 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     made = tables()
     blocks = dict(made, **{"default-verdicts": default_verdicts(made["table.md"])})
-    readme_path = ROOT / "README.md"
     targets: dict[Path, str] = {SWEEP / name: text for name, text in made.items()}
-    targets[readme_path] = fill_blocks(readme_path.read_text(encoding="utf-8"), blocks)
+    targets[EVIDENCE] = fill_blocks(EVIDENCE.read_text(encoding="utf-8"), blocks)
     changed = [path for path, text in targets.items() if _differs(path, text)]
     for path in changed:
         if not args.check:

@@ -1,4 +1,5 @@
-"""The sweep's tables and the README blocks that quote them are what the committed runs give."""
+"""The sweep's tables, and the evidence document's blocks that quote them, are what the committed
+runs give."""
 
 from __future__ import annotations
 
@@ -22,18 +23,18 @@ def _sweep_tables() -> ModuleType:
     return module
 
 
-def test_the_committed_tables_and_readme_match_the_committed_runs() -> None:
+def test_the_committed_tables_and_evidence_document_match_the_committed_runs() -> None:
     assert _sweep_tables().main(["--check"]) == 0, "run .venv/bin/python packaging/sweep_tables.py"
 
 
 def test_a_block_is_replaced_between_its_markers_only() -> None:
     fill = _sweep_tables().fill_blocks
-    readme = "a\n<!-- sweep: t.md -->\nold\nrows\n<!-- /sweep -->\nb <!-- other -->\n"
-    assert fill(readme, {"t.md": "| new |\n"}) == (
+    document = "a\n<!-- sweep: t.md -->\nold\nrows\n<!-- /sweep -->\nb <!-- other -->\n"
+    assert fill(document, {"t.md": "| new |\n"}) == (
         "a\n<!-- sweep: t.md -->\n| new |\n<!-- /sweep -->\nb <!-- other -->\n"
     )
     with pytest.raises(SystemExit, match="names no sweep table"):
-        fill(readme, {"u.md": ""})
+        fill(document, {"u.md": ""})
 
 
 def test_the_default_verdicts_are_the_default_recipes_lines() -> None:
@@ -43,3 +44,11 @@ def test_the_default_verdicts_are_the_default_recipes_lines() -> None:
     )
     verdicts = _sweep_tables().default_verdicts(table)
     assert verdicts == "- ept (default recipe): beats 1\n- linear (default recipe): ties 2\n"
+
+
+def test_the_evidence_document_quotes_every_sweep_table_and_the_readme_none() -> None:
+    module = _sweep_tables()
+    quoted = module.BLOCK.findall(module.EVIDENCE.read_text(encoding="utf-8"))
+    names = [match[1] for match in quoted]
+    assert sorted(names) == sorted(["default-wide.md", "default-verdicts", *module.VERSUS])
+    assert "<!-- sweep:" not in (ROOT / "README.md").read_text(encoding="utf-8")
