@@ -110,3 +110,24 @@ def test_train_refuses_evaluating_on_no_image_per_class(
         build_parser().parse_args(["train", "data", "--out", "p.safetensors", "--max-query", "0"])
     assert exited.value.code == 2
     assert "--max-query: evaluating on at most 0 images" in capsys.readouterr().err
+
+
+def test_without_the_evidence_harness_bench_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The desktop bundle leaves ept_studio.evidence out: its ``bench`` is an error, not a crash."""
+    from ept_studio.cli import engine
+    from ept_studio.cli.evidence import BENCH_UNAVAILABLE
+
+    monkeypatch.setattr(engine, "evidence_installed", lambda: False)
+    for words in (["bench"], ["bench", "speed", "--rounds", "2"], ["bench", "accuracy"]):
+        assert main(words) == 2
+        captured = capsys.readouterr()
+        assert f"error: {BENCH_UNAVAILABLE}" in captured.out + captured.err
+    assert main(["models", "list"]) == 0
+
+
+def test_the_evidence_harness_is_found_in_a_python_install() -> None:
+    from ept_studio.cli.evidence import evidence_installed
+
+    assert evidence_installed()

@@ -11,6 +11,7 @@ from typing import Any
 from ept_studio.cli import onnx as cli_onnx
 from ept_studio.cli.console import Console
 from ept_studio.cli.evidence import add_bench_commands as add_accuracy_bench
+from ept_studio.cli.evidence import add_bench_unavailable, evidence_installed
 from ept_studio.errors import ConfigError
 from ept_studio.files import check_output_file, display_path
 from ept_studio.services import training_options
@@ -176,7 +177,16 @@ def add_commands(commands: Any) -> None:
     )
     predict.add_argument("--weights", type=Path)
     cli_onnx.add_predict_onnx_options(predict)
+    _add_bench(commands)
+
+
+def _add_bench(commands: Any) -> None:
+    """The ``bench`` group, or where the evidence harness is left out (the desktop bundle) a
+    ``bench`` that says so."""
     bench = commands.add_parser("bench", help="benchmarks")
+    if not evidence_installed():
+        add_bench_unavailable(bench)
+        return
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     speed = bench_commands.add_parser("speed", help="training-step time per method vs the floor")
     speed.set_defaults(handler=run_bench)

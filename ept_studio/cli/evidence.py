@@ -1,11 +1,14 @@
-"""``ept-studio bench accuracy``: the few-shot accuracy protocol from the command line.
+"""``ept-studio bench accuracy``, ``tune-time`` and ``sweep-report``: the evidence harness's commands.
 
-Registered on the existing ``bench`` group by :func:`add_bench_commands`.
+Registered on the existing ``bench`` group by :func:`add_bench_commands`. The harness
+(:mod:`ept_studio.evidence`) is imported only when a command runs, and the desktop bundle leaves it
+out: there :func:`add_bench_unavailable` gives ``bench`` a handler that says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
 import sys
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
+from ept_studio.errors import ConfigError
 
 DATASETS = ("dicom-modality", "mri-planes", "textiles", "lfw-faces")
 METHOD_NAMES = ("ept", "linear", "vpt", "lora", "bias", "full", "prototype")
@@ -36,6 +40,27 @@ def _method_list(text: str) -> tuple[str, ...]:
             f"unknown methods {unknown}: choose from {', '.join(METHOD_NAMES)}"
         )
     return names
+
+
+BENCH_UNAVAILABLE = (
+    "the benchmarks and the accuracy protocol are not part of this installation (the desktop "
+    "bundle leaves them out): run `ept-studio bench ...` from a Python install of EPT Studio"
+)
+
+
+def evidence_installed() -> bool:
+    """Whether :mod:`ept_studio.evidence` can be imported (not in the desktop bundle)."""
+    return importlib.util.find_spec("ept_studio.evidence") is not None
+
+
+def add_bench_unavailable(bench: argparse.ArgumentParser) -> None:
+    """``bench`` without the harness: whatever follows, a clear error instead of a traceback."""
+    bench.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    bench.set_defaults(handler=_bench_unavailable)
+
+
+def _bench_unavailable(args: argparse.Namespace, console: Console) -> None:
+    raise ConfigError(BENCH_UNAVAILABLE)
 
 
 def add_bench_commands(bench_subparsers: Any) -> None:

