@@ -1,4 +1,4 @@
-"""``ept-studio bench accuracy``, ``tune-time`` and ``sweep-report``: the evidence harness's commands.
+"""The evidence harness's commands: ``ept-studio bench accuracy``, ``tune-time``, ``sweep-report``.
 
 Registered on the existing ``bench`` group by :func:`add_bench_commands`. The harness
 (:mod:`ept_studio.evidence`) is imported only when a command runs, and the desktop bundle leaves it

@@ -1,4 +1,4 @@
-"""The de-identified DICOM test files that ship inside the installed ``pydicom`` and ``pydicom-data``.
+"""The de-identified DICOM test files shipped inside the installed ``pydicom`` and ``pydicom-data``.
 
 The demo project copies some of them, the offline datasets and the decoding benchmarks read them.
 Only the packages' own folders are listed: ``pydicom``'s ``get_testdata_file(s)`` is never called,

@@ -11,7 +11,7 @@ def speed_report(
     backbones: list[str], *, rounds: int, batch_size: int, device: str = "cpu", bf16: bool = False
 ) -> str:
     """A markdown report: one table per backbone (a manifest name, or ``random:TIMM_NAME``);
-    ``bf16`` adds the bfloat16 autocast rows (see :func:`ept_studio.evidence.speed.bf16_variants`)."""
+    ``bf16`` adds the bfloat16 autocast rows (:func:`~ept_studio.evidence.speed.bf16_variants`)."""
     import torch
 
     from ept_studio.core.backbones import load_backbone, random_backbone
