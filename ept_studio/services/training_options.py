@@ -129,9 +129,9 @@ RECIPE_CHOICES: tuple[RecipeChoice, ...] = (
     ),
     RecipeChoice("paper", "Paper's recipe", "SGD 6e-4, 20 epochs, batch 4"),
 )
-"""The presets the Train tab offers. The app starts from "default", chosen by the sweep of issue 8.
-The summaries are written out so that building the form never imports torch; a test holds each to
-the preset's :meth:`TrainRecipe.summary`."""
+"""The presets the Train tab offers. The app starts from "default", chosen by the accuracy sweep
+(resources/docs/evidence.md). The summaries are written out so that building the form never
+imports torch; a test holds each to the preset's :meth:`TrainRecipe.summary`."""
 
 
 def recipe_choice(key: str) -> RecipeChoice:

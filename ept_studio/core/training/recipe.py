@@ -8,7 +8,7 @@ initial tensors at a tenth of the learning rate) and the one-class-collapse chec
 
 ``RECIPES`` names the presets: ``"paper"``, and ``"default"``, the few-shot recipe the app starts
 from (AdamW, a step floor for tiny support sets, warmup, clipping, milder crops, a
-prototype-initialised head), chosen with the accuracy sweep of issue 8 (resources/evidence/sweep/).
+prototype-initialised head), chosen with the accuracy sweep (resources/docs/evidence.md).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Bf16Mode(str, Enum):
     """bfloat16 autocast: ``auto`` uses it on CUDA GPUs that support it, ``on``/``off`` force it.
 
     ``auto`` keeps CPUs in float32, even those with AVX512-BF16 or AMX: it switches on there only
-    once the accuracy sweep shows bf16 within the noise of fp32 on the offline sets (issue 8).
+    once the accuracy sweep shows bf16 within the noise of fp32 on the offline sets.
     """
 
     AUTO = "auto"
@@ -177,7 +177,7 @@ class TrainRecipe:
 
         A prompt, a LoRA factor or a bias offset starts at or near zero and can move at the rate of
         a new tensor; full fine-tuning moves all 22 M pretrained weights, which 15 images and
-        AdamW at 3e-4 pull far from what the backbone knew (issue 8's sweep).
+        AdamW at 3e-4 pull far from what the backbone knew (the accuracy sweep).
         """
         if method == "full" and self.full_lr is not None:
             return self.full_lr
