@@ -23,6 +23,8 @@ from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli import build_parser
 from ept_studio.cli import onnx as cli_onnx
 from ept_studio.cli.console import Console
+from ept_studio.common.errors import OnnxModelError
+from ept_studio.common.files import file_sha256
 from ept_studio.core.backbones import load_backbone
 from ept_studio.core.methods import EptConfig
 from ept_studio.core.model import TunedModel
@@ -31,8 +33,6 @@ from ept_studio.core.onnx_runtime import OnnxRunner
 from ept_studio.core.prompt_file import PromptFileMetadata, save_prompt_file
 from ept_studio.core.torch_runner import TorchRunner
 from ept_studio.data.render import render_file
-from ept_studio.errors import OnnxModelError
-from ept_studio.files import file_sha256
 
 SAMPLES = Path(pydicom.__file__).parent / "data" / "test_files"
 

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from support import tiny_metadata, tiny_tuned_model
 
-from ept_studio.appdata import DATA_ENV
 from ept_studio.cli import main
+from ept_studio.common.appdata import DATA_ENV
 from ept_studio.core.backbones import load_manifest
 from ept_studio.core.methods import LinearConfig
 from ept_studio.core.onnx_export import export_onnx, model_info
@@ -271,8 +271,8 @@ def test_project_import_skips_a_name_that_is_not_utf8_and_goes_on(
 
 
 def test_atomic_write_leaves_the_old_file_when_the_text_cannot_be_written(tmp_path: Path) -> None:
-    from ept_studio.errors import ExportError
-    from ept_studio.files import atomic_write_text
+    from ept_studio.common.errors import ExportError
+    from ept_studio.common.files import atomic_write_text
 
     target = tmp_path / "scores.csv"
     target.write_text("old\n", encoding="utf-8")

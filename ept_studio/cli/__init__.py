@@ -13,12 +13,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ept_studio import RESEARCH_USE_NOTICE, __version__, crash
-from ept_studio.appdata import app_dirs, is_frozen
+from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.cli import demo, engine, onnx, project
 from ept_studio.cli.console import Console
-from ept_studio.errors import BackboneNotAvailableError, EptStudioError, TrainingCancelled
-from ept_studio.files import display_path
+from ept_studio.common import crash
+from ept_studio.common.appdata import app_dirs, is_frozen
+from ept_studio.common.errors import BackboneNotAvailableError, EptStudioError, TrainingCancelled
+from ept_studio.common.files import display_path
 
 COMMAND_MODULES = (engine, project, onnx, demo)
 logger = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from ept_studio.cli import onnx as cli_onnx
 from ept_studio.cli.console import Console
 from ept_studio.cli.evidence import add_bench_commands as add_accuracy_bench
 from ept_studio.cli.evidence import add_bench_unavailable, evidence_installed
-from ept_studio.errors import ConfigError
-from ept_studio.files import check_output_file, display_path
+from ept_studio.common.errors import ConfigError
+from ept_studio.common.files import check_output_file, display_path
 from ept_studio.services import training_options
 
 METHODS = ("ept", "linear", "full", "bias", "vpt", "lora")

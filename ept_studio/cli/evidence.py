@@ -16,7 +16,7 @@ from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
-from ept_studio.errors import ConfigError
+from ept_studio.common.errors import ConfigError
 
 DATASETS = ("dicom-modality", "mri-planes", "textiles", "lfw-faces")
 METHOD_NAMES = ("ept", "linear", "vpt", "lora", "bias", "full", "prototype")

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
-from ept_studio.errors import DatasetError
-from ept_studio.files import (
+from ept_studio.common.errors import DatasetError
+from ept_studio.common.files import (
     atomic_write_text,
     check_output_file,
     check_output_folder,

@@ -12,7 +12,7 @@ from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
-from ept_studio.files import check_output_file, display_path
+from ept_studio.common.files import check_output_file, display_path
 
 EXPORTED_MODEL_NAME = "model.onnx"
 
@@ -179,8 +179,8 @@ def run_classes(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_label(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.common.errors import ProjectError
     from ept_studio.data.store import Project
-    from ept_studio.errors import ProjectError
 
     with Project.open(args.folder) as project:
         class_id = None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ept_studio.errors import ConfigError, DeviceError
+from ept_studio.common.errors import ConfigError, DeviceError
 
 CPUINFO = Path("/proc/cpuinfo")
 _CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})

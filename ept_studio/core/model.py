@@ -8,12 +8,12 @@ from enum import Enum
 import torch
 from torch import nn
 
+from ept_studio.common.errors import ConfigError, PromptFileError
 from ept_studio.core.attention import PromptableAttention
 from ept_studio.core.methods import MethodConfig, TuningMethod, build_method
 from ept_studio.core.methods.base import Backbone
 from ept_studio.core.methods.lora import LoraQkv
 from ept_studio.core.methods.vpt import VptPrompts
-from ept_studio.errors import ConfigError, PromptFileError
 
 
 class LabelMode(str, Enum):

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.errors import ConfigError, OnnxModelError
+from ept_studio.common.errors import ConfigError, OnnxModelError
 
 ONNX_FORMAT = 1
 """The version of the ONNX layout and metadata this module writes and reads."""

@@ -13,7 +13,7 @@ instead of ``L``.
 
 Every export is checked before the file appears: ONNX Runtime runs the new file on real rendered
 images and its outputs must match torch (logits within 1e-4, attention and rollout within 1e-5),
-else :class:`~ept_studio.errors.ParityError` and nothing is written.
+else :class:`~ept_studio.common.errors.ParityError` and nothing is written.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ import torch
 from torch import nn
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.common.errors import ExportError, OnnxModelError, ParityError
 from ept_studio.core.methods.ept import ConcatPrompt
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.model_io import INPUT_NAME, OUTPUT_NAMES, ModelInfo, preprocess
 from ept_studio.core.onnx_runtime import OnnxRunner
 from ept_studio.core.prompt_file import PromptFileMetadata
-from ept_studio.errors import ExportError, OnnxModelError, ParityError
 
 logger = logging.getLogger(__name__)
 

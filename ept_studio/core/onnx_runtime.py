@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ept_studio.common.errors import ConfigError, OnnxModelError
 from ept_studio.core.gpu import nvidia_gpu_count
 from ept_studio.core.model_io import INPUT_NAME, OUTPUT_NAMES, ModelInfo, ModelOutputs, preprocess
-from ept_studio.errors import ConfigError, OnnxModelError
 
 logger = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ import safetensors.torch
 import torch
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.common.errors import BackboneMismatchError, ConfigError, PromptFileError
 from ept_studio.core.backbones.manifest import load_manifest
 from ept_studio.core.methods import (
     EptConfig,
@@ -42,7 +43,6 @@ from ept_studio.core.methods import (
 )
 from ept_studio.core.methods.ept import compact_prompts
 from ept_studio.core.model_io import MAX_INPUT_SIZE
-from ept_studio.errors import BackboneMismatchError, ConfigError, PromptFileError
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone

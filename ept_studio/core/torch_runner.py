@@ -12,11 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.device import resolve_device
 from ept_studio.core.model import TunedModel
 from ept_studio.core.model_io import ModelInfo, ModelOutputs, preprocess
 from ept_studio.core.onnx_export import InferenceModule
-from ept_studio.errors import ConfigError
 
 
 class TorchRunner:

@@ -31,6 +31,7 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID, RLELossless
 
+from ept_studio.common.errors import ImageDecodeError
 from ept_studio.data.images import (
     DEFAULT_MAX_PIXELS,
     DecodedImage,
@@ -40,7 +41,6 @@ from ept_studio.data.images import (
     open_for_decoding,
     replace_non_finite,
 )
-from ept_studio.errors import ImageDecodeError
 
 _PREAMBLE = 128
 _MAGIC = b"DICM"

@@ -18,9 +18,9 @@ import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+from ept_studio.common.errors import ImageDecodeError
 from ept_studio.data.dicom import _check_part10, _header_failure, _quiet_pydicom
 from ept_studio.data.images import open_for_decoding
-from ept_studio.errors import ImageDecodeError
 
 __all__ = ["HeaderField", "is_identifying", "read_header_fields"]
 

@@ -15,9 +15,9 @@ import dataclasses
 import random
 from pathlib import Path
 
+from ept_studio.common.errors import DatasetError
 from ept_studio.data.dicom import is_dicom_file
 from ept_studio.data.images import IMAGE_SUFFIXES, is_image_path
-from ept_studio.errors import DatasetError
 
 Skipped = tuple[Path, str]
 

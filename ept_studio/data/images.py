@@ -29,7 +29,7 @@ from PIL import (
     TiffImagePlugin,
 )
 
-from ept_studio.errors import ImageDecodeError
+from ept_studio.common.errors import ImageDecodeError
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ept_studio.errors import ConfigError, ExportError
+from ept_studio.common.errors import ConfigError, ExportError
 
 CAPTION = "model attention"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from ept_studio.errors import ProjectError
+from ept_studio.common.errors import ProjectError
 
 KEY_BYTES = 32
 KEY_SUFFIX = ".key"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ept_studio.common.errors import ConfigError, ImageDecodeError
 from ept_studio.data.dicom import decode_dicom, has_dicom_preamble
 from ept_studio.data.images import (
     DEFAULT_MAX_PIXELS,
@@ -30,7 +31,6 @@ from ept_studio.data.images import (
     has_pillow_signature,
     open_for_decoding,
 )
-from ept_studio.errors import ConfigError, ImageDecodeError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

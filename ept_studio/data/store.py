@@ -33,6 +33,7 @@ import platformdirs
 from sqlite_utils import Database
 
 from ept_studio import __version__
+from ept_studio.common.errors import ProjectError
 from ept_studio.data import store_schema
 from ept_studio.data.phi import normalised_identifier, salted_hash
 from ept_studio.data.project_key import (
@@ -65,7 +66,6 @@ from ept_studio.data.store_records import (
     RunRecord,
     utc_now,
 )
-from ept_studio.errors import ProjectError
 
 DB_NAME = "project.db"
 LOCATIONS_ENV = "EPT_STUDIO_DATA"

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from sqlite_utils import Database
 
+from ept_studio.common.errors import ProjectError
 from ept_studio.data.store_records import ClassCount, ClassInfo, Label, LabelMode, Role, utc_now
-from ept_studio.errors import ProjectError
 
 LabelState = tuple[tuple[int, str], ...]
 """One image's labels: sorted ``(class id, role)`` pairs."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from ept_studio.errors import ProjectError
+from ept_studio.common.errors import ProjectError
 
 Migration = Callable[[Database], None]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ept_studio.common.errors import ConfigError, ProjectError
+from ept_studio.common.files import file_sha256
 from ept_studio.data.images import DEFAULT_MAX_PIXELS, DecodedImage, read_failure
 from ept_studio.data.render import RenderingSpec, decode_file, render
-from ept_studio.errors import ConfigError, ProjectError
-from ept_studio.files import file_sha256
 
 THUMBNAIL_VERSION = 1
 """Bump when the way thumbnails are drawn changes, so that old cache entries are not reused."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.errors import ConfigError
+from ept_studio.common.errors import ConfigError
 from ept_studio.evidence.accuracy_report import (
     finite_or_none,
     medfmc_table,

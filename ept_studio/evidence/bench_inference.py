@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ept_studio.errors import OnnxModelError
+from ept_studio.common.errors import OnnxModelError
 from ept_studio.services.export import check_images, reference_check_files
 
 ONNX = "onnx"

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.data.store import LabelMode
-from ept_studio.errors import ConfigError
 from ept_studio.evidence.datasets import load_dataset
 from ept_studio.services.project import create_project, import_paths
 from ept_studio.services.project_training import (

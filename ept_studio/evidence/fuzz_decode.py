@@ -30,8 +30,8 @@ import pydicom.config
 import pydicom.data
 from PIL import Image
 
+from ept_studio.common.errors import ImageDecodeError
 from ept_studio.data.render import RenderingSpec, decode_file, render
-from ept_studio.errors import ImageDecodeError
 
 FUZZ_MAX_PIXELS = 4_000_000
 """A lower pixel limit while fuzzing: a mutated size may claim gigapixels."""

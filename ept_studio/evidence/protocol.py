@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.backbones import BackboneSpec, LoadedBackbone
 from ept_studio.core.device import describe_device, resolve_device
 from ept_studio.core.hold_out import held_out_indices
@@ -47,7 +48,6 @@ from ept_studio.core.training import (
     target_tensor,
     train,
 )
-from ept_studio.errors import ConfigError
 
 PoolTarget = int | tuple[int, ...]
 ImageSource = Callable[[int], torch.Tensor]

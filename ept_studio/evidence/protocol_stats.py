@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ept_studio.calibration import ReliabilityBin, reliability_table, top_label
+from ept_studio.common.calibration import ReliabilityBin, reliability_table, top_label
 from ept_studio.core.metrics import mean_average_precision
 from ept_studio.core.model import LabelMode
 from ept_studio.evidence.protocol import PRIMARY_METRIC, EpisodeResult, ProtocolConfig

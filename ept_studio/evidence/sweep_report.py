@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ept_studio.errors import ConfigError
+from ept_studio.common.errors import ConfigError
 
 BASELINE = "prototype"
 GAIN_RESAMPLES = 10_000

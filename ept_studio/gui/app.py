@@ -15,8 +15,9 @@ from PySide6.QtCore import QSettings, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QIcon
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 
-from ept_studio import RESEARCH_USE_NOTICE, __version__, crash
-from ept_studio.appdata import DATA_ENV, app_dirs, app_icon_file
+from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.common import crash
+from ept_studio.common.appdata import DATA_ENV, app_dirs, app_icon_file
 from ept_studio.gui.dialogs import NoticeDialog
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.settings import APPLICATION, ORGANISATION, AppSettings
@@ -39,7 +40,7 @@ def application(argv: Sequence[str] | None = None) -> QApplication:
 
 
 def platform_settings() -> QSettings | None:
-    """The settings file in the platform's config folder (see :mod:`ept_studio.appdata`).
+    """The settings file in the platform's config folder (see :mod:`ept_studio.common.appdata`).
 
     None under ``$EPT_STUDIO_DATA``: then QSettings' own location is kept, which tests point at a
     temporary folder with ``QSettings.setPath``. A first start copies the settings Qt's default

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.drops import dropped_image_ids
 from ept_studio.gui.hints import draw_hint
 from ept_studio.gui.session import ProjectSession

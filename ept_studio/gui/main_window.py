@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.class_bins import ClassBinsPanel
 from ept_studio.gui.closing import ShutdownWhileBusy
 from ept_studio.gui.dialogs import ImportReportPanel

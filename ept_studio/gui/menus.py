@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.new_project_dialog import NewProjectDialog
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings

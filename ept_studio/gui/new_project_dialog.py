@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.services.project import LabelMode, new_project_folder
 
 

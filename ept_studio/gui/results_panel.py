@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.drops import dropped_paths
 from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.results_preview import PreviewBox

@@ -1,7 +1,7 @@
 """Background tasks: a services generator run in a QThread, its events relayed as signals.
 
 A :class:`TaskWorker` wraps ``job(cancel) -> Iterator[object]``: every event it yields is emitted as
-``task_event``, the last one again as ``finished``; an :class:`~ept_studio.errors.EptStudioError` becomes
+``task_event``, the last one again as ``finished``; an :class:`~ept_studio.common.errors.EptStudioError` becomes
 ``failed`` with its message, any other exception ``failed`` with a short generic message (the
 details go to the log, never a dialog full of traceback). The receivers live in the GUI thread, so
 Qt queues each call onto it and the window stays responsive.
@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.jobs import TRAINING, ProjectJobs
 from ept_studio.gui.readiness_view import ReadinessView
 from ept_studio.gui.training_run import LOSS, RunView, format_eta

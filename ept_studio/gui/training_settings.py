@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.services.backbone_setup import offline_backbone_status
 from ept_studio.services.training_options import RECIPE_CHOICES, device_choices
 

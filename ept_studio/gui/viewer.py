@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.errors import EptStudioError, ImageDecodeError
+from ept_studio.common.errors import EptStudioError, ImageDecodeError
 from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.viewer_attention import AttentionControls

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.colour_bar import AttentionColourBar
 from ept_studio.gui.session import ProjectSession
 from ept_studio.services.viewer import (

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.services.viewer import ImageView, MetadataRow, metadata_rows
 
 FIELD_CHARS = 18

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal, Slot
 
-from ept_studio.errors import EptStudioError
+from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.tasks import ReportingWorker
 from ept_studio.services.project import (
     ImportFinished,

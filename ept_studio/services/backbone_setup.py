@@ -14,8 +14,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from ept_studio.appdata import default_manifest_path, models_dir, user_cache_dir
-from ept_studio.errors import BackboneError
+from ept_studio.common.appdata import default_manifest_path, models_dir, user_cache_dir
+from ept_studio.common.errors import BackboneError
 from ept_studio.services.run_actions import StageStarted
 
 

@@ -16,9 +16,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ept_studio.common.errors import ImageDecodeError
 from ept_studio.data.pixel_hash import file_pixel_sha256
 from ept_studio.data.store import ImageFilter, ImageStatus, Project, Role
-from ept_studio.errors import ImageDecodeError
 
 
 @dataclasses.dataclass(frozen=True)

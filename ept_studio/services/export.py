@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ept_studio.errors import ExportError, ImageDecodeError
-from ept_studio.files import file_sha256
+from ept_studio.common.errors import ExportError, ImageDecodeError
+from ept_studio.common.files import file_sha256
 from ept_studio.services.onnx_inference import image_decoder
 
 if TYPE_CHECKING:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 
+from ept_studio.common.errors import EptStudioError
 from ept_studio.data.render import RenderingSpec
 from ept_studio.data.store import ClassCount, ImageFilter, ImageRecord, Project, Role
 from ept_studio.data.thumbnails import thumbnail_for, thumbnail_name
-from ept_studio.errors import EptStudioError
 from ept_studio.services.gallery_review import latest_predictions, misclassified, most_uncertain
 from ept_studio.services.project_import import THUMBNAIL_SIZE
 

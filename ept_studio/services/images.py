@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ept_studio.common.errors import DatasetError, ImageDecodeError
+from ept_studio.common.files import file_sha256
 from ept_studio.data.folders import (
     ClassFolderScan,
     LabelledImage,
@@ -17,8 +19,6 @@ from ept_studio.data.folders import (
 )
 from ept_studio.data.pixel_hash import pixel_sha256
 from ept_studio.data.render import RenderingSpec, decode_file, render
-from ept_studio.errors import DatasetError, ImageDecodeError
-from ept_studio.files import file_sha256
 from ept_studio.services.duplicates import SameImage, same_image_groups
 
 if TYPE_CHECKING:

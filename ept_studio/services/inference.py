@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ept_studio.common.errors import DatasetError
 from ept_studio.data.folders import scan_class_folders
-from ept_studio.errors import DatasetError
 from ept_studio.services.images import (
     SkippedFile,
     load_images,

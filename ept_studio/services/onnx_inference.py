@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ept_studio.errors import ConfigError, EptStudioError, ExportError, ImageDecodeError
-from ept_studio.files import file_sha256
+from ept_studio.common.errors import ConfigError, EptStudioError, ExportError, ImageDecodeError
+from ept_studio.common.files import file_sha256
 from ept_studio.services.images import rendering_spec
 
 if TYPE_CHECKING:

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ept_studio.common.errors import ProjectError
 from ept_studio.data.overlay import CAPTION, attention_overlay
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import Project
-from ept_studio.errors import ProjectError
 from ept_studio.services.images import rendering_spec
 from ept_studio.services.run_actions import StageStarted, is_training_run, open_run_model
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ept_studio.common.errors import ProjectError
+from ept_studio.common.files import file_sha256
 from ept_studio.data.project_key import (
     ProjectKey,
     ProjectKeyError,
@@ -29,8 +31,6 @@ from ept_studio.data.store import (
     Role,
     refuse_occupied_folder,
 )
-from ept_studio.errors import ProjectError
-from ept_studio.files import file_sha256
 from ept_studio.services.project_import import (
     ImportFinished,
     ImportProgress,

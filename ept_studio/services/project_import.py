@@ -22,6 +22,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from ept_studio.common.errors import EptStudioError, ImageDecodeError
+from ept_studio.common.files import file_sha256, is_utf8_name
 from ept_studio.data.dicom import is_dicom_file, read_dicom_header
 from ept_studio.data.images import is_image_path
 from ept_studio.data.pixel_hash import pixel_sha256
@@ -35,8 +37,6 @@ from ept_studio.data.store import (
     Project,
 )
 from ept_studio.data.thumbnails import thumbnail_for
-from ept_studio.errors import EptStudioError, ImageDecodeError
-from ept_studio.files import file_sha256, is_utf8_name
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.common.errors import (
+    DatasetError,
+    ImageDecodeError,
+    TrainingCancelled,
+    TrainingError,
+)
 from ept_studio.core.hold_out import held_out_indices
 from ept_studio.core.hold_out import held_out_sizes as core_held_out_sizes
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
-from ept_studio.errors import DatasetError, ImageDecodeError, TrainingCancelled, TrainingError
 from ept_studio.services.duplicates import straddling_duplicates
 from ept_studio.services.trainable import training_blockers
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ept_studio.errors import EptStudioError, TrainingCancelled
+from ept_studio.common.errors import EptStudioError, TrainingCancelled
 from ept_studio.services.project_training import (
     ProjectDataReady,
     ProjectTrainingSaved,
@@ -110,7 +110,7 @@ def tune_project(
     """Train on the project's labels with ``options``; ends with the saved run or the cancel.
 
     A cancel is checked before every step (so it takes effect within one step). Errors other than a
-    cancel propagate as :class:`~ept_studio.errors.EptStudioError` with a message for the user.
+    cancel propagate as :class:`~ept_studio.common.errors.EptStudioError` with a message for the user.
     """
     from ept_studio.core.device import free_device_memory, resolve_device
     from ept_studio.core.training import (

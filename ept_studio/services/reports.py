@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ept_studio import RESEARCH_USE_NOTICE
+from ept_studio.common.files import atomic_write_text, file_sha256
 from ept_studio.data.store import ImageRecord, Project
-from ept_studio.files import atomic_write_text, file_sha256
 from ept_studio.services.gallery import caption_for
 from ept_studio.services.model_card import card_runs, card_text
 from ept_studio.services.results import RunResults, run_results

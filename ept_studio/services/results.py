@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ept_studio.calibration import ReliabilityBin
+from ept_studio.common.calibration import ReliabilityBin
+from ept_studio.common.errors import ProjectError
 from ept_studio.data.store import LabelMode, Project, Role, RunRecord
-from ept_studio.errors import ProjectError
 from ept_studio.services.results_stats import (
     DEFAULT_RESAMPLES,
     ClassResult,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ept_studio.calibration import (
+from ept_studio.common.calibration import (
     ReliabilityBin,
     expected_calibration_error,
     reliability_table,

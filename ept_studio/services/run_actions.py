@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ept_studio.common.errors import ExportError, ProjectError
+from ept_studio.common.files import file_sha256
 from ept_studio.data.store import Project, RunRecord
-from ept_studio.errors import ExportError, ProjectError
-from ept_studio.files import file_sha256
 from ept_studio.services.export import OnnxExportResult, export_handle_to_onnx
 from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
 from ept_studio.services.onnx_inference import open_onnx_model, open_torch_model

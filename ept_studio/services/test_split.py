@@ -14,8 +14,8 @@ import dataclasses
 import random
 from collections.abc import Sequence
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.data.store import Project, Role
-from ept_studio.errors import ConfigError
 from ept_studio.services.duplicates import pixel_duplicates
 from ept_studio.services.project_training import TrainingItem, TrainingSet, training_set
 

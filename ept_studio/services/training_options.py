@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ept_studio.errors import ConfigError
+from ept_studio.common.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -136,7 +136,7 @@ def _apple_silicon() -> bool:
 
 
 def _default_backbone_name() -> str | None:
-    from ept_studio.errors import EptStudioError
+    from ept_studio.common.errors import EptStudioError
     from ept_studio.services.backbone_setup import offline_backbone_status
 
     with contextlib.suppress(EptStudioError):

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ept_studio.common.errors import ConfigError, ProjectError
 from ept_studio.data.dicom import is_dicom_file
 from ept_studio.data.dicom_fields import HeaderField, read_header_fields
 from ept_studio.data.overlay import CAPTION, attention_overlay, head_mean, viridis
 from ept_studio.data.render import DecodedImage, RenderingSpec, decode_file, percentile_window
 from ept_studio.data.render import render as render_decoded
 from ept_studio.data.store import Project
-from ept_studio.errors import ConfigError, ProjectError
 from ept_studio.services.images import rendering_spec
 
 __all__ = [

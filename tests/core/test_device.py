@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ept_studio.common.errors import ConfigError, DeviceError
 from ept_studio.core import device as device_module
 from ept_studio.core.device import (
     bf16_supported,
@@ -16,7 +17,6 @@ from ept_studio.core.device import (
     resolve_device,
     use_bf16,
 )
-from ept_studio.errors import ConfigError, DeviceError
 
 CPU = torch.device("cpu")
 

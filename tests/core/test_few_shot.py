@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from support import make_tiny_vit
 
+from ept_studio.common.errors import ConfigError, DatasetError
 from ept_studio.core.backbones import load_backbone
 from ept_studio.core.methods import EptConfig, FullConfig, LinearConfig, MethodConfig, VptConfig
 from ept_studio.core.model import LabelMode, TunedModel
@@ -42,7 +43,6 @@ from ept_studio.core.training import (
 from ept_studio.core.training import loop as training_loop
 from ept_studio.core.training.guards import LossWatch, chance_loss, explode_patience
 from ept_studio.core.training.transforms import batch_tensors, eval_transform
-from ept_studio.errors import ConfigError, DatasetError
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)

@@ -7,6 +7,7 @@ import timm
 import torch
 from support import METHOD_MATRIX, make_tiny_vit
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.methods import (
     EptConfig,
     FullConfig,
@@ -18,7 +19,6 @@ from ept_studio.core.methods import (
 )
 from ept_studio.core.methods.ept import ConcatPrompt
 from ept_studio.core.model import TunedModel
-from ept_studio.errors import ConfigError
 
 
 def _pixels(seed: int = 1, batch: int = 2, size: int = 32) -> torch.Tensor:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from ept_studio.common.errors import OnnxModelError
 from ept_studio.core.model_io import ModelInfo
-from ept_studio.errors import OnnxModelError
 
 
 def _props(**changes: object) -> dict[str, str]:

@@ -17,6 +17,7 @@ from onnx import numpy_helper
 from support import make_tiny_vit
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.common.errors import ExportError, ParityError
 from ept_studio.core.methods import (
     BiasConfig,
     EptConfig,
@@ -41,7 +42,6 @@ from ept_studio.core.onnx_runtime import OnnxRunner
 from ept_studio.core.prompt_file import PromptFileMetadata
 from ept_studio.core.torch_runner import TorchRunner
 from ept_studio.data.render import render_file
-from ept_studio.errors import ExportError, ParityError
 
 SAMPLES = Path(pydicom.__file__).parent / "data" / "test_files"
 

@@ -14,6 +14,7 @@ import torch
 from onnx import TensorProto, helper
 from support import BLOCK_TORCH, tiny_metadata, tiny_tuned_model
 
+from ept_studio.common.errors import ConfigError, OnnxModelError
 from ept_studio.core.gpu import nvidia_gpu_count
 from ept_studio.core.model import TunedModel
 from ept_studio.core.model_io import FORMAT_KEY, ModelInfo, preprocess, preprocess_image
@@ -28,7 +29,6 @@ from ept_studio.core.onnx_runtime import (
 )
 from ept_studio.core.torch_runner import TorchRunner
 from ept_studio.core.training.transforms import eval_transform
-from ept_studio.errors import ConfigError, OnnxModelError
 
 
 def _images(seed: int = 0) -> list[np.ndarray]:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ept_studio import RESEARCH_USE_NOTICE
+from ept_studio.common.errors import BackboneMismatchError, PromptFileError
 from ept_studio.core.methods import (
     BiasConfig,
     EptConfig,
@@ -36,7 +37,6 @@ from ept_studio.core.prompt_file import (
     save_prompt_file,
     to_compact,
 )
-from ept_studio.errors import BackboneMismatchError, PromptFileError
 
 SHA_A = hashlib.sha256(b"backbone a").hexdigest()
 SHA_B = hashlib.sha256(b"backbone b").hexdigest()

@@ -12,6 +12,7 @@ import pytest
 import torch
 from support import METHOD_MATRIX, make_tiny_vit
 
+from ept_studio.common.errors import ConfigError, DatasetError, DeviceError, TrainingCancelled
 from ept_studio.core.methods import (
     BiasConfig,
     EptConfig,
@@ -47,7 +48,6 @@ from ept_studio.core.training import (
     train,
     train_transform,
 )
-from ept_studio.errors import ConfigError, DatasetError, DeviceError, TrainingCancelled
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)

@@ -21,10 +21,10 @@ import pydicom.data
 import pytest
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
+from ept_studio.common.errors import ImageDecodeError
 from ept_studio.data.dicom import is_dicom_file, read_dicom_header
 from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.render import RenderingSpec, decode_file, render
-from ept_studio.errors import ImageDecodeError
 
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
 _DATA = pydicom_data_folder()

@@ -20,9 +20,9 @@ import pytest
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 
+from ept_studio.common.errors import ImageDecodeError
 from ept_studio.data.dicom import decode_dicom, is_dicom_file, read_dicom_header
 from ept_studio.data.packaged_dicom import pydicom_data_folder
-from ept_studio.errors import ImageDecodeError
 
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
 _DATA = pydicom_data_folder()
@@ -474,7 +474,7 @@ def test_damaged_rle_prints_no_decoder_panic(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from ept_studio.data.dicom import decode_dicom\n"
-        "from ept_studio.errors import ImageDecodeError\n"
+        "from ept_studio.common.errors import ImageDecodeError\n"
         "for path in sys.argv[1:]:\n"
         "    try:\n"
         "        decode_dicom(path)\n"

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from ept_studio.common.errors import DatasetError
 from ept_studio.data.folders import (
     ClassFolderScan,
     LabelledImage,
     sample_per_class,
     scan_class_folders,
 )
-from ept_studio.errors import DatasetError
 
 
 def _image(path: Path) -> Path:

@@ -16,8 +16,8 @@ import pydicom.data
 import pytest
 from PIL import Image
 
+from ept_studio.common.errors import ImageDecodeError
 from ept_studio.data.images import IMAGE_SUFFIXES, decode_image, is_image_path
-from ept_studio.errors import ImageDecodeError
 
 
 def _save(image: Image.Image, path: Path, **options: object) -> Path:

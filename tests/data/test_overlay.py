@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ept_studio.common.errors import ConfigError, ExportError
 from ept_studio.data.overlay import (
     CAPTION,
     attention_heatmap,
@@ -24,7 +25,6 @@ from ept_studio.data.overlay import (
     upsample_bilinear,
     viridis,
 )
-from ept_studio.errors import ConfigError, ExportError
 
 
 def _base(height: int = 60, width: int = 80, seed: int = 0) -> np.ndarray:

@@ -14,6 +14,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut, apply_windowing
 
+from ept_studio.common.errors import ConfigError, ImageDecodeError
 from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.render import (
     DecodedImage,
@@ -23,7 +24,6 @@ from ept_studio.data.render import (
     render,
     render_file,
 )
-from ept_studio.errors import ConfigError, ImageDecodeError
 
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
 _DATA = pydicom_data_folder()

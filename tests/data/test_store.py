@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
+from ept_studio.common.errors import ProjectError
 from ept_studio.data import store_schema
 from ept_studio.data.phi import salted_hash
 from ept_studio.data.store import (
@@ -18,7 +19,6 @@ from ept_studio.data.store import (
     Project,
     Role,
 )
-from ept_studio.errors import ProjectError
 
 
 def _project(tmp_path: Path, mode: str = "single") -> Project:

@@ -14,9 +14,9 @@ import pydicom.data
 import pytest
 from PIL import Image
 
+from ept_studio.common.errors import ConfigError, ImageDecodeError
 from ept_studio.data.render import RenderingSpec, decode_file, render_file
 from ept_studio.data.thumbnails import thumbnail_for, thumbnail_name
-from ept_studio.errors import ConfigError, ImageDecodeError
 
 CT_SMALL = Path(pydicom.data.__file__).parent / "test_files" / "CT_small.dcm"
 

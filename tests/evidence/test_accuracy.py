@@ -19,10 +19,10 @@ from PIL import Image
 from support import make_tiny_vit
 
 from ept_studio.cli import evidence
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.backbones import random_backbone
 from ept_studio.core.backbones.loader import LoadedBackbone, freeze
 from ept_studio.core.training import HeadInit, TieBreak, recipe_from_settings
-from ept_studio.errors import ConfigError
 from ept_studio.evidence.accuracy import (
     AccuracyPlanned,
     AccuracyRequest,

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from support import tiny_backbone
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.training import RECIPES
 from ept_studio.data.store import LabelMode
-from ept_studio.errors import ConfigError
 from ept_studio.evidence.bench_tuning import (
     BUDGET_SECONDS,
     time_tuning,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ept_studio.errors import DatasetError
+from ept_studio.common.errors import DatasetError
 from ept_studio.evidence.datasets import (
     DatasetSample,
     LabelledDataset,

@@ -13,6 +13,7 @@ import torch
 from support import make_tiny_vit
 from support import tiny_backbone as small_random_backbone
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.backbones import random_backbone
 from ept_studio.core.backbones.loader import LoadedBackbone, freeze
 from ept_studio.core.methods import EptConfig, LinearConfig
@@ -25,7 +26,6 @@ from ept_studio.core.training import (
     support_features,
 )
 from ept_studio.core.training.evaluation import target_tensor
-from ept_studio.errors import ConfigError
 from ept_studio.evidence.protocol import (
     PROTOTYPE_BASELINE,
     EpisodeResult,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from test_accuracy import faces_request, run
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.training import PAPER_RECIPE, RECIPES
-from ept_studio.errors import ConfigError
 from ept_studio.evidence.sweep_report import (
     BaselineGain,
     baseline_gains,

@@ -10,9 +10,9 @@ import platformdirs
 import pytest
 from phi_support import MARK, leaks, write_phi_folder
 
-from ept_studio import applog
-from ept_studio.appdata import APP_NAME, DATA_ENV, app_dirs
-from ept_studio.applog import LOG_FILE, scrub, setup_logging
+from ept_studio.common import applog
+from ept_studio.common.appdata import APP_NAME, DATA_ENV, app_dirs
+from ept_studio.common.applog import LOG_FILE, scrub, setup_logging
 from ept_studio.core.backbones import user_cache_dir
 
 
@@ -70,7 +70,7 @@ def test_scrub_keeps_the_apps_own_code_paths() -> None:
     own = Path(applog.__file__).resolve()
     assert (
         scrub(f'  File "{own}", line 3, in scrub')
-        == '  File "ept_studio/applog.py", line 3, in scrub'
+        == '  File "ept_studio/common/applog.py", line 3, in scrub'
     )
     assert scrub("    ^^^^^^^^") == "    ^^^^^^^^"  # Python 3.11's traceback carets stay
 

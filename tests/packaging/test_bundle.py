@@ -17,7 +17,7 @@ import pytest
 from support import write_class_folders
 
 from ept_studio.cli.evidence import BENCH_UNAVAILABLE
-from ept_studio.crash import CRASH_TEST_ENV, CRASH_TEST_MARKERS
+from ept_studio.common.crash import CRASH_TEST_ENV, CRASH_TEST_MARKERS
 
 pytestmark = pytest.mark.bundle
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ept_studio import crash
-from ept_studio.appdata import DATA_ENV
-from ept_studio.crash import CRASH_TEST_ENV, CRASH_TEST_MARKERS, pending_report
+from ept_studio.common import crash
+from ept_studio.common.appdata import DATA_ENV
+from ept_studio.common.crash import CRASH_TEST_ENV, CRASH_TEST_MARKERS, pending_report
 
 
 def _run(code_or_module: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -51,7 +51,7 @@ def test_a_crash_at_start_leaves_a_report_without_phi(tmp_path: Path) -> None:
     assert report is not None
     text = report.read_text(encoding="utf-8")
     _assert_clean(text, tmp_path)
-    assert "ept_studio.crash.CrashTestError: crash test" in text
+    assert "ept_studio.common.crash.CrashTestError: crash test" in text
     assert "EPT Studio 0.1.0" in text
     assert 'File "ept_studio/gui/app.py"' in text  # the app's own frames, package-relative
     assert "crash.raise_if_crash_test()" in text
@@ -84,7 +84,7 @@ def test_a_crash_in_a_worker_thread_is_reported(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import threading
-        from ept_studio import crash
+        from ept_studio.common import crash
         crash.install_crash_hooks()
         def work():
             raise ValueError("worker failed on {CRASH_TEST_MARKERS[0]}")
@@ -150,7 +150,7 @@ def test_relative_paths_of_the_command_line_are_hidden_in_report_and_log(tmp_pat
     code = textwrap.dedent(
         """
         import logging, sys
-        from ept_studio import crash
+        from ept_studio.common import crash
         sys.argv = ["ept-studio", "predict", "m.onnx", "Patient X", "--csv", "Patient X/s.csv"]
         crash.install_reporting(sys.argv[1:])
         logging.getLogger("ept_studio.test").warning("skipped Patient X/a.png and m.onnx")
@@ -171,7 +171,7 @@ def test_relative_paths_of_the_command_line_are_hidden_in_report_and_log(tmp_pat
 
 
 def test_scrub_hides_given_paths_and_bytes_that_are_not_utf8() -> None:
-    from ept_studio.applog import given_paths, scrub
+    from ept_studio.common.applog import given_paths, scrub
 
     known = given_paths(["train", "Patient X/data", "--out", "Doe.safetensors", "--lr", "0.5"])
     assert known == (

@@ -13,10 +13,10 @@ import pytest
 from support import tiny_backbone
 
 from ept_studio.cli import main
+from ept_studio.common.errors import ProjectError
 from ept_studio.data.packaged_dicom import installed_dicom_files
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageFilter, Project, Role
-from ept_studio.errors import ProjectError
 from ept_studio.services.demo import MANIFEST, create_demo_project
 from ept_studio.services.project import ProjectTrainingSaved, train_on_project, training_set
 from ept_studio.services.results import run_results

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from support import tiny_backbone, write_class_folders
 
+from ept_studio.common.errors import DatasetError
 from ept_studio.data.pixel_hash import file_pixel_sha256
-from ept_studio.errors import DatasetError
 from ept_studio.services.duplicates import pixel_duplicates
 from ept_studio.services.project import Project, Role, import_paths
 from ept_studio.services.project_training import train_on_project

@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from support import make_tiny_vit
 
+from ept_studio.common.errors import ConfigError, ExportError
+from ept_studio.common.files import file_sha256
 from ept_studio.core.backbones import random_backbone
 from ept_studio.core.methods import EptConfig, MethodConfig
 from ept_studio.core.model import TunedModel
@@ -25,8 +27,6 @@ from ept_studio.core.prompt_file import PromptFileMetadata, save_prompt_file
 from ept_studio.core.torch_runner import TorchRunner
 from ept_studio.data.overlay import attention_map, grid_cell
 from ept_studio.data.render import RenderingSpec, render_file
-from ept_studio.errors import ConfigError, ExportError
-from ept_studio.files import file_sha256
 from ept_studio.services.export import export_prompt_to_onnx
 from ept_studio.services.inference import load_tuned_model
 from ept_studio.services.onnx_inference import (

@@ -11,7 +11,7 @@ import pytest
 from labelled_projects import tiny_trained_project
 from support import tiny_backbone
 
-from ept_studio.errors import EptStudioError, ProjectError
+from ept_studio.common.errors import EptStudioError, ProjectError
 from ept_studio.services.preview import preview_image
 from ept_studio.services.project import Project
 from ept_studio.services.project_inference import ProjectPredicted

@@ -11,9 +11,9 @@ import pydicom
 import pytest
 from support import tiny_backbone
 
+from ept_studio.common.errors import DatasetError, ProjectError, TrainingCancelled
 from ept_studio.core.prompt_file import read_prompt_file
 from ept_studio.data.store import ImageFilter, ImageStatus, Project, Role
-from ept_studio.errors import DatasetError, ProjectError, TrainingCancelled
 from ept_studio.services.project import (
     ProjectDataReady,
     ProjectTrainingSaved,

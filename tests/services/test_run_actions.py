@@ -10,7 +10,7 @@ import pytest
 from labelled_projects import tiny_trained_project
 from support import tiny_backbone
 
-from ept_studio.errors import ProjectError
+from ept_studio.common.errors import ProjectError
 from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
 from ept_studio.services.project import Project, Role, import_paths
 from ept_studio.services.project_inference import ProjectPredicted

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from labelled_projects import labelled_project, role_counts, roles_by_patient
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.data.store import Role
-from ept_studio.errors import ConfigError
 from ept_studio.services.test_split import apply_test_split, suggest_test_split
 
 LAYOUT: dict[str, list[str | None]] = {

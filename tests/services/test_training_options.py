@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.training import recipe_from_settings
-from ept_studio.errors import ConfigError
 from ept_studio.services.training_options import TrainingOptions
 
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 from support import write_class_folders
 
+from ept_studio.common.errors import BackboneMismatchError, DatasetError
 from ept_studio.core.backbones import load_backbone
 from ept_studio.core.prompt_file import read_prompt_file
 from ept_studio.data.folders import scan_class_folders
-from ept_studio.errors import BackboneMismatchError, DatasetError
 from ept_studio.services.images import load_images, split_class_folders
 from ept_studio.services.inference import load_tuned_model, predict_files
 from ept_studio.services.training import (

@@ -13,11 +13,11 @@ import pydicom.data
 import pytest
 from PIL import Image
 
+from ept_studio.common.errors import ConfigError, ProjectError
 from ept_studio.data.overlay import grid_cell
 from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import PredictionRow, Project
-from ept_studio.errors import ConfigError, ProjectError
 from ept_studio.services.project import create_project, import_paths
 from ept_studio.services.viewer import (
     CT_PRESETS,

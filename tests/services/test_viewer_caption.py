@@ -12,10 +12,10 @@ import pydicom.data
 import pytest
 from PIL import Image
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.data.overlay import grid_cell
 from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.store import LabelMode, PredictionRow, Project, Role
-from ept_studio.errors import ConfigError
 from ept_studio.services.project import create_project, import_paths
 from ept_studio.services.viewer import attention_colour_stops, open_view_file, overlay_for
 from ept_studio.services.viewer_caption import ImageCaption, image_caption, view_summary

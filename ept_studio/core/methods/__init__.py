@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.methods.base import MethodConfig, MethodName, TuningMethod
 from ept_studio.core.methods.ept import Ept, EptConfig, EptEmbedding
 from ept_studio.core.methods.lora import Lora, LoraConfig
 from ept_studio.core.methods.simple import Bias, BiasConfig, Full, FullConfig, Linear, LinearConfig
 from ept_studio.core.methods.vpt import Vpt, VptConfig
-from ept_studio.errors import ConfigError
 
 _REGISTRY: dict[MethodName, tuple[type[MethodConfig], type[TuningMethod]]] = {
     MethodName.EPT: (EptConfig, Ept),

@@ -9,8 +9,8 @@ from typing import Any, ClassVar, TypeAlias
 
 from torch import nn
 
-from ept_studio.config import to_json_dict
-from ept_studio.errors import ConfigError
+from ept_studio.common.config import to_json_dict
+from ept_studio.common.errors import ConfigError
 
 Backbone: TypeAlias = Any
 """A timm ``VisionTransformer``; its sub-modules are reached by attribute, which nn.Module cannot type."""

@@ -17,6 +17,7 @@ from enum import Enum
 import torch
 from torch import nn
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.attention import PromptableAttention
 from ept_studio.core.methods.base import (
     Backbone,
@@ -27,7 +28,6 @@ from ept_studio.core.methods.base import (
     freeze,
     resolve_blocks,
 )
-from ept_studio.errors import ConfigError
 
 
 class EptEmbedding(str, Enum):

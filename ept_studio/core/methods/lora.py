@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.methods.base import (
     Backbone,
     MethodConfig,
@@ -22,7 +23,6 @@ from ept_studio.core.methods.base import (
     freeze,
     resolve_blocks,
 )
-from ept_studio.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

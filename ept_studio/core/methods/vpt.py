@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.methods.base import (
     Backbone,
     MethodConfig,
@@ -30,7 +31,6 @@ from ept_studio.core.methods.base import (
     TuningMethod,
     freeze,
 )
-from ept_studio.errors import ConfigError
 
 PROMPT_INITS = ("tokens", "uniform")
 

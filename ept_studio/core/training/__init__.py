@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from ept_studio.core.training.evaluation import (
-    EvalResult,
-    Sample,
-    Target,
-    evaluate,
-    predict_probabilities,
-    target_tensor,
-)
-from ept_studio.core.training.events import (
+from ept_studio.common.training_events import (
     EpochFinished,
     RunFailed,
     RunFinished,
@@ -18,6 +10,14 @@ from ept_studio.core.training.events import (
     RunStarted,
     StepFinished,
     TrainEvent,
+)
+from ept_studio.core.training.evaluation import (
+    EvalResult,
+    Sample,
+    Target,
+    evaluate,
+    predict_probabilities,
+    target_tensor,
 )
 from ept_studio.core.training.loop import (
     SELECTION_METRIC,

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ept_studio.common.errors import DatasetError
 from ept_studio.core.device import resolve_device
 from ept_studio.core.metrics import classification_metrics
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.training.transforms import batch_tensors, eval_transform
-from ept_studio.errors import DatasetError
 
 Target = int | torch.Tensor | Sequence[float]
 """A class index (single-label) or a multi-hot vector of 0/1 (multi-label)."""

@@ -25,6 +25,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ept_studio.common.errors import DatasetError, TrainingCancelled, TrainingError
+from ept_studio.common.training_events import (
+    EpochFinished,
+    RunFailed,
+    RunFinished,
+    RunRestarted,
+    RunStarted,
+    StepFinished,
+    TrainEvent,
+)
 from ept_studio.core.device import describe_device, resolve_device, use_bf16
 from ept_studio.core.metrics import log_loss
 from ept_studio.core.model import LabelMode, TunedModel
@@ -33,15 +43,6 @@ from ept_studio.core.training.evaluation import (
     evaluate,
     predict_probabilities,
     target_tensor,
-)
-from ept_studio.core.training.events import (
-    EpochFinished,
-    RunFailed,
-    RunFinished,
-    RunRestarted,
-    RunStarted,
-    StepFinished,
-    TrainEvent,
 )
 from ept_studio.core.training.guards import (
     LOSS_ROSE_FACTOR,
@@ -61,7 +62,6 @@ from ept_studio.core.training.recipe import (
     TrainRecipe,
 )
 from ept_studio.core.training.transforms import batch_tensors, train_transform
-from ept_studio.errors import DatasetError, TrainingCancelled, TrainingError
 
 CancelCheck = Callable[[], bool] | threading.Event
 """Asked before every optimiser step; true (or set) stops the run."""

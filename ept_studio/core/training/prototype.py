@@ -27,9 +27,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ept_studio.common.errors import DatasetError
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.training.transforms import batch_tensors, eval_transform
-from ept_studio.errors import DatasetError
 
 FEATURE_BATCH = 16
 

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from ept_studio.config import to_json_dict
+from ept_studio.common.config import to_json_dict
+from ept_studio.common.errors import ConfigError
 from ept_studio.core.run_length import DEFAULT_LENGTH, PAPER_LENGTH, RunLength
-from ept_studio.errors import ConfigError
 
 
 class OptimizerName(str, Enum):

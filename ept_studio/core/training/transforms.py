@@ -16,7 +16,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from ept_studio.errors import ConfigError, DatasetError
+from ept_studio.common.errors import ConfigError, DatasetError
 
 ImageTransform = Callable[[torch.Tensor], torch.Tensor]
 """Turns one image ``[3, H, W]`` into a normalised float tensor ``[3, size, size]``."""

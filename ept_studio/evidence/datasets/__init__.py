@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ept_studio.errors import DatasetError
+from ept_studio.common.errors import DatasetError
 from ept_studio.evidence.datasets import conformal_textiles, lfw, mri_planes, pydicom_modality
 from ept_studio.evidence.datasets.base import (
     DatasetCard,

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ept_studio.common.errors import ImageDecodeError
 from ept_studio.data.dicom import DicomHeader, read_dicom_header
 from ept_studio.data.render import RenderingSpec, render_file
-from ept_studio.errors import ImageDecodeError
 from ept_studio.evidence.datasets.base import SkippedSource, shrink
 
 DEFAULT_MAX_SIDE = 512

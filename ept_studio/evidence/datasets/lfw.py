@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ept_studio.errors import DatasetError
+from ept_studio.common.errors import DatasetError
 from ept_studio.evidence.datasets.base import (
     DatasetCard,
     DatasetSample,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ept_studio.common.errors import DatasetError
 from ept_studio.data.images import decode_image
-from ept_studio.errors import DatasetError
 from ept_studio.evidence.datasets.base import (
     DatasetCard,
     DatasetSample,

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ept_studio.common.errors import DatasetError, ImageDecodeError
 from ept_studio.data.packaged_dicom import installed_dicom_files
 from ept_studio.data.render import decode_file
-from ept_studio.errors import DatasetError, ImageDecodeError
 from ept_studio.evidence.datasets.base import (
     DatasetCard,
     DatasetSample,

@@ -67,8 +67,11 @@ def is_frozen() -> bool:
 
 
 def package_dir() -> Path:
-    """The folder of the ``ept_studio`` package (inside the bundle when frozen)."""
-    return Path(__file__).resolve().parent
+    """The folder of the ``ept_studio`` package (inside the bundle when frozen).
+
+    This module lives in ``ept_studio/common/``, one folder below the package.
+    """
+    return Path(__file__).resolve().parents[1]
 
 
 def resources_dir() -> Path:
@@ -91,13 +94,13 @@ def app_icon_file() -> Path | None:
 
 def repository_models_dir() -> Path:
     """The ``models/`` folder of a source checkout (it may not exist in an installed package)."""
-    return Path(__file__).resolve().parents[1] / "models"
+    return package_dir().parent / "models"
 
 
 def user_cache_dir() -> Path:
     """Where downloaded or converted weights go for this user (``EPT_STUDIO_CACHE`` overrides).
 
-    Else the backbone cache of :func:`ept_studio.appdata.app_dirs` (so ``EPT_STUDIO_DATA`` too).
+    Else the backbone cache of :func:`app_dirs` (so ``EPT_STUDIO_DATA`` too).
     """
     override = os.environ.get("EPT_STUDIO_CACHE")
     if override:

@@ -1,7 +1,7 @@
 """Crash reports: an uncaught exception leaves a readable text file, offered at the next start.
 
 A report holds the time, the app and Python versions, the platform, the exception type with its
-message passed through :func:`ept_studio.applog.scrub`, and the traceback: file, line and code for
+message passed through :func:`ept_studio.common.applog.scrub`, and the traceback: file, line and code for
 frames in EPT Studio's own package, the module path for library frames, and nothing at all for any
 other file (a user's script or data folder can carry a patient's name). No local variables. The
 paths on the command line are hidden too, relative ones included (``Patient X/scores.csv``).
@@ -22,8 +22,8 @@ from pathlib import Path
 from types import TracebackType
 
 from ept_studio import __version__
-from ept_studio.appdata import app_dirs, is_frozen, package_dir
-from ept_studio.applog import given_paths, scrub, setup_logging
+from ept_studio.common.appdata import app_dirs, is_frozen, package_dir
+from ept_studio.common.applog import given_paths, scrub, setup_logging
 
 REPORT_PREFIX = "crash-"
 REPORT_SUFFIX = ".txt"
@@ -98,7 +98,7 @@ def format_report(
 ) -> str:
     """The report's text (see the module docstring for what it leaves out).
 
-    ``known``: the path texts of :func:`ept_studio.applog.given_paths` to hide.
+    ``known``: the path texts of :func:`ept_studio.common.applog.given_paths` to hide.
     """
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(when))
     lines = [
@@ -159,7 +159,7 @@ def _report_safely(exc: BaseException, thread: str | None, known: Sequence[str])
 def install_crash_hooks(known: Sequence[str] = ()) -> None:
     """Report uncaught exceptions of the main thread and of other threads (idempotent).
 
-    ``known``: path texts to hide in the reports (see :func:`ept_studio.applog.given_paths`).
+    ``known``: path texts to hide in the reports (see :func:`ept_studio.common.applog.given_paths`).
     """
     if getattr(sys.excepthook, "_ept_studio", False):
         return

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ept_studio import __version__
-from ept_studio.appdata import app_dirs, package_dir
+from ept_studio.common.appdata import app_dirs, package_dir
 
 LOG_FILE = "ept-studio.log"
 MAX_BYTES = 1_000_000

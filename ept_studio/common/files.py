@@ -7,7 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ept_studio.errors import ConfigError, ExportError
+from ept_studio.common.errors import ConfigError, ExportError
 
 _CHUNK = 1 << 20
 PARTIAL_SUFFIX = ".partial"
