@@ -14,6 +14,7 @@ from ept_studio.cli.evidence import add_bench_commands as add_accuracy_bench
 from ept_studio.cli.evidence import add_bench_unavailable, evidence_installed
 from ept_studio.common.errors import ConfigError
 from ept_studio.common.files import check_output_file, display_path
+from ept_studio.common.training_events import EpochFinished, RunStarted, StepFinished
 from ept_studio.services import training_options
 
 METHODS = ("ept", "linear", "full", "bias", "vpt", "lora")
@@ -265,8 +266,6 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
 
 def show_training_event(event: object, console: Console) -> None:
     """Render one of the engine's training events (start, step progress, epoch metrics)."""
-    from ept_studio.core.training import EpochFinished, RunStarted, StepFinished
-
     if isinstance(event, RunStarted):
         console.note(
             f"training on {event.device}: {event.total_steps} steps, "

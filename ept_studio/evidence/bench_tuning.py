@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ept_studio.common.errors import ConfigError
+from ept_studio.common.training_events import RunStarted, StepFinished
 from ept_studio.data.store import LabelMode
 from ept_studio.evidence.datasets import load_dataset
 from ept_studio.services.project import create_project, import_paths
@@ -33,7 +34,7 @@ from ept_studio.services.project_training import (
     ProjectTrainingSaved,
     held_out_sizes,
 )
-from ept_studio.services.project_tuning import TuningStarted, TuningStep, tune_project
+from ept_studio.services.project_tuning import tune_project
 from ept_studio.services.training_options import TrainingOptions
 
 if TYPE_CHECKING:
@@ -128,14 +129,14 @@ def _timed_run(
     start = time.perf_counter()
     first_step: float | None = None
     ready: ProjectDataReady | None = None
-    started: TuningStarted | None = None
+    started: RunStarted | None = None
     saved = False
     for event in tune_project(folder, options, backbone=backbone, locations_dir=locations):
         if isinstance(event, ProjectDataReady):
             ready = event
-        elif isinstance(event, TuningStarted):
+        elif isinstance(event, RunStarted):
             started = event
-        elif isinstance(event, TuningStep) and first_step is None:
+        elif isinstance(event, StepFinished) and first_step is None:
             first_step = time.perf_counter()
         elif isinstance(event, ProjectTrainingSaved):
             saved = True

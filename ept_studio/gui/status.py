@@ -18,10 +18,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ept_studio.common.training_events import RunStarted, StepFinished
 from ept_studio.gui.jobs import TRAINING, ProjectJobs
 from ept_studio.gui.session import ProjectSession
 from ept_studio.services.project import ImportReport, ProjectDataReady, ProjectTrainingSaved
-from ept_studio.services.project_tuning import TuningCancelled, TuningStarted, TuningStep
+from ept_studio.services.project_tuning import TuningCancelled
 
 SHORT_NOTICE = "For research use only. Not for clinical diagnosis."
 STOPPING = "Stopping training after the current step…"
@@ -63,7 +64,7 @@ def rough_eta(seconds: float) -> str:
     return f"about {hours} h {minutes:02d} min left"
 
 
-def step_text(step: TuningStep) -> str:
+def step_text(step: StepFinished) -> str:
     return f"Training: step {step.step} of {step.total_steps}, {rough_eta(step.eta_s)}"
 
 
@@ -140,10 +141,10 @@ class TrainingIndicator(QWidget):
             return
         if isinstance(item, ProjectDataReady):
             self.test_images = sum(item.test_counts.values())
-        elif isinstance(item, TuningStarted):
+        elif isinstance(item, RunStarted):
             self.progress.setRange(0, max(item.total_steps, 1))
             self.progress.setValue(0)
-        elif isinstance(item, TuningStep) and self.cancel.isEnabled():
+        elif isinstance(item, StepFinished) and self.cancel.isEnabled():
             self.progress.setRange(0, max(item.total_steps, 1))
             self.progress.setValue(item.step)
             self.text.setText(step_text(item))

@@ -6,18 +6,18 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QLabel, QProgressBar
 
+from ept_studio.common.training_events import (
+    EpochFinished,
+    RunFinished,
+    RunRestarted,
+    RunStarted,
+    StepFinished,
+)
 from ept_studio.gui.curves import CurvePlot
 from ept_studio.gui.jobs import TRAINING
 from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
 from ept_studio.services.project import ProjectDataReady, ProjectTrainingSaved
-from ept_studio.services.project_tuning import (
-    TuningCancelled,
-    TuningEpoch,
-    TuningRestarted,
-    TuningStarted,
-    TuningStep,
-    TuningWarnings,
-)
+from ept_studio.services.project_tuning import TuningCancelled
 
 LOSS = "training loss"
 VALIDATION_CURVES = ("loss", "accuracy", "macro_auc")
@@ -78,7 +78,7 @@ class RunView(QObject):
             return
         if isinstance(item, ProjectDataReady):
             self.state.setText(_data_summary(item))
-        elif isinstance(item, TuningStarted):
+        elif isinstance(item, RunStarted):
             self.progress.setRange(0, item.total_steps)
             self.progress.setValue(0)
             self.state.setText(
@@ -87,21 +87,21 @@ class RunView(QObject):
                 f"{item.trainable_parameters:,} numbers learn."
             )
             self.state.setToolTip(f"trainable parameters: {item.trainable_parameters:,}")
-        elif isinstance(item, TuningStep):
+        elif isinstance(item, StepFinished):
             self._last_step = item.step
             self.progress.setValue(item.step)
             self.eta.setText(f"Step {item.step} of {item.total_steps}, {format_eta(item.eta_s)}")
             self.curves.add_point(LOSS, item.step, item.loss)
-        elif isinstance(item, TuningRestarted):
+        elif isinstance(item, RunRestarted):
             self.curves.clear()
             self.progress.setValue(0)
             self.state.setText(
                 f"{item.reason}. Starting again from the initial tensors at "
                 f"{item.lr_scale:g} x the learning rate (attempt {item.attempt + 1})."
             )
-        elif isinstance(item, TuningWarnings):
+        elif isinstance(item, RunFinished):
             self.warnings = item.warnings
-        elif isinstance(item, TuningEpoch) and item.val_metrics:
+        elif isinstance(item, EpochFinished) and item.val_metrics:
             for key in VALIDATION_CURVES:
                 if key in item.val_metrics:
                     name = plain_metric_name(key).split(" (")[0]

@@ -1,9 +1,11 @@
-"""Training as the desktop app shows it: plain progress updates, cancel, and the device freed after.
+"""Training as the desktop app runs it: the engine's own events, a quiet cancel, the device freed.
 
 :func:`tune_project` wraps :func:`~ept_studio.services.project_training.train_on_project` for a
-caller that must not import torch (the GUI): the engine's events become the dataclasses below, a
-cancel becomes :class:`TuningCancelled` (the run is recorded as cancelled; labels are untouched),
-and accelerator memory is given back however the run ends.
+caller that must not import torch (the GUI). The training events it passes on are the torch-free
+ones of :mod:`ept_studio.common.training_events`, so the app and the command line render the same
+types. A cancel ends the run with :class:`TuningCancelled` rather than an error (the run is
+recorded as cancelled; labels are untouched), and accelerator memory is given back however the
+run ends.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ept_studio.common.errors import EptStudioError, TrainingCancelled
+from ept_studio.common.training_events import (
+    EpochFinished,
+    RunFailed,
+    RunFinished,
+    RunRestarted,
+    RunStarted,
+    StepFinished,
+    TrainEvent,
+)
 from ept_studio.services.project_training import (
     ProjectDataReady,
     ProjectTrainingSaved,
@@ -27,60 +38,6 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class TuningStarted:
-    """The model is on its device and about to take its first step."""
-
-    run_id: int
-    total_steps: int
-    total_epochs: int
-    device: str
-    trainable_parameters: int
-
-
-@dataclasses.dataclass(frozen=True)
-class TuningStep:
-    """One optimiser step; ``eta_s`` is the engine's estimate of the seconds left."""
-
-    step: int
-    total_steps: int
-    epoch: int
-    loss: float
-    learning_rate: float
-    elapsed_s: float
-    eta_s: float
-
-    @property
-    def fraction(self) -> float:
-        return self.step / self.total_steps if self.total_steps else 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class TuningEpoch:
-    """One pass over the training images; ``val_metrics`` only when a validation split exists."""
-
-    epoch: int
-    train_loss: float
-    val_metrics: dict[str, float] | None
-    elapsed_s: float
-
-
-@dataclasses.dataclass(frozen=True)
-class TuningRestarted:
-    """The loss exploded (or the model collapsed): training starts again at a lower rate."""
-
-    attempt: int
-    reason: str
-    lr_scale: float
-
-
-@dataclasses.dataclass(frozen=True)
-class TuningWarnings:
-    """Problems the finished run found that a person should read (e.g. one class for all)."""
-
-    warnings: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
 class TuningCancelled:
     """The user cancelled: the run is recorded as cancelled and nothing else changed."""
 
@@ -88,15 +45,19 @@ class TuningCancelled:
     steps_done: int
 
 
-TuningUpdate = (
-    ProjectDataReady
-    | TuningStarted
-    | TuningStep
-    | TuningEpoch
-    | TuningRestarted
-    | TuningWarnings
-    | ProjectTrainingSaved
+_PASSED_ON = (
+    ProjectDataReady,
+    RunStarted,
+    StepFinished,
+    EpochFinished,
+    RunRestarted,
+    RunFinished,
+    RunFailed,
+    ProjectTrainingSaved,
 )
+
+TuningUpdate = ProjectDataReady | TrainEvent | ProjectTrainingSaved
+"""What a run shows: its data, the engine's own training events, the saved run."""
 
 
 def tune_project(
@@ -113,13 +74,6 @@ def tune_project(
     cancel propagate as :class:`~ept_studio.common.errors.EptStudioError` with a message for the user.
     """
     from ept_studio.core.device import free_device_memory, resolve_device
-    from ept_studio.core.training import (
-        EpochFinished,
-        RunFinished,
-        RunRestarted,
-        RunStarted,
-        StepFinished,
-    )
 
     run_id: int | None = None
     steps = 0
@@ -137,33 +91,9 @@ def tune_project(
         for event in events:
             if isinstance(event, ProjectDataReady):
                 run_id = event.run_id
-                yield event
-            elif isinstance(event, RunStarted):
-                yield TuningStarted(
-                    run_id or 0,
-                    event.total_steps,
-                    event.total_epochs,
-                    event.device,
-                    event.trainable_parameters,
-                )
             elif isinstance(event, StepFinished):
                 steps = event.step
-                yield TuningStep(
-                    event.step,
-                    event.total_steps,
-                    event.epoch,
-                    event.loss,
-                    event.lr,
-                    event.elapsed_s,
-                    event.eta_s,
-                )
-            elif isinstance(event, EpochFinished):
-                yield TuningEpoch(event.epoch, event.train_loss, event.val_metrics, event.elapsed_s)
-            elif isinstance(event, RunRestarted):
-                yield TuningRestarted(event.attempt, event.reason, event.lr_scale)
-            elif isinstance(event, RunFinished) and event.warnings:
-                yield TuningWarnings(tuple(event.warnings))
-            elif isinstance(event, ProjectTrainingSaved):
+            if isinstance(event, _PASSED_ON):
                 yield event
     except TrainingCancelled:
         yield TuningCancelled(run_id, steps)

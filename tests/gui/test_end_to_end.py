@@ -14,13 +14,14 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 from support import tiny_backbone
 
+from ept_studio.common.training_events import StepFinished
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.results_panel import ONNX_EXPORT, PREDICTION
 from ept_studio.gui.settings import AppSettings
 from ept_studio.gui.training_panel import TRAINING
 from ept_studio.services.project import ProjectTrainingSaved, Role, open_project
 from ept_studio.services.project_inference import ProjectPredicted
-from ept_studio.services.project_tuning import TuningCancelled, TuningStep
+from ept_studio.services.project_tuning import TuningCancelled
 from ept_studio.services.run_actions import OnnxExportResult
 
 pytestmark = pytest.mark.gui
@@ -78,7 +79,7 @@ def test_new_project_to_exported_model_and_back(
     panel.epochs.setValue(100)
 
     def cancel_at_second_step(name: str, item: object) -> None:
-        if name == TRAINING and isinstance(item, TuningStep) and item.step == 2:
+        if name == TRAINING and isinstance(item, StepFinished) and item.step == 2:
             panel.cancel()
 
     window.jobs.task_event.connect(cancel_at_second_step)

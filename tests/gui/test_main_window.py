@@ -20,13 +20,14 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
+from ept_studio.common.training_events import StepFinished
 from ept_studio.gui.class_bins import UNLABELLED
 from ept_studio.gui.jobs import TRAINING
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.status import SHORT_NOTICE, STOPPING, rough_eta
 from ept_studio.services.gallery import GalleryFilter, GalleryView
 from ept_studio.services.project import ProjectTrainingSaved, open_project
-from ept_studio.services.project_tuning import TuningCancelled, TuningStep
+from ept_studio.services.project_tuning import TuningCancelled
 from ept_studio.services.training_options import TrainingOptions
 
 pytestmark = pytest.mark.gui
@@ -234,7 +235,7 @@ def test_training_shows_in_the_status_bar_and_leads_to_the_results(
     seen: list[str] = []
     labelled.jobs.task_event.connect(
         lambda _name, item: (
-            seen.append(indicator.text.text()) if isinstance(item, TuningStep) else None
+            seen.append(indicator.text.text()) if isinstance(item, StepFinished) else None
         )
     )
     with qtbot.waitSignal(labelled.jobs.finished, timeout=120_000) as blocker:

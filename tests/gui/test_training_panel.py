@@ -12,18 +12,13 @@ from gui_support import label_project
 from PySide6.QtCore import Qt, QTimer
 from pytestqt.qtbot import QtBot
 
+from ept_studio.common.training_events import EpochFinished, RunStarted, StepFinished
 from ept_studio.gui import jobs as jobs_module
 from ept_studio.gui.jobs import TRAINING
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.training_panel import LOSS, format_eta
 from ept_studio.services.project import ProjectTrainingSaved, open_project
-from ept_studio.services.project_tuning import (
-    TuningCancelled,
-    TuningEpoch,
-    TuningStarted,
-    TuningStep,
-    tune_project,
-)
+from ept_studio.services.project_tuning import TuningCancelled, tune_project
 
 pytestmark = pytest.mark.gui
 
@@ -59,7 +54,7 @@ def test_train_shows_progress_curves_and_saves_the_run(labelled: MainWindow, qtb
     panel.length.setValue(4)
     panel.epochs.setValue(2)
     panel.batch_size.setValue(4)
-    steps = collect(labelled, TuningStep)
+    steps = collect(labelled, StepFinished)
     with qtbot.waitSignal(labelled.jobs.finished, timeout=60_000) as blocker:
         assert panel.start()
         assert not panel.train_button.isEnabled()
@@ -93,7 +88,7 @@ def test_held_out_loss_and_accuracy_are_drawn_once_an_epoch(
     panel.set_method("linear")
     panel.epochs.setValue(3)
     assert panel.hold_out.isChecked()
-    epochs = collect(window, TuningEpoch)
+    epochs = collect(window, EpochFinished)
     with qtbot.waitSignal(window.jobs.finished, timeout=60_000) as blocker:
         assert panel.start()
     assert isinstance(blocker.args[1], ProjectTrainingSaved)
@@ -117,7 +112,7 @@ def test_cancel_stops_within_a_step_then_train_again(labelled: MainWindow, qtbot
     stopping: list[tuple[bool, bool, str]] = []
 
     def on_event(_name: str, item: object) -> None:
-        if isinstance(item, TuningStep):
+        if isinstance(item, StepFinished):
             seen.append(item.step)
             if item.step == 2:
                 panel.cancel()
@@ -158,7 +153,7 @@ def test_the_window_stays_responsive_while_training(
     def held_at_second_step(*args: object, **kwargs: object) -> Iterator[object]:
         for item in tune_project(*args, **kwargs):  # type: ignore[arg-type]
             yield item
-            if isinstance(item, TuningStep) and item.step == 2:
+            if isinstance(item, StepFinished) and item.step == 2:
                 held_at.append(item.step)
                 if not ticked_mid_run.wait(timeout=60):
                     raise AssertionError("the GUI thread did not run while training was held")
@@ -172,7 +167,7 @@ def test_the_window_stays_responsive_while_training(
     timer = QTimer()
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticked_mid_run.set() if held_at else None)
-    steps = collect(labelled, TuningStep)
+    steps = collect(labelled, StepFinished)
     timer.start()
     with qtbot.waitSignal(labelled.jobs.finished, timeout=120_000) as blocker:
         assert panel.start()
@@ -294,7 +289,7 @@ def test_the_few_shot_default_recipe_takes_at_least_50_steps(
     panel = labelled.training
     panel.set_recipe("default")
     panel.set_method("linear")
-    started = collect(labelled, TuningStarted)
+    started = collect(labelled, RunStarted)
     with qtbot.waitSignal(labelled.jobs.finished, timeout=120_000) as blocker:
         assert panel.start()
     assert isinstance(blocker.args[1], ProjectTrainingSaved)

@@ -133,7 +133,7 @@ def test_holding_out_support_picks_the_epoch_and_stops_early(
     tmp_path: Path, class_folders: Path
 ) -> None:
     """6 training images a class: 1 each held out; patience 1 ends a 40-epoch run early."""
-    from ept_studio.services.project_tuning import TuningEpoch
+    from ept_studio.common.training_events import EpochFinished
 
     locations = tmp_path / "locations"
     with Project.create(tmp_path / "project", locations_dir=locations) as project:
@@ -143,7 +143,7 @@ def test_holding_out_support_picks_the_epoch_and_stops_early(
         method="linear", recipe="paper", epochs=40, batch_size=4, patience=1, device="cpu"
     )
     events = list(tune_project(folder, options, backbone=tiny_backbone(), locations_dir=locations))
-    epochs = [e for e in events if isinstance(e, TuningEpoch)]
+    epochs = [e for e in events if isinstance(e, EpochFinished)]
     assert all(e.val_metrics is not None and "accuracy" in e.val_metrics for e in epochs)
     assert 2 <= len(epochs) < 40
     with Project.open(folder, locations_dir=locations) as project:
