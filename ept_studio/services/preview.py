@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ept_studio.common.errors import ProjectError
-from ept_studio.data.overlay import CAPTION, attention_overlay
+from ept_studio.data.overlay import CAPTION, attention_heatmap, blend
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import Project
 from ept_studio.services.images import rendering_spec
@@ -42,14 +42,20 @@ class ImagePreview:
     """The dropped file's name, for the screen only (never written anywhere)."""
     image: np.ndarray = dataclasses.field(repr=False, compare=False)
     """``H x W x 3`` uint8: the image rendered as the model sees it."""
-    overlay: np.ndarray = dataclasses.field(repr=False, compare=False)
-    """``image`` with the model attention (mean over heads) blended over it."""
+    heatmap: np.ndarray = dataclasses.field(repr=False, compare=False)
+    """``H x W x 3`` uint8: the model attention (mean over heads) in its colour map, unblended,
+    so a viewer can blend it at its own opacity."""
     scores: dict[str, float]
     """Model score of every class (they sum to 1 for a single-label model)."""
     predicted_class: str
     spec: RenderingSpec
     """The rendering used (the model's stored one)."""
     overlay_caption: str = CAPTION
+
+    @property
+    def overlay(self) -> np.ndarray:
+        """``image`` with the model attention blended over it at :data:`OVERLAY_OPACITY`."""
+        return blend(self.image, self.heatmap, OVERLAY_OPACITY)
 
     def top(self, count: int = 3) -> list[tuple[str, float]]:
         """The ``count`` highest-scoring classes, highest first."""
@@ -106,7 +112,7 @@ def _preview(run_id: int, path: Path, runner: Runner) -> ImagePreview:
     scores = {name: float(p) for name, p in zip(info.class_names, probabilities, strict=True)}
     predicted = info.class_names[int(np.argmax(probabilities))]
     attention = np.asarray(outputs.attention[0])
-    overlay = attention_overlay(image, attention, info.patch_grid, alpha=OVERLAY_OPACITY)
+    heatmap = attention_heatmap(attention, info.patch_grid, (image.shape[0], image.shape[1]))
     heads = int(attention.shape[0]) if attention.ndim == 2 else 0
     caption = f"{CAPTION} (mean of {heads} heads)" if heads > 1 else CAPTION
-    return ImagePreview(run_id, path.name, image, overlay, scores, predicted, spec, caption)
+    return ImagePreview(run_id, path.name, image, heatmap, scores, predicted, spec, caption)

@@ -1,10 +1,8 @@
 """A file dropped on the viewer: the model's score and attention for it, shown like a project image.
 
 :mod:`ept_studio.services.preview` runs the model on the file (read only, never imported) and
-keeps its attention as an overlay blended at :data:`~ept_studio.services.preview.OVERLAY_OPACITY`
-over the image. The viewer lets the user pick the opacity and the window, so it takes the overlay
-apart again into the attention colours (exact to one grey level of rounding) and blends those over
-whatever it shows.
+keeps its attention colours unblended; the viewer blends them at the opacity the user picks over
+whatever window it shows.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import numpy as np
 
 from ept_studio.data.overlay import blend
 from ept_studio.data.store import Project
-from ept_studio.services.preview import OVERLAY_OPACITY, ImagePreview
+from ept_studio.services.preview import ImagePreview
 from ept_studio.services.run_actions import trained_runs
 from ept_studio.services.viewer_caption import ImageCaption
 
@@ -26,11 +24,8 @@ __all__ = [
 
 
 def preview_heatmap(preview: ImagePreview) -> np.ndarray:
-    """The attention colours (``H x W x 3`` uint8) that the preview blended over its image."""
-    alpha = OVERLAY_OPACITY
-    image = preview.image.astype(np.float64)
-    colours = (preview.overlay.astype(np.float64) - (1.0 - alpha) * image) / alpha
-    return np.clip(np.rint(colours), 0, 255).astype(np.uint8)
+    """The attention colours (``H x W x 3`` uint8) of the preview, to blend at any opacity."""
+    return preview.heatmap
 
 
 def blend_heatmap(base: np.ndarray, heatmap: np.ndarray, opacity: float) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""A dropped file's preview in the viewer: its attention colours taken back out of the preview's
-overlay (to blend at the viewer's opacity), and its caption."""
+"""A dropped file's preview in the viewer: its attention colours (to blend at the viewer's opacity)
+against the preview's own overlay, and its caption."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def _preview(seed: int = 0) -> tuple[ImagePreview, np.ndarray]:
     colours = attention_heatmap(attention, (4, 4), (40, 48))
     overlay = attention_overlay(image, attention, (4, 4), alpha=OVERLAY_OPACITY)
     scores = {"fundus": 0.27, "histology": 0.73}
-    preview = ImagePreview(1, "scan.png", image, overlay, scores, "histology", RenderingSpec())
+    preview = ImagePreview(1, "scan.png", image, colours, scores, "histology", RenderingSpec())
+    np.testing.assert_array_equal(preview.overlay, overlay)
     return preview, colours
 
 
