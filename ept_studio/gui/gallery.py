@@ -52,19 +52,17 @@ class GalleryModel(QAbstractListModel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._items: list[GalleryItem] = []
-        self._class_names: dict[int, str] = {}
         self._class_colours: dict[int, QColor] = {}
         self._icons: dict[Path, QIcon] = {}
 
     def set_items(
         self,
         items: Sequence[GalleryItem],
-        class_names: dict[int, str],
         class_colours: dict[int, str] | None = None,
     ) -> None:
+        """The thumbnails to show (their captions name the classes) and each class's colour."""
         self.beginResetModel()
         self._items = list(items)
-        self._class_names = dict(class_names)
         self._class_colours = {k: QColor(v) for k, v in (class_colours or {}).items()}
         self.endResetModel()
 

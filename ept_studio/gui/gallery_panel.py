@@ -91,10 +91,8 @@ class GalleryPanel(QWidget):
     def refresh(self) -> None:
         """Reload the items of the current filter; the selected images stay selected."""
         selected = set(self.view.selected_image_ids())
-        classes = self.session.classes()
-        names = {info.id: info.name for info in classes}
-        colours = {info.id: info.colour for info in classes}
-        self.model.set_items(self.session.items(self.current_filter()), names, colours)
+        colours = {info.id: info.colour for info in self.session.classes()}
+        self.model.set_items(self.session.items(self.current_filter()), colours)
         self._select(selected)
         total = self.session.image_count()
         text = f"{self.model.rowCount()} shown of {total} images"
