@@ -23,6 +23,7 @@ from ept_studio.gui.jobs import TRAINING, ProjectJobs
 from ept_studio.gui.session import ProjectSession
 from ept_studio.services.project import ImportReport, ProjectDataReady, ProjectTrainingSaved
 from ept_studio.services.project_tuning import TuningCancelled
+from ept_studio.services.training_plan import rough_duration
 
 SHORT_NOTICE = "For research use only. Not for clinical diagnosis."
 STOPPING = "Stopping training after the current step…"
@@ -57,11 +58,7 @@ def rough_eta(seconds: float) -> str:
     """Time left as a person says it: ``about 3 min left``, ``less than a minute left``."""
     if seconds < 60:
         return "less than a minute left"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"about {minutes} min left"
-    hours, minutes = divmod(minutes, 60)
-    return f"about {hours} h {minutes:02d} min left"
+    return f"{rough_duration(seconds)} left"
 
 
 def step_text(step: StepFinished) -> str:
