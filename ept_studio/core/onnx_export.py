@@ -8,8 +8,8 @@ attention) and ``rollout [batch, patches]`` (attention rollout over every block,
 :func:`attention_rollout`). Every method exports the same way, through the legacy (tracing)
 exporter: all blocks run the reference attention path with capture on, and VPT's prompt tokens come
 in through its forward pre-hooks, which tracing records like any other operation. EPT's Pure_Cat
-prompts are traced in their exact compact form (:class:`LogsumexpPrompt`), one column per row
-instead of ``L``.
+prompts are traced in their exact compact form (:class:`LogsumexpPrompt`, from
+:mod:`ept_studio.core.attention`), one column per row instead of ``L``.
 
 Every export is checked before the file appears: ONNX Runtime runs the new file on real rendered
 images and its outputs must match torch (logits within 1e-4, attention and rollout within 1e-5),
@@ -36,7 +36,7 @@ from torch import nn
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import ExportError, OnnxModelError, ParityError
-from ept_studio.core.methods.ept import ConcatPrompt
+from ept_studio.core.attention import ConcatPrompt, LogsumexpPrompt
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.model_io import INPUT_NAME, OUTPUT_NAMES, ModelInfo, preprocess
 from ept_studio.core.onnx_runtime import OnnxRunner
@@ -95,27 +95,6 @@ class InferenceModule(nn.Module):
         attention = self.model.cls_attention(weights[-1])
         rollout = attention_rollout(weights, self.model.prefix_tokens)
         return logits, probabilities, attention, rollout
-
-
-class LogsumexpPrompt(nn.Module):
-    """Pure_Cat's exact inference form: one prompt column per row, the logsumexp of that row.
-
-    ``softmax([P; U])[L:]`` depends on a prompt row only through its logsumexp, so one column gives
-    the same weights as ``L`` and the exported softmax runs over ``N + 1`` columns, not ``N + L``.
-    """
-
-    def __init__(self, prompt: ConcatPrompt) -> None:
-        super().__init__()
-        self.lse: torch.Tensor
-        self.register_buffer("lse", torch.logsumexp(prompt.prompt.detach(), dim=-1, keepdim=True))
-
-    def weights(self, logits: torch.Tensor) -> torch.Tensor:
-        B, H, N, _ = logits.shape
-        column = self.lse.to(logits.dtype).expand(B, H, N, 1)
-        return torch.cat([column, logits], dim=-1).softmax(dim=-1)[..., 1:]
-
-    def fast_bias(self) -> torch.Tensor | None:
-        return self.lse
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ import torch
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import BackboneMismatchError, ConfigError, PromptFileError
+from ept_studio.core.attention import compact_prompts
 from ept_studio.core.backbones.manifest import load_manifest
 from ept_studio.core.methods import (
     EptConfig,
@@ -41,7 +42,6 @@ from ept_studio.core.methods import (
     VptConfig,
     config_from_dict,
 )
-from ept_studio.core.methods.ept import compact_prompts
 from ept_studio.core.model_io import MAX_INPUT_SIZE
 
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ import torch
 from support import METHOD_MATRIX, make_tiny_vit
 
 from ept_studio.common.errors import ConfigError
+from ept_studio.core.attention import ConcatPrompt
 from ept_studio.core.methods import (
     EptConfig,
     FullConfig,
@@ -17,7 +18,6 @@ from ept_studio.core.methods import (
     VptConfig,
     config_from_dict,
 )
-from ept_studio.core.methods.ept import ConcatPrompt
 from ept_studio.core.model import TunedModel
 
 

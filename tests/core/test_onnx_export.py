@@ -18,6 +18,7 @@ from support import make_tiny_vit
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import ExportError, ParityError
+from ept_studio.core.attention import ConcatPrompt, LogsumexpPrompt
 from ept_studio.core.methods import (
     BiasConfig,
     EptConfig,
@@ -27,11 +28,9 @@ from ept_studio.core.methods import (
     MethodConfig,
     VptConfig,
 )
-from ept_studio.core.methods.ept import ConcatPrompt
 from ept_studio.core.model import TunedModel
 from ept_studio.core.model_io import ModelInfo, preprocess
 from ept_studio.core.onnx_export import (
-    LogsumexpPrompt,
     attention_rollout,
     check_parity,
     compact_prompts_for_export,

@@ -1,12 +1,8 @@
-"""Embedded Prompt Tuning (Zu et al., Medical Image Analysis 2024, Eq. 5 and 8).
+"""Embedded Prompt Tuning as a tuning method: its config and how it is put into a backbone.
 
-For each prompted block, a prompt ``P`` of shape ``[N, L]`` is concatenated in front of the attention
-logits along the key axis; the softmax runs over all ``L + N`` columns and the prompt columns are
-dropped before multiplying by the values. The same ``P`` serves every head and every sample.
-
-Because ``softmax([p; u])[L:] = softmax(u) * sigmoid(lse(u) - lse(p))``, the forward pass depends on a
-prompt row only through its logsumexp. The fast path uses that: one zero key per block whose logit is
-``lse(P)``, through ``scaled_dot_product_attention``. It is exact, gradients included.
+EPT-DEEP (Eq. 8) prompts every block, EPT-SHALLOW (Eq. 7) the first only; any set of blocks can be
+chosen. Each prompted block's attention gets one prompt of the chosen embedding way; the equations
+(Eq. 5, Eq. 10, Fig. 5) live in :mod:`ept_studio.core.attention`.
 """
 
 from __future__ import annotations
@@ -14,11 +10,16 @@ from __future__ import annotations
 import dataclasses
 from enum import Enum
 
-import torch
 from torch import nn
 
 from ept_studio.common.errors import ConfigError
-from ept_studio.core.attention import PromptableAttention
+from ept_studio.core.attention import (
+    AddPrompt,
+    ConcatPrompt,
+    MultiPrompt,
+    PromptableAttention,
+    ScaledConcatPrompt,
+)
 from ept_studio.core.methods.base import (
     Backbone,
     MethodConfig,
@@ -72,69 +73,6 @@ class EptConfig(MethodConfig):
         return cls(blocks=(0,), **kwargs)  # type: ignore[arg-type]
 
 
-class ConcatPrompt(nn.Module):
-    """Pure_Cat: ``softmax([P; U])[:, L:]`` with ``P`` of shape ``[N, L]``."""
-
-    def __init__(self, tokens: int, length: int, init_std: float) -> None:
-        super().__init__()
-        self.prompt = nn.Parameter(torch.randn(tokens, length) * init_std)
-
-    def weights(self, logits: torch.Tensor) -> torch.Tensor:
-        B, H, N, _ = logits.shape
-        length = self.prompt.shape[-1]
-        prompt = self.prompt.to(logits.dtype).expand(B, H, N, length)
-        return torch.cat([prompt, logits], dim=-1).softmax(dim=-1)[..., length:]
-
-    def fast_bias(self) -> torch.Tensor | None:
-        return torch.logsumexp(self.prompt, dim=-1, keepdim=True)
-
-
-class AddPrompt(nn.Module):
-    """Add: ``softmax(U + P)`` with ``P`` of shape ``[N, N]``."""
-
-    def __init__(self, tokens: int, init_std: float) -> None:
-        super().__init__()
-        self.prompt = nn.Parameter(torch.randn(tokens, tokens) * init_std)
-
-    def weights(self, logits: torch.Tensor) -> torch.Tensor:
-        return (logits + self.prompt.to(logits.dtype)).softmax(dim=-1)
-
-    def fast_bias(self) -> torch.Tensor | None:
-        return None
-
-
-class MultiPrompt(nn.Module):
-    """Multi: ``softmax(U * P)`` with ``P`` of shape ``[N, N]``.
-
-    Initialised at ``1 + N(0, std)``: at ``N(0, std)`` alone the product would wipe out the frozen
-    logits and start from uniform attention.
-    """
-
-    def __init__(self, tokens: int, init_std: float) -> None:
-        super().__init__()
-        self.prompt = nn.Parameter(1.0 + torch.randn(tokens, tokens) * init_std)
-
-    def weights(self, logits: torch.Tensor) -> torch.Tensor:
-        return (logits * self.prompt.to(logits.dtype)).softmax(dim=-1)
-
-    def fast_bias(self) -> torch.Tensor | None:
-        return None
-
-
-class ScaledConcatPrompt(ConcatPrompt):
-    """Multi_Cat: concat ``alpha * P`` where ``alpha_i = max_j u_ij - min_j u_ij`` (per head and row)."""
-
-    def weights(self, logits: torch.Tensor) -> torch.Tensor:
-        B, H, N, _ = logits.shape
-        length = self.prompt.shape[-1]
-        alpha = logits.amax(dim=-1, keepdim=True) - logits.amin(dim=-1, keepdim=True)
-        prompt = alpha * self.prompt.to(logits.dtype).expand(B, H, N, length)
-        return torch.cat([prompt, logits], dim=-1).softmax(dim=-1)[..., length:]
-
-    def fast_bias(self) -> torch.Tensor | None:
-        return None
-
-
 def token_count(backbone: Backbone) -> int:
     """N: the number of tokens every block sees (class and register tokens plus patches)."""
     grid = backbone.patch_embed.grid_size
@@ -169,8 +107,3 @@ class Ept(TuningMethod):
         if cfg.embedding is EptEmbedding.ADD:
             return AddPrompt(tokens, cfg.init_std)
         return MultiPrompt(tokens, cfg.init_std)
-
-
-def compact_prompts(prompts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Collapse Pure_Cat prompts ``[N, L]`` to their exact inference form ``[N, 1]`` (the logsumexp)."""
-    return {name: torch.logsumexp(t.float(), dim=-1, keepdim=True) for name, t in prompts.items()}
