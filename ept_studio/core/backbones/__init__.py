@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ept_studio.common.files import file_sha256
+from ept_studio.core.backbones.download import download_backbone
 from ept_studio.core.backbones.loader import (
     LoadedBackbone,
-    download_backbone,
     load_backbone,
     random_backbone,
     save_backbone_weights,

