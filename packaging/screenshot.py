@@ -32,7 +32,7 @@ def main() -> int:
 
     from ept_studio.gui.main_window import MainWindow
     from ept_studio.gui.settings import AppSettings
-    from ept_studio.services.demo import create_demo_project
+    from ept_studio.services.project.demo import create_demo_project
 
     work = Path(tempfile.mkdtemp(prefix="ept-shot-"))
     os.environ["EPT_STUDIO_DATA"] = str(work / "app-data")

@@ -17,9 +17,9 @@ from PIL import Image
 from pydicom.uid import generate_uid
 from support import tiny_backbone
 
+from ept_studio.services.model.training_options import TrainingOptions
 from ept_studio.services.project import Project, ProjectTrainingSaved, Role, import_paths
-from ept_studio.services.project_tuning import tune_project
-from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.project.tuning import tune_project
 
 CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 

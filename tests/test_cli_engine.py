@@ -34,7 +34,7 @@ def test_models_list_marks_what_is_on_this_machine(
 
 def test_train_and_bench_accuracy_take_a_recipe_preset() -> None:
     from ept_studio.cli import build_parser
-    from ept_studio.cli.engine import recipe_from_args
+    from ept_studio.cli.training import recipe_from_args
 
     parser = build_parser()
     train = parser.parse_args(["train", "data", "--recipe", "default", "--epochs", "3"])

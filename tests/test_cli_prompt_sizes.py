@@ -21,7 +21,7 @@ from ept_studio.common.errors import PromptFileError
 from ept_studio.core.backbones import LoadedBackbone, get_spec
 from ept_studio.core.methods import LinearConfig
 from ept_studio.core.prompt_file import save_prompt_file
-from ept_studio.services.inference import load_tuned_model
+from ept_studio.services.model.inference import load_tuned_model
 
 BACKBONE = "dinov2-vits14-imgfocus"
 

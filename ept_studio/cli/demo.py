@@ -1,7 +1,7 @@
 """The demo commands: ``ept-studio demo create FOLDER`` (headless) and ``ept-studio --demo``.
 
 The demo is a small project of de-identified DICOM test files that ship with pydicom (see
-:mod:`ept_studio.services.demo`); ``--demo`` builds it once under the user's data folder (or the
+:mod:`ept_studio.services.project.demo`); ``--demo`` builds it once under the user's data folder (or the
 folder given) and opens the desktop app on it.
 """
 
@@ -38,7 +38,7 @@ def add_demo_option(parser: argparse.ArgumentParser) -> None:
 
 
 def run_create(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.demo import create_demo_project
+    from ept_studio.services.project import create_demo_project
 
     summary = create_demo_project(args.folder, thumbnails=not args.no_thumbnails)
     show_summary(summary, console)
@@ -46,7 +46,7 @@ def run_create(args: argparse.Namespace, console: Console) -> None:
 
 def prepare_demo(folder: str, console: Console) -> Path:
     """Build (or find) the demo for ``--demo``; returns the project folder to open."""
-    from ept_studio.services.demo import create_demo_project, default_demo_folder
+    from ept_studio.services.project import create_demo_project, default_demo_folder
 
     summary = create_demo_project(Path(folder) if folder else default_demo_folder(), exist_ok=True)
     show_summary(summary, console)

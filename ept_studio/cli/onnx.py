@@ -27,7 +27,7 @@ from ept_studio.common.files import (
 )
 
 if TYPE_CHECKING:
-    from ept_studio.services.onnx_inference import InferenceEvent, InferenceFinished
+    from ept_studio.services.model import InferenceEvent, InferenceFinished
 
 
 def add_commands(commands: Any) -> None:
@@ -83,7 +83,7 @@ def add_bench_latency(bench_commands: Any) -> None:
 
 
 def run_export(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.export import export_prompt_to_onnx
+    from ept_studio.services.model import export_prompt_to_onnx
 
     make_parent_folder(check_output_file(args.onnx, "ONNX file"), "ONNX file")
     result = export_prompt_to_onnx(
@@ -103,7 +103,7 @@ def run_export(args: argparse.Namespace, console: Console) -> None:
 
 def run_predict_onnx(args: argparse.Namespace, console: Console) -> None:
     """``predict --onnx MODEL PATHS... [--csv FILE] [--overlays DIR]``; torch is never imported."""
-    from ept_studio.services.onnx_inference import (
+    from ept_studio.services.model import (
         OverlayOptions,
         iter_predictions,
         open_onnx_model,
@@ -164,7 +164,7 @@ def show_predictions(predictions: Sequence[Any], console: Console) -> None:
 
 def _follow(events: Iterator[InferenceEvent], console: Console) -> InferenceFinished:
     """Show the progress of an inference run; its InferenceFinished event."""
-    from ept_studio.services.onnx_inference import (
+    from ept_studio.services.model import (
         BatchPredicted,
         InferenceFinished,
         InferenceStarted,

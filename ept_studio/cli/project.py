@@ -1,5 +1,5 @@
 """The project commands: ``ept-studio project new|import|classes|label|role|undo|redo|list|check|
-runs|export|export-key|import-key``, and the handler behind ``ept-studio train --project``.
+runs|export|export-key|import-key`` (``ept-studio train --project`` is in :mod:`ept_studio.cli.training`).
 
 Images are named by their id in the project (``project list`` shows ids, status and files).
 """
@@ -105,7 +105,7 @@ def _add_key_commands(sub: Any) -> None:
 
 
 def run_new(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import Project
+    from ept_studio.services.project import Project
 
     mode = "multi" if args.multi_label else "single"
     with Project.create(args.folder, mode):
@@ -119,9 +119,12 @@ def run_new(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_import(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.project_key import missing_key_message
-    from ept_studio.data.store import Project
-    from ept_studio.services.project_import import ImportFinished, iter_import
+    from ept_studio.services.project import (
+        ImportFinished,
+        Project,
+        iter_import,
+        missing_key_message,
+    )
 
     with Project.open(args.folder) as project:
         events = iter_import(
@@ -164,7 +167,7 @@ def _show_report(report: Any, console: Console, without_key: str | None = None) 
 
 
 def run_classes(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import Project
+    from ept_studio.services.project import Project
 
     with Project.open(args.folder) as project:
         if args.add:
@@ -180,7 +183,7 @@ def run_classes(args: argparse.Namespace, console: Console) -> None:
 
 def run_label(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.common.errors import ProjectError
-    from ept_studio.data.store import Project
+    from ept_studio.services.project import Project
 
     with Project.open(args.folder) as project:
         class_id = None
@@ -198,7 +201,7 @@ def run_label(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_role(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import Project
+    from ept_studio.services.project import Project
 
     with Project.open(args.folder) as project:
         changed = project.set_role(args.ids, args.role)
@@ -206,7 +209,7 @@ def run_role(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_undo(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import Project
+    from ept_studio.services.project import Project
 
     with Project.open(args.folder) as project:
         touched = project.undo()
@@ -214,7 +217,7 @@ def run_undo(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_redo(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import Project
+    from ept_studio.services.project import Project
 
     with Project.open(args.folder) as project:
         touched = project.redo()
@@ -222,7 +225,7 @@ def run_redo(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_list(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import ImageFilter, ImageStatus, Project
+    from ept_studio.services.project import ImageFilter, ImageStatus, Project
 
     with Project.open(args.folder) as project:
         names = {c.id: c.name for c in project.classes()}
@@ -245,8 +248,7 @@ def run_list(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_check(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import Project
-    from ept_studio.services.project_import import missing_or_changed
+    from ept_studio.services.project import Project, missing_or_changed
 
     with Project.open(args.folder) as project:
         counts = missing_or_changed(project)
@@ -254,7 +256,7 @@ def run_check(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_runs(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import Project
+    from ept_studio.services.project import Project
 
     with Project.open(args.folder) as project:
         for run in project.runs():
@@ -273,8 +275,7 @@ def run_export(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_export_key(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import Project
-    from ept_studio.services.project import export_project_key
+    from ept_studio.services.project import Project, export_project_key
 
     with Project.open(args.folder) as project:
         written = export_project_key(project, args.file)
@@ -286,8 +287,7 @@ def run_export_key(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_import_key(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.data.store import Project
-    from ept_studio.services.project import import_project_key
+    from ept_studio.services.project import Project, import_project_key
 
     with Project.open(args.folder) as project:
         import_project_key(project, args.file)
@@ -299,8 +299,8 @@ def run_import_key(args: argparse.Namespace, console: Console) -> None:
 
 def run_predict(args: argparse.Namespace, console: Console) -> None:
     """``project predict FOLDER --onnx MODEL``: an inference run stored in the project."""
-    from ept_studio.services.onnx_inference import BatchPredicted, InferenceStarted, open_onnx_model
-    from ept_studio.services.project_inference import ProjectPredicted, predict_project
+    from ept_studio.services.model import BatchPredicted, InferenceStarted, open_onnx_model
+    from ept_studio.services.project import ProjectPredicted, predict_project
 
     runner = open_onnx_model(args.onnx, device=args.device)
     # The run is recorded under a neutral model name: the file name typed can carry PHI, and the
@@ -322,53 +322,3 @@ def run_predict(args: argparse.Namespace, console: Console) -> None:
                 f"({runner.provider})"
             )
     console.note(RESEARCH_USE_NOTICE)
-
-
-def run_project_train(args: argparse.Namespace, console: Console) -> None:
-    """``ept-studio train --project FOLDER``: train on the project's labels (train / test roles)."""
-    from ept_studio.cli.engine import method_from_args, recipe_from_args, show_training_event
-    from ept_studio.services.project import (
-        ProjectDataReady,
-        ProjectTrainingSaved,
-        export_prompt_file,
-        train_on_project,
-    )
-
-    events = train_on_project(
-        args.project,
-        method_from_args(args),
-        recipe_from_args(args),
-        args.seed,
-        backbone_name=args.backbone,
-        backbone_weights=args.weights,
-    )
-    for event in events:
-        if isinstance(event, ProjectDataReady):
-            _show_project_data(event, console)
-        elif isinstance(event, ProjectTrainingSaved):
-            for name, value in sorted(event.metrics.items()):
-                console.line(f"{name:<18} {value:.4f}")
-            console.line(f"run               {event.run_id} ({event.run_record})")
-            if args.out is not None:
-                out = export_prompt_file(args.project, event.run_id, args.out)
-                console.line(f"prompt file       {display_path(out)}")
-            else:
-                console.line(f"prompt file       {display_path(event.prompt_file)}")
-        else:
-            show_training_event(event, console)
-
-
-def _show_project_data(event: Any, console: Console) -> None:
-    for name in event.classes:
-        console.note(
-            f"class {name}: {event.train_counts[name]} train, {event.test_counts[name]} test images"
-        )
-    for reason, count in sorted(event.excluded.items()):
-        console.note(f"left out {count} labelled images: {reason}")
-    if event.unreadable:
-        console.note(f"left out {event.unreadable} images whose files cannot be decoded")
-    if event.patients_in_both_roles:
-        console.note(
-            f"{event.patients_in_both_roles} patients have images in both train and test: "
-            "the test result will be optimistic"
-        )

@@ -23,7 +23,7 @@ import pydicom
 from PIL import Image
 
 from ept_studio.data.store import Project
-from ept_studio.services.project_import import import_paths
+from ept_studio.services.project import import_paths
 
 _SOURCES = ("CT_small.dcm", "MR_small.dcm")
 

@@ -14,7 +14,7 @@ machine load hits every contender alike), each contender alone:
   asleep), and each starts after a pause (``settle_s``) that lets threads spinning after the last
   run park, so no contender is measured against another's threads;
 - folder throughput, in the worker (the torch-free path):
-  :func:`~ept_studio.services.onnx_inference.predict_paths` over a folder of DICOM files (decode,
+  :func:`~ept_studio.services.model.onnx_inference.predict_paths` over a folder of DICOM files (decode,
   render, hash, preprocess in the pool) vs the model alone on preprocessed batches.
 """
 
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ept_studio.common.errors import OnnxModelError
-from ept_studio.services.export import check_images, reference_check_files
+from ept_studio.services.model import check_images, reference_check_files
 
 ONNX = "onnx"
 ONNX_IN_PROCESS = "onnx_in_process"
@@ -199,7 +199,7 @@ def run_inference_bench(
 
     from ept_studio.core.model_io import preprocess
     from ept_studio.core.onnx_export import export_onnx
-    from ept_studio.services.onnx_inference import open_onnx_model
+    from ept_studio.services.model import open_onnx_model
 
     torch.set_num_threads(threads)
     model, info, _ = _bench_model()

@@ -28,14 +28,15 @@ from ept_studio.common.errors import ConfigError
 from ept_studio.common.training_events import RunStarted, StepFinished
 from ept_studio.data.store import LabelMode
 from ept_studio.evidence.datasets import load_dataset
-from ept_studio.services.project import create_project, import_paths
-from ept_studio.services.project_training import (
+from ept_studio.services.model import TrainingOptions
+from ept_studio.services.project import (
     ProjectDataReady,
     ProjectTrainingSaved,
+    create_project,
     held_out_sizes,
+    import_paths,
+    tune_project,
 )
-from ept_studio.services.project_tuning import tune_project
-from ept_studio.services.training_options import TrainingOptions
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone

@@ -39,7 +39,7 @@ def _latency(runner: Any, pixels: np.ndarray, calls: int) -> dict[str, Any]:
 
 
 def _throughput(runner: Any, pixels: np.ndarray, folder: Path, batch_size: int) -> dict[str, Any]:
-    from ept_studio.services.onnx_inference import predict_paths
+    from ept_studio.services.model import predict_paths
 
     files = len(list(folder.iterdir()))
     batch = np.repeat(pixels, batch_size, axis=0)

@@ -1,6 +1,6 @@
 """The legend of the model attention overlay: its colour map as a vertical bar beside the image.
 
-The colours come from :func:`ept_studio.services.viewer.attention_colour_stops`, the function the
+The colours come from :func:`ept_studio.services.project.viewer.attention_colour_stops`, the function the
 overlay itself is coloured with, so the legend cannot drift from what is drawn. Each overlay is
 normalised per image (min-max), so the ends read "low" and "high", not numbers.
 """
@@ -13,7 +13,7 @@ from PySide6.QtCore import QPointF, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from ept_studio.services.viewer import CAPTION, ColourStop
+from ept_studio.services.project import CAPTION, ColourStop
 
 BAR_WIDTH = 14
 MARGIN = 4

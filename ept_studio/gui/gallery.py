@@ -38,7 +38,7 @@ from ept_studio.gui.thumbnail_delegate import (
     LABEL_ROLE_ROLE,
     ThumbnailDelegate,
 )
-from ept_studio.services.gallery import GalleryItem
+from ept_studio.services.project import GalleryItem
 
 ICON_SIZE = 128
 IMAGE_ID_ROLE = Qt.ItemDataRole.UserRole + 1

@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QVBoxLayout
 
 from ept_studio.gui.gallery import GalleryModel, GalleryView
 from ept_studio.gui.session import ProjectSession
-from ept_studio.services.gallery import REVIEW_VIEWS, GalleryFilter
-from ept_studio.services.gallery import GalleryView as Show
+from ept_studio.services.project import REVIEW_VIEWS, GalleryFilter
+from ept_studio.services.project import GalleryView as Show
 
 IMPORT_HINT = "Drop DICOM, PNG or JPEG files or folders here, or File > Import…"
 NO_MATCH_HINT = "No image matches this filter"

@@ -14,8 +14,8 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.tasks import Job, TaskRunner
-from ept_studio.services.project_tuning import tune_project
-from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.model import TrainingOptions
+from ept_studio.services.project import tune_project
 
 TRAINING = "Training"
 

@@ -48,13 +48,13 @@ from ept_studio.gui.tasks import TaskRunner
 from ept_studio.gui.training_panel import TrainingPanel
 from ept_studio.gui.viewer import ViewerPanel
 from ept_studio.gui.welcome import WelcomePage
-from ept_studio.services.backbone_setup import (
+from ept_studio.services.model import (
     BackboneReady,
+    StageStarted,
     get_offline_backbone,
     offline_backbone_status,
 )
 from ept_studio.services.project import ImportReport
-from ept_studio.services.run_actions import StageStarted
 
 BACKBONE_SETUP = "Backbone set-up"
 GALLERY_SHARE = 62

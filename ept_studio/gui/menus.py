@@ -20,9 +20,10 @@ from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.new_project_dialog import NewProjectDialog
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings
-from ept_studio.services.demo import create_demo_project, default_demo_folder
 from ept_studio.services.project import (
     LabelMode,
+    create_demo_project,
+    default_demo_folder,
     default_projects_parent,
     export_project_key,
     import_project_key,

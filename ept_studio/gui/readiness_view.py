@@ -1,6 +1,6 @@
 """The Train tab's checklist: one line per readiness item, ok / warning / blocking, plain words.
 
-The items come from :func:`ept_studio.services.readiness.check_readiness`; this view only draws
+The items come from :func:`ept_studio.services.project.readiness.check_readiness`; this view only draws
 them, and puts a "Split for me" button on the lines that split fixes.
 """
 
@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from ept_studio.services.readiness import SPLIT_ACTION, ReadinessItem, Severity
+from ept_studio.services.project import SPLIT_ACTION, ReadinessItem, Severity
 
 MARKS = {Severity.OK: "✓", Severity.WARNING: "⚠", Severity.BLOCKING: "✗"}
 COLOURS = {Severity.OK: "#2e7d32", Severity.WARNING: "#b26a00", Severity.BLOCKING: "#c62828"}

@@ -35,21 +35,24 @@ from ept_studio.gui.drops import dropped_paths
 from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.results_preview import PreviewBox
 from ept_studio.gui.results_view import ResultsView
-from ept_studio.services.onnx_inference import BatchPredicted, InferenceStarted
-from ept_studio.services.project import export_prompt_file, open_project
-from ept_studio.services.project_inference import ProjectPredicted
-from ept_studio.services.reports import export_predictions_csv, readme_path, write_model_card
-from ept_studio.services.results import ResultsScope, run_results
-from ept_studio.services.run_actions import (
+from ept_studio.services.model import BatchPredicted, InferenceStarted, StageStarted
+from ept_studio.services.project import (
     ExportCancelled,
     OnnxExportResult,
+    ProjectPredicted,
     ResultsChoice,
-    StageStarted,
+    ResultsScope,
     TrainedRun,
+    export_predictions_csv,
+    export_prompt_file,
     export_run_onnx,
+    open_project,
     predict_with_run,
+    readme_path,
     result_runs,
+    run_results,
     trained_runs,
+    write_model_card,
 )
 
 PREDICTION = "Prediction"

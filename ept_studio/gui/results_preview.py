@@ -1,7 +1,7 @@
 """Try the chosen model on a new image: the Results tab's preview of one dropped file.
 
 The model runs as a background job of :class:`~ept_studio.gui.jobs.ProjectJobs` (loading a torch
-model takes seconds), through :func:`~ept_studio.services.preview.iter_preview`; the box shows the
+model takes seconds), through :func:`~ept_studio.services.project.preview.iter_preview`; the box shows the
 image as the model sees it, the model attention over it and the top model scores. The file is
 only read: it is not added to the project. Descriptive words only: "model score", "model
 attention", never "finding".
@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.viewer_canvas import to_qimage
-from ept_studio.services.preview import ImagePreview, iter_preview
-from ept_studio.services.run_actions import StageStarted
+from ept_studio.services.model import StageStarted
+from ept_studio.services.project import ImagePreview, iter_preview
 
 PREVIEW = "Preview"
 """The preview's task name in :class:`ProjectJobs`."""

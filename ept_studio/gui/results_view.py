@@ -3,7 +3,7 @@ reliability diagram and the warnings a reader must see before trusting any numbe
 
 The headline says what the numbers are computed on (test images, and how many training images
 were left out), and a view of training images says it is not a test. Metric names are the plain
-ones of :mod:`~ept_studio.services.metric_names`, with the technical key in the tooltip.
+ones of :mod:`~ept_studio.services.model.metric_names`, with the technical key in the tooltip.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
-from ept_studio.services.results import (
+from ept_studio.services.model import metric_tooltip, plain_metric_name
+from ept_studio.services.project import (
     TRAINING_VIEW_NAME,
     Interval,
     ReliabilityBin,

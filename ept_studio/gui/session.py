@@ -14,24 +14,22 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from ept_studio.gui.tasks import WorkerThread
 from ept_studio.gui.workers import ImportWorker
-from ept_studio.services.gallery import (
+from ept_studio.services.project import (
     ClassCount,
+    ClassInfo,
     GalleryFilter,
     GalleryItem,
-    class_counts,
-    gallery_items,
-    image_count,
-    unlabelled_count,
-)
-from ept_studio.services.gallery_review import latest_prediction_run
-from ept_studio.services.project import (
-    ClassInfo,
     ImportReport,
     LabelMode,
     Project,
     Role,
+    class_counts,
     create_project,
+    gallery_items,
+    image_count,
+    latest_prediction_run,
     open_project,
+    unlabelled_count,
 )
 
 logger = logging.getLogger(__name__)

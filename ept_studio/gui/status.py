@@ -21,9 +21,13 @@ from PySide6.QtWidgets import (
 from ept_studio.common.training_events import RunStarted, StepFinished
 from ept_studio.gui.jobs import TRAINING, ProjectJobs
 from ept_studio.gui.session import ProjectSession
-from ept_studio.services.project import ImportReport, ProjectDataReady, ProjectTrainingSaved
-from ept_studio.services.project_tuning import TuningCancelled
-from ept_studio.services.training_plan import rough_duration
+from ept_studio.services.project import (
+    ImportReport,
+    ProjectDataReady,
+    ProjectTrainingSaved,
+    TuningCancelled,
+    rough_duration,
+)
 
 SHORT_NOTICE = "For research use only. Not for clinical diagnosis."
 STOPPING = "Stopping training after the current step…"

@@ -2,8 +2,8 @@
 "Split for me", the Advanced settings, and progress with live curves while a run trains.
 
 Everything shown before the press comes from torch-free services: the checklist
-(:func:`~ept_studio.services.readiness.check_readiness`, whose blocking items are the training
-service's own rule) and the plan (:func:`~ept_studio.services.training_plan.plan_training`, the run's
+(:func:`~ept_studio.services.project.readiness.check_readiness`, whose blocking items are the training
+service's own rule) and the plan (:func:`~ept_studio.services.project.training_plan.plan_training`, the run's
 own step arithmetic), so a run never fails for a reason the tab could have named, and no setting is
 changed behind the user's back. The work runs in :class:`~ept_studio.gui.jobs.ProjectJobs`.
 """
@@ -38,15 +38,22 @@ from ept_studio.gui.training_settings import (
     horizontal_rule,
     wrapped_label,
 )
-from ept_studio.services.project import Project, ProjectTrainingSaved
-from ept_studio.services.readiness import ReadinessItem, Severity, check_readiness
-from ept_studio.services.test_split import apply_test_split, suggest_test_split
-from ept_studio.services.training_options import (
+from ept_studio.services.model import (
     METHOD_CHOICES,
     TrainingOptions,
     method_choice,
 )
-from ept_studio.services.training_plan import TrainingPlan, plan_training
+from ept_studio.services.project import (
+    Project,
+    ProjectTrainingSaved,
+    ReadinessItem,
+    Severity,
+    TrainingPlan,
+    apply_test_split,
+    check_readiness,
+    plan_training,
+    suggest_test_split,
+)
 
 __all__ = ["DEFAULT", "LOSS", "TRAINING", "TrainingPanel", "format_eta"]
 

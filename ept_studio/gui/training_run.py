@@ -15,9 +15,8 @@ from ept_studio.common.training_events import (
 )
 from ept_studio.gui.curves import CurvePlot
 from ept_studio.gui.jobs import TRAINING
-from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
-from ept_studio.services.project import ProjectDataReady, ProjectTrainingSaved
-from ept_studio.services.project_tuning import TuningCancelled
+from ept_studio.services.model import metric_tooltip, plain_metric_name
+from ept_studio.services.project import ProjectDataReady, ProjectTrainingSaved, TuningCancelled
 
 LOSS = "training loss"
 VALIDATION_CURVES = ("loss", "accuracy", "macro_auc")

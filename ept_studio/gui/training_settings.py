@@ -23,8 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from ept_studio.common.errors import EptStudioError
-from ept_studio.services.backbone_setup import offline_backbone_status
-from ept_studio.services.training_options import RECIPE_CHOICES, device_choices
+from ept_studio.services.model import RECIPE_CHOICES, device_choices, offline_backbone_status
 
 DEFAULT = "recipe default"
 

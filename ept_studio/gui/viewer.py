@@ -9,7 +9,7 @@ viewer: Left / Right (or Page Up / Down) previous / next, 1-9 / 0 / T label the 
 image file dropped on it is shown (read only, not imported) and tried on the model
 (:mod:`ept_studio.gui.viewer_drop`).
 
-Everything shown comes from :mod:`ept_studio.services.viewer`; the panel keeps the opened
+Everything shown comes from :mod:`ept_studio.services.project.viewer`; the panel keeps the opened
 :class:`ImageView` (decoded pixels cached), so a window / level drag only re-renders. Mouse use is
 described in :mod:`ept_studio.gui.viewer_canvas`. Identifying header fields stay hidden until the
 user ticks "Show identifying fields"; nothing shown here is logged.
@@ -42,16 +42,19 @@ from ept_studio.gui.viewer_labels import SCOPE, ImageCaptionBar, LabelKeys
 from ept_studio.gui.viewer_layout import image_column, row, tool_row
 from ept_studio.gui.viewer_nav import SequenceNavigator, SequenceSource
 from ept_studio.gui.viewer_window import WindowControls
-from ept_studio.services.preview import ImagePreview
-from ept_studio.services.viewer import (
+from ept_studio.services.project import (
+    ImageCaption,
+    ImagePreview,
     ImageView,
     WindowLevel,
+    image_caption,
     open_view,
     open_view_file,
+    preview_caption,
+    preview_heatmap,
     render_view,
+    view_summary,
 )
-from ept_studio.services.viewer_caption import ImageCaption, image_caption, view_summary
-from ept_studio.services.viewer_preview import preview_caption, preview_heatmap
 
 HEADER_WIDTH = 320
 """The header's share of the pane when shown, in pixels: enough for its value column."""

@@ -1,6 +1,6 @@
 """The viewer's model attention: the overlay toggle, its opacity and head, caption and colour legend.
 
-The attention comes from a run's stored predictions (:mod:`ept_studio.services.viewer`), or, for a
+The attention comes from a run's stored predictions (:mod:`ept_studio.services.project.viewer`), or, for a
 file dropped on the viewer, from the model's preview of it (:meth:`AttentionControls.set_preview`,
 colours only, mean over heads); the panel asks :meth:`AttentionControls.blend` for the image with the overlay over it and re-draws when
 ``changed`` fires. The words say "model attention": a description of the model, not a finding.
@@ -23,16 +23,16 @@ from PySide6.QtWidgets import (
 from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.colour_bar import AttentionColourBar
 from ept_studio.gui.session import ProjectSession
-from ept_studio.services.viewer import (
+from ept_studio.services.project import (
     CAPTION,
     AttentionLayer,
     attention_colour_stops,
     attention_layer,
+    blend_heatmap,
     overlay_caption,
     overlay_pixels,
     prediction_runs,
 )
-from ept_studio.services.viewer_preview import blend_heatmap
 
 DEFAULT_OPACITY = 50
 

@@ -17,8 +17,7 @@ from PySide6.QtWidgets import QWidget
 
 from ept_studio.gui.drops import dropped_paths
 from ept_studio.gui.jobs import ProjectJobs
-from ept_studio.services.preview import ImagePreview, iter_preview
-from ept_studio.services.viewer_preview import newest_model_run
+from ept_studio.services.project import ImagePreview, iter_preview, newest_model_run
 
 VIEWER_PREVIEW = "Viewer preview"
 

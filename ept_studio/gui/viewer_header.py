@@ -1,6 +1,6 @@
 """The viewer's header panel: the image's fields in a table, identifying values hidden by default.
 
-What is identifying is decided by :func:`ept_studio.services.viewer.metadata_rows`; hidden values
+What is identifying is decided by :func:`ept_studio.services.project.viewer.metadata_rows`; hidden values
 show as a grey "hidden" until the user ticks "Show identifying fields". Nothing here is logged.
 """
 
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from ept_studio.common.errors import EptStudioError
-from ept_studio.services.viewer import ImageView, MetadataRow, metadata_rows
+from ept_studio.services.project import ImageView, MetadataRow, metadata_rows
 
 FIELD_CHARS = 18
 """The field column's width in characters; the value column stretches over the rest."""

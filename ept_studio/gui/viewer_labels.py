@@ -16,7 +16,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
 
 from ept_studio.gui.viewer_layout import ElidedLabel
-from ept_studio.services.viewer_caption import ImageCaption
+from ept_studio.services.project import ImageCaption
 
 SCOPE = Qt.ShortcutContext.WidgetWithChildrenShortcut
 LABEL_HELP = "Keys 1-9 give the image the N-th class, 0 clears it, T toggles train / test"

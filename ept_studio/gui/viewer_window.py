@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from ept_studio.gui.viewer_canvas import ImageCanvas
 from ept_studio.gui.viewer_layout import ElidedLabel
-from ept_studio.services.viewer import ImageView, WindowLevel
+from ept_studio.services.project import ImageView, WindowLevel
 
 
 class WindowControls(QObject):

@@ -18,7 +18,7 @@ from ept_studio.core.backbones import LoadedBackbone
 from ept_studio.core.methods import MethodConfig
 from ept_studio.core.model import TunedModel
 from ept_studio.core.prompt_file import PromptFileMetadata, backbone_fields, save_prompt_file
-from ept_studio.services.inference import load_tuned_model
+from ept_studio.services.model.inference import load_tuned_model
 
 torch.set_num_threads(1)
 

@@ -17,7 +17,7 @@ from ept_studio.evidence.bench_tuning import (
     tune_time_markdown,
     write_support_folder,
 )
-from ept_studio.services.project_training import held_out_sizes
+from ept_studio.services.project.training import held_out_sizes
 
 
 def test_the_support_folder_has_k_images_of_c_offline_classes(tmp_path: Path) -> None:

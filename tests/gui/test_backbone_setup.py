@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from ept_studio.gui.main_window import BACKBONE_SETUP, MainWindow
 from ept_studio.gui.settings import AppSettings
-from ept_studio.services.backbone_setup import BackboneReady, offline_backbone_status
+from ept_studio.services.model.backbone_setup import BackboneReady, offline_backbone_status
 
 pytestmark = pytest.mark.gui
 

@@ -21,7 +21,7 @@ from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.results_panel import PREDICTION
 from ept_studio.gui.training_panel import TRAINING
 from ept_studio.services.project import ProjectTrainingSaved, Role, open_project
-from ept_studio.services.project_inference import ProjectPredicted
+from ept_studio.services.project.inference import ProjectPredicted
 
 pytestmark = pytest.mark.gui
 

@@ -20,9 +20,9 @@ from ept_studio.gui.results_panel import ONNX_EXPORT, PREDICTION
 from ept_studio.gui.settings import AppSettings
 from ept_studio.gui.training_panel import TRAINING
 from ept_studio.services.project import ProjectTrainingSaved, Role, open_project
-from ept_studio.services.project_inference import ProjectPredicted
-from ept_studio.services.project_tuning import TuningCancelled
-from ept_studio.services.run_actions import OnnxExportResult
+from ept_studio.services.project.inference import ProjectPredicted
+from ept_studio.services.project.run_actions import OnnxExportResult
+from ept_studio.services.project.tuning import TuningCancelled
 
 pytestmark = pytest.mark.gui
 

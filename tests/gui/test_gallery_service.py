@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ept_studio.services.gallery import (
+from ept_studio.services.project import Project, create_project, import_paths
+from ept_studio.services.project.gallery import (
     GalleryFilter,
     GalleryView,
     class_counts,
@@ -16,7 +17,6 @@ from ept_studio.services.gallery import (
     image_count,
     unlabelled_count,
 )
-from ept_studio.services.project import Project, create_project, import_paths
 
 
 @pytest.fixture

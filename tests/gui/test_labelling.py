@@ -24,8 +24,8 @@ from ept_studio.data.store import PredictionRow
 from ept_studio.gui.class_bins import UNLABELLED
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.thumbnail_delegate import CLASS_COLOURS_ROLE, LABEL_ROLE_ROLE
-from ept_studio.services.gallery import GalleryFilter, GalleryView
 from ept_studio.services.project import open_project
+from ept_studio.services.project.gallery import GalleryFilter, GalleryView
 
 pytestmark = pytest.mark.gui
 

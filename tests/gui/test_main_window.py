@@ -25,10 +25,10 @@ from ept_studio.gui.class_bins import UNLABELLED
 from ept_studio.gui.jobs import TRAINING
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.status import SHORT_NOTICE, STOPPING, rough_eta
-from ept_studio.services.gallery import GalleryFilter, GalleryView
+from ept_studio.services.model.training_options import TrainingOptions
 from ept_studio.services.project import ProjectTrainingSaved, open_project
-from ept_studio.services.project_tuning import TuningCancelled
-from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.project.gallery import GalleryFilter, GalleryView
+from ept_studio.services.project.tuning import TuningCancelled
 
 pytestmark = pytest.mark.gui
 

@@ -19,8 +19,8 @@ from ept_studio.gui.results_panel import PREDICTION, ResultsPanel
 from ept_studio.gui.results_preview import PREVIEW
 from ept_studio.gui.session import ProjectSession
 from ept_studio.services.project import Project
-from ept_studio.services.reports import readme_path
-from ept_studio.services.results import TRAINING_VIEW_NAME, ResultsScope
+from ept_studio.services.project.reports import readme_path
+from ept_studio.services.project.results import TRAINING_VIEW_NAME, ResultsScope
 
 pytestmark = pytest.mark.gui
 

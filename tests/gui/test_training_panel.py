@@ -18,7 +18,7 @@ from ept_studio.gui.jobs import TRAINING
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.training_panel import LOSS, format_eta
 from ept_studio.services.project import ProjectTrainingSaved, open_project
-from ept_studio.services.project_tuning import TuningCancelled, tune_project
+from ept_studio.services.project.tuning import TuningCancelled, tune_project
 
 pytestmark = pytest.mark.gui
 

@@ -22,8 +22,8 @@ from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.viewer import ViewerPanel
 from ept_studio.gui.viewer_drop import VIEWER_PREVIEW
 from ept_studio.services.project import Project
-from ept_studio.services.viewer import render_view
-from ept_studio.services.viewer_caption import DROPPED
+from ept_studio.services.project.viewer import render_view
+from ept_studio.services.project.viewer_caption import DROPPED
 
 pytestmark = pytest.mark.gui
 

@@ -24,7 +24,12 @@ from ept_studio.data.store import PredictionRow
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.viewer import VIEWER_KEYS, ViewerPanel
 from ept_studio.services.project import import_paths
-from ept_studio.services.viewer import HIDDEN, attention_colour_stops, open_view, render_view
+from ept_studio.services.project.viewer import (
+    HIDDEN,
+    attention_colour_stops,
+    open_view,
+    render_view,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -303,7 +308,7 @@ def _two_images() -> list[int]:
 
 
 def test_the_viewer_needs_no_torch() -> None:
-    script = BLOCK_TORCH + "import ept_studio.gui.viewer, ept_studio.services.viewer\n"
+    script = BLOCK_TORCH + "import ept_studio.gui.viewer, ept_studio.services.project.viewer\n"
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )

@@ -31,9 +31,9 @@ from ept_studio.gui.new_project_dialog import NewProjectDialog
 from ept_studio.gui.settings import AppSettings
 from ept_studio.gui.status import SHORT_NOTICE
 from ept_studio.gui.welcome import FLOW_STEPS
-from ept_studio.services.demo import MANIFEST
-from ept_studio.services.gallery import GalleryFilter, GalleryView
 from ept_studio.services.project import LabelMode, is_project_folder
+from ept_studio.services.project.demo import MANIFEST
+from ept_studio.services.project.gallery import GalleryFilter, GalleryView
 
 pytestmark = pytest.mark.gui
 

@@ -77,7 +77,7 @@ def test_scrub_keeps_the_apps_own_code_paths() -> None:
 
 def test_a_record_with_phi_is_scrubbed_in_the_log_file(app_log: Path, tmp_path: Path) -> None:
     phi_file = next(write_phi_folder(tmp_path / "studies").rglob("*.dcm"))
-    log = logging.getLogger("ept_studio.services.project_import")
+    log = logging.getLogger("ept_studio.services.project.importing")
     log.warning("skipped %s (PatientName=%s)", phi_file, f"{MARK}^Jane^Q")
     log.info("person %s, name %s", f"{MARK}^Jane^Q", phi_file.name)
     try:

@@ -17,9 +17,13 @@ from ept_studio.common.errors import ProjectError
 from ept_studio.data.packaged_dicom import installed_dicom_files
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageFilter, Project, Role
-from ept_studio.services.demo import MANIFEST, create_demo_project
-from ept_studio.services.project import ProjectTrainingSaved, train_on_project, training_set
-from ept_studio.services.results import run_results
+from ept_studio.services.project import (
+    ProjectTrainingSaved,
+    train_on_project,
+)
+from ept_studio.services.project.demo import MANIFEST, create_demo_project
+from ept_studio.services.project.results import run_results
+from ept_studio.services.project.training import training_set
 
 TRAIN = {"CT": 2, "MR": 2, "US": 2}
 TEST = {"CT": 4, "MR": 3, "US": 5}
@@ -136,7 +140,7 @@ def test_each_class_trains_on_its_two_most_typical_images_on_the_offline_backbon
     from ept_studio.core.methods import LinearConfig
     from ept_studio.core.model import TunedModel
     from ept_studio.core.training.prototype import nearest_centroid_predict, support_features
-    from ept_studio.services.images import load_images
+    from ept_studio.services.model.images import load_images
 
     installed = dict(installed_dicom_files())
     labelled = [item for item in MANIFEST if item.role is not None and item.source in installed]

@@ -12,11 +12,11 @@ from support import tiny_backbone, write_class_folders
 
 from ept_studio.common.errors import DatasetError
 from ept_studio.data.pixel_hash import file_pixel_sha256
-from ept_studio.services.duplicates import pixel_duplicates
 from ept_studio.services.project import Project, Role, import_paths
-from ept_studio.services.project_training import train_on_project
-from ept_studio.services.readiness import Severity, check_readiness
-from ept_studio.services.test_split import suggest_test_split
+from ept_studio.services.project.duplicates import pixel_duplicates
+from ept_studio.services.project.readiness import Severity, check_readiness
+from ept_studio.services.project.test_split import suggest_test_split
+from ept_studio.services.project.training import train_on_project
 
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ept_studio.services.gallery import class_counts
-from ept_studio.services.project import LabelMode, create_project, import_paths, open_project
+from ept_studio.services.project import (
+    LabelMode,
+    create_project,
+    import_paths,
+    open_project,
+)
+from ept_studio.services.project.gallery import class_counts
 
 
 def _labels(project_folder: Path) -> dict[str, set[str]]:

@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 
 from ept_studio.data.store import PredictionRow
-from ept_studio.services.gallery import GalleryFilter, GalleryView, gallery_items
-from ept_studio.services.gallery_review import (
+from ept_studio.services.project import LabelMode, Project, create_project, import_paths
+from ept_studio.services.project.gallery import GalleryFilter, GalleryView, gallery_items
+from ept_studio.services.project.gallery_review import (
     latest_prediction_run,
     misclassified,
     most_uncertain,
 )
-from ept_studio.services.project import LabelMode, Project, create_project, import_paths
 
 
 @pytest.fixture

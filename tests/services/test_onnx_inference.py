@@ -27,9 +27,9 @@ from ept_studio.core.prompt_file import PromptFileMetadata, save_prompt_file
 from ept_studio.core.torch_runner import TorchRunner
 from ept_studio.data.overlay import attention_map, grid_cell
 from ept_studio.data.render import RenderingSpec, render_file
-from ept_studio.services.export import export_prompt_to_onnx
-from ept_studio.services.inference import load_tuned_model
-from ept_studio.services.onnx_inference import (
+from ept_studio.services.model.export import export_prompt_to_onnx
+from ept_studio.services.model.inference import load_tuned_model
+from ept_studio.services.model.onnx_inference import (
     BatchPredicted,
     InferenceFinished,
     InferenceStarted,

@@ -12,10 +12,10 @@ from labelled_projects import tiny_trained_project
 from support import tiny_backbone
 
 from ept_studio.common.errors import EptStudioError, ProjectError
-from ept_studio.services.preview import preview_image
 from ept_studio.services.project import Project
-from ept_studio.services.project_inference import ProjectPredicted
-from ept_studio.services.run_actions import predict_with_run
+from ept_studio.services.project.inference import ProjectPredicted
+from ept_studio.services.project.preview import preview_image
+from ept_studio.services.project.run_actions import predict_with_run
 
 
 @pytest.fixture

@@ -105,8 +105,8 @@ def test_a_typed_export_name_is_not_kept_in_the_project(
 ) -> None:
     from labelled_projects import tiny_trained_project
 
-    from ept_studio.services.reports import export_predictions_csv, write_model_card
-    from ept_studio.services.run_actions import export_run_onnx
+    from ept_studio.services.project.reports import export_predictions_csv, write_model_card
+    from ept_studio.services.project.run_actions import export_run_onnx
 
     folder, locations = tmp_path / "project", tmp_path / "locations"
     run_id = tiny_trained_project(folder, class_folders, [0, 6], locations)

@@ -24,14 +24,14 @@ from ept_studio.services.project import (
     is_project_folder,
     new_project_folder,
     train_on_project,
-    training_set,
 )
-from ept_studio.services.project_import import (
+from ept_studio.services.project.importing import (
     ImportFinished,
     ImportProgress,
     iter_import,
     missing_or_changed,
 )
+from ept_studio.services.project.training import training_set
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 QUICK = {"epochs": 1, "batch_size": 8, "lr": 0.05, "device": "cpu"}
@@ -366,7 +366,7 @@ def test_the_patient_key_carried_to_another_machine_keeps_a_patient_together(
     tmp_path: Path,
 ) -> None:
     from ept_studio.services.project import export_project_key, import_project_key
-    from ept_studio.services.readiness import Severity, check_readiness
+    from ept_studio.services.project.readiness import Severity, check_readiness
 
     scans = tmp_path / "scans"
     scans.mkdir()

@@ -16,9 +16,9 @@ from ept_studio.core.onnx_export import export_onnx, model_info
 from ept_studio.core.onnx_runtime import OnnxRunner
 from ept_studio.data.render import render_file
 from ept_studio.data.store import Project
-from ept_studio.services.onnx_inference import InferenceFinished
+from ept_studio.services.model.onnx_inference import InferenceFinished
 from ept_studio.services.project import create_project, import_paths
-from ept_studio.services.project_inference import ProjectPredicted, predict_project
+from ept_studio.services.project.inference import ProjectPredicted, predict_project
 
 SAMPLES = Path(pydicom.__file__).parent / "data" / "test_files"
 

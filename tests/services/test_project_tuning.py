@@ -12,14 +12,14 @@ from ept_studio.common.training_events import (
     RunStarted,
     StepFinished,
 )
+from ept_studio.services.model.training_options import TrainingOptions
 from ept_studio.services.project import (
     Project,
     ProjectDataReady,
     ProjectTrainingSaved,
     import_paths,
 )
-from ept_studio.services.project_tuning import TuningCancelled, tune_project
-from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.project.tuning import TuningCancelled, tune_project
 
 OPTIONS = TrainingOptions(method="linear", recipe="paper", epochs=2, batch_size=4, device="cpu")
 

@@ -9,7 +9,7 @@ from labelled_projects import labelled_project
 
 from ept_studio.common.errors import DatasetError
 from ept_studio.services.project import Role, train_on_project
-from ept_studio.services.readiness import SPLIT_ACTION, Readiness, Severity, check_readiness
+from ept_studio.services.project.readiness import SPLIT_ACTION, Readiness, Severity, check_readiness
 
 
 def severities(

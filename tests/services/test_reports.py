@@ -13,18 +13,26 @@ from support import tiny_backbone
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.data.store import PredictionRow, Project, Role
-from ept_studio.services.project import ProjectTrainingSaved, import_paths, train_on_project
-from ept_studio.services.project_inference import ProjectPredicted
-from ept_studio.services.project_tuning import tune_project
-from ept_studio.services.reports import export_predictions_csv, readme_path, write_model_card
-from ept_studio.services.results import (
+from ept_studio.services.model.training_options import TrainingOptions
+from ept_studio.services.project import (
+    ProjectTrainingSaved,
+    import_paths,
+    train_on_project,
+)
+from ept_studio.services.project.inference import ProjectPredicted
+from ept_studio.services.project.reports import (
+    export_predictions_csv,
+    readme_path,
+    write_model_card,
+)
+from ept_studio.services.project.results import (
     ResultsScope,
     load_run_record,
     run_results,
     scope_summary,
 )
-from ept_studio.services.run_actions import predict_with_run
-from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.project.run_actions import predict_with_run
+from ept_studio.services.project.tuning import tune_project
 
 
 def test_csv_and_model_card_of_a_training_run_carry_numbers_but_no_phi(

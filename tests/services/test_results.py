@@ -12,9 +12,13 @@ import pytest
 from support import tiny_backbone
 
 from ept_studio.data.store import PredictionRow, Project, Role
-from ept_studio.services.project import ProjectTrainingSaved, import_paths, train_on_project
-from ept_studio.services.results import ResultsScope, run_results, scope_summary
-from ept_studio.services.results_stats import Interval, score_predictions
+from ept_studio.services.project import (
+    ProjectTrainingSaved,
+    import_paths,
+    train_on_project,
+)
+from ept_studio.services.project.results import ResultsScope, run_results, scope_summary
+from ept_studio.services.project.results_stats import Interval, score_predictions
 
 TRUTH = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
 PREDICTED = [0, 0, 0, 1, 1, 1, 0, 2, 2, 1]

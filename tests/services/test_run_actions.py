@@ -11,11 +11,11 @@ from labelled_projects import tiny_trained_project
 from support import tiny_backbone
 
 from ept_studio.common.errors import ProjectError
-from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
+from ept_studio.services.model.metric_names import metric_tooltip, plain_metric_name
+from ept_studio.services.model.training_options import TrainingOptions
 from ept_studio.services.project import Project, Role, import_paths
-from ept_studio.services.project_inference import ProjectPredicted
-from ept_studio.services.project_tuning import tune_project
-from ept_studio.services.run_actions import (
+from ept_studio.services.project.inference import ProjectPredicted
+from ept_studio.services.project.run_actions import (
     ONNX_NAME,
     ExportCancelled,
     OnnxExportResult,
@@ -25,7 +25,7 @@ from ept_studio.services.run_actions import (
     predict_with_run,
     trained_runs,
 )
-from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.project.tuning import tune_project
 
 
 @pytest.fixture
@@ -155,9 +155,9 @@ def test_holding_out_support_picks_the_epoch_and_stops_early(
 
 
 def test_support_split_holds_out_a_fifth_per_class_only_when_there_are_enough() -> None:
-    from ept_studio.services.images import rendering_spec
+    from ept_studio.services.model.images import rendering_spec
     from ept_studio.services.project import LabelMode
-    from ept_studio.services.project_training import TrainingItem, support_split
+    from ept_studio.services.project.training import TrainingItem, support_split
 
     def items(per_class: dict[int, int]) -> list[tuple[TrainingItem, None]]:
         spec = rendering_spec({})

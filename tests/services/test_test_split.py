@@ -9,7 +9,7 @@ from labelled_projects import labelled_project, role_counts, roles_by_patient
 
 from ept_studio.common.errors import ConfigError
 from ept_studio.data.store import Role
-from ept_studio.services.test_split import apply_test_split, suggest_test_split
+from ept_studio.services.project.test_split import apply_test_split, suggest_test_split
 
 LAYOUT: dict[str, list[str | None]] = {
     "fundus": ["P1", "P1", "P1", "P2", "P2", "P3", None, None, None, None],

@@ -6,7 +6,7 @@ import pytest
 
 from ept_studio.common.errors import ConfigError
 from ept_studio.core.training import recipe_from_settings
-from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.model.training_options import TrainingOptions
 
 
 def test_only_the_settings_the_user_changed_override_the_preset() -> None:
@@ -42,13 +42,13 @@ def test_unknown_presets_and_devices_are_refused() -> None:
 @pytest.mark.parametrize("preset", ["default", "paper"])
 def test_each_recipe_choice_says_what_its_preset_is(preset: str) -> None:
     from ept_studio.core.training.recipe import RECIPES
-    from ept_studio.services.training_options import recipe_choice
+    from ept_studio.services.model.training_options import recipe_choice
 
     assert recipe_choice(preset).summary == RECIPES[preset].summary()
 
 
 def test_the_recipe_and_method_names_are_short() -> None:
-    from ept_studio.services.training_options import METHOD_CHOICES, RECIPE_CHOICES
+    from ept_studio.services.model.training_options import METHOD_CHOICES, RECIPE_CHOICES
 
     assert [c.label for c in RECIPE_CHOICES] == ["Few-shot default", "Paper's recipe"]
     assert max(len(c.label) for c in METHOD_CHOICES) <= 24
@@ -64,7 +64,7 @@ def test_a_recipe_summary_names_each_rate_that_differs() -> None:
 
 @pytest.mark.parametrize("key", ["ept", "ept-add", "ept-multi", "ept-multi_cat"])
 def test_each_ept_method_says_its_prompts_enter_the_attention_logits(key: str) -> None:
-    from ept_studio.services.training_options import method_choice
+    from ept_studio.services.model.training_options import method_choice
 
     description = method_choice(key).description
     assert "attention logits" in description

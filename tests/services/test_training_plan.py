@@ -15,9 +15,9 @@ from labelled_projects import labelled_project
 from ept_studio.core.hold_out import held_out_sizes
 from ept_studio.core.run_length import PRESET_LENGTHS
 from ept_studio.core.training import RECIPES, recipe_from_settings
+from ept_studio.services.model.training_options import TrainingOptions
 from ept_studio.services.project import Project
-from ept_studio.services.training_options import TrainingOptions
-from ept_studio.services.training_plan import device_label, plan_training, rough_duration
+from ept_studio.services.project.training_plan import device_label, plan_training, rough_duration
 
 SIZES = {"six": (3, 3), "twelve": (7, 5), "twenty-one": (11, 10)}
 """Training images per class of the projects the step counts are checked on."""
@@ -174,10 +174,10 @@ def test_planning_and_drawing_the_train_tab_import_no_torch(
 import sys
 from pathlib import Path
 from ept_studio.services.project import Project
-from ept_studio.services.readiness import check_readiness
-from ept_studio.services.test_split import suggest_test_split
-from ept_studio.services.training_options import TrainingOptions
-from ept_studio.services.training_plan import plan_training
+from ept_studio.services.project.readiness import check_readiness
+from ept_studio.services.project.test_split import suggest_test_split
+from ept_studio.services.model.training_options import TrainingOptions
+from ept_studio.services.project.training_plan import plan_training
 import ept_studio.gui.training_panel
 
 with Project.open(Path({str(folder)!r}), locations_dir=Path({str(folder.parent / "locations")!r})) as project:

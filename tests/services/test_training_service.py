@@ -19,9 +19,9 @@ from ept_studio.common.errors import BackboneMismatchError, DatasetError
 from ept_studio.core.backbones import load_backbone
 from ept_studio.core.prompt_file import read_prompt_file
 from ept_studio.data.folders import scan_class_folders
-from ept_studio.services.images import load_images, split_class_folders
-from ept_studio.services.inference import load_tuned_model, predict_files
-from ept_studio.services.training import (
+from ept_studio.services.model.images import load_images, split_class_folders
+from ept_studio.services.model.inference import load_tuned_model, predict_files
+from ept_studio.services.model.training import (
     DataReady,
     TrainingSaved,
     TrainRequest,
@@ -179,7 +179,7 @@ def test_a_folder_without_classes_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_importing_services_and_cli_does_not_import_torch() -> None:
     code = (
-        "import sys, ept_studio.cli, ept_studio.services.training, ept_studio.services.inference;"
+        "import sys, ept_studio.cli, ept_studio.services.model.training, ept_studio.services.model.inference;"
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -19,7 +19,7 @@ from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import PredictionRow, Project
 from ept_studio.services.project import create_project, import_paths
-from ept_studio.services.viewer import (
+from ept_studio.services.project.viewer import (
     CT_PRESETS,
     HIDDEN,
     WindowLevel,
@@ -118,7 +118,7 @@ def test_frames_of_a_multi_frame_file_differ_and_are_decoded_once(
     first, eighth = render_view(view, frame=0), render_view(view, frame=7)
     np.testing.assert_array_equal(eighth, render_file(MULTI_FRAME, RenderingSpec(frame=7)))
     assert not np.array_equal(first, eighth)
-    monkeypatch.setattr("ept_studio.services.viewer.decode_file", _no_decoding)
+    monkeypatch.setattr("ept_studio.services.project.viewer.decode_file", _no_decoding)
     for width in (100.0, 200.0, 300.0):  # dragging the window only re-renders
         render_view(view, 150.0, width, frame=7)
     with pytest.raises(ConfigError, match="frame 11 does not exist"):

@@ -17,8 +17,8 @@ from ept_studio.data.overlay import grid_cell
 from ept_studio.data.packaged_dicom import pydicom_data_folder
 from ept_studio.data.store import LabelMode, PredictionRow, Project, Role
 from ept_studio.services.project import create_project, import_paths
-from ept_studio.services.viewer import attention_colour_stops, open_view_file, overlay_for
-from ept_studio.services.viewer_caption import ImageCaption, image_caption, view_summary
+from ept_studio.services.project.viewer import attention_colour_stops, open_view_file, overlay_for
+from ept_studio.services.project.viewer_caption import ImageCaption, image_caption, view_summary
 
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
 CT = PYDICOM_FILES / "CT_small.dcm"

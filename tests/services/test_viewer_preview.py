@@ -7,9 +7,13 @@ import numpy as np
 
 from ept_studio.data.overlay import attention_heatmap, attention_overlay
 from ept_studio.data.render import RenderingSpec
-from ept_studio.services.preview import OVERLAY_OPACITY, ImagePreview
-from ept_studio.services.viewer_caption import DROPPED
-from ept_studio.services.viewer_preview import blend_heatmap, preview_caption, preview_heatmap
+from ept_studio.services.project.preview import OVERLAY_OPACITY, ImagePreview
+from ept_studio.services.project.viewer_caption import DROPPED
+from ept_studio.services.project.viewer_preview import (
+    blend_heatmap,
+    preview_caption,
+    preview_heatmap,
+)
 
 
 def _preview(seed: int = 0) -> tuple[ImagePreview, np.ndarray]:

@@ -2,9 +2,9 @@
 
 Each item is ok, a warning (training can start, but the result will say less than the user may
 think) or blocking (training cannot start). The blocking items are the training service's own
-rule (:func:`~ept_studio.services.trainable.training_blockers`), so nothing fails after the press
+rule (:func:`~ept_studio.services.project.trainable.training_blockers`), so nothing fails after the press
 for a reason the checklist could have named, plus one the checklist adds: the same image (equal
-decoded pixels) in train and in test (:func:`~ept_studio.services.duplicates.pixel_duplicates`),
+decoded pixels) in train and in test (:func:`~ept_studio.services.project.duplicates.pixel_duplicates`),
 which would test the model on an image it learned. Qt-free and torch-free.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from enum import Enum
 
 from ept_studio.data.store import LabelMode, Project, Role
-from ept_studio.services.duplicates import DuplicateGroup, straddling_duplicates
-from ept_studio.services.project_training import TrainingItem, TrainingSet, training_set
-from ept_studio.services.trainable import training_blockers
+from ept_studio.services.project.duplicates import DuplicateGroup, straddling_duplicates
+from ept_studio.services.project.trainable import training_blockers
+from ept_studio.services.project.training import TrainingItem, TrainingSet, training_set
 
 IMBALANCE_RATIO = 3
 """The largest class may have up to this many times the smallest's training images."""

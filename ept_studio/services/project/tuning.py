@@ -1,6 +1,6 @@
 """Training as the desktop app runs it: the engine's own events, a quiet cancel, the device freed.
 
-:func:`tune_project` wraps :func:`~ept_studio.services.project_training.train_on_project` for a
+:func:`tune_project` wraps :func:`~ept_studio.services.project.training.train_on_project` for a
 caller that must not import torch (the GUI). The training events it passes on are the torch-free
 ones of :mod:`ept_studio.common.training_events`, so the app and the command line render the same
 types. A cancel ends the run with :class:`TuningCancelled` rather than an error (the run is
@@ -26,12 +26,12 @@ from ept_studio.common.training_events import (
     StepFinished,
     TrainEvent,
 )
-from ept_studio.services.project_training import (
+from ept_studio.services.model.training_options import TrainingOptions
+from ept_studio.services.project.training import (
     ProjectDataReady,
     ProjectTrainingSaved,
     train_on_project,
 )
-from ept_studio.services.training_options import TrainingOptions
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone

@@ -16,12 +16,12 @@ import numpy as np
 
 from ept_studio.common.errors import ExportError, ImageDecodeError
 from ept_studio.common.files import file_sha256
-from ept_studio.services.onnx_inference import image_decoder
+from ept_studio.services.model.onnx_inference import image_decoder
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone
     from ept_studio.core.onnx_export import ParityReport
-    from ept_studio.services.inference import TunedHandle
+    from ept_studio.services.model.inference import TunedHandle
 
 REFERENCE_FILES = ("CT_small.dcm", "MR_small.dcm")
 """pydicom's own sample files (in its ``data/test_files`` folder), the default check images."""
@@ -69,7 +69,7 @@ def export_prompt_to_onnx(
     check_files: Sequence[Path] = (),
 ) -> OnnxExportResult:
     """Load ``prompt_file`` on its backbone (checksum verified) and export it to ``out``."""
-    from ept_studio.services.inference import load_tuned_model
+    from ept_studio.services.model.inference import load_tuned_model
 
     handle = load_tuned_model(Path(prompt_file), weights=weights, backbone=backbone)
     return export_handle_to_onnx(handle, out, check_files=check_files)

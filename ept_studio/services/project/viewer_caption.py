@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from ept_studio.data.store import Project
-from ept_studio.services.viewer import ImageView
+from ept_studio.services.project.viewer import ImageView
 
 __all__ = ["DROPPED", "UNLABELLED", "ImageCaption", "image_caption", "view_summary"]
 

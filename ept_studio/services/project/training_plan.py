@@ -17,10 +17,10 @@ from pathlib import Path
 from ept_studio.core.hold_out import HOLD_OUT_MINIMUM
 from ept_studio.core.run_length import PRESET_LENGTHS, RunLength
 from ept_studio.data.store import LabelMode, Project, Role
-from ept_studio.services.project_training import TrainingSet, held_out_sizes, training_set
-from ept_studio.services.readiness import class_counts
-from ept_studio.services.run_timing import estimate_seconds
-from ept_studio.services.training_options import TrainingOptions
+from ept_studio.services.model.training_options import TrainingOptions
+from ept_studio.services.project.readiness import class_counts
+from ept_studio.services.project.run_timing import estimate_seconds
+from ept_studio.services.project.training import TrainingSet, held_out_sizes, training_set
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +137,7 @@ def _apple_silicon() -> bool:
 
 def _default_backbone_name() -> str | None:
     from ept_studio.common.errors import EptStudioError
-    from ept_studio.services.backbone_setup import offline_backbone_status
+    from ept_studio.services.model.backbone_setup import offline_backbone_status
 
     with contextlib.suppress(EptStudioError):
         return offline_backbone_status().name

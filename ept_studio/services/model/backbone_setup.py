@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ept_studio.common.appdata import default_manifest_path, models_dir, user_cache_dir
 from ept_studio.common.errors import BackboneError
-from ept_studio.services.run_actions import StageStarted
+from ept_studio.services.model.stages import StageStarted
 
 
 @dataclasses.dataclass(frozen=True)

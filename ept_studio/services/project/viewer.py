@@ -27,7 +27,7 @@ from ept_studio.data.overlay import CAPTION, attention_overlay, head_mean, virid
 from ept_studio.data.render import DecodedImage, RenderingSpec, decode_file, percentile_window
 from ept_studio.data.render import render as render_decoded
 from ept_studio.data.store import Project
-from ept_studio.services.images import rendering_spec
+from ept_studio.services.model.images import rendering_spec
 
 __all__ = [
     "CAPTION",

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from ept_studio.common.errors import ConfigError
 from ept_studio.data.store import Project, Role
-from ept_studio.services.duplicates import pixel_duplicates
-from ept_studio.services.project_training import TrainingItem, TrainingSet, training_set
+from ept_studio.services.project.duplicates import pixel_duplicates
+from ept_studio.services.project.training import TrainingItem, TrainingSet, training_set
 
 DEFAULT_TEST_FRACTION = 0.2
 

@@ -12,7 +12,7 @@ import json
 import math
 
 from ept_studio.data.store import Project, RunRecord
-from ept_studio.services.project_training import RUN_RECORD_NAME
+from ept_studio.services.project.training import RUN_RECORD_NAME
 
 FALLBACK_SECONDS_PER_STEP: dict[tuple[str, str], float] = {
     ("dinov2-vits14-imgfocus", "cpu"): 1.2,

@@ -18,8 +18,8 @@ from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import TrainingError
 from ept_studio.data.folders import check_shots, scan_class_folders
 from ept_studio.data.render import RenderingSpec
-from ept_studio.services.duplicates import SameImage
-from ept_studio.services.images import LabelledSplit, SkippedFile, split_class_folders
+from ept_studio.services.model.images import LabelledSplit, SkippedFile, split_class_folders
+from ept_studio.services.model.same_image import SameImage
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone

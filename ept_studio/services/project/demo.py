@@ -43,7 +43,7 @@ from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.common.errors import DatasetError, ProjectError
 from ept_studio.data.packaged_dicom import installed_dicom_files
 from ept_studio.data.store import DB_NAME, LOCATIONS_ENV, ImageFilter, Project, Role
-from ept_studio.services.project_import import ImportReport, import_paths
+from ept_studio.services.project.importing import ImportReport, import_paths
 
 PROJECT_DIR = "project"
 IMAGES_DIR = "demo-images"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ept_studio.common.errors import DatasetError
 from ept_studio.data.folders import scan_class_folders
-from ept_studio.services.images import (
+from ept_studio.services.model.images import (
     SkippedFile,
     load_images,
     rendering_spec,
@@ -72,7 +72,7 @@ def predict_files(
     files left out, each file once, a path that is not there reported.
     """
     from ept_studio.core.training import predict_probabilities
-    from ept_studio.services.onnx_inference import collect_files
+    from ept_studio.services.model.images import collect_files
 
     meta = handle.metadata
     files, missing = collect_files(paths)

@@ -13,7 +13,7 @@ cannot be read, the images that have the train role now stand in for them.
   :attr:`ResultsScope.TRAINING` view scores only those, and says it is not a test. Images without a
   label, or with a class the model does not know, are counted and left out.
 
-The numbers come from :func:`~ept_studio.services.results_stats.score_predictions` (bootstrap
+The numbers come from :func:`~ept_studio.services.project.results_stats.score_predictions` (bootstrap
 intervals, seeded). The warnings are the ones a few-shot user needs to read the numbers honestly.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 from ept_studio.common.calibration import ReliabilityBin
 from ept_studio.common.errors import ProjectError
 from ept_studio.data.store import LabelMode, Project, Role, RunRecord
-from ept_studio.services.results_stats import (
+from ept_studio.services.project.results_stats import (
     DEFAULT_RESAMPLES,
     ClassResult,
     Interval,

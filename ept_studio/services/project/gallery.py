@@ -17,8 +17,12 @@ from ept_studio.common.errors import EptStudioError
 from ept_studio.data.render import RenderingSpec
 from ept_studio.data.store import ClassCount, ImageFilter, ImageRecord, Project, Role
 from ept_studio.data.thumbnails import thumbnail_for, thumbnail_name
-from ept_studio.services.gallery_review import latest_predictions, misclassified, most_uncertain
-from ept_studio.services.project_import import THUMBNAIL_SIZE
+from ept_studio.services.project.gallery_review import (
+    latest_predictions,
+    misclassified,
+    most_uncertain,
+)
+from ept_studio.services.project.importing import THUMBNAIL_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ class GalleryView(str, Enum):
     TRAIN = "train"
     TEST = "test"
     MISCLASSIFIED = "misclassified"
-    """Labelled images an inference run got wrong (see :mod:`~ept_studio.services.gallery_review`)."""
+    """Labelled images an inference run got wrong (see :mod:`~ept_studio.services.project.gallery_review`)."""
     UNCERTAIN = "uncertain"
     """The images an inference run was least sure of, least sure first."""
 

@@ -28,8 +28,8 @@ from ept_studio.core.hold_out import held_out_indices
 from ept_studio.core.hold_out import held_out_sizes as core_held_out_sizes
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
-from ept_studio.services.duplicates import straddling_duplicates
-from ept_studio.services.trainable import training_blockers
+from ept_studio.services.project.duplicates import straddling_duplicates
+from ept_studio.services.project.trainable import training_blockers
 
 if TYPE_CHECKING:
     import torch

@@ -8,7 +8,7 @@ names), relative to the common folder of the project's sources, never absolute. 
 whether the model was trained on the image, so a reader can filter the training images out.
 
 The model card describes the *model* (a training run), whatever results view was on screen: see
-:mod:`~ept_studio.services.model_card`. Every export is recorded in the project by kind, time and
+:mod:`~ept_studio.services.project.model_card`. Every export is recorded in the project by kind, time and
 sha256 under a neutral name (``predictions.csv``): the name typed for it can carry a patient's name.
 """
 
@@ -25,9 +25,8 @@ from pathlib import Path
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.common.files import atomic_write_text, file_sha256
 from ept_studio.data.store import ImageRecord, Project
-from ept_studio.services.gallery import caption_for
-from ept_studio.services.model_card import card_runs, card_text
-from ept_studio.services.results import RunResults, run_results
+from ept_studio.services.project.model_card import card_runs, card_text
+from ept_studio.services.project.results import RunResults, run_results
 
 CSV_KIND = "predictions-csv"
 CARD_KIND = "model-card"
@@ -37,11 +36,6 @@ SCORE_MEANING = (
     "each class's sigmoid), between 0 and 1. It describes the model's output, not a finding, "
     "and is not a calibrated probability of disease."
 )
-
-
-def image_caption(image: ImageRecord, labels: Sequence[str] = ()) -> str:
-    """How an image is named outside the app: ``#12 · fundus · CT`` (id, class, modality)."""
-    return caption_for(image, labels)
 
 
 def readme_path(csv_path: Path) -> Path:

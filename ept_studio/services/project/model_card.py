@@ -18,8 +18,8 @@ from typing import Any
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import ExportError
 from ept_studio.data.store import Project, Role, RunRecord
-from ept_studio.services.metric_names import plain_metric_name
-from ept_studio.services.results import (
+from ept_studio.services.model.metric_names import plain_metric_name
+from ept_studio.services.project.results import (
     Interval,
     RunResults,
     load_run_record,

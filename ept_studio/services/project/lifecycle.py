@@ -1,8 +1,8 @@
-"""Projects for the desktop app and the CLI: create, open, import, label, train and export.
+"""A project's life as a folder: name it, create it, open it, export its prompt file and its key.
 
 The store itself is :class:`ept_studio.data.store.Project` (classes, labels, undo / redo, runs);
-importing is :mod:`ept_studio.services.project_import`, training
-:mod:`ept_studio.services.project_training`. This module gathers them and adds the export.
+importing is :mod:`ept_studio.services.project.importing`, training
+:mod:`ept_studio.services.project.training`; :mod:`ept_studio.services.project` gathers them.
 """
 
 from __future__ import annotations
@@ -22,66 +22,10 @@ from ept_studio.data.project_key import (
 )
 from ept_studio.data.store import (
     DB_NAME,
-    ClassInfo,
-    ImageFilter,
-    ImageRecord,
-    ImageStatus,
     LabelMode,
     Project,
-    Role,
     refuse_occupied_folder,
 )
-from ept_studio.services.project_import import (
-    ImportFinished,
-    ImportProgress,
-    ImportReport,
-    import_paths,
-    iter_import,
-    missing_or_changed,
-)
-from ept_studio.services.project_training import (
-    ProjectDataReady,
-    ProjectTrainingSaved,
-    TrainingItem,
-    TrainingSet,
-    evaluate_samples,
-    fit,
-    train_on_project,
-    training_set,
-)
-
-__all__ = [
-    "ClassInfo",
-    "ImageFilter",
-    "ImageRecord",
-    "ImageStatus",
-    "ImportFinished",
-    "ImportProgress",
-    "ImportReport",
-    "LabelMode",
-    "Project",
-    "ProjectDataReady",
-    "ProjectTrainingSaved",
-    "Role",
-    "TrainingItem",
-    "TrainingSet",
-    "create_project",
-    "default_projects_parent",
-    "evaluate_samples",
-    "export_project_key",
-    "export_prompt_file",
-    "fit",
-    "import_paths",
-    "import_project_key",
-    "is_project_folder",
-    "iter_import",
-    "missing_or_changed",
-    "new_project_folder",
-    "open_project",
-    "train_on_project",
-    "training_set",
-]
-
 
 PROJECTS_FOLDER_NAME = "EPT Studio projects"
 _FORBIDDEN_IN_NAMES = frozenset('<>:"/\\|?*')

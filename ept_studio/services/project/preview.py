@@ -21,8 +21,9 @@ from ept_studio.common.errors import ProjectError
 from ept_studio.data.overlay import CAPTION, attention_heatmap, blend
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import Project
-from ept_studio.services.images import rendering_spec
-from ept_studio.services.run_actions import StageStarted, is_training_run, open_run_model
+from ept_studio.services.model.images import rendering_spec
+from ept_studio.services.model.stages import StageStarted
+from ept_studio.services.project.run_actions import is_training_run, open_run_model
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone

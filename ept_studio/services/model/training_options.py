@@ -2,7 +2,7 @@
 
 The desktop app's training panel and the CLI's ``train`` options both end up here: a
 :class:`TrainingOptions` becomes the method config dict and the recipe overrides that
-:func:`ept_studio.services.project_training.train_on_project` takes. Nothing here imports torch.
+:func:`ept_studio.services.project.training.train_on_project` takes. Nothing here imports torch.
 """
 
 from __future__ import annotations

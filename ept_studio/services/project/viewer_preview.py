@@ -1,6 +1,6 @@
 """A file dropped on the viewer: the model's score and attention for it, shown like a project image.
 
-:mod:`ept_studio.services.preview` runs the model on the file (read only, never imported) and
+:mod:`ept_studio.services.project.preview` runs the model on the file (read only, never imported) and
 keeps its attention colours unblended; the viewer blends them at the opacity the user picks over
 whatever window it shows.
 """
@@ -11,9 +11,9 @@ import numpy as np
 
 from ept_studio.data.overlay import blend
 from ept_studio.data.store import Project
-from ept_studio.services.preview import ImagePreview
-from ept_studio.services.run_actions import trained_runs
-from ept_studio.services.viewer_caption import ImageCaption
+from ept_studio.services.project.preview import ImagePreview
+from ept_studio.services.project.run_actions import trained_runs
+from ept_studio.services.project.viewer_caption import ImageCaption
 
 __all__ = [
     "blend_heatmap",

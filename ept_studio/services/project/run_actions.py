@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING
 from ept_studio.common.errors import ExportError, ProjectError
 from ept_studio.common.files import file_sha256
 from ept_studio.data.store import Project, RunRecord
-from ept_studio.services.export import OnnxExportResult, export_handle_to_onnx
-from ept_studio.services.metric_names import metric_tooltip, plain_metric_name
-from ept_studio.services.onnx_inference import open_onnx_model, open_torch_model
-from ept_studio.services.project_inference import predict_project
-from ept_studio.services.results import TRAINING_VIEW_NAME, ResultsScope
+from ept_studio.services.model.export import OnnxExportResult, export_handle_to_onnx
+from ept_studio.services.model.metric_names import metric_tooltip, plain_metric_name
+from ept_studio.services.model.onnx_inference import open_onnx_model, open_torch_model
+from ept_studio.services.model.stages import StageStarted
+from ept_studio.services.project.inference import predict_project
+from ept_studio.services.project.results import TRAINING_VIEW_NAME, ResultsScope
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone
     from ept_studio.core.model_io import Runner
-    from ept_studio.services.inference import TunedHandle
+    from ept_studio.services.model.inference import TunedHandle
 
 ONNX_NAME = "model.onnx"
 
@@ -42,13 +43,6 @@ class TrainedRun:
     has_onnx: bool
     tooltip: str = ""
     """What the label's metric means, with its technical key."""
-
-
-@dataclasses.dataclass(frozen=True)
-class StageStarted:
-    """A long step began (for a busy indicator): its description."""
-
-    text: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +145,7 @@ def load_run_model(
     project: Project, run_id: int, backbone: LoadedBackbone | None = None
 ) -> TunedHandle:
     """The run's tuned torch model (the backbone's checksum must match the one it was tuned on)."""
-    from ept_studio.services.inference import load_tuned_model
+    from ept_studio.services.model.inference import load_tuned_model
 
     return load_tuned_model(prompt_file(project, run_id), backbone=backbone)
 
@@ -243,7 +237,6 @@ __all__ = [
     "ExportCancelled",
     "OnnxExportResult",
     "ResultsChoice",
-    "StageStarted",
     "TrainedRun",
     "export_run_onnx",
     "load_run_model",

@@ -15,7 +15,6 @@ where PyTorch is not installed.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -27,12 +26,12 @@ import numpy as np
 
 from ept_studio.common.errors import ConfigError, EptStudioError, ExportError, ImageDecodeError
 from ept_studio.common.files import file_sha256
-from ept_studio.services.images import rendering_spec
+from ept_studio.services.model.images import ImageFailed, collect_files, rendering_spec
 
 if TYPE_CHECKING:
     from ept_studio.core.model_io import ModelInfo, ModelOutputs, Runner
     from ept_studio.core.onnx_runtime import OnnxRunner
-    from ept_studio.services.inference import TunedHandle
+    from ept_studio.services.model.inference import TunedHandle
 
 Decoder = Callable[[Path], np.ndarray]
 """A file -> its rendered ``H x W x 3`` uint8 pixels; raises ImageDecodeError when it cannot."""
@@ -51,14 +50,6 @@ class ImagePrediction:
     attention: np.ndarray = dataclasses.field(repr=False)
     rollout: np.ndarray = dataclasses.field(repr=False)
     overlay: Path | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageFailed:
-    """A file that gave no prediction, and why (shown to the user; never logged)."""
-
-    path: Path
-    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,40 +133,6 @@ def image_decoder(rendering: Mapping[str, Any]) -> Decoder:
         return render_file(path, spec)
 
     return decode
-
-
-def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[ImageFailed]]:
-    """Every file named, and every non-hidden file under the folders named, each once, in order."""
-    files: list[Path] = []
-    failed: list[ImageFailed] = []
-    seen: set[Path] = set()
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            found = _walk(path, failed)
-        elif path.exists():
-            found = [path]
-        else:
-            failed.append(ImageFailed(path, "file or folder not found"))
-            continue
-        for item in found:
-            real = item.resolve()
-            if real not in seen:
-                seen.add(real)
-                files.append(item)
-    return files, failed
-
-
-def _walk(root: Path, failed: list[ImageFailed]) -> list[Path]:
-    files: list[Path] = []
-
-    def unreadable(err: OSError) -> None:
-        failed.append(ImageFailed(Path(err.filename or root), "folder cannot be read"))
-
-    for folder, folders, names in os.walk(root, onerror=unreadable):
-        folders[:] = sorted(f for f in folders if not f.startswith("."))
-        files.extend(Path(folder) / n for n in sorted(names) if not n.startswith("."))
-    return files
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from ept_studio.data.folders import (
 )
 from ept_studio.data.pixel_hash import pixel_sha256
 from ept_studio.data.render import RenderingSpec, decode_file, render
-from ept_studio.services.duplicates import SameImage, same_image_groups
+from ept_studio.services.model.same_image import SameImage, same_image_groups
 
 if TYPE_CHECKING:
     import torch
@@ -260,3 +261,45 @@ def _load_labelled(
     skipped.extend(failed)
     label_of = {item.path: index[item.label] for item in items}
     return [(image, label_of[image.path]) for image in loaded]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFailed:
+    """A file that gave no prediction, and why (shown to the user; never logged)."""
+
+    path: Path
+    reason: str
+
+
+def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[ImageFailed]]:
+    """Every file named, and every non-hidden file under the folders named, each once, in order."""
+    files: list[Path] = []
+    failed: list[ImageFailed] = []
+    seen: set[Path] = set()
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = _walk(path, failed)
+        elif path.exists():
+            found = [path]
+        else:
+            failed.append(ImageFailed(path, "file or folder not found"))
+            continue
+        for item in found:
+            real = item.resolve()
+            if real not in seen:
+                seen.add(real)
+                files.append(item)
+    return files, failed
+
+
+def _walk(root: Path, failed: list[ImageFailed]) -> list[Path]:
+    files: list[Path] = []
+
+    def unreadable(err: OSError) -> None:
+        failed.append(ImageFailed(Path(err.filename or root), "folder cannot be read"))
+
+    for folder, folders, names in os.walk(root, onerror=unreadable):
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
+        files.extend(Path(folder) / n for n in sorted(names) if not n.startswith("."))
+    return files

@@ -19,8 +19,8 @@ from ept_studio import __version__
 from ept_studio.common.errors import DatasetError
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageFilter, ImageStatus, PredictionRow, Project
-from ept_studio.services.images import rendering_spec
-from ept_studio.services.onnx_inference import (
+from ept_studio.services.model.images import rendering_spec
+from ept_studio.services.model.onnx_inference import (
     BatchPredicted,
     ImagePrediction,
     InferenceFinished,

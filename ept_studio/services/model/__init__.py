@@ -1,0 +1,100 @@
+"""What a caller holding files, folders or a model file can do without a project: backbones,
+folder training, inference with a prompt file or an ONNX model, export to ONNX.
+
+The desktop app, the command line and the evidence harness import from here; the modules beside
+this file are the service's parts. Qt-free; torch is imported only when a task needs it.
+"""
+
+from __future__ import annotations
+
+from ept_studio.services.model.backbone_setup import (
+    BackboneReady,
+    get_offline_backbone,
+    offline_backbone_status,
+)
+from ept_studio.services.model.backbones import (
+    doctor,
+    get_backbone,
+    list_backbones,
+)
+from ept_studio.services.model.export import (
+    check_images,
+    export_prompt_to_onnx,
+    reference_check_files,
+)
+from ept_studio.services.model.images import (
+    query_cap_problem,
+)
+from ept_studio.services.model.inference import (
+    evaluate_folder,
+    load_tuned_model,
+    predict_files,
+)
+from ept_studio.services.model.metric_names import (
+    metric_tooltip,
+    plain_metric_name,
+)
+from ept_studio.services.model.onnx_inference import (
+    BatchPredicted,
+    InferenceEvent,
+    InferenceFinished,
+    InferenceStarted,
+    OverlayOptions,
+    iter_predictions,
+    open_onnx_model,
+    predict_paths,
+)
+from ept_studio.services.model.stages import (
+    StageStarted,
+)
+from ept_studio.services.model.training import (
+    DataReady,
+    TrainingSaved,
+    TrainRequest,
+    train_on_folder,
+)
+from ept_studio.services.model.training_options import (
+    METHOD_CHOICES,
+    RECIPE_CHOICES,
+    TrainingOptions,
+    device_choices,
+    method_choice,
+    parse_blocks,
+)
+
+__all__ = [
+    "METHOD_CHOICES",
+    "RECIPE_CHOICES",
+    "BackboneReady",
+    "BatchPredicted",
+    "DataReady",
+    "InferenceEvent",
+    "InferenceFinished",
+    "InferenceStarted",
+    "OverlayOptions",
+    "StageStarted",
+    "TrainRequest",
+    "TrainingOptions",
+    "TrainingSaved",
+    "check_images",
+    "device_choices",
+    "doctor",
+    "evaluate_folder",
+    "export_prompt_to_onnx",
+    "get_backbone",
+    "get_offline_backbone",
+    "iter_predictions",
+    "list_backbones",
+    "load_tuned_model",
+    "method_choice",
+    "metric_tooltip",
+    "offline_backbone_status",
+    "open_onnx_model",
+    "parse_blocks",
+    "plain_metric_name",
+    "predict_files",
+    "predict_paths",
+    "query_cap_problem",
+    "reference_check_files",
+    "train_on_folder",
+]

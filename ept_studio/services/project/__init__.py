@@ -1,0 +1,245 @@
+"""What a caller holding a project can do: create, import, label, split, train, predict, review, export.
+
+The desktop app and the command line import from here; the modules beside this file are the
+service's parts. Qt-free; torch is imported only when a task needs it.
+"""
+
+from __future__ import annotations
+
+from ept_studio.common.calibration import (
+    ReliabilityBin,
+)
+from ept_studio.data.overlay import (
+    CAPTION,
+)
+from ept_studio.data.project_key import (
+    missing_key_message,
+)
+from ept_studio.data.store import (
+    ClassCount,
+    ImageFilter,
+    ImageStatus,
+    LabelMode,
+    Project,
+    Role,
+)
+from ept_studio.data.store_records import (
+    ClassInfo,
+)
+from ept_studio.services.model.export import (
+    OnnxExportResult,
+)
+from ept_studio.services.project.demo import (
+    create_demo_project,
+    default_demo_folder,
+)
+from ept_studio.services.project.gallery import (
+    REVIEW_VIEWS,
+    GalleryFilter,
+    GalleryItem,
+    GalleryView,
+    class_counts,
+    gallery_items,
+    image_count,
+    unlabelled_count,
+)
+from ept_studio.services.project.gallery_review import (
+    latest_prediction_run,
+)
+from ept_studio.services.project.importing import (
+    ImportFinished,
+    ImportProgress,
+    ImportReport,
+    import_paths,
+    iter_import,
+    missing_or_changed,
+)
+from ept_studio.services.project.inference import (
+    ProjectPredicted,
+    predict_project,
+)
+from ept_studio.services.project.lifecycle import (
+    create_project,
+    default_projects_parent,
+    export_project_key,
+    export_prompt_file,
+    import_project_key,
+    is_project_folder,
+    new_project_folder,
+    open_project,
+)
+from ept_studio.services.project.preview import (
+    ImagePreview,
+    iter_preview,
+)
+from ept_studio.services.project.readiness import (
+    SPLIT_ACTION,
+    ReadinessItem,
+    Severity,
+    check_readiness,
+)
+from ept_studio.services.project.reports import (
+    export_predictions_csv,
+    readme_path,
+    write_model_card,
+)
+from ept_studio.services.project.results import (
+    TRAINING_VIEW_NAME,
+    ResultsScope,
+    RunResults,
+    run_results,
+    scope_summary,
+)
+from ept_studio.services.project.results_stats import (
+    Interval,
+)
+from ept_studio.services.project.run_actions import (
+    ExportCancelled,
+    ResultsChoice,
+    TrainedRun,
+    export_run_onnx,
+    predict_with_run,
+    result_runs,
+    trained_runs,
+)
+from ept_studio.services.project.test_split import (
+    apply_test_split,
+    suggest_test_split,
+)
+from ept_studio.services.project.training import (
+    ProjectDataReady,
+    ProjectTrainingSaved,
+    held_out_sizes,
+    train_on_project,
+)
+from ept_studio.services.project.training_plan import (
+    TrainingPlan,
+    plan_training,
+    rough_duration,
+)
+from ept_studio.services.project.tuning import (
+    TuningCancelled,
+    tune_project,
+)
+from ept_studio.services.project.viewer import (
+    AttentionLayer,
+    ColourStop,
+    ImageView,
+    MetadataRow,
+    WindowLevel,
+    attention_colour_stops,
+    attention_layer,
+    metadata_rows,
+    open_view,
+    open_view_file,
+    overlay_caption,
+    overlay_pixels,
+    prediction_runs,
+    render_view,
+)
+from ept_studio.services.project.viewer_caption import (
+    ImageCaption,
+    image_caption,
+    view_summary,
+)
+from ept_studio.services.project.viewer_preview import (
+    blend_heatmap,
+    newest_model_run,
+    preview_caption,
+    preview_heatmap,
+)
+
+__all__ = [
+    "CAPTION",
+    "REVIEW_VIEWS",
+    "SPLIT_ACTION",
+    "TRAINING_VIEW_NAME",
+    "AttentionLayer",
+    "ClassCount",
+    "ClassInfo",
+    "ColourStop",
+    "ExportCancelled",
+    "GalleryFilter",
+    "GalleryItem",
+    "GalleryView",
+    "ImageCaption",
+    "ImageFilter",
+    "ImagePreview",
+    "ImageStatus",
+    "ImageView",
+    "ImportFinished",
+    "ImportProgress",
+    "ImportReport",
+    "Interval",
+    "LabelMode",
+    "MetadataRow",
+    "OnnxExportResult",
+    "Project",
+    "ProjectDataReady",
+    "ProjectPredicted",
+    "ProjectTrainingSaved",
+    "ReadinessItem",
+    "ReliabilityBin",
+    "ResultsChoice",
+    "ResultsScope",
+    "Role",
+    "RunResults",
+    "Severity",
+    "TrainedRun",
+    "TrainingPlan",
+    "TuningCancelled",
+    "WindowLevel",
+    "apply_test_split",
+    "attention_colour_stops",
+    "attention_layer",
+    "blend_heatmap",
+    "check_readiness",
+    "class_counts",
+    "create_demo_project",
+    "create_project",
+    "default_demo_folder",
+    "default_projects_parent",
+    "export_predictions_csv",
+    "export_project_key",
+    "export_prompt_file",
+    "export_run_onnx",
+    "gallery_items",
+    "held_out_sizes",
+    "image_caption",
+    "image_count",
+    "import_paths",
+    "import_project_key",
+    "is_project_folder",
+    "iter_import",
+    "iter_preview",
+    "latest_prediction_run",
+    "metadata_rows",
+    "missing_key_message",
+    "missing_or_changed",
+    "new_project_folder",
+    "newest_model_run",
+    "open_project",
+    "open_view",
+    "open_view_file",
+    "overlay_caption",
+    "overlay_pixels",
+    "plan_training",
+    "predict_project",
+    "predict_with_run",
+    "prediction_runs",
+    "preview_caption",
+    "preview_heatmap",
+    "readme_path",
+    "render_view",
+    "result_runs",
+    "rough_duration",
+    "run_results",
+    "scope_summary",
+    "suggest_test_split",
+    "train_on_project",
+    "trained_runs",
+    "tune_project",
+    "unlabelled_count",
+    "view_summary",
+    "write_model_card",
+]
