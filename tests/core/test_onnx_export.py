@@ -1,7 +1,7 @@
 """ONNX export: every method, its outputs against torch, the metadata, and the loud parity check.
 
 Check images are real: pydicom's CT and MR sample files rendered by the data layer. The export of
-the real offline backbone runs through the CLI in ``tests/test_cli_onnx.py``.
+the real offline backbone runs through the CLI in ``tests/cli/test_cli_onnx.py``.
 """
 
 from __future__ import annotations

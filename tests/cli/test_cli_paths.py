@@ -305,7 +305,7 @@ def test_phi_sweep_of_every_command(tmp_path: Path) -> None:
     """packaging/phi_sweep.py: every command on marker-named, partly non-UTF-8 inputs (~1 min)."""
     import importlib.util
 
-    script = Path(__file__).resolve().parents[1] / "packaging" / "phi_sweep.py"
+    script = Path(__file__).resolve().parents[2] / "packaging" / "phi_sweep.py"
     spec = importlib.util.spec_from_file_location("phi_sweep", script)
     assert spec is not None
     assert spec.loader is not None
