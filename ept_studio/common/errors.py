@@ -64,6 +64,10 @@ class ProjectError(EptStudioError):
     """A project folder cannot be created, opened or changed as asked (the message says why)."""
 
 
+class RunRecordError(EptStudioError):
+    """A run record cannot be read: missing, not JSON, incomplete, or of a format not read here."""
+
+
 class ExportError(EptStudioError):
     """An export (ONNX model, overlay images) could not be written or failed its own check."""
 

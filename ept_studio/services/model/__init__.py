@@ -44,6 +44,11 @@ from ept_studio.services.model.onnx_inference import (
     open_onnx_model,
     predict_paths,
 )
+from ept_studio.services.model.run_record import (
+    RUN_RECORD_FORMAT,
+    TrainingRecord,
+    read_run_record,
+)
 from ept_studio.services.model.stages import (
     StageStarted,
 )
@@ -65,6 +70,7 @@ from ept_studio.services.model.training_options import (
 __all__ = [
     "METHOD_CHOICES",
     "RECIPE_CHOICES",
+    "RUN_RECORD_FORMAT",
     "BackboneReady",
     "BatchPredicted",
     "DataReady",
@@ -75,6 +81,7 @@ __all__ = [
     "StageStarted",
     "TrainRequest",
     "TrainingOptions",
+    "TrainingRecord",
     "TrainingSaved",
     "check_images",
     "device_choices",
@@ -95,6 +102,7 @@ __all__ = [
     "predict_files",
     "predict_paths",
     "query_cap_problem",
+    "read_run_record",
     "reference_check_files",
     "train_on_folder",
 ]

@@ -2,30 +2,27 @@
 
 ``train_on_folder`` is a generator: it yields :class:`DataReady`, then the engine's training events,
 then :class:`TrainingSaved`. Any caller (CLI, GUI worker, test) iterates it and renders the events.
+It gathers the images; fitting, evaluating and saving are the pipeline every route shares
+(:mod:`~ept_studio.services.model.fitting`): the support images train, the query images test.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
-import platform
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.common.errors import TrainingError
 from ept_studio.data.folders import check_shots, scan_class_folders
 from ept_studio.data.render import RenderingSpec
+from ept_studio.services.model import fitting
 from ept_studio.services.model.images import LabelledSplit, SkippedFile, split_class_folders
+from ept_studio.services.model.run_record import RecordedData, RecordedImage
 from ept_studio.services.model.same_image import SameImage
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone
     from ept_studio.core.model import TunedModel
-
-RUN_RECORD_FORMAT = "ept-studio-run/1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,15 +86,8 @@ def train_on_folder(
     """
     from ept_studio.core.backbones import load_backbone
     from ept_studio.core.methods import config_from_dict
-    from ept_studio.core.model import LabelMode, TunedModel
-    from ept_studio.core.training import (
-        RunFailed,
-        RunFinished,
-        RunStarted,
-        recipe_from_settings,
-        seed_everything,
-        train,
-    )
+    from ept_studio.core.model import TunedModel
+    from ept_studio.core.training import recipe_from_settings, seed_everything
 
     recipe = recipe_from_settings({**request.recipe, "seed": request.seed})
     method = config_from_dict(request.method)
@@ -111,28 +101,52 @@ def train_on_folder(
     loaded = backbone or load_backbone(request.backbone, weights=request.backbone_weights)
     seed_everything(request.seed)
     model = TunedModel(loaded.model, method, num_classes=len(split.classes))
-    finished: RunFinished | None = None
-    device = "unknown"
-    for event in train(
+    support = [(image.pixels, label) for image, label in split.support]
+    training = yield from fitting.fit(model, support, recipe, loaded, "single", cancel)
+    query = [(image.pixels, label) for image, label in split.query]
+    evaluation, _ = fitting.evaluate_samples(model, query, loaded, "single")
+    run = fitting.FittedRun(
+        source="folder",
+        model=model,
+        loaded=loaded,
+        recipe=recipe.to_dict(),
+        data=_recorded_data(request, split),
+        training=training,
+        evaluation=evaluation,
+        rendering=RenderingSpec().to_dict(),
+    )
+    compact = None
+    if request.compact:
+        compact = request.output.with_name(
+            request.output.name.removesuffix(".safetensors") + ".compact.safetensors"
+        )
+    record_path = run_record_path(request.output)
+    files = fitting.save_run(run, request.output, record_path, compact_path=compact)
+    yield TrainingSaved(
+        request.output,
+        files.prompt_sha256,
+        record_path,
+        files.compact_file,
+        evaluation.metrics,
         model,
-        [(image.pixels, label) for image, label in split.support],
-        recipe,
-        input_size=loaded.spec.input_size,
-        mean=loaded.spec.mean,
-        std=loaded.spec.std,
-        label_mode=LabelMode.SINGLE,
-        cancel=cancel,
-    ):
-        yield event
-        if isinstance(event, RunFailed):
-            raise TrainingError(event.message)
-        if isinstance(event, RunStarted):
-            device = event.device
-        if isinstance(event, RunFinished):
-            finished = event
-    evaluation = _evaluate_query(model, split, loaded)
-    training = {"device": device, **(dataclasses.asdict(finished) if finished else {})}
-    yield _save(FinishedRun(request, model, loaded, split, recipe.to_dict(), evaluation, training))
+    )
+
+
+def _recorded_data(request: TrainRequest, split: LabelledSplit) -> RecordedData:
+    """The run record's data: support images train, query images test; by content hash only."""
+
+    def images(items: list[tuple[Any, int]]) -> tuple[RecordedImage, ...]:
+        return tuple(RecordedImage(image.sha256, int(y)) for image, y in items)
+
+    return RecordedData(
+        classes=tuple(split.classes),
+        label_mode="single",
+        train=images(split.support),
+        test=images(split.query),
+        shots=request.shots,
+        skipped_files=len(split.skipped),
+        copies_left_out=sum(len(same.dropped) for same in split.duplicates),
+    )
 
 
 def _data_ready(split: LabelledSplit) -> DataReady:
@@ -146,119 +160,3 @@ def _data_ready(split: LabelledSplit) -> DataReady:
         split.skipped,
         split.duplicates,
     )
-
-
-def _evaluate_query(
-    model: TunedModel, split: LabelledSplit, loaded: LoadedBackbone
-) -> dict[str, Any]:
-    """Metrics and confusion matrix on the query set (empty when there is none)."""
-    from ept_studio.core.metrics import confusion_matrix
-    from ept_studio.core.model import LabelMode
-    from ept_studio.core.training import evaluate
-
-    if not split.query:
-        return {"metrics": {}, "confusion_matrix": None, "query_size": 0}
-    result = evaluate(
-        model,
-        [(image.pixels, label) for image, label in split.query],
-        input_size=loaded.spec.input_size,
-        mean=loaded.spec.mean,
-        std=loaded.spec.std,
-        label_mode=LabelMode.SINGLE,
-    )
-    predictions = result.probabilities.argmax(axis=1)
-    matrix = confusion_matrix(result.targets, predictions, len(split.classes))
-    return {
-        "metrics": {k: float(v) for k, v in result.metrics.items()},
-        "confusion_matrix": matrix.tolist(),
-        "query_size": len(split.query),
-    }
-
-
-@dataclasses.dataclass(frozen=True)
-class FinishedRun:
-    """What a finished run knows before its files are written."""
-
-    request: TrainRequest
-    model: TunedModel
-    loaded: LoadedBackbone
-    split: LabelledSplit
-    recipe: dict[str, Any]
-    evaluation: dict[str, Any]
-    training: dict[str, Any]
-
-
-def _save(run: FinishedRun) -> TrainingSaved:
-    from ept_studio.core.prompt_file import (
-        PromptFileMetadata,
-        backbone_fields,
-        save_prompt_file,
-        to_compact,
-    )
-
-    request, model, loaded, split = run.request, run.model, run.loaded, run.split
-
-    metadata = PromptFileMetadata(
-        method=model.method_config.to_dict(),
-        **backbone_fields(loaded),
-        label_mode="single",
-        class_names=split.classes,
-        rendering=RenderingSpec().to_dict(),
-        metrics=run.evaluation["metrics"],
-        seed=request.seed,
-    )
-    request.output.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.cpu() for k, v in model.trainable_state().items()}
-    sha = save_prompt_file(request.output, tensors, metadata)
-    compact_file = None
-    if request.compact:
-        compact_file = request.output.with_name(
-            request.output.name.removesuffix(".safetensors") + ".compact.safetensors"
-        )
-        save_prompt_file(compact_file, *to_compact(tensors, metadata))
-    record = _run_record(run, sha)
-    record_path = run_record_path(request.output)
-    record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return TrainingSaved(
-        request.output, sha, record_path, compact_file, run.evaluation["metrics"], model
-    )
-
-
-def _run_record(run: FinishedRun, prompt_sha256: str) -> dict[str, Any]:
-    """Everything needed to re-run exactly. Images are identified by content hash, never by path."""
-    import timm
-    import torch
-
-    request, model, loaded, split = run.request, run.model, run.loaded, run.split
-
-    def images(items: list[tuple[Any, int]]) -> list[dict[str, str]]:
-        return [{"sha256": image.sha256, "class": split.classes[y]} for image, y in items]
-
-    return {
-        "format": RUN_RECORD_FORMAT,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "notice": RESEARCH_USE_NOTICE,
-        "versions": {
-            "ept_studio": __version__,
-            "torch": torch.__version__,
-            "timm": timm.__version__,
-            "python": platform.python_version(),
-        },
-        "machine": {"platform": platform.platform(), "processor": platform.machine()},
-        "seed": request.seed,
-        "method": model.method_config.to_dict(),
-        "recipe": run.recipe,
-        "trainable_parameters": model.trainable_parameter_count(),
-        "backbone": {"name": loaded.spec.name, "sha256": loaded.weights_sha256},
-        "data": {
-            "classes": list(split.classes),
-            "shots": request.shots,
-            "support": images(split.support),
-            "query": images(split.query),
-            "skipped_files": len(split.skipped),
-            "copies_left_out": sum(len(same.dropped) for same in split.duplicates),
-        },
-        "training": run.training,
-        "evaluation": run.evaluation,
-        "prompt_file": {"name": request.output.name, "sha256": prompt_sha256},
-    }

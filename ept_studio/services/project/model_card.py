@@ -19,6 +19,7 @@ from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import ExportError
 from ept_studio.data.store import Project, Role, RunRecord
 from ept_studio.services.model.metric_names import plain_metric_name
+from ept_studio.services.model.run_record import Target, TrainingRecord
 from ept_studio.services.project.results import (
     Interval,
     RunResults,
@@ -89,16 +90,19 @@ def _intended_use(results: RunResults) -> str:
     )
 
 
-def _data_section(project: Project, record: dict[str, Any] | None, results: RunResults) -> str:
+def _data_section(project: Project, record: TrainingRecord | None, results: RunResults) -> str:
     """Counts per class and role, and per modality: nothing that names an image or a patient."""
     by_sha = {image.sha256: image for image in project.images()}
     rows: list[tuple[str, str, str]] = []  # (role, class, sha256)
     if record is not None:
-        classes = record["data"]["classes"]
-        for role in (Role.TRAIN.value, Role.TEST.value):
-            for image in record["data"].get(role, []):
-                for name in _target_names(image["target"], classes):
-                    rows.append((role, name, image["sha256"]))
+        classes = record.data.classes
+        for role, images in (
+            (Role.TRAIN.value, record.data.train),
+            (Role.TEST.value, record.data.test),
+        ):
+            for image in images:
+                for name in _target_names(image.target, classes):
+                    rows.append((role, name, image.sha256))
     else:
         for item in results.images:
             for name in item.labels or ("(no label)",):
@@ -114,7 +118,7 @@ def _data_section(project: Project, record: dict[str, Any] | None, results: RunR
         for sha in {sha for _, _, sha in rows}
     )
     listed = ", ".join(f"{m}: {n}" for m, n in sorted(modalities.items()))
-    held = int((record or {}).get("training", {}).get("validation_size", 0) or 0)
+    held = record.training.validation_size if record is not None else 0
     held_text = (
         f" {held} of the training images were held out of the updates to choose the epoch."
         if held
@@ -128,10 +132,10 @@ def _data_section(project: Project, record: dict[str, Any] | None, results: RunR
     )
 
 
-def _target_names(target: Any, classes: list[str]) -> list[str]:
-    if isinstance(target, list):
+def _target_names(target: Target, classes: tuple[str, ...]) -> list[str]:
+    if isinstance(target, tuple):
         return [c for c, flag in zip(classes, target, strict=True) if flag]
-    return [classes[int(target)]]
+    return [classes[target]]
 
 
 _METHOD_NAMES = {
@@ -184,39 +188,34 @@ def method_description(method: Mapping[str, Any]) -> str:
     return title
 
 
-def training_description(record: Mapping[str, Any]) -> str:
+def training_description(record: TrainingRecord) -> str:
     """The training as it ran: ``13 epochs, 26 optimiser steps (batch size 8); 40 epochs asked for,
     stopped early; the weights of epoch 12 were kept``."""
-    recipe = record.get("recipe", {})
-    summary = record.get("training", {}) or {}
+    recipe = record.recipe
+    summary = record.training
     asked = int(recipe.get("epochs", 0) or 0)
-    epochs = int(summary.get("epochs_run", asked) or 0)
+    epochs = summary.epochs_run
     batch = int(recipe.get("batch_size", 1) or 1)
-    steps = summary.get("steps_run", summary.get("steps"))
-    if steps is None:
-        fitted = len(record.get("data", {}).get("train", [])) - int(
-            summary.get("validation_size", 0) or 0
-        )
-        steps = epochs * math.ceil(max(fitted, 0) / batch)
-    text = f"{epochs} epochs, {int(steps)} optimiser steps (batch size {batch})"
+    fitted = len(record.data.train) - summary.validation_size
+    steps = epochs * math.ceil(max(fitted, 0) / batch)
+    text = f"{epochs} epochs, {steps} optimiser steps (batch size {batch})"
     notes = []
     minimum = int(recipe.get("min_steps", 0) or 0)
     if asked and epochs > asked and minimum:
         notes.append(f"{asked} epochs asked for, raised to reach {minimum} steps")
     elif asked and asked != epochs:
         notes.append(f"{asked} epochs asked for")
-    if summary.get("stopped_early"):
+    if summary.stopped_early:
         notes.append("stopped early: the held-out images stopped improving")
-    best = summary.get("best_epoch")
-    if best is not None and summary.get("validation_size"):
-        notes.append(f"the weights of epoch {best} were kept")
+    if summary.validation_size:
+        notes.append(f"the weights of epoch {summary.best_epoch} were kept")
     return text + ("; " + "; ".join(notes) if notes else "")
 
 
 _RECIPE_SHOWN = ("optimizer", "lr", "head_lr", "weight_decay", "schedule", "seed")
 
 
-def _method_section(run: RunRecord, record: dict[str, Any] | None) -> str:
+def _method_section(run: RunRecord, record: TrainingRecord | None) -> str:
     config = run.config
     lines = [
         "## Method",
@@ -224,9 +223,8 @@ def _method_section(run: RunRecord, record: dict[str, Any] | None) -> str:
         f"- Tuning method: {method_description(config.get('method', {}))}",
         f"- Backbone: {run.backbone}, weights sha256 `{run.backbone_sha256}`",
     ]
-    if record is not None and "trainable_parameters" in record:
-        lines.append(f"- Trainable parameters: {int(record['trainable_parameters']):,}")
     if record is not None:
+        lines.append(f"- Trainable parameters: {record.trainable_parameters:,}")
         lines.append(f"- Training as it ran: {training_description(record)}")
     recipe = config.get("recipe", {})
     settings = [f"{k} = {recipe[k]}" for k in _RECIPE_SHOWN if recipe.get(k) is not None]

@@ -20,17 +20,16 @@ intervals, seeded). The warnings are the ones a few-shot user needs to read the 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ept_studio.common.calibration import ReliabilityBin
-from ept_studio.common.errors import ProjectError
+from ept_studio.common.errors import ProjectError, RunRecordError
 from ept_studio.data.store import LabelMode, Project, Role, RunRecord
+from ept_studio.services.model.run_record import RecordedImage, TrainingRecord, read_run_record
 from ept_studio.services.project.results_stats import (
     DEFAULT_RESAMPLES,
     ClassResult,
@@ -188,10 +187,10 @@ def trained_hashes(project: Project, run: RunRecord) -> frozenset[str] | None:
     return _recorded_train(load_run_record(project, model) if model is not None else None)
 
 
-def _recorded_train(record: dict[str, Any] | None) -> frozenset[str] | None:
+def _recorded_train(record: TrainingRecord | None) -> frozenset[str] | None:
     if record is None:
         return None
-    return frozenset(str(image["sha256"]) for image in record["data"].get("train", []))
+    return frozenset(image.sha256 for image in record.data.train)
 
 
 def _results(
@@ -248,7 +247,7 @@ def _labels(
     project: Project,
     kind: str,
     scope: ResultsScope,
-    record: dict[str, Any] | None,
+    record: TrainingRecord | None,
     classes: Sequence[str],
 ) -> dict[str, tuple[str, ...]]:
     """sha256 -> class names to score against: what the run was evaluated (or trained) on where
@@ -256,9 +255,9 @@ def _labels(
     if record is None:
         return _current_labels(project)
     if scope is ResultsScope.TRAINING:
-        return _recorded_labels(record, classes, "train")
+        return _recorded_labels(record.data.train, classes)
     if kind == "training":
-        return _recorded_labels(record, classes, "test")
+        return _recorded_labels(record.data.test, classes)
     return _current_labels(project)
 
 
@@ -285,32 +284,31 @@ def _train_role_hashes(project: Project) -> frozenset[str]:
     return frozenset(image.sha256 for image in project.images() if image.id in train_ids)
 
 
-def load_run_record(project: Project, run: RunRecord) -> dict[str, Any] | None:
-    """A training run's ``run.json`` (None when it has none, or it cannot be read)."""
+def load_run_record(project: Project, run: RunRecord) -> TrainingRecord | None:
+    """A training run's ``run.json`` through :func:`read_run_record` (None when it has none, or
+    it cannot be read)."""
     name = run.artifacts.get("run_record")
     path = project.run_dir(run.id) / str(name) if name else None
     if path is None or not path.is_file():
         return None
     try:
-        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_run_record(path)
+    except RunRecordError:
         return None
-    return record if isinstance(record.get("data"), dict) else None
 
 
 def _recorded_labels(
-    record: dict[str, Any], classes: Sequence[str], part: str
+    images: Sequence[RecordedImage], classes: Sequence[str]
 ) -> dict[str, tuple[str, ...]]:
     """sha256 -> class names, from the targets of the run record's ``train`` or ``test`` images."""
     labels: dict[str, tuple[str, ...]] = {}
-    for image in record.get("data", {}).get(part, []):
-        target = image["target"]
-        if isinstance(target, list):
-            labels[image["sha256"]] = tuple(
-                c for c, flag in zip(classes, target, strict=True) if flag
+    for image in images:
+        if isinstance(image.target, tuple):
+            labels[image.sha256] = tuple(
+                c for c, flag in zip(classes, image.target, strict=True) if flag
             )
         else:
-            labels[image["sha256"]] = (classes[int(target)],)
+            labels[image.sha256] = (classes[image.target],)
     return labels
 
 

@@ -8,10 +8,11 @@ of the same method exists). Without one, a per-backbone figure stands in, said t
 
 from __future__ import annotations
 
-import json
 import math
 
+from ept_studio.common.errors import RunRecordError
 from ept_studio.data.store import Project, RunRecord
+from ept_studio.services.model.run_record import read_run_record
 from ept_studio.services.project.training import RUN_RECORD_NAME
 
 FALLBACK_SECONDS_PER_STEP: dict[tuple[str, str], float] = {
@@ -100,12 +101,12 @@ def _method_key(config: dict[str, object]) -> str | None:
 def _timing(project: Project, run: RunRecord) -> tuple[float, int] | None:
     """(seconds, steps) of a finished run from its run record; None when it cannot be read."""
     try:
-        record = json.loads((project.run_dir(run.id) / RUN_RECORD_NAME).read_text(encoding="utf-8"))
-        training, recipe = record["training"], record["recipe"]
-        support = len(record["data"]["train"]) - int(training.get("validation_size", 0))
-        steps = int(training["epochs_run"]) * math.ceil(support / int(recipe["batch_size"]))
-        seconds = float(training["elapsed_s"])
-    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        record = read_run_record(project.run_dir(run.id) / RUN_RECORD_NAME)
+        support = len(record.data.train) - record.training.validation_size
+        batch = int(record.recipe["batch_size"])
+        steps = record.training.epochs_run * math.ceil(support / batch)
+        seconds = record.training.elapsed_s
+    except (RunRecordError, ValueError, KeyError, TypeError, ZeroDivisionError):
         return None
     if steps <= 0 or not math.isfinite(seconds) or seconds <= 0:
         return None

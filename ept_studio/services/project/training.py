@@ -10,24 +10,22 @@ rendering spec stored for each of them (the pixels the user saw when labelling),
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
-import platform
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import (
     DatasetError,
     ImageDecodeError,
     TrainingCancelled,
-    TrainingError,
 )
 from ept_studio.core.hold_out import held_out_indices
 from ept_studio.core.hold_out import held_out_sizes as core_held_out_sizes
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
+from ept_studio.services.model import fitting
+from ept_studio.services.model.run_record import RecordedData, RecordedImage, Target
 from ept_studio.services.project.duplicates import straddling_duplicates
 from ept_studio.services.project.trainable import training_blockers
 
@@ -36,13 +34,9 @@ if TYPE_CHECKING:
 
     from ept_studio.core.backbones import LoadedBackbone
     from ept_studio.core.model import TunedModel
-    from ept_studio.core.training import TrainRecipe
 
-RUN_RECORD_FORMAT = "ept-studio-run/1"
 PROMPT_FILE_NAME = "prompt.safetensors"
 RUN_RECORD_NAME = "run.json"
-
-Target = int | tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +177,7 @@ def train_on_project(
         run_id = project.record_run(
             config=config,
             seed=seed,
-            versions=_versions(),
+            versions=fitting.library_versions(),
             backbone=loaded.spec.name,
             backbone_sha256=loaded.weights_sha256,
         )
@@ -292,18 +286,27 @@ def _train_and_save(
     )
     samples = [(pixels, item.target) for item, pixels in support]
     validation = [(pixels, item.target) for item, pixels in held_out]
-    training = yield from fit(
+    training = yield from fitting.fit(
         model, samples, recipe, run.loaded, mode, cancel, val_set=validation or None
     )
-    training["validation_size"] = len(validation)
     test = [(pixels, item.target) for item, pixels in run.rendered.test]
-    evaluation = evaluate_samples(model, test, run.loaded, mode, with_probabilities=True)
-    probabilities = evaluation.pop("probabilities", None)
+    evaluation, probabilities = fitting.evaluate_samples(model, test, run.loaded, mode)
     if probabilities is not None:
         run.project.record_predictions(
             run.run_id, _test_prediction_rows(run.rendered, probabilities)
         )
-    return _save_run(run, model, training, evaluation)
+    fitted = fitting.FittedRun(
+        source="project",
+        model=model,
+        loaded=run.loaded,
+        recipe=run.config["recipe"],
+        data=_recorded_data(run.rendered),
+        training=training,
+        evaluation=evaluation,
+        rendering=_rendering_summary(run.rendered),
+        run_id=run.run_id,
+    )
+    return _save_run(run, fitted)
 
 
 def held_out_sizes(class_counts: Sequence[int], hold_out: bool, mode: LabelMode) -> list[int]:
@@ -346,121 +349,39 @@ def _test_prediction_rows(rendered: _Rendered, probabilities: Any) -> list[Predi
     ]
 
 
-def fit(
-    model: TunedModel,
-    samples: Sequence[tuple[torch.Tensor, Target]],
-    recipe: TrainRecipe,
-    loaded: LoadedBackbone,
-    label_mode: str,
-    cancel: Callable[[], bool] | None,
-    *,
-    val_set: Sequence[tuple[torch.Tensor, Target]] | None = None,
-) -> Generator[object, None, dict[str, Any]]:
-    """Run the engine's training loop, passing its events on; returns the training summary.
-
-    Shared by every service that trains (``yield from`` it): a failed run raises TrainingError.
-    """
-    from ept_studio.core.model import LabelMode as EngineLabelMode
-    from ept_studio.core.training import RunFailed, RunFinished, RunStarted, train
-
-    summary: dict[str, Any] = {"device": "unknown"}
-    for event in train(
-        model,
-        list(samples),
-        recipe,
-        input_size=loaded.spec.input_size,
-        mean=loaded.spec.mean,
-        std=loaded.spec.std,
-        label_mode=EngineLabelMode(label_mode),
-        val_set=list(val_set) if val_set else None,
-        cancel=cancel,
-    ):
-        yield event
-        if isinstance(event, RunFailed):
-            raise TrainingError(event.message)
-        if isinstance(event, RunStarted):
-            summary["device"] = event.device
-        if isinstance(event, RunFinished):
-            summary.update(dataclasses.asdict(event))
-    return summary
-
-
-def evaluate_samples(
-    model: TunedModel,
-    samples: Sequence[tuple[torch.Tensor, Target]],
-    loaded: LoadedBackbone,
-    label_mode: str,
-    *,
-    with_probabilities: bool = False,
-) -> dict[str, Any]:
-    """Metrics (and, single-label, the confusion matrix) on held-out samples; empty when none.
-
-    ``with_probabilities`` adds the ``[n, C]`` array under ``"probabilities"`` (not JSON).
-    """
-    from ept_studio.core.metrics import confusion_matrix
-    from ept_studio.core.model import LabelMode as EngineLabelMode
-    from ept_studio.core.training import evaluate
-
-    if not samples:
-        return {"metrics": {}, "confusion_matrix": None, "test_size": 0}
-    result = evaluate(
-        model,
-        list(samples),
-        input_size=loaded.spec.input_size,
-        mean=loaded.spec.mean,
-        std=loaded.spec.std,
-        label_mode=EngineLabelMode(label_mode),
-    )
-    matrix = None
-    if label_mode == "single":
-        predictions = result.probabilities.argmax(axis=1)
-        matrix = confusion_matrix(result.targets, predictions, model.num_classes).tolist()
-    evaluation: dict[str, Any] = {
-        "metrics": {k: float(v) for k, v in result.metrics.items()},
-        "confusion_matrix": matrix,
-        "test_size": len(samples),
-    }
-    if with_probabilities:
-        evaluation["probabilities"] = result.probabilities
-    return evaluation
-
-
-def _save_run(
-    run: _Run, model: TunedModel, training: dict[str, Any], evaluation: dict[str, Any]
-) -> ProjectTrainingSaved:
-    from ept_studio.core.prompt_file import PromptFileMetadata, backbone_fields, save_prompt_file
-
-    loaded, rendered, config = run.loaded, run.rendered, run.config
+def _save_run(run: _Run, fitted: fitting.FittedRun) -> ProjectTrainingSaved:
     folder = run.project.run_dir(run.run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    metadata = PromptFileMetadata(
-        method=config["method"],
-        **backbone_fields(loaded),
-        label_mode=rendered.label_mode.value,
-        class_names=rendered.classes,
-        rendering=_rendering_summary(rendered),
-        metrics=evaluation["metrics"],
-        seed=int(config["recipe"]["seed"]),
-    )
-    prompt = folder / PROMPT_FILE_NAME
-    tensors = {k: v.cpu() for k, v in model.trainable_state().items()}
-    sha = save_prompt_file(prompt, tensors, metadata)
-    record = _run_record(run, model, training, evaluation, sha)
-    record_path = folder / RUN_RECORD_NAME
-    record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    prompt, record_path = folder / PROMPT_FILE_NAME, folder / RUN_RECORD_NAME
+    files = fitting.save_run(fitted, prompt, record_path)
     artifacts = {
         "prompt_file": PROMPT_FILE_NAME,
-        "prompt_sha256": sha,
+        "prompt_sha256": files.prompt_sha256,
         "run_record": RUN_RECORD_NAME,
     }
+    metrics = fitted.evaluation.metrics
     run.project.finish_run(
-        run.run_id,
-        "finished",
-        metrics=evaluation["metrics"],
-        artifacts=artifacts,
-        device=training.get("device"),
+        run.run_id, "finished", metrics=metrics, artifacts=artifacts, device=fitted.training.device
     )
-    return ProjectTrainingSaved(run.run_id, prompt, sha, record_path, evaluation["metrics"], model)
+    return ProjectTrainingSaved(
+        run.run_id, prompt, files.prompt_sha256, record_path, metrics, fitted.model
+    )
+
+
+def _recorded_data(rendered: _Rendered) -> RecordedData:
+    """The run record's data: each image by content hash, with its target and rendering spec."""
+
+    def images(pairs: list[tuple[TrainingItem, Any]]) -> tuple[RecordedImage, ...]:
+        return tuple(
+            RecordedImage(item.sha256, item.target, item.rendering.to_dict()) for item, _ in pairs
+        )
+
+    return RecordedData(
+        classes=tuple(rendered.classes),
+        label_mode=rendered.label_mode.value,
+        train=images(rendered.train),
+        test=images(rendered.test),
+    )
 
 
 def _rendering_summary(rendered: _Rendered) -> dict[str, Any]:
@@ -469,59 +390,3 @@ def _rendering_summary(rendered: _Rendered) -> dict[str, Any]:
     if len(specs) == 1:
         return dict(json.loads(specs[0]))
     return {"policy": "per-image", "specs": [json.loads(spec) for spec in specs]}
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import pydicom
-    import timm
-    import torch
-
-    return {
-        "ept_studio": __version__,
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "numpy": numpy.__version__,
-        "pydicom": pydicom.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _run_record(
-    run: _Run,
-    model: TunedModel,
-    training: dict[str, Any],
-    evaluation: dict[str, Any],
-    prompt_sha256: str,
-) -> dict[str, Any]:
-    """Everything needed to re-run exactly. Images by content hash only: no path, no patient."""
-    loaded, rendered, config = run.loaded, run.rendered, run.config
-
-    def images(pairs: list[tuple[TrainingItem, Any]]) -> list[dict[str, Any]]:
-        return [
-            {"sha256": item.sha256, "target": item.target, "rendering": item.rendering.to_dict()}
-            for item, _ in pairs
-        ]
-
-    return {
-        "format": RUN_RECORD_FORMAT,
-        "run_id": run.run_id,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "notice": RESEARCH_USE_NOTICE,
-        "versions": _versions(),
-        "machine": {"platform": platform.platform(), "processor": platform.machine()},
-        "seed": config["recipe"]["seed"],
-        "method": config["method"],
-        "recipe": config["recipe"],
-        "trainable_parameters": model.trainable_parameter_count(),
-        "backbone": {"name": loaded.spec.name, "sha256": loaded.weights_sha256},
-        "data": {
-            "classes": list(rendered.classes),
-            "label_mode": rendered.label_mode.value,
-            "train": images(rendered.train),
-            "test": images(rendered.test),
-        },
-        "training": training,
-        "evaluation": evaluation,
-        "prompt_file": {"name": PROMPT_FILE_NAME, "sha256": prompt_sha256},
-    }

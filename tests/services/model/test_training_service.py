@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from ept_studio.core.prompt_file import read_prompt_file
 from ept_studio.data.folders import scan_class_folders
 from ept_studio.services.model.images import load_images, split_class_folders
 from ept_studio.services.model.inference import load_tuned_model, predict_files
+from ept_studio.services.model.run_record import read_run_record
 from ept_studio.services.model.training import (
     DataReady,
     TrainingSaved,
@@ -85,11 +85,13 @@ def test_train_save_load_predict_on_the_offline_backbone(
     assert metadata.backbone_sha256 == load_backbone().weights_sha256
     assert sum(t.numel() for n, t in tensors.items() if "prompt" in n) == 12 * 257 * 20
 
-    record = json.loads(saved.run_record.read_text())
-    assert record["backbone"]["sha256"] == metadata.backbone_sha256
-    assert record["seed"] == 0
-    assert record["training"]["device"].startswith("CPU")
-    assert len(record["data"]["support"]) == 4
+    record = read_run_record(saved.run_record)
+    assert record.source == "folder"
+    assert record.backbone.sha256 == metadata.backbone_sha256
+    assert record.seed == 0
+    assert record.training.device.startswith("CPU")
+    assert len(record.data.train) == 4
+    assert len(record.data.test) == 6
     text = saved.run_record.read_text()
     assert str(class_folders) not in text, "the run record must not hold file paths"
 

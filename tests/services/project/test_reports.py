@@ -140,8 +140,8 @@ def test_after_predicting_every_image_no_export_scores_a_training_image(
         model = run_results(project, model_run)
         by_id = {image.id: image for image in project.images()}
     assert record is not None
-    assert record["training"]["validation_size"] == 2  # the held-out fifth is trained-on too
-    assert len(record["data"]["train"]) == 10
+    assert record.training.validation_size == 2  # the held-out fifth is trained-on too
+    assert len(record.data.train) == 10
     assert (len(tested.images), tested.trained_on, tested.not_scored) == (12, 10, 10)
     assert tested.evaluated == 2
     assert (
@@ -162,8 +162,8 @@ def test_after_predicting_every_image_no_export_scores_a_training_image(
     assert f"Run {inference} predicted 12 images with this model; the 10 it was trained on" in text
     assert "on 12 " not in text
     assert "on 10 test" not in text
-    epochs, minimum = record["training"]["epochs_run"], record["recipe"]["min_steps"]
-    assert (epochs, minimum, record["recipe"]["epochs"]) == (
+    epochs, minimum = record.training.epochs_run, record.recipe["min_steps"]
+    assert (epochs, minimum, record.recipe["epochs"]) == (
         25,
         50,
         2,
@@ -179,7 +179,7 @@ def test_after_predicting_every_image_no_export_scores_a_training_image(
 
     table = export_predictions_csv(folder, inference, tmp_path / "p.csv", locations_dir=locations)
     rows = list(csv.DictReader(table.read_text(encoding="utf-8").splitlines()))
-    trained = {image["sha256"] for image in record["data"]["train"]}
+    trained = {image.sha256 for image in record.data.train}
     assert len(rows) == 12
     assert sum(row["trained_on"] == "yes" for row in rows) == 10
     for row in rows:

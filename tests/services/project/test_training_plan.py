@@ -3,7 +3,6 @@ with a time estimate from this project's earlier runs, and no torch imported to 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,16 @@ from labelled_projects import labelled_project
 from ept_studio.core.hold_out import held_out_sizes
 from ept_studio.core.run_length import PRESET_LENGTHS
 from ept_studio.core.training import RECIPES, recipe_from_settings
+from ept_studio.services.model.run_record import (
+    Evaluation,
+    RecordedBackbone,
+    RecordedData,
+    RecordedFile,
+    RecordedImage,
+    TrainingRecord,
+    TrainingSummary,
+    write_run_record,
+)
 from ept_studio.services.model.training_options import TrainingOptions
 from ept_studio.services.project import Project
 from ept_studio.services.project.training_plan import device_label, plan_training, rough_duration
@@ -137,14 +146,25 @@ def _finished_run(
         backbone="vit-s",
         backbone_sha256="0" * 64,
     )
-    folder = project.run_dir(run_id)
-    folder.mkdir(parents=True)
-    record = {
-        "training": {"elapsed_s": elapsed_s, "epochs_run": epochs_run, "validation_size": 0},
-        "recipe": {"batch_size": 4},
-        "data": {"train": [{}] * train},
-    }
-    (folder / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    image = RecordedImage("0" * 64, 0)
+    record = TrainingRecord(
+        source="project",
+        created="",
+        notice="",
+        versions={},
+        machine={},
+        seed=0,
+        method={"method": "ept"},
+        recipe={"batch_size": 4},
+        trainable_parameters=1,
+        backbone=RecordedBackbone("vit-s", "0" * 64),
+        data=RecordedData(("a", "b"), "single", (image,) * train, ()),
+        training=TrainingSummary(device, epochs_run, epochs_run, None, False, elapsed_s),
+        evaluation=Evaluation({}, None, 0),
+        prompt_file=RecordedFile("prompt.safetensors", "0" * 64),
+        run_id=run_id,
+    )
+    write_run_record(project.run_dir(run_id) / "run.json", record)
     project.finish_run(run_id, "finished", device=device)
 
 

@@ -1,0 +1,215 @@
+"""The one training pipeline every route shares: fit, evaluate, save the prompt file and run record.
+
+``train_on_folder`` (a folder of class sub-folders) and ``train_on_project`` (a project's labels)
+each gather their images their own way, then call :func:`fit` (the engine's training loop, its
+events passed on), :func:`evaluate_samples` on the images held out of training and
+:func:`save_run`, which writes the prompt file and the run record
+(:mod:`~ept_studio.services.model.run_record`) the same way for both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ept_studio import RESEARCH_USE_NOTICE, __version__
+from ept_studio.common.errors import TrainingError
+from ept_studio.services.model.run_record import (
+    Evaluation,
+    RecordedBackbone,
+    RecordedData,
+    RecordedFile,
+    RunSource,
+    Target,
+    TrainingRecord,
+    TrainingSummary,
+    write_run_record,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ept_studio.core.backbones import LoadedBackbone
+    from ept_studio.core.model import TunedModel
+    from ept_studio.core.training import TrainRecipe
+
+Sample = tuple["torch.Tensor", Target]
+
+
+def fit(
+    model: TunedModel,
+    samples: Sequence[Sample],
+    recipe: TrainRecipe,
+    loaded: LoadedBackbone,
+    label_mode: str,
+    cancel: Callable[[], bool] | None,
+    *,
+    val_set: Sequence[Sample] | None = None,
+) -> Generator[object, None, TrainingSummary]:
+    """Run the engine's training loop, passing its events on; returns how training ended.
+
+    ``val_set`` (held-out training images) chooses the epoch kept and may stop the run early.
+    A failed run raises :class:`TrainingError`; a cancelled one ``TrainingCancelled``.
+    """
+    from ept_studio.core.model import LabelMode as EngineLabelMode
+    from ept_studio.core.training import RunFailed, RunFinished, RunStarted, train
+
+    device = "unknown"
+    finished: RunFinished | None = None
+    for event in train(
+        model,
+        list(samples),
+        recipe,
+        input_size=loaded.spec.input_size,
+        mean=loaded.spec.mean,
+        std=loaded.spec.std,
+        label_mode=EngineLabelMode(label_mode),
+        val_set=list(val_set) if val_set else None,
+        cancel=cancel,
+    ):
+        yield event
+        if isinstance(event, RunFailed):
+            raise TrainingError(event.message)
+        if isinstance(event, RunStarted):
+            device = event.device
+        if isinstance(event, RunFinished):
+            finished = event
+    if finished is None:
+        raise TrainingError("training ended without finishing a run")
+    return TrainingSummary(
+        device=device,
+        epochs_run=finished.epochs_run,
+        best_epoch=finished.best_epoch,
+        metrics=finished.metrics,
+        stopped_early=finished.stopped_early,
+        elapsed_s=finished.elapsed_s,
+        lr_scale=finished.lr_scale,
+        warnings=tuple(finished.warnings),
+        validation_size=len(val_set) if val_set else 0,
+    )
+
+
+def evaluate_samples(
+    model: TunedModel,
+    samples: Sequence[Sample],
+    loaded: LoadedBackbone,
+    label_mode: str,
+) -> tuple[Evaluation, np.ndarray | None]:
+    """(metrics and, single-label, the confusion matrix; the ``[n, C]`` model scores) on images
+    the model did not learn from. No images: no metric and None."""
+    from ept_studio.core.metrics import confusion_matrix
+    from ept_studio.core.model import LabelMode as EngineLabelMode
+    from ept_studio.core.training import evaluate
+
+    if not samples:
+        return Evaluation(metrics={}, confusion_matrix=None, test_size=0), None
+    result = evaluate(
+        model,
+        list(samples),
+        input_size=loaded.spec.input_size,
+        mean=loaded.spec.mean,
+        std=loaded.spec.std,
+        label_mode=EngineLabelMode(label_mode),
+    )
+    matrix = None
+    if label_mode == "single":
+        predictions = result.probabilities.argmax(axis=1)
+        matrix = confusion_matrix(result.targets, predictions, model.num_classes).tolist()
+    evaluation = Evaluation(
+        metrics={k: float(v) for k, v in result.metrics.items()},
+        confusion_matrix=matrix,
+        test_size=len(samples),
+    )
+    return evaluation, result.probabilities
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a run depends on: EPT Studio, torch, timm, numpy, pydicom, Python."""
+    import numpy
+    import pydicom
+    import timm
+    import torch
+
+    return {
+        "ept_studio": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+        "pydicom": pydicom.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedRun:
+    """A run fitted and evaluated, about to be saved; ``rendering`` goes into the prompt file."""
+
+    source: RunSource
+    model: TunedModel
+    loaded: LoadedBackbone
+    recipe: dict[str, Any]
+    data: RecordedData
+    training: TrainingSummary
+    evaluation: Evaluation
+    rendering: dict[str, Any]
+    run_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedFiles:
+    prompt_sha256: str
+    record: TrainingRecord
+    compact_file: Path | None
+
+
+def save_run(
+    run: FittedRun, prompt_path: Path, record_path: Path, *, compact_path: Path | None = None
+) -> SavedFiles:
+    """Write the prompt file (and, asked for, its compact form), then the run record."""
+    from ept_studio.core.prompt_file import (
+        PromptFileMetadata,
+        backbone_fields,
+        save_prompt_file,
+        to_compact,
+    )
+
+    method = run.model.method_config.to_dict()
+    seed = int(run.recipe["seed"])
+    metadata = PromptFileMetadata(
+        method=method,
+        **backbone_fields(run.loaded),
+        label_mode=run.data.label_mode,
+        class_names=run.data.classes,
+        rendering=run.rendering,
+        metrics=run.evaluation.metrics,
+        seed=seed,
+    )
+    prompt_path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.cpu() for k, v in run.model.trainable_state().items()}
+    sha = save_prompt_file(prompt_path, tensors, metadata)
+    if compact_path is not None:
+        save_prompt_file(compact_path, *to_compact(tensors, metadata))
+    record = TrainingRecord(
+        source=run.source,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        notice=RESEARCH_USE_NOTICE,
+        versions=library_versions(),
+        machine={"platform": platform.platform(), "processor": platform.machine()},
+        seed=seed,
+        method=method,
+        recipe=run.recipe,
+        trainable_parameters=run.model.trainable_parameter_count(),
+        backbone=RecordedBackbone(run.loaded.spec.name, run.loaded.weights_sha256),
+        data=run.data,
+        training=run.training,
+        evaluation=run.evaluation,
+        prompt_file=RecordedFile(prompt_path.name, sha),
+        run_id=run.run_id,
+    )
+    write_run_record(record_path, record)
+    return SavedFiles(sha, record, compact_path)
