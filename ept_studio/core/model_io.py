@@ -4,7 +4,8 @@ Torch-free (numpy and Pillow), like :mod:`ept_studio.core.onnx_runtime`. :class:
 the ONNX file's ``metadata_props``; :func:`preprocess` is the torch engine's test-time transform
 (bicubic antialiased resize, clamp, normalise) without torch, so the ONNX and torch runners see the same
 pixels; :class:`ModelOutputs` is what :class:`~ept_studio.core.onnx_runtime.OnnxRunner` and
-:class:`~ept_studio.core.torch_runner.TorchRunner` return.
+:class:`~ept_studio.core.torch_runner.TorchRunner` return, both through :func:`model_outputs`, which
+applies the stored temperature and prediction-set thresholds the same way for either.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from PIL import Image
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import ConfigError, OnnxModelError
+from ept_studio.core.conformal import ConformalSets, prediction_set
+from ept_studio.core.temperature import Calibration, apply_temperature
 
 ONNX_FORMAT = 1
 """The version of the ONNX layout and metadata this module writes and reads."""
@@ -26,6 +29,9 @@ ONNX_FORMAT = 1
 FORMAT_KEY = "ept_studio.onnx_format"
 INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("logits", "probabilities", "attention", "rollout")
+OPTIONAL_BLOCKS = ("calibration", "conformal")
+"""Metadata entries a model may leave out: no ``calibration``, its scores are uncalibrated; no
+``conformal``, it gives no prediction sets."""
 MAX_INPUT_SIZE = 4096
 """The largest image side a model file may ask for: the size builds every image's pixels (and, for a
 prompt file, the backbone's position grid), so an unchecked one could ask for terabytes."""
@@ -36,6 +42,7 @@ class ModelInfo:
     """What an exported model says about itself, stored as the ONNX file's ``metadata_props``.
 
     It describes the model and its preprocessing, never the images it was tuned on (no PHI).
+    ``calibration`` and ``conformal`` are stored only when present (JSON objects).
     """
 
     class_names: tuple[str, ...]
@@ -52,6 +59,8 @@ class ModelInfo:
     rendering: dict[str, Any]
     app_version: str = __version__
     notice: str = RESEARCH_USE_NOTICE
+    calibration: Calibration | None = None
+    conformal: ConformalSets | None = None
 
     @property
     def patches(self) -> int:
@@ -62,7 +71,10 @@ class ModelInfo:
         props = {FORMAT_KEY: str(ONNX_FORMAT)}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            props[field.name] = value if isinstance(value, str) else _json(value)
+            if isinstance(value, (Calibration, ConformalSets)):
+                props[field.name] = _json(value.to_dict())
+            elif value is not None:
+                props[field.name] = value if isinstance(value, str) else _json(value)
         return props
 
     @classmethod
@@ -94,7 +106,7 @@ def _json(value: object) -> str:
 def _parse_props(props: Mapping[str, str]) -> dict[str, Any]:
     """Field values from text, each checked; a missing key is a KeyError naming it."""
     for name in (f.name for f in dataclasses.fields(ModelInfo)):
-        if name not in props:
+        if name not in props and name not in OPTIONAL_BLOCKS:
             raise KeyError(f"no {name!r} entry")
     names = json.loads(props["class_names"])
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -124,7 +136,22 @@ def _parse_props(props: Mapping[str, str]) -> dict[str, Any]:
         "rendering": rendering,
         **{k: props[k] for k in ("backbone", "backbone_sha256", "prompt_sha256")},
         **{k: props[k] for k in ("app_version", "notice")},
+        **_blocks(props),
     }
+
+
+def _blocks(props: Mapping[str, str]) -> dict[str, Any]:
+    """The optional calibration and conformal blocks (ValueError when damaged)."""
+    blocks: dict[str, Any] = {}
+    if "calibration" in props:
+        blocks["calibration"] = Calibration.from_dict(json.loads(props["calibration"]))
+    if "conformal" in props:
+        conformal = ConformalSets.from_dict(json.loads(props["conformal"]))
+        names = json.loads(props["class_names"])
+        if conformal.classes != len(names) or conformal.label_mode != props["label_mode"]:
+            raise ValueError("its prediction-set thresholds do not fit its classes")
+        blocks["conformal"] = conformal
+    return blocks
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -157,6 +184,8 @@ class ModelOutputs:
     ``attention`` is ``[B, heads, patches]``: the CLS row of the last block over the patch tokens,
     after the tuning method (EPT's prompt columns dropped). ``rollout`` is ``[B, patches]``: the CLS
     row of the attention rollout over all blocks. ``provider`` says what actually ran it.
+    ``probabilities`` are calibrated when the model carries a temperature; ``sets`` holds each
+    image's prediction set (class indices) when it carries prediction-set thresholds, else None.
     """
 
     logits: np.ndarray
@@ -164,6 +193,34 @@ class ModelOutputs:
     attention: np.ndarray
     rollout: np.ndarray
     provider: str
+    sets: tuple[tuple[int, ...], ...] | None = None
+
+
+def calibrated_probabilities(
+    info: ModelInfo, logits: np.ndarray, probabilities: np.ndarray
+) -> np.ndarray:
+    """The model's probabilities with its stored temperature applied (unchanged without one)."""
+    if info.calibration is None:
+        return probabilities
+    return apply_temperature(logits, info.calibration.temperature, info.label_mode)
+
+
+def model_outputs(
+    info: ModelInfo,
+    logits: np.ndarray,
+    probabilities: np.ndarray,
+    attention: np.ndarray,
+    rollout: np.ndarray,
+    provider: str,
+) -> ModelOutputs:
+    """What a runner returns for one batch of graph outputs: calibrated probabilities and, when the
+    model has thresholds, every image's prediction set. Both runners go through here."""
+    calibrated = calibrated_probabilities(info, logits, probabilities)
+    sets = None
+    if info.conformal is not None:
+        thresholds = info.conformal.thresholds
+        sets = tuple(tuple(prediction_set(row, thresholds)) for row in calibrated)
+    return ModelOutputs(logits, calibrated, attention, rollout, provider, sets)
 
 
 class Runner(Protocol):

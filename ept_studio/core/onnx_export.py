@@ -14,6 +14,9 @@ prompts are traced in their exact compact form (:class:`LogsumexpPrompt`, from
 Every export is checked before the file appears: ONNX Runtime runs the new file on real rendered
 images and its outputs must match torch (logits within 1e-4, attention and rollout within 1e-5),
 else :class:`~ept_studio.common.errors.ParityError` and nothing is written.
+
+The graph's ``probabilities`` are never calibrated: a stored temperature (``ModelInfo.calibration``)
+is applied by the runners, in numpy, to the ``logits`` (:func:`~ept_studio.core.model_io.model_outputs`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import ExportError, OnnxModelError, ParityError
 from ept_studio.core.attention import ConcatPrompt, LogsumexpPrompt
 from ept_studio.core.model import LabelMode, TunedModel
-from ept_studio.core.model_io import INPUT_NAME, OUTPUT_NAMES, ModelInfo, preprocess
+from ept_studio.core.model_io import (
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    ModelInfo,
+    calibrated_probabilities,
+    preprocess,
+)
 from ept_studio.core.onnx_runtime import OnnxRunner
 from ept_studio.core.prompt_file import PromptFileMetadata
 
@@ -131,6 +140,8 @@ def model_info(model: TunedModel, metadata: PromptFileMetadata, prompt_sha256: s
         rendering=dict(metadata.rendering),
         app_version=__version__,
         notice=RESEARCH_USE_NOTICE,
+        calibration=metadata.calibration,
+        conformal=metadata.conformal,
     )
 
 
@@ -302,6 +313,7 @@ def check_parity(
     pixels = preprocess(images, runner.info)
     ours, single = runner.run(pixels), runner.run(pixels[:1])
     reference = _torch_reference(model, pixels, runner.info.label_mode)
+    reference[1] = calibrated_probabilities(runner.info, reference[0], reference[1])
     pairs = zip(
         (ours.logits, ours.probabilities, ours.attention, ours.rollout),
         reference,

@@ -32,7 +32,14 @@ import onnxruntime as ort
 
 from ept_studio.common.errors import ConfigError, OnnxModelError
 from ept_studio.core.gpu import nvidia_gpu_count
-from ept_studio.core.model_io import INPUT_NAME, OUTPUT_NAMES, ModelInfo, ModelOutputs, preprocess
+from ept_studio.core.model_io import (
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    ModelInfo,
+    ModelOutputs,
+    model_outputs,
+    preprocess,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +230,7 @@ class OnnxRunner:
             logits, probabilities, attention, rollout = self._session.run(list(OUTPUT_NAMES), feed)
         except _ORT_ERRORS as err:
             raise OnnxModelError(f"{self.path}: the model failed to run ({_short(err)})") from err
-        return ModelOutputs(logits, probabilities, attention, rollout, self._provider)
+        return model_outputs(self._info, logits, probabilities, attention, rollout, self._provider)
 
     def predict(self, images: Sequence[np.ndarray]) -> ModelOutputs:
         return self.run(preprocess(images, self._info))

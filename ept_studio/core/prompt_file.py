@@ -34,6 +34,7 @@ from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import BackboneMismatchError, ConfigError, PromptFileError
 from ept_studio.core.attention import compact_prompts
 from ept_studio.core.backbones.manifest import load_manifest
+from ept_studio.core.conformal import ConformalSets
 from ept_studio.core.methods import (
     EptConfig,
     EptEmbedding,
@@ -43,6 +44,7 @@ from ept_studio.core.methods import (
     config_from_dict,
 )
 from ept_studio.core.model_io import MAX_INPUT_SIZE
+from ept_studio.core.temperature import Calibration
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone
@@ -65,6 +67,9 @@ _DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _LABEL_MODES = ("single", "multi")
 _CONCAT_EMBEDDINGS = (EptEmbedding.PURE_CAT, EptEmbedding.MULTI_CAT)
+_OPTIONAL = ("calibration", "conformal")
+"""Blocks a file may leave out: no ``calibration``, the scores are uncalibrated; no ``conformal``,
+there are no prediction sets. Written only when present."""
 
 
 class _Reject(Exception):
@@ -81,6 +86,8 @@ class PromptFileMetadata:
 
     ``method`` is :meth:`MethodConfig.to_dict` output; ``rendering`` the display policy used for
     training (window / inversion), reused at inference; ``metrics`` the evaluation numbers.
+    ``calibration`` (the fitted temperature) and ``conformal`` (the prediction-set thresholds) are
+    optional, given as their objects or as their JSON dicts.
     """
 
     method: dict[str, Any]
@@ -99,6 +106,8 @@ class PromptFileMetadata:
     notice: str = RESEARCH_USE_NOTICE
     compact: bool = False
     seed: int | None = None
+    calibration: Calibration | None = None
+    conformal: ConformalSets | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -119,6 +128,10 @@ class PromptFileMetadata:
         data["method"] = dict(self.method)
         data["rendering"] = dict(self.rendering)
         data["metrics"] = dict(self.metrics)
+        for name in _OPTIONAL:
+            block = data.pop(name)
+            if block is not None:
+                data[name] = block.to_dict()
         return data
 
     def to_json(self) -> str:
@@ -144,7 +157,7 @@ def _known_fields(data: Mapping[str, Any]) -> dict[str, Any]:
             f"of EPT Studio ({__version__}) reads; update EPT Studio to open it"
         )
     names = {f.name for f in dataclasses.fields(PromptFileMetadata)}
-    missing = sorted(names - set(data))
+    missing = sorted(names - set(data) - set(_OPTIONAL))
     if missing:
         raise _Reject(f"metadata is missing the required keys {missing}")
     unknown = sorted(set(data) - names)
@@ -153,7 +166,7 @@ def _known_fields(data: Mapping[str, Any]) -> dict[str, Any]:
             "prompt-file metadata has keys this version of EPT Studio does not know, ignored: %s",
             [key[:40] for key in unknown[:10]],
         )
-    return {name: data[name] for name in names}
+    return {name: data[name] for name in names if name in data}
 
 
 def _validate(meta: PromptFileMetadata) -> None:
@@ -192,6 +205,29 @@ def _validate(meta: PromptFileMetadata) -> None:
     if meta.seed is not None:
         _require_int("seed", meta.seed)
     object.__setattr__(meta, "method", _method(meta.method, meta.compact))
+    _validate_blocks(meta)
+
+
+def _validate_blocks(meta: PromptFileMetadata) -> None:
+    """The optional calibration and conformal blocks: objects from dicts, checked against the model."""
+    calibration: object = meta.calibration
+    conformal: object = meta.conformal
+    try:
+        if calibration is not None and not isinstance(calibration, Calibration):
+            calibration = Calibration.from_dict(calibration)
+        if conformal is not None and not isinstance(conformal, ConformalSets):
+            conformal = ConformalSets.from_dict(conformal)
+    except (ValueError, TypeError) as err:
+        raise _Reject(f"its calibration metadata is damaged ({err})") from err
+    if isinstance(conformal, ConformalSets) and (
+        conformal.classes != len(meta.class_names) or conformal.label_mode != meta.label_mode
+    ):
+        raise _Reject(
+            f"its prediction-set thresholds are for {conformal.classes} {conformal.label_mode}-label "
+            f"classes, not this model's {len(meta.class_names)} {meta.label_mode}-label classes"
+        )
+    object.__setattr__(meta, "calibration", calibration)
+    object.__setattr__(meta, "conformal", conformal)
 
 
 def _require_int(name: str, value: object, minimum: int | None = None) -> int:

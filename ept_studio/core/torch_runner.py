@@ -15,7 +15,7 @@ import torch
 from ept_studio.common.errors import ConfigError
 from ept_studio.core.device import resolve_device
 from ept_studio.core.model import TunedModel
-from ept_studio.core.model_io import ModelInfo, ModelOutputs, preprocess
+from ept_studio.core.model_io import ModelInfo, ModelOutputs, model_outputs, preprocess
 from ept_studio.core.onnx_export import InferenceModule
 
 
@@ -57,7 +57,8 @@ class TorchRunner:
             )
         tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(self._device)
         outputs = [t.float().cpu().numpy() for t in self._module(tensor)]
-        return ModelOutputs(outputs[0], outputs[1], outputs[2], outputs[3], self._provider)
+        logits, probabilities, attention, rollout = outputs
+        return model_outputs(self._info, logits, probabilities, attention, rollout, self._provider)
 
     def predict(self, images: Sequence[np.ndarray]) -> ModelOutputs:
         return self.run(preprocess(images, self._info))

@@ -81,8 +81,11 @@ def predict_probabilities(
     batch_size: int = 16,
     device: torch.device | str | None = None,
     bf16: bool = False,
+    raw_logits: bool = False,
 ) -> np.ndarray:
     """Class probabilities ``[n, C]`` (float32): softmax, or per-label sigmoid for multi-label.
+
+    ``raw_logits``: the logits instead, for a caller that applies a stored temperature.
 
     Uses the test-time transform, in eval mode (the model's mode is put back afterwards). With
     ``device`` the model is moved there first; otherwise it runs where the model is.
@@ -97,7 +100,10 @@ def predict_probabilities(
             pixels = batch_tensors(images[start : start + batch_size], transform)
             with torch.autocast(target_device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(pixels.to(target_device))
-            chunks.append(_probabilities(logits.float(), LabelMode(label_mode)).cpu())
+            scores = logits.float()
+            if not raw_logits:
+                scores = _probabilities(scores, LabelMode(label_mode))
+            chunks.append(scores.cpu())
     finally:
         model.train(was_training)
     if not chunks:

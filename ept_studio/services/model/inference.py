@@ -55,12 +55,14 @@ def load_tuned_model(
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """The predicted class of one image and the model score of every class."""
+    """The predicted class of one image and the model score of every class (calibrated when the
+    prompt file carries a temperature); ``prediction_set`` when it carries set thresholds."""
 
     path: Path
     sha256: str
     predicted_class: str
     scores: dict[str, float]
+    prediction_set: tuple[str, ...] | None = None
 
 
 def predict_files(
@@ -71,6 +73,8 @@ def predict_files(
     ``paths`` are gathered as the ONNX runner gathers them: folders expanded recursively, hidden
     files left out, each file once, a path that is not there reported.
     """
+    from ept_studio.core.conformal import prediction_set
+    from ept_studio.core.temperature import apply_temperature
     from ept_studio.core.training import predict_probabilities
     from ept_studio.services.model.images import collect_files
 
@@ -88,14 +92,23 @@ def predict_files(
         std=meta.std,
         label_mode=_label_mode(meta),
         batch_size=batch_size,
+        raw_logits=meta.calibration is not None,
     )
+    if meta.calibration is not None:
+        probabilities = apply_temperature(
+            probabilities, meta.calibration.temperature, meta.label_mode
+        )
     names = meta.class_names
+    conformal = meta.conformal
     predictions = [
         Prediction(
             image.path,
             image.sha256,
             names[int(row.argmax())],
             {name: float(score) for name, score in zip(names, row, strict=True)},
+            None
+            if conformal is None
+            else tuple(names[c] for c in prediction_set(row, conformal.thresholds)),
         )
         for image, row in zip(images, probabilities, strict=True)
     ]

@@ -41,7 +41,8 @@ DEFAULT_BATCH_SIZE = 8
 
 @dataclasses.dataclass(frozen=True)
 class ImagePrediction:
-    """One image through the model. ``attention`` ``[heads, patches]``, ``rollout`` ``[patches]``."""
+    """One image through the model. ``attention`` ``[heads, patches]``, ``rollout`` ``[patches]``;
+    ``prediction_set`` the class names in its prediction set when the model has thresholds."""
 
     path: Path
     sha256: str
@@ -50,6 +51,7 @@ class ImagePrediction:
     attention: np.ndarray = dataclasses.field(repr=False)
     rollout: np.ndarray = dataclasses.field(repr=False)
     overlay: Path | None = None
+    prediction_set: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +304,9 @@ def _predictions(
                 attention=outputs.attention[index].copy(),
                 rollout=outputs.rollout[index].copy(),
                 overlay=overlays.path_for(item.sha256) if overlays is not None else None,
+                prediction_set=(
+                    None if outputs.sets is None else tuple(names[c] for c in outputs.sets[index])
+                ),
             )
         )
     return tuple(results)
