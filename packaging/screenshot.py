@@ -69,7 +69,7 @@ def main() -> int:
 
     project = window.session.project
     assert project is not None
-    tested = {label.image_id for label in project.labels() if label.role.value == "test"}
+    tested = {label.image_id for label in project.labels.all() if label.role.value == "test"}
     ct = next(i.id for i in project.images() if i.modality == "CT" and i.id in tested)
     window.gallery.view.setFocus()
     window.open_image(ct)

@@ -49,7 +49,7 @@ def select_rows(window: MainWindow, rows: list[int]) -> None:
 def stored_labels(folder: Path) -> dict[int, int]:
     """image id -> class id, read back through a new connection (what is on disk)."""
     with open_project(folder) as project:
-        return {label.image_id: label.class_id for label in project.labels()}
+        return {label.image_id: label.class_id for label in project.labels.all()}
 
 
 def bin_point(window: MainWindow, class_id: int) -> QPoint:
@@ -85,7 +85,7 @@ def label_project(
         ids = [i.id for i in project.images() if f"/{name}/" in str(i.path)]
         window.session.label(ids, info.id)
         if test:
-            project.set_role(ids[train:], Role.TEST)
+            project.labels.set_role(ids[train:], Role.TEST)
     window.jobs.backbone = tiny_backbone()
     window.side.setCurrentWidget(window.training)
     window.training.set_recipe("paper")

@@ -63,7 +63,7 @@ def labelled_project(
     import_paths(project, [root], folders_as_classes=True, thumbnails=False)
     if test:
         ids = [i.id for i in project.images() if _short_name(i.path) in set(test)]
-        project.set_role(ids, Role.TEST)
+        project.labels.set_role(ids, Role.TEST)
     return project
 
 
@@ -73,7 +73,7 @@ def _short_name(path: Path | None) -> str:
 
 def roles_by_patient(project: Project) -> dict[str, set[Role]]:
     """Each patient hash -> the roles its labelled images have."""
-    roles = {label.image_id: label.role for label in project.labels()}
+    roles = {label.image_id: label.role for label in project.labels.all()}
     found: dict[str, set[Role]] = {}
     for image in project.images():
         if image.patient_hash and image.id in roles:
@@ -83,7 +83,7 @@ def roles_by_patient(project: Project) -> dict[str, set[Role]]:
 
 def role_counts(project: Project) -> dict[str, tuple[int, int]]:
     """Class name -> (train, test) labelled images."""
-    return {c.name: (c.train, c.test) for c in project.counts_per_class()}
+    return {c.name: (c.train, c.test) for c in project.labels.counts_per_class()}
 
 
 def tiny_trained_project(
@@ -95,7 +95,7 @@ def tiny_trained_project(
         import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
         ids = [image.id for image in project.images()]
         chosen = ids[test_ids] if isinstance(test_ids, slice) else [ids[k] for k in test_ids]
-        project.set_role(chosen, Role.TEST)
+        project.labels.set_role(chosen, Role.TEST)
     options = TrainingOptions(method="ept", length=4, epochs=1, batch_size=8, device="cpu")
     events = list(tune_project(folder, options, backbone=tiny_backbone(), locations_dir=locations))
     saved = events[-1]

@@ -171,9 +171,9 @@ def run_classes(args: argparse.Namespace, console: Console) -> None:
 
     with Project.open(args.folder) as project:
         if args.add:
-            project.add_class(args.add, shortcut=args.shortcut)
-        counts = {c.class_id: c for c in project.counts_per_class()}
-        for cls in project.classes():
+            project.labels.add_class(args.add, shortcut=args.shortcut)
+        counts = {c.class_id: c for c in project.labels.counts_per_class()}
+        for cls in project.labels.classes():
             count = counts[cls.id]
             key = f" [{cls.shortcut}]" if cls.shortcut else ""
             console.line(
@@ -188,15 +188,15 @@ def run_label(args: argparse.Namespace, console: Console) -> None:
     with Project.open(args.folder) as project:
         class_id = None
         if not args.clear:
-            found = project.class_by_name(args.class_name)
+            found = project.labels.class_by_name(args.class_name)
             if found is None:
-                names = ", ".join(c.name for c in project.classes()) or "none yet"
+                names = ", ".join(c.name for c in project.labels.classes()) or "none yet"
                 raise ProjectError(
                     f"there is no class {args.class_name!r} (classes: {names}); add it with "
                     "`ept-studio project classes FOLDER --add NAME`"
                 )
             class_id = found.id
-        changed = project.set_label(args.ids, class_id, role=args.role)
+        changed = project.labels.set_label(args.ids, class_id, role=args.role)
     console.line(f"{len(changed)} images changed")
 
 
@@ -204,7 +204,7 @@ def run_role(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.project import Project
 
     with Project.open(args.folder) as project:
-        changed = project.set_role(args.ids, args.role)
+        changed = project.labels.set_role(args.ids, args.role)
     console.line(f"{len(changed)} images moved to {args.role}")
 
 
@@ -212,7 +212,7 @@ def run_undo(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.project import Project
 
     with Project.open(args.folder) as project:
-        touched = project.undo()
+        touched = project.labels.undo()
     console.line(f"undone: {len(touched)} images" if touched else "nothing to undo")
 
 
@@ -220,7 +220,7 @@ def run_redo(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.project import Project
 
     with Project.open(args.folder) as project:
-        touched = project.redo()
+        touched = project.labels.redo()
     console.line(f"redone: {len(touched)} images" if touched else "nothing to redo")
 
 
@@ -228,9 +228,9 @@ def run_list(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.project import ImageFilter, ImageStatus, Project
 
     with Project.open(args.folder) as project:
-        names = {c.id: c.name for c in project.classes()}
+        names = {c.id: c.name for c in project.labels.classes()}
         labels: dict[int, list[str]] = {}
-        for label in project.labels():
+        for label in project.labels.all():
             labels.setdefault(label.image_id, []).append(
                 f"{names[label.class_id]}:{label.role.value}"
             )

@@ -66,6 +66,7 @@ from ept_studio.data.store_records import (
     RunRecord,
     utc_now,
 )
+from ept_studio.data.store_schema import transaction
 
 DB_NAME = "project.db"
 LOCATIONS_ENV = "EPT_STUDIO_DATA"
@@ -122,8 +123,12 @@ def refuse_occupied_folder(folder: Path) -> None:
         )
 
 
-class Project(LabelBook):
-    """An open project. Create with :meth:`create`, open with :meth:`open`; close when done."""
+class Project:
+    """An open project. Create with :meth:`create`, open with :meth:`open`; close when done.
+
+    The project holds its images, runs, exports and predictions; its classes, labels and their
+    undo / redo history are in :attr:`labels`, a :class:`LabelBook` over the same connection.
+    """
 
     def __init__(self, folder: Path, db: Database, keys: KeyStore) -> None:
         self.folder = folder
@@ -131,6 +136,8 @@ class Project(LabelBook):
         meta = {row["key"]: row["value"] for row in db.query("SELECT key, value FROM meta")}
         self.project_id: str = meta["project_id"]
         self.label_mode = LabelMode(meta["label_mode"])
+        self.labels = LabelBook(db, self.label_mode)
+        """Classes, labels, roles and the undo / redo of label changes."""
         self.created: str = meta["created"]
         self._keys = keys
         self.key: ProjectKey | None = keys.load(self.project_id)
@@ -288,7 +295,7 @@ class Project(LabelBook):
         row["added"] = utc_now()
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        with self._write("this image is already in the project"):
+        with transaction(self.db, "this image is already in the project"):
             self._set_location(image.sha256, path)
             cursor = self.db.execute(
                 f"INSERT INTO images ({columns}) VALUES ({marks})", list(row.values())
@@ -298,7 +305,7 @@ class Project(LabelBook):
     def relink(self, image_id: int, path: Path, size: int, mtime_ns: int) -> None:
         """The image's file was found at ``path`` (same content): remember it, status ok."""
         record = self.image(image_id)
-        with self._write("the new location cannot be saved"):
+        with transaction(self.db, "the new location cannot be saved"):
             self._set_location(record.sha256, str(path))
             self.db.execute(
                 "UPDATE images SET size = ?, mtime_ns = ?, status = 'ok' WHERE id = ?",
@@ -307,14 +314,14 @@ class Project(LabelBook):
 
     def set_status(self, image_ids: Iterable[int], status: ImageStatus | str) -> None:
         value = ImageStatus(status).value
-        with self._write("the image status cannot be saved"):
+        with transaction(self.db, "the image status cannot be saved"):
             for image_id in image_ids:
                 self.db.execute("UPDATE images SET status = ? WHERE id = ?", [value, image_id])
 
     def set_rendering(self, image_ids: Iterable[int], rendering: dict[str, Any]) -> None:
         """Store how images are shown and fed to the model (a ``RenderingSpec.to_dict()``)."""
         text = json.dumps(rendering, sort_keys=True)
-        with self._write("the rendering cannot be saved"):
+        with transaction(self.db, "the rendering cannot be saved"):
             for image_id in image_ids:
                 self.db.execute("UPDATE images SET rendering = ? WHERE id = ?", [text, image_id])
 
@@ -324,13 +331,13 @@ class Project(LabelBook):
 
     def set_pixel_hashes(self, hashes: Iterable[tuple[int, int, str]]) -> None:
         """Store (image id, frame, decoded-pixel sha256) triples (see ``data.pixel_hash``)."""
-        with self._write("the pixel hashes cannot be saved"):
+        with transaction(self.db, "the pixel hashes cannot be saved"):
             upsert_pixel_hashes(self.db, hashes)
 
     def remove_images(self, image_ids: Sequence[int]) -> None:
         """Take images out of the project (the files are untouched); their labels go too."""
-        with self._write("the images cannot be removed"):
-            self._record_removal(list(image_ids), "remove_image", None)
+        with transaction(self.db, "the images cannot be removed"):
+            self.labels.record_image_removal(image_ids)
             for image_id in image_ids:
                 sha = self.db.execute(
                     "SELECT sha256 FROM images WHERE id = ?", [image_id]
@@ -400,7 +407,7 @@ class Project(LabelBook):
         device: str | None = None,
     ) -> int:
         """A new run, status ``running``; its files go to ``runs/<id>/``."""
-        with self._write("the run cannot be recorded"):
+        with transaction(self.db, "the run cannot be recorded"):
             cursor = self.db.execute(
                 "INSERT INTO runs (created, status, config, seed, versions, device, backbone, "
                 "backbone_sha256) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
@@ -428,7 +435,7 @@ class Project(LabelBook):
         if status not in _RUN_STATUSES:
             raise ProjectError(f"a run's status must be one of {_RUN_STATUSES}, not {status!r}")
         self.run(run_id)
-        with self._write("the run's result cannot be saved"):
+        with transaction(self.db, "the run's result cannot be saved"):
             self.db.execute(
                 "UPDATE runs SET status = ?, finished = ?, metrics = ?, artifacts = ?, "
                 "device = COALESCE(?, device) WHERE id = ?",
@@ -439,7 +446,7 @@ class Project(LabelBook):
     def set_run_artifacts(self, run_id: int, artifacts: dict[str, Any]) -> RunRecord:
         """Add (or replace) entries of a run's artifacts, e.g. an ONNX model made later."""
         merged = {**self.run(run_id).artifacts, **artifacts}
-        with self._write("the run's files cannot be recorded"):
+        with transaction(self.db, "the run's files cannot be recorded"):
             self.db.execute("UPDATE runs SET artifacts = ? WHERE id = ?", [_json(merged), run_id])
         return self.run(run_id)
 
@@ -461,7 +468,7 @@ class Project(LabelBook):
         The name the user typed (``Patient X.csv``) can carry a patient's name, and the project
         folder is meant to be shareable: only :func:`neutral_export_name` of it is kept.
         """
-        with self._write("the export cannot be recorded"):
+        with transaction(self.db, "the export cannot be recorded"):
             cursor = self.db.execute(
                 "INSERT INTO exports (run_id, kind, file_name, sha256, created) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -472,7 +479,7 @@ class Project(LabelBook):
     def record_predictions(self, run_id: int, rows: Sequence[PredictionRow]) -> None:
         """Store a batch of a run's predictions, in one transaction."""
         self.run(run_id)
-        with self._write("the predictions cannot be saved"):
+        with transaction(self.db, "the predictions cannot be saved"):
             insert_predictions(self.db, run_id, rows)
 
     def predictions(self, run_id: int) -> list[PredictionRow]:

@@ -10,15 +10,14 @@ action after an undo drops the undone branch from redo, as every editor does.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlite_utils import Database
 
 from ept_studio.common.errors import ProjectError
 from ept_studio.data.store_records import ClassCount, ClassInfo, Label, LabelMode, Role, utc_now
+from ept_studio.data.store_schema import transaction
 
 LabelState = tuple[tuple[int, str], ...]
 """One image's labels: sorted ``(class id, role)`` pairs."""
@@ -30,33 +29,27 @@ DEFAULT_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4
 
 
 class LabelBook:
-    """The classes and labels of a :class:`~ept_studio.data.store.Project` (which opens ``db``)."""
+    """The classes and labels of an open project and the undo / redo history of label changes.
 
-    db: Database
-    label_mode: LabelMode
+    A :class:`~ept_studio.data.store.Project` makes one over its connection and keeps it as
+    ``project.labels``. Every change here is one transaction on ``db``; the undo / redo cursor
+    lives in the database (``history_cursor``), so two books over the same project agree.
+    """
 
-    @contextlib.contextmanager
-    def _write(self, conflict: str) -> Iterator[None]:
-        """One transaction; SQLite's errors become a :class:`ProjectError` saying what failed."""
-        try:
-            with self.db.atomic():
-                yield
-        except sqlite3.IntegrityError as err:
-            raise ProjectError(f"{conflict}; nothing was changed") from err
-        except sqlite3.DatabaseError as err:
-            raise ProjectError(
-                f"the project database could not be written ({err}); nothing was changed"
-            ) from err
+    def __init__(self, db: Database, label_mode: LabelMode) -> None:
+        self._db = db
+        self.label_mode = label_mode
+        """Single-label (a new label replaces the old) or multi-label (labels add up)."""
 
     # -- classes ------------------------------------------------------------------------------
 
     def classes(self) -> list[ClassInfo]:
         """The classes in their display order (their index in this list is the model's output)."""
-        rows = self.db.query("SELECT * FROM classes ORDER BY position, id")
+        rows = self._db.query("SELECT * FROM classes ORDER BY position, id")
         return [ClassInfo(**row) for row in rows]
 
     def class_by_name(self, name: str) -> ClassInfo | None:
-        row = self.db.execute("SELECT * FROM classes WHERE name = ?", [name.strip()]).fetchone()
+        row = self._db.execute("SELECT * FROM classes WHERE name = ?", [name.strip()]).fetchone()
         return ClassInfo(*row) if row else None
 
     def add_class(
@@ -65,8 +58,10 @@ class LabelBook:
         name = _class_name(name)
         position = len(self.classes())
         colour = colour or DEFAULT_COLOURS[position % len(DEFAULT_COLOURS)]
-        with self._write(f"a class named {name!r} (or shortcut {shortcut!r}) already exists"):
-            cursor = self.db.execute(
+        with transaction(
+            self._db, f"a class named {name!r} (or shortcut {shortcut!r}) already exists"
+        ):
+            cursor = self._db.execute(
                 "INSERT INTO classes (name, colour, position, shortcut) VALUES (?, ?, ?, ?)",
                 [name, colour, position, shortcut],
             )
@@ -75,20 +70,20 @@ class LabelBook:
     def rename_class(self, class_id: int, name: str) -> ClassInfo:
         name = _class_name(name)
         self._class(class_id)
-        with self._write(f"a class named {name!r} already exists"):
-            self.db.execute("UPDATE classes SET name = ? WHERE id = ?", [name, class_id])
+        with transaction(self._db, f"a class named {name!r} already exists"):
+            self._db.execute("UPDATE classes SET name = ? WHERE id = ?", [name, class_id])
         return self._class(class_id)
 
     def recolour_class(self, class_id: int, colour: str) -> ClassInfo:
         self._class(class_id)
-        with self._write("the colour cannot be saved"):
-            self.db.execute("UPDATE classes SET colour = ? WHERE id = ?", [colour, class_id])
+        with transaction(self._db, "the colour cannot be saved"):
+            self._db.execute("UPDATE classes SET colour = ? WHERE id = ?", [colour, class_id])
         return self._class(class_id)
 
     def set_shortcut(self, class_id: int, shortcut: str | None) -> ClassInfo:
         self._class(class_id)
-        with self._write(f"the shortcut {shortcut!r} is already used by another class"):
-            self.db.execute("UPDATE classes SET shortcut = ? WHERE id = ?", [shortcut, class_id])
+        with transaction(self._db, f"the shortcut {shortcut!r} is already used by another class"):
+            self._db.execute("UPDATE classes SET shortcut = ? WHERE id = ?", [shortcut, class_id])
         return self._class(class_id)
 
     def reorder_classes(self, class_ids: Sequence[int]) -> list[ClassInfo]:
@@ -96,9 +91,9 @@ class LabelBook:
         current = sorted(c.id for c in self.classes())
         if sorted(class_ids) != current:
             raise ProjectError("reordering must list every class of the project exactly once")
-        with self._write("the class order cannot be saved"):
+        with transaction(self._db, "the class order cannot be saved"):
             for position, class_id in enumerate(class_ids):
-                self.db.execute(
+                self._db.execute(
                     "UPDATE classes SET position = ? WHERE id = ?", [position, class_id]
                 )
         return self.classes()
@@ -106,18 +101,18 @@ class LabelBook:
     def delete_class(self, class_id: int) -> None:
         """Delete a class and its labels (recorded in the history; not undoable)."""
         self._class(class_id)
-        with self._write("the class cannot be deleted"):
-            rows = self.db.execute(
+        with transaction(self._db, "the class cannot be deleted"):
+            rows = self._db.execute(
                 "SELECT image_id FROM labels WHERE class_id = ?", [class_id]
             ).fetchall()
             self._record_removal([r[0] for r in rows], "delete_class", class_id)
-            self.db.execute("DELETE FROM classes WHERE id = ?", [class_id])
+            self._db.execute("DELETE FROM classes WHERE id = ?", [class_id])
             remaining = [c.id for c in self.classes()]
             for position, other in enumerate(remaining):
-                self.db.execute("UPDATE classes SET position = ? WHERE id = ?", [position, other])
+                self._db.execute("UPDATE classes SET position = ? WHERE id = ?", [position, other])
 
     def _class(self, class_id: int) -> ClassInfo:
-        row = self.db.execute("SELECT * FROM classes WHERE id = ?", [class_id]).fetchone()
+        row = self._db.execute("SELECT * FROM classes WHERE id = ?", [class_id]).fetchone()
         if row is None:
             raise ProjectError(f"there is no class with id {class_id} in this project")
         return ClassInfo(*row)
@@ -176,7 +171,9 @@ class LabelBook:
         role: str | None,
     ) -> tuple[int, ...]:
         changed: list[int] = []
-        with self._write("the label change refers to a class or image that no longer exists"):
+        with transaction(
+            self._db, "the label change refers to a class or image that no longer exists"
+        ):
             step: int | None = None
             for image_id in image_ids:
                 before = self._state(image_id)
@@ -202,27 +199,27 @@ class LabelBook:
 
     def undo(self) -> tuple[int, ...]:
         """Revert the current step; returns the images it touched (empty: nothing to undo)."""
-        with self._write("the undo cannot be saved"):
+        with transaction(self._db, "the undo cannot be saved"):
             step = self._cursor()
             if step == 0:
                 return ()
-            rows = self.db.execute(
+            rows = self._db.execute(
                 "SELECT image_id, previous FROM label_history WHERE step = ? "
                 "AND action NOT IN ('undo', 'redo') ORDER BY id DESC",
                 [step],
             ).fetchall()
             touched = self._replay("undo", step, rows)
-            parent = self.db.execute("SELECT parent FROM label_steps WHERE id = ?", [step])
+            parent = self._db.execute("SELECT parent FROM label_steps WHERE id = ?", [step])
             self._set_cursor(int(parent.fetchone()[0]))
         return touched
 
     def redo(self) -> tuple[int, ...]:
         """Apply again the step undone last; returns the images it touched (empty: none)."""
-        with self._write("the redo cannot be saved"):
+        with transaction(self._db, "the redo cannot be saved"):
             step = self._redo_step()
             if step is None:
                 return ()
-            rows = self.db.execute(
+            rows = self._db.execute(
                 "SELECT image_id, next FROM label_history WHERE step = ? "
                 "AND action NOT IN ('undo', 'redo') ORDER BY id",
                 [step],
@@ -243,25 +240,25 @@ class LabelBook:
         return tuple(sorted(set(touched)))
 
     def _redo_step(self) -> int | None:
-        row = self.db.execute(
+        row = self._db.execute(
             "SELECT id FROM label_steps WHERE parent = ? ORDER BY id DESC LIMIT 1",
             [self._cursor()],
         ).fetchone()
         return None if row is None else int(row[0])
 
     def _cursor(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'history_cursor'").fetchone()
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'history_cursor'").fetchone()
         return int(row[0]) if row else 0
 
     def _set_cursor(self, step: int) -> None:
-        self.db.execute(
+        self._db.execute(
             "INSERT INTO meta (key, value) VALUES ('history_cursor', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [str(step)],
         )
 
     def _new_step(self, action: str) -> int:
-        cursor = self.db.execute(
+        cursor = self._db.execute(
             "INSERT INTO label_steps (parent, action, time) VALUES (?, ?, ?)",
             [self._cursor(), action, utc_now()],
         )
@@ -269,10 +266,16 @@ class LabelBook:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def labels(self, image_id: int | None = None) -> list[Label]:
-        """Every label (or one image's), by image then class order."""
-        where, params = ("WHERE image_id = ?", [image_id]) if image_id is not None else ("", [])
-        rows = self.db.execute(
+    def all(self) -> list[Label]:
+        """Every label of the project, by image then class order."""
+        return self._read("", [])
+
+    def of(self, image_id: int) -> list[Label]:
+        """One image's labels, in class order."""
+        return self._read("WHERE image_id = ?", [image_id])
+
+    def _read(self, where: str, params: list[int]) -> list[Label]:
+        rows = self._db.execute(
             "SELECT image_id, class_id, role, time FROM labels "
             f"JOIN classes ON classes.id = labels.class_id {where} "
             "ORDER BY image_id, classes.position",
@@ -282,7 +285,7 @@ class LabelBook:
 
     def counts_per_class(self) -> list[ClassCount]:
         """Labelled images per class and role, in class order (classes without labels too)."""
-        rows = self.db.execute(
+        rows = self._db.execute(
             "SELECT classes.id, classes.name, "
             "COALESCE(SUM(labels.role = 'train'), 0), COALESCE(SUM(labels.role = 'test'), 0) "
             "FROM classes LEFT JOIN labels ON labels.class_id = classes.id "
@@ -293,7 +296,7 @@ class LabelBook:
     # -- internals ----------------------------------------------------------------------------
 
     def _state(self, image_id: int) -> LabelState:
-        rows = self.db.execute(
+        rows = self._db.execute(
             "SELECT class_id, role FROM labels WHERE image_id = ? ORDER BY class_id", [image_id]
         ).fetchall()
         return tuple((int(c), str(r)) for c, r in rows)
@@ -304,19 +307,19 @@ class LabelBook:
         target = dict(state)
         now = utc_now()
         for class_id in current.keys() - target.keys():
-            self.db.execute(
+            self._db.execute(
                 "DELETE FROM labels WHERE image_id = ? AND class_id = ?", [image_id, class_id]
             )
         for class_id, role in target.items():
             if class_id not in current:
-                self.db.execute(
+                self._db.execute(
                     "INSERT INTO labels (image_id, class_id, role, time) "
                     "SELECT images.id, classes.id, ?, ? FROM images, classes "
                     "WHERE images.id = ? AND classes.id = ?",
                     [role, now, image_id, class_id],
                 )
             elif current[class_id] != role:
-                self.db.execute(
+                self._db.execute(
                     "UPDATE labels SET role = ?, time = ? WHERE image_id = ? AND class_id = ?",
                     [role, now, image_id, class_id],
                 )
@@ -331,11 +334,19 @@ class LabelBook:
         before: LabelState,
         after: LabelState,
     ) -> None:
-        self.db.execute(
+        self._db.execute(
             "INSERT INTO label_history (time, action, step, image_id, class_id, role, previous, "
             "next) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [utc_now(), action, step, image_id, class_id, role, _encode(before), _encode(after)],
         )
+
+    def record_image_removal(self, image_ids: Sequence[int]) -> None:
+        """History rows for the labels of images about to be removed from the project.
+
+        Call it inside the transaction that removes the images: the labels go with them (the
+        foreign keys cascade), and the history keeps what they were.
+        """
+        self._record_removal(list(image_ids), "remove_image", None)
 
     def _record_removal(self, image_ids: list[int], action: str, class_id: int | None) -> None:
         """History rows (outside any undo step) for labels about to go with an image or class."""
@@ -349,7 +360,7 @@ class LabelBook:
         ids = list(dict.fromkeys(int(i) for i in image_ids))
         found = {
             row[0]
-            for row in self.db.execute(
+            for row in self._db.execute(
                 "SELECT id FROM images WHERE id IN (SELECT value FROM json_each(?))",
                 [json.dumps(ids)],
             )
@@ -363,7 +374,7 @@ class LabelBook:
         return ids
 
     def _require_class(self, class_id: int) -> None:
-        if self.db.execute("SELECT 1 FROM classes WHERE id = ?", [class_id]).fetchone() is None:
+        if self._db.execute("SELECT 1 FROM classes WHERE id = ?", [class_id]).fetchone() is None:
             raise ProjectError(f"there is no class with id {class_id} in this project")
 
 

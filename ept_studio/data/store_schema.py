@@ -11,8 +11,9 @@ disk before the call returns, so it survives a killed process and a power cut.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -23,6 +24,25 @@ Migration = Callable[[Database], None]
 
 BUSY_TIMEOUT_MS = 10_000
 """How long a write waits for another process's write on the same project (GUI + CLI at once)."""
+
+
+@contextlib.contextmanager
+def transaction(db: Database, conflict: str) -> Iterator[None]:
+    """One write transaction; SQLite's errors become a :class:`ProjectError` saying what failed.
+
+    ``conflict`` says what an integrity error means for this write ("a class named X already
+    exists"); either way the message adds that nothing was changed.
+    """
+    try:
+        with db.atomic():
+            yield
+    except sqlite3.IntegrityError as err:
+        raise ProjectError(f"{conflict}; nothing was changed") from err
+    except sqlite3.DatabaseError as err:
+        raise ProjectError(
+            f"the project database could not be written ({err}); nothing was changed"
+        ) from err
+
 
 _V1_TABLES = (
     """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",

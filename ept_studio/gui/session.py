@@ -88,7 +88,7 @@ class ProjectSession(QObject):
         return gallery_items(self.project, selection) if self.project is not None else []
 
     def classes(self) -> list[ClassInfo]:
-        return self.project.classes() if self.project is not None else []
+        return self.project.labels.classes() if self.project is not None else []
 
     def counts(self) -> dict[int, ClassCount]:
         return class_counts(self.project) if self.project is not None else {}
@@ -106,27 +106,27 @@ class ProjectSession(QObject):
     def label_of(self, image_id: int) -> list[int]:
         if self.project is None:
             return []
-        return [label.class_id for label in self.project.labels(image_id)]
+        return [label.class_id for label in self.project.labels.of(image_id)]
 
     # -- changing -----------------------------------------------------------------------------
 
     def add_class(self, name: str) -> ClassInfo:
-        info = self._open().add_class(name)
+        info = self._open().labels.add_class(name)
         self.classes_changed.emit()
         return info
 
     def rename_class(self, class_id: int, name: str) -> None:
-        self._open().rename_class(class_id, name)
+        self._open().labels.rename_class(class_id, name)
         self.classes_changed.emit()
 
     def delete_class(self, class_id: int) -> None:
-        self._open().delete_class(class_id)
+        self._open().labels.delete_class(class_id)
         self.classes_changed.emit()
         self.labels_changed.emit()
 
     def label(self, image_ids: list[int], class_id: int | None) -> None:
         """Label images (None clears them); committed before this returns."""
-        if image_ids and self._open().set_label(image_ids, class_id):
+        if image_ids and self._open().labels.set_label(image_ids, class_id):
             self.labels_changed.emit()
 
     def label_by_position(self, image_ids: list[int], position: int) -> None:
@@ -154,7 +154,7 @@ class ProjectSession(QObject):
 
     def remove_label(self, image_ids: list[int], class_id: int) -> None:
         """Take one class off the images (one undoable step); other labels stay."""
-        if image_ids and self._open().remove_label(image_ids, class_id):
+        if image_ids and self._open().labels.remove_label(image_ids, class_id):
             self.labels_changed.emit()
 
     def toggle_role(self, image_ids: list[int]) -> Role | None:
@@ -164,17 +164,17 @@ class ProjectSession(QObject):
         to change).
         """
         project = self._open()
-        roles = {label.role for i in image_ids for label in project.labels(i)}
+        roles = {label.role for i in image_ids for label in project.labels.of(i)}
         if not roles:
             return None
         role = Role.TRAIN if roles == {Role.TEST} else Role.TEST
-        if project.set_role(image_ids, role):
+        if project.labels.set_role(image_ids, role):
             self.labels_changed.emit()
         return role
 
     def recolour_class(self, class_id: int, colour: str) -> None:
         """A new colour (``#rrggbb``) for the class's bin and thumbnail bands; saved at once."""
-        self._open().recolour_class(class_id, colour)
+        self._open().labels.recolour_class(class_id, colour)
         self.classes_changed.emit()
 
     def move_class(self, class_id: int, offset: int) -> None:
@@ -187,15 +187,15 @@ class ProjectSession(QObject):
         if new == old:
             return
         order.insert(new, order.pop(old))
-        self._open().reorder_classes(order)
+        self._open().labels.reorder_classes(order)
         self.classes_changed.emit()
 
     def undo(self) -> None:
-        if self.project is not None and self.project.undo():
+        if self.project is not None and self.project.labels.undo():
             self.labels_changed.emit()
 
     def redo(self) -> None:
-        if self.project is not None and self.project.redo():
+        if self.project is not None and self.project.labels.redo():
             self.labels_changed.emit()
 
     def _open(self) -> Project:

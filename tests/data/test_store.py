@@ -124,8 +124,8 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
         assert "predictions" in project.db.table_names()
         assert project.pixel_hashes() == {}  # filled in when first needed
         assert "labels_class" in {index.name for index in project.db["labels"].indexes}
-        assert [c.name for c in project.classes()] == ["effusion"]
-        assert [(lab.image_id, lab.class_id) for lab in project.labels()] == [(1, 1)]
+        assert [c.name for c in project.labels.classes()] == ["effusion"]
+        assert [(lab.image_id, lab.class_id) for lab in project.labels.all()] == [(1, 1)]
         assert project.images()[0].path is None  # never located on this machine
         # The old salt left project.db for this machine's key file, and still hashes the same.
         assert project.db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone() is None
@@ -150,123 +150,126 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None
 
 def test_classes_add_rename_recolour_reorder_delete(tmp_path: Path) -> None:
     with _project(tmp_path) as project:
-        normal = project.add_class("normal", shortcut="1")
-        effusion = project.add_class(" effusion ", colour="#ff0000")
-        nodule = project.add_class("nodule")
-        assert [(c.name, c.position) for c in project.classes()] == [
+        normal = project.labels.add_class("normal", shortcut="1")
+        effusion = project.labels.add_class(" effusion ", colour="#ff0000")
+        nodule = project.labels.add_class("nodule")
+        assert [(c.name, c.position) for c in project.labels.classes()] == [
             ("normal", 0),
             ("effusion", 1),
             ("nodule", 2),
         ]
         assert effusion.colour == "#ff0000"
         with pytest.raises(ProjectError, match="already exists"):
-            project.add_class("NORMAL")
+            project.labels.add_class("NORMAL")
         with pytest.raises(ProjectError, match="needs a name"):
-            project.add_class("  ")
+            project.labels.add_class("  ")
         with pytest.raises(ProjectError, match="shortcut '1' is already used"):
-            project.set_shortcut(nodule.id, "1")
-        assert project.rename_class(nodule.id, "mass").name == "mass"
-        assert project.recolour_class(normal.id, "#00ff00").colour == "#00ff00"
-        order = project.reorder_classes([nodule.id, normal.id, effusion.id])
+            project.labels.set_shortcut(nodule.id, "1")
+        assert project.labels.rename_class(nodule.id, "mass").name == "mass"
+        assert project.labels.recolour_class(normal.id, "#00ff00").colour == "#00ff00"
+        order = project.labels.reorder_classes([nodule.id, normal.id, effusion.id])
         assert [c.name for c in order] == ["mass", "normal", "effusion"]
         with pytest.raises(ProjectError, match="every class"):
-            project.reorder_classes([normal.id])
+            project.labels.reorder_classes([normal.id])
         images = _add_images(project, 3)
-        project.set_label(images[:2], normal.id)
-        project.delete_class(normal.id)
-        assert [(c.name, c.position) for c in project.classes()] == [("mass", 0), ("effusion", 1)]
-        assert project.labels() == []
+        project.labels.set_label(images[:2], normal.id)
+        project.labels.delete_class(normal.id)
+        assert [(c.name, c.position) for c in project.labels.classes()] == [
+            ("mass", 0),
+            ("effusion", 1),
+        ]
+        assert project.labels.all() == []
         deleted = project.db.execute(
             "SELECT COUNT(*) FROM label_history WHERE action = 'delete_class'"
         ).fetchone()[0]
         assert deleted == 2
         with pytest.raises(ProjectError, match="no class with id"):
-            project.rename_class(normal.id, "gone")
+            project.labels.rename_class(normal.id, "gone")
 
 
 def test_single_label_replaces_and_every_change_is_committed(tmp_path: Path) -> None:
     with _project(tmp_path) as project:
-        a, b = project.add_class("a"), project.add_class("b")
+        a, b = project.labels.add_class("a"), project.labels.add_class("b")
         images = _add_images(project, 4)
-        assert project.set_label(images[:3], a.id) == tuple(images[:3])
+        assert project.labels.set_label(images[:3], a.id) == tuple(images[:3])
         db_file = project.folder / DB_NAME
         # Seen by another connection while this one is still open: committed, not pending.
         assert _plain(db_file, "SELECT COUNT(*) FROM labels")[0][0] == 3
-        assert project.set_label(images[:1], a.id) == ()  # no change, no step
-        assert project.set_label(images[1:2], b.id, role=Role.TEST) == (images[1],)
+        assert project.labels.set_label(images[:1], a.id) == ()  # no change, no step
+        assert project.labels.set_label(images[1:2], b.id, role=Role.TEST) == (images[1],)
         assert _plain(db_file, "SELECT class_id, role FROM labels WHERE image_id = 2") == [
             (b.id, "test")
         ]
-        counts = {c.name: (c.train, c.test) for c in project.counts_per_class()}
+        counts = {c.name: (c.train, c.test) for c in project.labels.counts_per_class()}
         assert counts == {"a": (2, 0), "b": (0, 1)}
         # The image keeps its test role when relabelled without a role.
-        project.set_label(images[1:2], a.id)
-        assert project.labels(images[1])[0].role is Role.TEST
-        project.set_role(images[:4], "test")
-        counts = {c.name: (c.train, c.test) for c in project.counts_per_class()}
+        project.labels.set_label(images[1:2], a.id)
+        assert project.labels.of(images[1])[0].role is Role.TEST
+        project.labels.set_role(images[:4], "test")
+        counts = {c.name: (c.train, c.test) for c in project.labels.counts_per_class()}
         assert counts == {"a": (0, 3), "b": (0, 0)}
-        project.set_label(images[:1], None)
-        assert [lab.image_id for lab in project.labels()] == images[1:3]
+        project.labels.set_label(images[:1], None)
+        assert [lab.image_id for lab in project.labels.all()] == images[1:3]
         unlabelled = project.images(ImageFilter(unlabelled=True))
         assert [i.id for i in unlabelled] == [images[0], images[3]]
         assert [i.id for i in project.images(ImageFilter(class_id=a.id))] == images[1:3]
         with pytest.raises(ProjectError, match="not in this project"):
-            project.set_label([999], a.id)
+            project.labels.set_label([999], a.id)
         with pytest.raises(ProjectError, match="no class with id"):
-            project.set_label(images, 999)
+            project.labels.set_label(images, 999)
 
 
 def test_multi_label_holds_several_classes_per_image(tmp_path: Path) -> None:
     with _project(tmp_path, "multi") as project:
-        effusion, nodule = project.add_class("effusion"), project.add_class("nodule")
+        effusion, nodule = project.labels.add_class("effusion"), project.labels.add_class("nodule")
         images = _add_images(project, 2)
-        project.set_label(images, effusion.id)
-        project.set_label(images[:1], nodule.id)
-        assert [(lab.image_id, lab.class_id) for lab in project.labels()] == [
+        project.labels.set_label(images, effusion.id)
+        project.labels.set_label(images[:1], nodule.id)
+        assert [(lab.image_id, lab.class_id) for lab in project.labels.all()] == [
             (images[0], effusion.id),
             (images[0], nodule.id),
             (images[1], effusion.id),
         ]
-        project.remove_label(images, effusion.id)
-        assert [(lab.image_id, lab.class_id) for lab in project.labels()] == [
+        project.labels.remove_label(images, effusion.id)
+        assert [(lab.image_id, lab.class_id) for lab in project.labels.all()] == [
             (images[0], nodule.id)
         ]
-        counts = {c.name: c.total for c in project.counts_per_class()}
+        counts = {c.name: c.total for c in project.labels.counts_per_class()}
         assert counts == {"effusion": 0, "nodule": 1}
 
 
 def test_undo_and_redo_walk_the_history(tmp_path: Path) -> None:
     with _project(tmp_path) as project:
-        a, b = project.add_class("a"), project.add_class("b")
+        a, b = project.labels.add_class("a"), project.labels.add_class("b")
         images = _add_images(project, 3)
 
         def state() -> list[tuple[int, int, str]]:
-            return [(lab.image_id, lab.class_id, lab.role.value) for lab in project.labels()]
+            return [(lab.image_id, lab.class_id, lab.role.value) for lab in project.labels.all()]
 
-        assert not project.can_undo()
-        assert project.undo() == ()
-        project.set_label(images, a.id)  # step 1
-        project.set_label(images[:1], b.id, role="test")  # step 2
+        assert not project.labels.can_undo()
+        assert project.labels.undo() == ()
+        project.labels.set_label(images, a.id)  # step 1
+        project.labels.set_label(images[:1], b.id, role="test")  # step 2
         after_two = state()
-        assert project.undo() == (images[0],)
+        assert project.labels.undo() == (images[0],)
         assert state() == [(i, a.id, "train") for i in images]
-        assert project.undo() == tuple(images)
+        assert project.labels.undo() == tuple(images)
         assert state() == []
-        assert project.undo() == ()
-        assert project.redo() == tuple(images)
-        assert project.redo() == (images[0],)
+        assert project.labels.undo() == ()
+        assert project.labels.redo() == tuple(images)
+        assert project.labels.redo() == (images[0],)
         assert state() == after_two
-        assert not project.can_redo()
-        project.undo()
-        project.set_label(images[2:], b.id)  # a new action drops the undone branch
-        assert not project.can_redo()
+        assert not project.labels.can_redo()
+        project.labels.undo()
+        project.labels.set_label(images[2:], b.id)  # a new action drops the undone branch
+        assert not project.labels.can_redo()
         assert state() == [
             (images[0], a.id, "train"),
             (images[1], a.id, "train"),
             (images[2], b.id, "train"),
         ]
-        project.undo()
-        assert project.redo() == (images[2],)  # the newest branch, not the dropped one
+        project.labels.undo()
+        assert project.labels.redo() == (images[2],)  # the newest branch, not the dropped one
         actions = [row[0] for row in project.db.execute("SELECT action FROM label_history")]
         assert actions.count("undo") == 6  # history rows: one per image per undo
         assert actions.count("redo") == 5
@@ -274,8 +277,8 @@ def test_undo_and_redo_walk_the_history(tmp_path: Path) -> None:
 
 def test_the_label_history_is_append_only(tmp_path: Path) -> None:
     with _project(tmp_path) as project:
-        cls = project.add_class("a")
-        project.set_label(_add_images(project, 1), cls.id)
+        cls = project.labels.add_class("a")
+        project.labels.set_label(_add_images(project, 1), cls.id)
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             project.db.execute("UPDATE label_history SET action = 'forged'")
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
@@ -307,11 +310,11 @@ def test_images_locations_status_and_removal(tmp_path: Path) -> None:
         assert [i.id for i in project.images(ImageFilter(status=ImageStatus.MISSING))] == [ids[0]]
         with pytest.raises(ProjectError, match="already in the project"):
             _add_images(project, 1)
-        cls = project.add_class("a")
-        project.set_label(ids, cls.id)
+        cls = project.labels.add_class("a")
+        project.labels.set_label(ids, cls.id)
         project.remove_images([ids[0]])
         assert [i.id for i in project.images()] == ids[1:]
-        assert [lab.image_id for lab in project.labels()] == ids[1:]
+        assert [lab.image_id for lab in project.labels.all()] == ids[1:]
         assert "/data/scan0.png" not in project.known_locations()
     # No path is stored in the project folder: the location index is elsewhere.
     assert b"/data/scan" not in (tmp_path / "project" / DB_NAME).read_bytes()

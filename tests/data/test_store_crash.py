@@ -26,11 +26,11 @@ from ept_studio.data.store import Project
 
 folder, locations, start, stop = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 project = Project.open(Path(folder), locations_dir=Path(locations))
-classes = [c.id for c in project.classes()]
+classes = [c.id for c in project.labels.classes()]
 sys.stdout.write("ready\\n")
 sys.stdout.flush()
 for image_id in range(start, stop):
-    project.set_label([image_id], classes[image_id % len(classes)])
+    project.labels.set_label([image_id], classes[image_id % len(classes)])
     sys.stdout.write(f"{image_id}\\n")
     sys.stdout.flush()
 """
@@ -38,7 +38,7 @@ for image_id in range(start, stop):
 
 def _prepare(folder: Path, locations: Path) -> list[int]:
     with Project.create(folder, locations_dir=locations) as project:
-        classes = [project.add_class(name).id for name in ("normal", "effusion", "nodule")]
+        classes = [project.labels.add_class(name).id for name in ("normal", "effusion", "nodule")]
         with project.db.atomic():
             for n in range(IMAGES):
                 project.add_image(NewImage(f"{n:064x}", Path(f"/data/{n}.png"), 1, 1, kind="image"))
@@ -90,4 +90,4 @@ def test_every_returned_label_survives_sigkill(tmp_path: Path) -> None:
         survived = len(labels)
         start = max(labels) + 1
     with Project.open(folder, locations_dir=locations) as project:
-        assert len(project.labels()) == survived >= sum(KILL_AFTER)
+        assert len(project.labels.all()) == survived >= sum(KILL_AFTER)

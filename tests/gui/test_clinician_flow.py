@@ -56,7 +56,7 @@ def roles(folder: Path) -> dict[str, tuple[Role, str | None]]:
         by_id = {image.id: image for image in project.images()}
         return {
             by_id[label.image_id].sha256: (label.role, by_id[label.image_id].patient_hash)
-            for label in project.labels()
+            for label in project.labels.all()
         }
 
 

@@ -65,7 +65,7 @@ def test_new_project_to_exported_model_and_back(
     select_rows(window, [fundus_rows[-1], histology_rows[-1]])
     qtbot.keyClick(window.gallery.view, Qt.Key.Key_T)  # one of each to the test role
     with open_project(folder) as project:
-        labels = {(lb.image_id, lb.class_id, lb.role) for lb in project.labels()}
+        labels = {(lb.image_id, lb.class_id, lb.role) for lb in project.labels.all()}
     assert sorted(class_id for _, class_id, _ in labels) == [fundus.id] * 3 + [histology.id] * 3
     assert sum(role is Role.TEST for _, _, role in labels) == 2
 
@@ -131,7 +131,7 @@ def test_new_project_to_exported_model_and_back(
     qtbot.addWidget(again)
     assert again.file_menu.open_project_at(folder)
     with open_project(folder) as project:
-        assert {(lb.image_id, lb.class_id, lb.role) for lb in project.labels()} == labels
+        assert {(lb.image_id, lb.class_id, lb.role) for lb in project.labels.all()} == labels
         statuses = [run.status for run in project.runs()]
         assert statuses == ["cancelled", "finished", "finished"]
         kinds = sorted(e.kind for e in project.exports())

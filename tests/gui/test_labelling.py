@@ -34,14 +34,14 @@ def stored_label_sets(folder: Path) -> dict[int, set[int]]:
     """image id -> class ids, read back through a new connection."""
     with open_project(folder) as project:
         found: dict[int, set[int]] = {}
-        for label in project.labels():
+        for label in project.labels.all():
             found.setdefault(label.image_id, set()).add(label.class_id)
         return found
 
 
 def stored_roles(folder: Path) -> dict[int, str]:
     with open_project(folder) as project:
-        return {label.image_id: label.role.value for label in project.labels()}
+        return {label.image_id: label.role.value for label in project.labels.all()}
 
 
 def bin_texts(window: MainWindow) -> list[str]:
@@ -149,7 +149,7 @@ def test_reordered_classes_change_what_the_keys_assign(
     qtbot.keyClick(view, Qt.Key.Key_3)
     assert stored_labels(tmp_path / "project") == {ids[0]: third.id, ids[1]: first.id}
     with open_project(tmp_path / "project") as project:
-        assert [c.name for c in project.classes()] == ["c", "b", "a"]
+        assert [c.name for c in project.labels.classes()] == ["c", "b", "a"]
     assert second.id not in stored_labels(tmp_path / "project").values()
 
 
@@ -247,7 +247,7 @@ def test_import_folders_as_classes_from_the_menu(
     filters = project_window.gallery.filter
     assert [filters.itemText(i) for i in range(2, 4)] == ["Class: fundus", "Class: histology"]
     with open_project(tmp_path / "project") as project:
-        assert len(project.labels()) == 6
+        assert len(project.labels.all()) == 6
 
 
 def test_review_filters_list_what_the_latest_run_got_wrong(

@@ -175,7 +175,7 @@ def test_filters_show_what_they_say(
     session.label(ids[:3], fundus.id)
     project = session.project
     assert project is not None
-    project.set_role([ids[0]], "test")
+    project.labels.set_role([ids[0]], "test")
     expected = {
         GalleryFilter(GalleryView.ALL): 8,
         GalleryFilter(GalleryView.UNLABELLED): 5,
@@ -208,7 +208,7 @@ def test_classes_rename_and_delete(
     assert project_window.bins.bins.count() == 1
     assert stored_labels(tmp_path / "project") == {}
     with open_project(tmp_path / "project") as project:
-        assert project.classes() == []
+        assert project.labels.classes() == []
 
 
 def _labelled(window: MainWindow, tmp_path: Path, qtbot: QtBot) -> MainWindow:

@@ -121,7 +121,7 @@ def test_cancel_stops_within_a_step_then_train_again(labelled: MainWindow, qtbot
 
     labelled.jobs.task_event.connect(on_event)
     with open_project(labelled.session.folder or Path()) as project:
-        labels_before = sorted((lb.image_id, lb.class_id) for lb in project.labels())
+        labels_before = sorted((lb.image_id, lb.class_id) for lb in project.labels.all())
     with qtbot.waitSignal(labelled.jobs.finished, timeout=60_000) as blocker:
         assert panel.start()
     cancelled = blocker.args[1]
@@ -131,7 +131,7 @@ def test_cancel_stops_within_a_step_then_train_again(labelled: MainWindow, qtbot
     assert "Cancelled after" in panel.state.text()
     with open_project(labelled.session.folder or Path()) as project:
         assert [r.status for r in project.runs()] == ["cancelled"]
-        assert sorted((lb.image_id, lb.class_id) for lb in project.labels()) == labels_before
+        assert sorted((lb.image_id, lb.class_id) for lb in project.labels.all()) == labels_before
     labelled.jobs.task_event.disconnect(on_event)
     panel.epochs.setValue(1)
     with qtbot.waitSignal(labelled.jobs.finished, timeout=60_000) as blocker:
@@ -263,7 +263,7 @@ def test_closing_while_training_asks_then_cancels_and_keeps_the_labels(
     folder = labelled.session.folder
     assert folder is not None
     with open_project(folder) as project:
-        labels_before = sorted((lb.image_id, lb.class_id, lb.role) for lb in project.labels())
+        labels_before = sorted((lb.image_id, lb.class_id, lb.role) for lb in project.labels.all())
     panel = labelled.training
     panel.set_method("linear")
     panel.epochs.setValue(500)
@@ -279,7 +279,7 @@ def test_closing_while_training_asks_then_cancels_and_keeps_the_labels(
     assert asked[0].startswith("Training is still running")
     with open_project(folder) as project:
         assert [run.status for run in project.runs()] == ["cancelled"]
-        after = sorted((lb.image_id, lb.class_id, lb.role) for lb in project.labels())
+        after = sorted((lb.image_id, lb.class_id, lb.role) for lb in project.labels.all())
     assert after == labels_before
 
 

@@ -66,7 +66,7 @@ def test_a_dropped_png_gets_the_models_score_and_attention_and_is_not_imported(
     panel = trained
     project = panel.session.project
     assert project is not None
-    images, labels = len(project.images()), len(project.labels())
+    images, labels = len(project.images()), len(project.labels.all())
     dropped = _dropped_copy(class_folders, tmp_path)
     before = dropped.read_bytes()
     assert panel.file_preview is not None
@@ -95,7 +95,7 @@ def test_a_dropped_png_gets_the_models_score_and_attention_and_is_not_imported(
     panel.activateWindow()
     qtbot.waitUntil(panel.isActiveWindow, timeout=5_000)
     qtbot.keyClick(panel.canvas, Qt.Key.Key_1)
-    assert (len(project.images()), len(project.labels())) == (images, labels)
+    assert (len(project.images()), len(project.labels.all())) == (images, labels)
     assert dropped.read_bytes() == before
     assert sorted(path.name for path in dropped.parent.iterdir()) == ["scan.png"]
 

@@ -191,7 +191,7 @@ def _import(project: Project, images: Path, thumbnails: bool) -> list[ImportRepo
         import_paths(project, [images / role.value], folders_as_classes=True, thumbnails=thumbnails)
         for role in (Role.TRAIN, Role.TEST)
     )
-    project.set_role([image_id for _, image_id in test.added], Role.TEST)
+    project.labels.set_role([image_id for _, image_id in test.added], Role.TEST)
     reports = [train, test]
     if (images / UNLABELLED).is_dir():
         reports.append(import_paths(project, [images / UNLABELLED], thumbnails=thumbnails))
@@ -199,13 +199,13 @@ def _import(project: Project, images: Path, thumbnails: bool) -> list[ImportRepo
 
 
 def _summary(folder: Path, project: Project, skipped: tuple[str, ...]) -> DemoSummary:
-    counts = project.counts_per_class()
+    counts = project.labels.counts_per_class()
     images = project.images()
     return DemoSummary(
         folder=folder,
         project_folder=project.folder,
         images_folder=folder / IMAGES_DIR,
-        classes=tuple(c.name for c in project.classes()),
+        classes=tuple(c.name for c in project.labels.classes()),
         train_counts={c.name: c.train for c in counts},
         test_counts={c.name: c.test for c in counts},
         unlabelled=len(project.images(ImageFilter(unlabelled=True))),

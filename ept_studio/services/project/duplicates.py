@@ -58,7 +58,7 @@ def pixel_duplicates(project: Project) -> list[DuplicateGroup]:
     checklist stays quick however often it is refreshed.
     """
     roles: dict[int, set[Role]] = {}
-    for label in project.labels():
+    for label in project.labels.all():
         roles.setdefault(label.image_id, set()).add(label.role)
     by_hash: dict[str, list[int]] = {}
     for image_id, value in sorted(_pixel_hashes(project, roles).items()):

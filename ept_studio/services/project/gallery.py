@@ -102,9 +102,9 @@ def gallery_items(project: Project, selection: GalleryFilter | None = None) -> l
     """The images ``selection`` lists, in the order they were added (review views: worst first)."""
     images = _images(project, selection or GalleryFilter())
     labels: dict[int, list[tuple[int, str]]] = {}
-    for label in project.labels():
+    for label in project.labels.all():
         labels.setdefault(label.image_id, []).append((label.class_id, label.role.value))
-    names = {info.id: info.name for info in project.classes()}
+    names = {info.id: info.name for info in project.labels.classes()}
     predicted = latest_predictions(project)
     items = []
     for image in images:
@@ -154,7 +154,7 @@ def thumbnail_path(project: Project, image: ImageRecord) -> Path | None:
 
 def class_counts(project: Project) -> dict[int, ClassCount]:
     """Images per class (train and test), by class id."""
-    return {count.class_id: count for count in project.counts_per_class()}
+    return {count.class_id: count for count in project.labels.counts_per_class()}
 
 
 def image_count(project: Project) -> int:

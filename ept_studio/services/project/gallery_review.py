@@ -44,9 +44,9 @@ def latest_predictions(project: Project) -> dict[int, PredictionRow]:
 def misclassified(project: Project, run_id: int | None = None) -> list[int]:
     """Labelled images whose prediction disagrees with their label(s), by image id."""
     rows = _rows(project, run_id)
-    names = {info.id: info.name for info in project.classes()}
+    names = {info.id: info.name for info in project.labels.classes()}
     labels: dict[int, set[str]] = {}
-    for label in project.labels():
+    for label in project.labels.all():
         labels.setdefault(label.image_id, set()).add(names[label.class_id])
     multi = project.label_mode is LabelMode.MULTI
     wrong = []

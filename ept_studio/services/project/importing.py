@@ -204,14 +204,14 @@ def _label_by_folder(
     Multi-label: an image gets the class of every folder it is in (the same content twice).
     """
     multi = project.label_mode is LabelMode.MULTI
-    labelled = {label.image_id for label in project.labels()}
+    labelled = {label.image_id for label in project.labels.all()}
     for name in sorted(by_class):
         ids = [i for i in dict.fromkeys(by_class[name]) if multi or i not in labelled]
         if not ids:
             continue
-        existing = project.class_by_name(name)
-        class_id = existing.id if existing is not None else project.add_class(name).id
-        report.labelled[name] = len(project.set_label(ids, class_id))
+        existing = project.labels.class_by_name(name)
+        class_id = existing.id if existing is not None else project.labels.add_class(name).id
+        report.labelled[name] = len(project.labels.set_label(ids, class_id))
         labelled.update(ids)
 
 

@@ -115,7 +115,7 @@ def _write_text(destination: Path, kind: str, text: Callable[[], str]) -> None:
 
 
 def _csv_text(project: Project, results: RunResults, relative_paths: bool) -> str:
-    roles = {label.image_id: label.role.value for label in project.labels()}
+    roles = {label.image_id: label.role.value for label in project.labels.all()}
     paths = _relative_paths(project.images()) if relative_paths else {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -280,7 +280,7 @@ def _evaluated_images(
 
 
 def _train_role_hashes(project: Project) -> frozenset[str]:
-    train_ids = {label.image_id for label in project.labels() if label.role is Role.TRAIN}
+    train_ids = {label.image_id for label in project.labels.all() if label.role is Role.TRAIN}
     return frozenset(image.sha256 for image in project.images() if image.id in train_ids)
 
 
@@ -313,9 +313,9 @@ def _recorded_labels(
 
 
 def _current_labels(project: Project) -> dict[str, tuple[str, ...]]:
-    names = {c.id: c.name for c in project.classes()}
+    names = {c.id: c.name for c in project.labels.classes()}
     by_image: dict[int, list[str]] = {}
-    for label in project.labels():
+    for label in project.labels.all():
         by_image.setdefault(label.image_id, []).append(names[label.class_id])
     sha = {image.id: image.sha256 for image in project.images()}
     return {sha[i]: tuple(found) for i, found in by_image.items() if i in sha}

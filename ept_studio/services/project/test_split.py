@@ -5,7 +5,7 @@ accuracy is measured on patients the model never saw, and so do the files of one
 decoded pixels); an image without a patient hash or a twin is its own group. Each class keeps at least one training image, and gets at least one test image when it has
 two groups or more. The split only moves images from train to test: test images the user already
 chose stay (their patients' other images join them when every class can spare them), so the change
-is a single :meth:`~ept_studio.data.store.Project.set_role` step that one undo reverts.
+is a single :meth:`~ept_studio.data.store_labels.LabelBook.set_role` step that one undo reverts.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def apply_test_split(project: Project, split: SplitSuggestion) -> tuple[int, ...
     """Move the suggested images to the test role: one undoable step; returns the images moved."""
     if not split.to_test:
         return ()
-    return project.set_role(split.to_test, Role.TEST)
+    return project.labels.set_role(split.to_test, Role.TEST)
 
 
 def split_training_set(

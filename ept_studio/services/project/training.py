@@ -72,10 +72,10 @@ class TrainingSet:
 
 def training_set(project: Project) -> TrainingSet:
     """Every labelled image whose file is in place, with its rendering spec, target and role."""
-    classes = project.classes()
+    classes = project.labels.classes()
     index = {c.id: k for k, c in enumerate(classes)}
     by_image: dict[int, list[tuple[int, Role]]] = {}
-    for label in project.labels():
+    for label in project.labels.all():
         by_image.setdefault(label.image_id, []).append((index[label.class_id], label.role))
     items: list[TrainingItem] = []
     excluded: dict[str, int] = {}

@@ -52,8 +52,8 @@ class ImageCaption:
 
 def image_caption(project: Project, image_id: int, run_id: int | None) -> ImageCaption:
     """The image's labels and role, and run ``run_id``'s top class for it (None: no run)."""
-    position = {info.id: (info.position, info.name) for info in project.classes()}
-    labels = project.labels(image_id)
+    position = {info.id: (info.position, info.name) for info in project.labels.classes()}
+    labels = project.labels.of(image_id)
     ranked = sorted(position[label.class_id] for label in labels if label.class_id in position)
     role = labels[0].role.value if labels else None
     model_class, model_score = _top_score(project, image_id, run_id)

@@ -63,8 +63,8 @@ def test_the_demo_project_holds_labelled_decodable_images_and_nothing_leaks_out(
         images = project.images()
         assert len(images) == 21
         assert {i.modality for i in images} == {"CT", "MR", "US"}
-        classes = {c.id: c.name for c in project.classes()}
-        for label in project.labels():
+        classes = {c.id: c.name for c in project.labels.classes()}
+        for label in project.labels.all():
             assert classes[label.class_id] == project.image(label.image_id).modality
         assert len(project.images(ImageFilter(role=Role.TEST))) == 12
         unlabelled = project.images(ImageFilter(unlabelled=True))

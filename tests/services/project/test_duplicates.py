@@ -38,7 +38,7 @@ def _project(tmp_path: Path) -> tuple[Project, dict[str, int]]:
     project = Project.create(tmp_path / "project", locations_dir=tmp_path / "locations")
     import_paths(project, [root], folders_as_classes=True, thumbnails=False)
     ids = {image.path.name: image.id for image in project.images() if image.path is not None}
-    project.set_role([ids["MR_small_RLE.dcm"], ids["img02.png"]], Role.TEST)
+    project.labels.set_role([ids["MR_small_RLE.dcm"], ids["img02.png"]], Role.TEST)
     return project, ids
 
 
@@ -79,7 +79,7 @@ def test_the_checklist_blocks_and_names_the_images(tmp_path: Path) -> None:
 def test_both_on_one_side_is_no_blocker(tmp_path: Path) -> None:
     project, ids = _project(tmp_path)
     with project:
-        project.set_role([ids["MR_small_RLE.dcm"]], Role.TRAIN)
+        project.labels.set_role([ids["MR_small_RLE.dcm"]], Role.TRAIN)
         [group] = pixel_duplicates(project)
         readiness = check_readiness(project)
     assert group.train_ids == (ids["MR_small.dcm"], ids["MR_small_RLE.dcm"])

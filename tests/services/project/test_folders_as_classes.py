@@ -17,10 +17,10 @@ from ept_studio.services.project.gallery import class_counts
 def _labels(project_folder: Path) -> dict[str, set[str]]:
     """file name -> class names, read back from a fresh connection."""
     with open_project(project_folder) as project:
-        names = {info.id: info.name for info in project.classes()}
+        names = {info.id: info.name for info in project.labels.classes()}
         paths = {image.id: image.path for image in project.images()}
         found: dict[str, set[str]] = {}
-        for label in project.labels():
+        for label in project.labels.all():
             path = paths[label.image_id]
             assert path is not None
             found.setdefault(f"{path.parent.name}/{path.name}", set()).add(names[label.class_id])
@@ -30,18 +30,18 @@ def _labels(project_folder: Path) -> dict[str, set[str]]:
 def test_sub_folders_become_classes_with_their_counts(class_folders: Path, tmp_path: Path) -> None:
     (class_folders / "histology" / "readme.txt").write_text("notes\n", encoding="utf-8")
     with create_project(tmp_path / "project") as project:
-        existing = project.add_class("histology")  # an existing class is reused, not doubled
+        existing = project.labels.add_class("histology")  # an existing class is reused, not doubled
         report = import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
         assert report.labelled == {"fundus": 6, "histology": 6}
         assert [(p.name, why) for p, why in report.skipped] == [
             ("readme.txt", "not a DICOM, PNG, JPEG, TIFF or BMP file")
         ]
-        assert [info.name for info in project.classes()] == ["histology", "fundus"]
+        assert [info.name for info in project.labels.classes()] == ["histology", "fundus"]
         counts = {c.name: (c.train, c.test) for c in class_counts(project).values()}
         assert counts == {"fundus": (6, 0), "histology": (6, 0)}
-        assert project.class_by_name("histology") == existing
+        assert project.labels.class_by_name("histology") == existing
         # one undo step per class folder, newest (histology, by name order) first
-        assert len(project.undo()) == 6
+        assert len(project.labels.undo()) == 6
         counts = {c.name: c.total for c in class_counts(project).values()}
         assert counts == {"fundus": 6, "histology": 0}
 

@@ -41,8 +41,8 @@ def _project(tmp_path: Path, folders: Path, mode: LabelMode) -> Project:
 def _ids(project: Project) -> tuple[list[int], list[int], int]:
     """Image ids of the fundus images, the histology images and the loose one."""
     by_class: dict[str, list[int]] = {}
-    names = {info.id: info.name for info in project.classes()}
-    for label in project.labels():
+    names = {info.id: info.name for info in project.labels.classes()}
+    for label in project.labels.all():
         by_class.setdefault(names[label.class_id], []).append(label.image_id)
     labelled = {i for ids in by_class.values() for i in ids}
     (loose,) = [image.id for image in project.images() if image.id not in labelled]
@@ -111,17 +111,17 @@ def test_no_run_means_empty_review_views(single: Project) -> None:
 def test_a_class_the_run_never_saw_is_not_judged(single: Project) -> None:
     f, _, _ = _ids(single)
     _record(single, {i: _pair(0.1) for i in f[:2]})  # both "wrong"
-    later = single.add_class("later")
-    single.set_label([f[0]], later.id)  # relabelled with a class the model does not know
+    later = single.labels.add_class("later")
+    single.labels.set_label([f[0]], later.id)  # relabelled with a class the model does not know
     assert misclassified(single) == [f[1]]
 
 
 def test_multi_label_review_thresholds_each_class(tmp_path: Path, folders: Path) -> None:
     with _project(tmp_path, folders, LabelMode.MULTI) as project:
         f, h, loose = _ids(project)
-        histology = project.class_by_name("histology")
+        histology = project.labels.class_by_name("histology")
         assert histology is not None
-        project.set_label([f[0]], histology.id)  # f[0] is both fundus and histology
+        project.labels.set_label([f[0]], histology.id)  # f[0] is both fundus and histology
         scores = {i: {"fundus": 0.95, "histology": 0.05} for i in f}
         scores |= {i: {"fundus": 0.05, "histology": 0.95} for i in h}
         scores[f[0]] = {"fundus": 0.9, "histology": 0.6}  # right: both above 0.5

@@ -35,21 +35,21 @@ def test_items_carry_thumbnails_labels_and_no_paths(project: Project) -> None:
     captions = sorted(item.caption.split(" · ", 1)[1] for item in items)
     assert captions == ["unlabelled"] * 6 + ["unlabelled · CT", "unlabelled · MR"]
     assert all(item.caption.startswith(f"#{item.image_id} · ") for item in items)
-    normal = project.add_class("normal")
-    project.set_label([items[0].image_id], normal.id)
+    normal = project.labels.add_class("normal")
+    project.labels.set_label([items[0].image_id], normal.id)
     assert gallery_items(project)[0].caption.split(" · ")[:2] == [f"#{items[0].image_id}", "normal"]
     assert not any("/" in item.caption or "studies" in item.caption for item in items)
     ct = next(item for item in items if item.caption.endswith(" · CT"))
-    project.set_label([ct.image_id], project.add_class("CT").id)
+    project.labels.set_label([ct.image_id], project.labels.add_class("CT").id)
     relabelled = next(item for item in gallery_items(project) if item.image_id == ct.image_id)
     assert relabelled.caption == f"#{ct.image_id} · CT"  # a class named as the modality: once
 
 
 def test_filters_and_counts(project: Project) -> None:
-    normal = project.add_class("normal")
+    normal = project.labels.add_class("normal")
     ids = [item.image_id for item in gallery_items(project)]
-    project.set_label(ids[:3], normal.id)
-    project.set_role(ids[:1], "test")
+    project.labels.set_label(ids[:3], normal.id)
+    project.labels.set_role(ids[:1], "test")
     by_view = {
         view: len(gallery_items(project, GalleryFilter(view, normal.id))) for view in GalleryView
     }

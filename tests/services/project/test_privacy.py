@@ -47,9 +47,9 @@ def test_no_marker_reaches_the_project_the_exports_or_the_logs(
             assert not report.skipped
             assert report.labelled == {"ct": 4, "mr": 4}
             ids = [image.id for image in project.images()]
-            project.set_role([ids[0], ids[4]], Role.TEST)
-            project.set_label([ids[1]], project.classes()[1].id)
-            project.undo()
+            project.labels.set_role([ids[0], ids[4]], Role.TEST)
+            project.labels.set_label([ids[1]], project.labels.classes()[1].id)
+            project.labels.undo()
             events = list(
                 train_on_project(
                     folder,

@@ -60,8 +60,8 @@ def test_folders_as_classes_import_labels_and_thumbnails(
     assert not report.skipped
     assert not report.duplicates
     assert report.labelled == {"fundus": 6, "histology": 6}
-    assert [c.name for c in project.classes()] == ["fundus", "histology"]
-    assert [(c.train, c.test) for c in project.counts_per_class()] == [(6, 0), (6, 0)]
+    assert [c.name for c in project.labels.classes()] == ["fundus", "histology"]
+    assert [(c.train, c.test) for c in project.labels.counts_per_class()] == [(6, 0), (6, 0)]
     image = project.image(report.added[0][1])
     assert (image.kind, image.rows, image.columns, image.frames) == ("image", 160, 160, 1)
     assert image.path == class_folders / "fundus" / "img00.png"
@@ -151,10 +151,10 @@ def test_dicom_is_found_by_content_and_identifiers_are_hashed(
 def test_training_set_targets_roles_and_exclusions(tmp_path: Path, class_folders: Path) -> None:
     with Project.create(tmp_path / "multi", "multi", locations_dir=tmp_path / "loc") as multi:
         import_paths(multi, [class_folders], folders_as_classes=True, thumbnails=False)
-        _fundus, histology = multi.classes()
+        _fundus, histology = multi.labels.classes()
         first = multi.images()[0]
-        multi.set_label([first.id], histology.id)
-        multi.set_role([first.id], Role.TEST)
+        multi.labels.set_label([first.id], histology.id)
+        multi.labels.set_role([first.id], Role.TEST)
         (class_folders / "fundus" / "img05.png").unlink()
         missing_or_changed(multi)
         tset = training_set(multi)
@@ -173,7 +173,7 @@ def test_train_on_project_records_the_run_and_exports(
 ) -> None:
     import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
     ids = [i.id for i in project.images()]
-    project.set_role(ids[4:6] + ids[10:12], Role.TEST)
+    project.labels.set_role(ids[4:6] + ids[10:12], Role.TEST)
     folder = project.folder
     events = list(
         train_on_project(
@@ -219,9 +219,9 @@ def test_train_on_project_refuses_and_cancels_clearly(
     project: Project, class_folders: Path, tmp_path: Path
 ) -> None:
     import_paths(project, [class_folders / "fundus"], thumbnails=False)
-    project.add_class("fundus")
-    project.add_class("histology")
-    project.set_label([i.id for i in project.images()], project.classes()[0].id)
+    project.labels.add_class("fundus")
+    project.labels.add_class("histology")
+    project.labels.set_label([i.id for i in project.images()], project.labels.classes()[0].id)
     options = {"backbone": tiny_backbone(), "locations_dir": tmp_path / "locations"}
     with pytest.raises(DatasetError, match="class 'histology' has no training image"):
         list(train_on_project(project.folder, {"method": "linear"}, QUICK, **options))

@@ -71,7 +71,7 @@ def test_a_class_with_only_test_images_blocks_with_the_services_own_words(
 
 def test_every_blocking_reason_is_listed_at_once(tmp_path: Path) -> None:
     with labelled_project(tmp_path, {"fundus": [None] * 2}) as project:
-        project.set_role([i.id for i in project.images()], Role.TEST)
+        project.labels.set_role([i.id for i in project.images()], Role.TEST)
         readiness = check_readiness(project)
     assert readiness.blockers == (
         "A single-label project needs at least 2 classes to train: add another class.",

@@ -43,7 +43,7 @@ def test_csv_and_model_card_of_a_training_run_carry_numbers_but_no_phi(
     with Project.create(folder, locations_dir=locations) as project:
         import_paths(project, [sources], folders_as_classes=True)
         ids = [image.id for image in project.images()]
-        project.set_role([ids[0], ids[2], ids[4], ids[6]], Role.TEST)
+        project.labels.set_role([ids[0], ids[2], ids[4], ids[6]], Role.TEST)
         events = list(
             train_on_project(
                 folder,
@@ -114,7 +114,7 @@ def _trained_and_predicted(folder: Path, class_folders: Path, locations: Path) -
     with Project.create(folder, locations_dir=locations) as project:
         import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
         ids = [image.id for image in project.images()]
-        project.set_role([ids[5], ids[11]], Role.TEST)
+        project.labels.set_role([ids[5], ids[11]], Role.TEST)
     options = TrainingOptions(method="ept", length=4, epochs=2, batch_size=4, device="cpu")
     trained = list(tune_project(folder, options, backbone=tiny_backbone(), locations_dir=locations))
     saved = trained[-1]

@@ -91,8 +91,8 @@ def test_an_inference_run_is_scored_against_the_labels_with_warnings(
     with Project.create(tmp_path / "p", locations_dir=tmp_path / "loc") as project:
         import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
         images = project.images()
-        project.set_label([images[0].id], None)
-        project.set_role([i.id for i in images[1:6]] + [images[6].id], Role.TEST)
+        project.labels.set_label([images[0].id], None)
+        project.labels.set_role([i.id for i in images[1:6]] + [images[6].id], Role.TEST)
         run_id = project.record_run(
             config={"kind": "inference", "class_names": ["fundus", "histology", "xray"]},
             seed=0,
@@ -142,7 +142,7 @@ def test_a_training_run_stores_one_prediction_per_test_image(
         import_paths(project, [class_folders], folders_as_classes=True, thumbnails=False)
         ids = [i.id for i in project.images()]
         test_ids = ids[4:6] + ids[10:12]
-        project.set_role(test_ids, Role.TEST)
+        project.labels.set_role(test_ids, Role.TEST)
         events = list(
             train_on_project(
                 project.folder,

@@ -41,13 +41,13 @@ def test_the_same_seed_gives_the_same_split(tmp_path: Path) -> None:
 
 def test_one_undo_reverts_the_whole_split(tmp_path: Path) -> None:
     with labelled_project(tmp_path, LAYOUT) as project:
-        before = sorted((lb.image_id, lb.role) for lb in project.labels())
+        before = sorted((lb.image_id, lb.role) for lb in project.labels.all())
         apply_test_split(project, suggest_test_split(project))
-        assert sum(lb.role is Role.TEST for lb in project.labels()) == 5
-        assert project.undo()
-        assert sorted((lb.image_id, lb.role) for lb in project.labels()) == before
-        assert project.redo()
-        assert sum(lb.role is Role.TEST for lb in project.labels()) == 5
+        assert sum(lb.role is Role.TEST for lb in project.labels.all()) == 5
+        assert project.labels.undo()
+        assert sorted((lb.image_id, lb.role) for lb in project.labels.all()) == before
+        assert project.labels.redo()
+        assert sum(lb.role is Role.TEST for lb in project.labels.all()) == 5
 
 
 def test_a_class_of_one_patient_keeps_it_for_training(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def _project(tmp_path: Path, mode: LabelMode) -> Project:
     project = create_project(tmp_path / "project", mode, locations_dir=tmp_path / "locations")
     import_paths(project, [folder], thumbnails=False)
     for name in ("Lung", "Brain", "Bone"):
-        project.add_class(name)
+        project.labels.add_class(name)
     return project
 
 
@@ -66,8 +66,8 @@ def test_an_unlabelled_image_without_predictions(project: Project) -> None:
 
 
 def test_label_role_and_the_top_score(project: Project) -> None:
-    brain = project.classes()[1].id
-    project.set_label([1], brain)
+    brain = project.labels.classes()[1].id
+    project.labels.set_label([1], brain)
     run_id = _run(project, [_row(1, "Lung", {"Lung": 0.0812, "Brain": 0.9188})])
     caption = image_caption(project, 1, run_id)
     assert caption.labels == ("Brain",)
@@ -75,7 +75,7 @@ def test_label_role_and_the_top_score(project: Project) -> None:
     assert caption.label_text == "Brain · train"
     assert (caption.model_class, caption.model_score) == ("Brain", pytest.approx(0.9188))
     assert caption.model_text == "Model: Brain 92 % (model score)"
-    project.set_role([1], Role.TEST)
+    project.labels.set_role([1], Role.TEST)
     assert image_caption(project, 1, run_id).label_text == "Brain · test"
     # the run did not score image 2; a run without scores names its predicted class only
     assert image_caption(project, 2, run_id).model_text == ""
@@ -86,9 +86,9 @@ def test_label_role_and_the_top_score(project: Project) -> None:
 def test_multi_label_names_follow_the_class_list(tmp_path: Path) -> None:
     project = _project(tmp_path, LabelMode.MULTI)
     try:
-        lung, _, bone = (info.id for info in project.classes())
-        project.set_label([1], bone)
-        project.set_label([1], lung)
+        lung, _, bone = (info.id for info in project.labels.classes())
+        project.labels.set_label([1], bone)
+        project.labels.set_label([1], lung)
         assert image_caption(project, 1, None).label_text == "Lung, Bone · train"
     finally:
         project.close()
