@@ -7,12 +7,16 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pydicom
 import pytest
 from support import make_tiny_vit, write_class_folders
 from torch import nn
+
+PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,3 +37,15 @@ def tiny_vit() -> Callable[..., nn.Module]:
 def class_folders(tmp_path: Path) -> Path:
     """Two classes of real medical pixels (fundus vs immunohistochemistry crops), 6 PNGs each."""
     return write_class_folders(tmp_path / "data")
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    """A folder of studies as a user drops it: 2 DICOM (CT, MR), 6 PNG crops, 1 non-image file."""
+    root = tmp_path / "studies"
+    write_class_folders(root / "photos", per_class=3, size=96)
+    (root / "dicom" / "nested").mkdir(parents=True)
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", root / "dicom" / "ct.dcm")
+    shutil.copy(PYDICOM_FILES / "MR_small.dcm", root / "dicom" / "nested" / "mr.dcm")
+    (root / "notes.txt").write_text("not an image\n", encoding="utf-8")
+    return root

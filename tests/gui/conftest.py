@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import pydicom
 import pytest
 from PySide6.QtCore import QSettings
 from pytestqt.qtbot import QtBot
-from support import write_class_folders
 
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.settings import AppSettings
@@ -30,18 +28,6 @@ def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def app_settings(tmp_path: Path) -> AppSettings:
     return AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-
-
-@pytest.fixture
-def samples(tmp_path: Path) -> Path:
-    """A folder of studies as a user drops it: 2 DICOM (CT, MR), 6 PNG crops, 1 non-image file."""
-    root = tmp_path / "studies"
-    write_class_folders(root / "photos", per_class=3, size=96)
-    (root / "dicom" / "nested").mkdir(parents=True)
-    shutil.copy(PYDICOM_FILES / "CT_small.dcm", root / "dicom" / "ct.dcm")
-    shutil.copy(PYDICOM_FILES / "MR_small.dcm", root / "dicom" / "nested" / "mr.dcm")
-    (root / "notes.txt").write_text("not an image\n", encoding="utf-8")
-    return root
 
 
 @pytest.fixture
