@@ -86,7 +86,8 @@ run_checks() {
     "$bin/ruff" format --check ept_studio tests packaging
     "$bin/mypy"
     "$bin/lint-imports"
-    "$bin/python" -m pytest "$@"
+    # One worker per core (pytest-xdist); "-n 0" after the command runs them in one process.
+    "$bin/python" -m pytest -n auto "$@"
 }
 
 command=${1:-app}

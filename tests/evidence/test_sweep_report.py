@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 from test_accuracy import faces_request, run
 
+from ept_studio.cli import main
 from ept_studio.common.errors import ConfigError
 from ept_studio.core.training import PAPER_RECIPE, RECIPES
 from ept_studio.evidence.sweep_report import (
@@ -228,28 +227,14 @@ def test_verdicts(low: float, high: float, verdict: str) -> None:
     assert gain.verdict == verdict
 
 
-def test_the_command_prints_and_writes_the_table(sweep: Path, tmp_path: Path) -> None:
+def test_the_command_prints_and_writes_the_table(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "table.md"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ept_studio",
-            "bench",
-            "sweep-report",
-            str(sweep),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    assert main(["bench", "sweep-report", str(sweep), "--out", str(out)]) == 0
     table = out.read_text(encoding="utf-8")
     assert table.count("| lfw-faces (2 classes) | 1 |") == 2
-    assert table in result.stdout
+    assert table in capsys.readouterr().out
 
 
 PROTOTYPE_HEAD = "default + epochs=1, min_steps=2"
@@ -280,20 +265,14 @@ def test_one_recipe_against_another_is_paired_by_method_and_draw(two_recipes: Pa
         recipe_gains(cells, "paper", NORMAL_HEAD)
 
 
-def test_the_command_compares_two_recipes(two_recipes: Path) -> None:
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "ept_studio", "bench", "sweep-report", str(two_recipes)),
-            *("--versus", PROTOTYPE_HEAD, NORMAL_HEAD),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"| dataset | K | method | {PROTOTYPE_HEAD} % | {NORMAL_HEAD} % |" in result.stdout
-    assert result.stdout.count("| lfw-faces | 1 | linear |") == 1
+def test_the_command_compares_two_recipes(
+    two_recipes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "sweep-report", str(two_recipes), "--versus", PROTOTYPE_HEAD, NORMAL_HEAD]
+    assert main(argv) == 0
+    shown = capsys.readouterr().out
+    assert f"| dataset | K | method | {PROTOTYPE_HEAD} % | {NORMAL_HEAD} % |" in shown
+    assert shown.count("| lfw-faces | 1 | linear |") == 1
 
 
 def test_recipes_with_different_draws_are_shown_on_the_draws_they_share() -> None:
