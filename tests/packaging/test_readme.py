@@ -58,3 +58,15 @@ def test_the_link_finder_sees_links_and_images_and_skips_urls(tmp_path: Path) ->
         "![shot](a.png) [doc](b.md#part) [web](https://x.org) [here](#top)\n", encoding="utf-8"
     )
     assert _relative_targets(page) == ["a.png", "b.md#part"]
+
+
+def test_every_feature_of_the_where_is_what_table_opens_in_one_click() -> None:
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## Where is what", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    files = [row.split(" | ", 1)[1] for row in rows[1:]]
+    assert len(files) >= 30
+    unlinked = [cell for cell in files if not LINK.search(cell)]
+    bare = [cell for cell in files if re.sub(r"\[`[^`]+`\]\([^)]+\)", "", cell).count("`")]
+    assert unlinked == []
+    assert bare == []
