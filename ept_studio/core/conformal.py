@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from ept_studio.common.config import from_json_block, is_finite_number
 
 DEFAULT_COVERAGE = 0.90
 EVERY_CLASS = 1.0
@@ -62,7 +64,7 @@ class ConformalSets:
     guaranteed: bool
 
     def __post_init__(self) -> None:
-        if not _is_number(self.coverage) or not 0.0 < float(self.coverage) < 1.0:
+        if not is_finite_number(self.coverage) or not 0.0 < float(self.coverage) < 1.0:
             raise ValueError(f"'coverage' must be between 0 and 1, got {self.coverage!r:.40}")
         object.__setattr__(self, "coverage", float(self.coverage))
         if self.label_mode not in ("single", "multi"):
@@ -78,7 +80,7 @@ class ConformalSets:
             raise ValueError("'class_counts' must be whole numbers >= 0, one per class")
         object.__setattr__(self, "class_counts", tuple(int(c) for c in counts))
         thresholds = _sequence(self.thresholds, "thresholds")
-        if not thresholds or not all(_is_number(t) and 0.0 <= t <= 1.0 for t in thresholds):
+        if not thresholds or not all(is_finite_number(t) and 0.0 <= t <= 1.0 for t in thresholds):
             raise ValueError("'thresholds' must be numbers from 0 to 1")
         expected = len(self.class_counts) if self.mondrian else 1
         if len(thresholds) != expected:
@@ -130,13 +132,7 @@ class ConformalSets:
     @classmethod
     def from_dict(cls, data: object) -> ConformalSets:
         """Rebuild from :meth:`to_dict` output; ValueError naming what is wrong."""
-        if not isinstance(data, Mapping):
-            raise ValueError("the conformal block must be a JSON object")
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [name for name in names if name not in data]
-        if missing:
-            raise ValueError(f"the conformal block is missing {missing}")
-        return cls(**{name: data[name] for name in names})
+        return from_json_block(cls, data, "conformal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,14 +140,6 @@ class NoPredictionSets:
     """No sets can be made; ``reason`` is a sentence the app can show as it is."""
 
     reason: str
-
-
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 def _is_count(value: object) -> bool:
@@ -165,7 +153,7 @@ def _sequence(value: object, name: str) -> Sequence[Any]:
 
 
 def _alpha(coverage: float) -> float:
-    if not _is_number(coverage) or not 0.0 < float(coverage) < 1.0:
+    if not is_finite_number(coverage) or not 0.0 < float(coverage) < 1.0:
         raise ValueError(f"the coverage must be between 0 and 1, got {coverage!r:.40}")
     return 1.0 - float(coverage)
 

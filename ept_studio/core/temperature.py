@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from ept_studio.common.calibration import (
     reliability_table,
     top_label,
 )
+from ept_studio.common.config import from_json_block, is_finite_number
 
 MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 20.0
@@ -52,7 +52,7 @@ class Calibration:
     ece_after: float
 
     def __post_init__(self) -> None:
-        if not _is_number(self.temperature) or not (
+        if not is_finite_number(self.temperature) or not (
             MIN_TEMPERATURE <= float(self.temperature) <= MAX_TEMPERATURE
         ):
             raise ValueError(
@@ -65,7 +65,7 @@ class Calibration:
             raise ValueError("'source' must be a short non-empty text")
         for name in ("ece_before", "ece_after"):
             value = getattr(self, name)
-            if not _is_number(value) or not 0.0 <= float(value) <= 1.0:
+            if not is_finite_number(value) or not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name!r} must be a number from 0 to 1, got {value!r:.40}")
             object.__setattr__(self, name, float(value))
         object.__setattr__(self, "temperature", float(self.temperature))
@@ -76,13 +76,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: object) -> Calibration:
         """Rebuild from :meth:`to_dict` output; ValueError naming what is wrong."""
-        if not isinstance(data, Mapping):
-            raise ValueError("the calibration block must be a JSON object")
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [name for name in names if name not in data]
-        if missing:
-            raise ValueError(f"the calibration block is missing {missing}")
-        return cls(**{name: data[name] for name in names})
+        return from_json_block(cls, data, "calibration")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,14 +85,6 @@ class Uncalibrated:
 
     reason: str
     images: int
-
-
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 def _check_mode(label_mode: str) -> str:
