@@ -49,6 +49,20 @@ def query_cap(text: str) -> int:
     return cap
 
 
+def coverage_value(text: str) -> float:
+    """``--coverage``: a number from 0.5 up to but not including 1."""
+    from ept_studio.services.model import coverage_error
+
+    try:
+        coverage = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"a number such as 0.9 is needed, got {text!r}") from err
+    problem = coverage_error(coverage)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return coverage
+
+
 def method_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The method config dict the services take, from the train options."""
     if args.method == "ept":
@@ -138,6 +152,18 @@ def add_train_command(commands: Any) -> None:
     train.add_argument("--device", help="auto (default), cpu, cuda or mps")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
+        "--coverage",
+        type=coverage_value,
+        default=0.90,
+        help="how often a prediction set should contain the true class (default 0.90)",
+    )
+    train.add_argument(
+        "--calibrate-on-test",
+        action="store_true",
+        help="with --project: calibrate on a seeded half of each class's test images (they are "
+        "then not scored as test images) instead of the held-out training images",
+    )
+    train.add_argument(
         "--compact",
         action="store_true",
         help="also write the inference-only compact EPT prompt file",
@@ -152,6 +178,10 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
         return
     if args.data is None or args.out is None:
         raise ConfigError("give a DATA folder and --out FILE, or --project FOLDER")
+    if args.calibrate_on_test:
+        raise ConfigError(
+            "--calibrate-on-test needs --project: a folder run calibrates on held-out images"
+        )
     from ept_studio.services.model import DataReady, TrainingSaved, TrainRequest, train_on_folder
 
     request = TrainRequest(
@@ -165,6 +195,7 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
         seed=args.seed,
         max_query_per_class=args.max_query,
         compact=args.compact,
+        coverage=args.coverage,
     )
     for event in train_on_folder(request):
         if isinstance(event, DataReady):
@@ -232,6 +263,8 @@ def run_project_train(args: argparse.Namespace, console: Console) -> None:
         args.seed,
         backbone_name=args.backbone,
         backbone_weights=args.weights,
+        coverage=args.coverage,
+        calibrate_on_test=args.calibrate_on_test,
     )
     for event in events:
         if isinstance(event, ProjectDataReady):

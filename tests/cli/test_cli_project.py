@@ -81,3 +81,19 @@ def test_export_key_and_import_key_carry_a_project_to_another_machine(
     assert "added 1" in capsys.readouterr().out
     with Project.open(tmp_path / "copy") as copy:
         assert {image.patient_hash for image in copy.images()} == {first.patient_hash}
+
+
+def test_a_coverage_outside_a_half_to_one_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as ended:
+        main(["train", "--project", "p", "--coverage", "1.2"])
+    assert ended.value.code == 2
+    assert "how often a prediction set should contain" in capsys.readouterr().err
+
+
+def test_calibrating_on_test_images_needs_a_project(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p.safetensors"
+    code = main(["train", str(tmp_path), "--out", str(out), "--calibrate-on-test"])
+    assert code != 0
+    assert "--calibrate-on-test needs --project" in capsys.readouterr().err

@@ -44,6 +44,8 @@ class TrainRequest:
     seed: int = 0
     max_query_per_class: int | None = None
     compact: bool = False
+    coverage: float = 0.90
+    """How often a prediction set should contain the true class."""
 
 
 @dataclasses.dataclass(frozen=True)

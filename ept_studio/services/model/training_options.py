@@ -143,6 +143,22 @@ def recipe_choice(key: str) -> RecipeChoice:
     raise ConfigError(f"unknown recipe {key!r}: choose one of {known}")
 
 
+MIN_COVERAGE = 0.5
+"""The lowest coverage a user may ask for: below it a set misses the true class more often than
+not."""
+
+
+def coverage_error(coverage: float) -> str | None:
+    """Why ``coverage`` cannot be a prediction-set coverage, in plain words; None when it can."""
+    if not MIN_COVERAGE <= coverage < 1.0:
+        return (
+            f"the coverage is how often a prediction set should contain the true class: choose a "
+            f"number from {MIN_COVERAGE:.2f} up to but not including 1 (0.90 means nine images in "
+            f"ten), not {coverage:g}"
+        )
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingOptions:
     """The training panel's settings. ``None`` means "the recipe's default" for the numbers."""
@@ -160,9 +176,16 @@ class TrainingOptions:
     """Keep a fifth of each class's training images aside to pick the best epoch (>= 5 a class)."""
     patience: int | None = None
     """Stop after this many epochs without improvement on the held-out images (None: never)."""
+    coverage: float = 0.90
+    """How often a prediction set should contain the true class (0.90: nine images in ten)."""
+    calibrate_on_test: bool = False
+    """Calibrate on a seeded half of each class's test images; those are then not scored."""
 
     def __post_init__(self) -> None:
         method_choice(self.method)
+        coverage_problem = coverage_error(self.coverage)
+        if coverage_problem:
+            raise ConfigError(coverage_problem)
         parse_blocks(self.blocks)
         if self.length < 1:
             raise ConfigError(f"the prompt length must be at least 1, got {self.length}")

@@ -16,16 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ept_studio.common.errors import (
+    ConfigError,
     DatasetError,
     ImageDecodeError,
     TrainingCancelled,
 )
+from ept_studio.core.conformal import DEFAULT_COVERAGE
 from ept_studio.core.hold_out import held_out_indices
 from ept_studio.core.hold_out import held_out_sizes as core_held_out_sizes
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
 from ept_studio.services.model import fitting
 from ept_studio.services.model.run_record import RecordedData, RecordedImage, Target
+from ept_studio.services.model.training_options import coverage_error
 from ept_studio.services.project.duplicates import straddling_duplicates
 from ept_studio.services.project.trainable import training_blockers
 
@@ -146,6 +149,8 @@ def train_on_project(
     cancel: Callable[[], bool] | None = None,
     locations_dir: Path | None = None,
     hold_out: bool = False,
+    coverage: float = DEFAULT_COVERAGE,
+    calibrate_on_test: bool = False,
 ) -> Generator[object, None, None]:
     """Train on the project in ``folder``; yields events (see the module docstring).
 
@@ -155,8 +160,16 @@ def train_on_project(
     stop early, with the recipe's patience), when every class has at least
     :data:`~ept_studio.core.hold_out.HOLD_OUT_MINIMUM` of them; the test images are never used
     for that.
+    ``coverage``: how often a prediction set should contain the true class. The temperature and the
+    sets are fitted on the held-out images; ``calibrate_on_test`` fits them on a seeded half of each
+    class's test images instead, and those images are then recorded as calibration images and not
+    scored as test images.
     """
     from ept_studio.core.backbones import load_backbone
+
+    coverage_problem = coverage_error(coverage)
+    if coverage_problem:
+        raise ConfigError(coverage_problem)
     from ept_studio.core.methods import config_from_dict
     from ept_studio.core.training import recipe_from_settings
 
@@ -173,6 +186,8 @@ def train_on_project(
             "label_mode": tset.label_mode.value,
             "classes": list(tset.classes),
             "hold_out": hold_out,
+            "coverage": coverage,
+            "calibrate_on_test": calibrate_on_test,
         }
         run_id = project.record_run(
             config=config,

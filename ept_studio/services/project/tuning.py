@@ -86,6 +86,8 @@ def tune_project(
         cancel=cancel,
         locations_dir=locations_dir,
         hold_out=options.hold_out,
+        coverage=options.coverage,
+        calibrate_on_test=options.calibrate_on_test,
     )
     try:
         for event in events:

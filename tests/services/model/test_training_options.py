@@ -69,3 +69,15 @@ def test_each_ept_method_says_its_prompts_enter_the_attention_logits(key: str) -
     description = method_choice(key).description
     assert "attention logits" in description
     assert "patch embedding" not in description
+
+
+def test_the_coverage_is_ninety_percent_unless_chosen() -> None:
+    assert TrainingOptions().coverage == 0.90
+    assert TrainingOptions(coverage=0.8).coverage == 0.8
+    assert TrainingOptions().calibrate_on_test is False
+
+
+@pytest.mark.parametrize("coverage", [0.49, 1.0, 1.5, -0.1])
+def test_a_coverage_outside_a_half_to_one_is_refused_in_plain_words(coverage: float) -> None:
+    with pytest.raises(ConfigError, match="how often a prediction set should contain"):
+        TrainingOptions(coverage=coverage)
