@@ -80,6 +80,9 @@ class GalleryModel(QAbstractListModel):
             return self._icon(item.thumbnail)
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = f"{item.caption} ({item.role or 'no role'})"
+            if item.prediction:
+                note = f" ({item.prediction_note})" if item.prediction_note else ""
+                tip += f"\nModel: {item.prediction}{note}"
             if item.scores:
                 ranked = sorted(item.scores.items(), key=lambda kv: -kv[1])
                 tip += "\nmodel scores: " + ", ".join(f"{k} {v:.2f}" for k, v in ranked)

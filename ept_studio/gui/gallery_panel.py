@@ -1,5 +1,8 @@
 """The gallery panel: a filter bar above the thumbnails, refreshed whenever the project changes.
 
+Besides the fixed filters, the bar can show chosen images (a confusion-matrix cell or a
+reliability bar in the Results tab): the filter list then names them, and "All images" goes back.
+
 It also owns what acts on the selected thumbnails besides the bins: keys 0-9, the train / test
 toggle (key T) and the right-click menu (take one class off, clear, toggle the role).
 """
@@ -10,7 +13,16 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPoint, Qt, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ept_studio.gui.gallery import GalleryModel, GalleryView
 from ept_studio.gui.session import ProjectSession
@@ -40,12 +52,20 @@ class GalleryPanel(QWidget):
         self.toggle_role_action.triggered.connect(self.toggle_role)
         self.addAction(self.toggle_role_action)
         self.filter = QComboBox()
+        self.filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.filter.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.filter.setMinimumContentsLength(16)
         self.filter.currentIndexChanged.connect(self._on_filter_changed)
+        self.show_all = QPushButton("All images")
+        self.show_all.setToolTip("Back to every image of the project")
+        self.show_all.clicked.connect(self.show_all_images)
+        self.show_all.hide()
         self.summary = QLabel()
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Show:"))
-        bar.addWidget(self.filter)
-        bar.addStretch(1)
+        bar.addWidget(self.filter, 1)
+        bar.addWidget(self.show_all)
+        bar.addStretch(0)
         bar.addWidget(self.summary)
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
@@ -61,10 +81,38 @@ class GalleryPanel(QWidget):
         return data if isinstance(data, GalleryFilter) else GalleryFilter()
 
     def set_filter(self, selection: GalleryFilter) -> None:
+        """Show ``selection``; chosen images get their own entry, named by their label."""
+        if selection.view is Show.IMAGES:
+            self._set_chosen(selection)
         for index in range(self.filter.count()):
             if self.filter.itemData(index) == selection:
                 self.filter.setCurrentIndex(index)
                 return
+
+    def _set_chosen(self, selection: GalleryFilter) -> None:
+        """The one chosen-images entry, first in the list (replacing an earlier one)."""
+        self.filter.blockSignals(True)
+        if self._chosen_index() is not None:
+            self.filter.removeItem(0)
+        self.filter.insertItem(0, selection.label, selection)
+        tip = f"{selection.label} ({len(selection.image_ids)} images, from the Results tab)"
+        self.filter.setItemData(0, tip, Qt.ItemDataRole.ToolTipRole)
+        self.filter.setCurrentIndex(-1)
+        self.filter.blockSignals(False)
+
+    def _chosen_index(self) -> int | None:
+        data = self.filter.itemData(0) if self.filter.count() else None
+        return 0 if isinstance(data, GalleryFilter) and data.view is Show.IMAGES else None
+
+    @Slot()
+    def show_all_images(self) -> None:
+        """Back from chosen images (or any filter) to every image; the chosen entry goes."""
+        self.filter.blockSignals(True)
+        if self._chosen_index() is not None:
+            self.filter.removeItem(0)
+        self.filter.blockSignals(False)
+        self.set_filter(GalleryFilter(Show.ALL))
+        self.refresh()
 
     @Slot()
     def refresh_filters(self) -> None:
@@ -72,6 +120,8 @@ class GalleryPanel(QWidget):
         current = self.current_filter()
         self.filter.blockSignals(True)
         self.filter.clear()
+        if current.view is Show.IMAGES:
+            self.filter.addItem(current.label, current)
         self.filter.addItem("All images", GalleryFilter(Show.ALL))
         self.filter.addItem("Unlabelled", GalleryFilter(Show.UNLABELLED))
         for info in self.session.classes():
@@ -95,6 +145,8 @@ class GalleryPanel(QWidget):
         self.model.set_items(self.session.items(self.current_filter()), colours)
         self._select(selected)
         total = self.session.image_count()
+        chosen = self.current_filter().view is Show.IMAGES
+        self.show_all.setVisible(chosen)
         text = f"{self.model.rowCount()} shown of {total} images"
         no_run = (
             self.current_filter().view in REVIEW_VIEWS and self.session.prediction_run() is None

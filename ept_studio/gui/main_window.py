@@ -54,7 +54,7 @@ from ept_studio.services.model import (
     get_offline_backbone,
     offline_backbone_status,
 )
-from ept_studio.services.project import ImportReport
+from ept_studio.services.project import GalleryFilter, ImportReport
 
 BACKBONE_SETUP = "Backbone set-up"
 GALLERY_SHARE = 62
@@ -139,6 +139,7 @@ class MainWindow(QMainWindow):
         self.training.run_saved.connect(self._on_run_saved)
         self.gallery.view.doubleClicked.connect(self._on_open_image)
         self.results.predictions_changed.connect(self._on_predictions)
+        self.results.view.images_chosen.connect(self.show_chosen_images)
         self.setAcceptDrops(True)
         self.gallery.view.files_dropped.connect(self._on_files_dropped)
         self.session.import_finished.connect(self._on_import_finished)
@@ -294,6 +295,12 @@ class MainWindow(QMainWindow):
             return False
         self.main_tabs.setCurrentWidget(self.viewer)
         return True
+
+    @Slot(object)
+    def show_chosen_images(self, selection: GalleryFilter) -> None:
+        """The gallery, filtered to the images a results view picked (a cell, a bar)."""
+        self.gallery.set_filter(selection)
+        self.main_tabs.setCurrentWidget(self.gallery)
 
     @Slot(QModelIndex)
     def _on_open_image(self, index: QModelIndex) -> None:

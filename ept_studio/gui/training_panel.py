@@ -130,6 +130,7 @@ class TrainingPanel(QWidget):
         self.batch_size, self.seed = advanced.batch_size, advanced.seed
         self.hold_out = advanced.hold_out
         self.patience, self.device = advanced.patience, advanced.device
+        self.coverage = advanced.coverage
 
     def _train_row(self) -> QHBoxLayout:
         self.train_button = QPushButton("Train")
@@ -234,6 +235,7 @@ class TrainingPanel(QWidget):
             device=str(self.device.currentData()),
             hold_out=self.hold_out.isChecked(),
             patience=self.patience.value() or None,
+            coverage=self.coverage.value() / 100,
         )
 
     def set_recipe(self, key: str) -> None:

@@ -81,6 +81,10 @@ class AdvancedSettings(QWidget):
         self.device = QComboBox()
         for key, label in device_choices():
             self.device.addItem(label, key)
+        self.coverage = QSpinBox()
+        self.coverage.setRange(50, 99)
+        self.coverage.setValue(90)
+        self.coverage.setSuffix(" %")
         self._set_tooltips()
         self._add_rows(form)
         self._connect_changes()
@@ -97,6 +101,7 @@ class AdvancedSettings(QWidget):
             ("", self.hold_out),
             ("Stop early after", self.patience),
             ("Run on", self.device),
+            ("Prediction sets hold the right class", self.coverage),
         ]
         for text, widget in rows:
             if text:
@@ -131,11 +136,19 @@ class AdvancedSettings(QWidget):
             "early-stopping patience: epochs without improvement on the held-out images"
         )
         self.device.setToolTip("device: the CPU, or a GPU when there is one")
+        self.coverage.setToolTip(
+            "coverage of the prediction sets (split conformal prediction): each image gets the "
+            "set of classes the model cannot rule out, made so that the set holds the right class "
+            "this often on new images like the calibration images. The promise holds only with "
+            "n >= 1/alpha - 1 calibration images (alpha = 1 - coverage: 9 for 90 %, 19 for 95 %); "
+            "with fewer the app says it cannot promise it. Higher coverage: larger sets."
+        )
 
     def _connect_changes(self) -> None:
         for combo in (self.recipe, self.device):
             combo.currentIndexChanged.connect(self._on_changed)
-        for spin in (self.length, self.epochs, self.batch_size, self.seed, self.patience):
+        spins = (self.length, self.epochs, self.batch_size, self.seed, self.patience, self.coverage)
+        for spin in spins:
             spin.valueChanged.connect(self._on_changed)
         self.learning_rate.valueChanged.connect(self._on_changed)
         self.blocks.textChanged.connect(self._on_changed)

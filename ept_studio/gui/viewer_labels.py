@@ -20,7 +20,10 @@ from ept_studio.services.project import ImageCaption
 
 SCOPE = Qt.ShortcutContext.WidgetWithChildrenShortcut
 LABEL_HELP = "Keys 1-9 give the image the N-th class, 0 clears it, T toggles train / test"
-MODEL_HELP = "The latest prediction run's top class and its model score"
+MODEL_HELP = (
+    "The latest prediction run's top class and its model score; the set holds every class the "
+    "model cannot rule out at the chosen coverage (prediction set, split conformal)"
+)
 
 
 class LabelKeys(QObject):

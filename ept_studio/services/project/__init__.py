@@ -85,13 +85,18 @@ from ept_studio.services.project.reports import (
 )
 from ept_studio.services.project.results import (
     TRAINING_VIEW_NAME,
+    ImageSelection,
     ResultsScope,
     RunResults,
+    confusion_selection,
+    reliability_selection,
     run_results,
     scope_summary,
 )
 from ept_studio.services.project.results_stats import (
+    CalibrationCheck,
     Interval,
+    SetResults,
 )
 from ept_studio.services.project.run_actions import (
     ExportCancelled,
@@ -155,6 +160,7 @@ __all__ = [
     "SPLIT_ACTION",
     "TRAINING_VIEW_NAME",
     "AttentionLayer",
+    "CalibrationCheck",
     "ClassCount",
     "ClassInfo",
     "ColourStop",
@@ -165,6 +171,7 @@ __all__ = [
     "ImageCaption",
     "ImageFilter",
     "ImagePreview",
+    "ImageSelection",
     "ImageStatus",
     "ImageView",
     "ImportFinished",
@@ -184,6 +191,7 @@ __all__ = [
     "ResultsScope",
     "Role",
     "RunResults",
+    "SetResults",
     "Severity",
     "TrainedRun",
     "TrainingPlan",
@@ -195,6 +203,7 @@ __all__ = [
     "blend_heatmap",
     "check_readiness",
     "class_counts",
+    "confusion_selection",
     "create_demo_project",
     "create_project",
     "default_demo_folder",
@@ -230,6 +239,7 @@ __all__ = [
     "preview_caption",
     "preview_heatmap",
     "readme_path",
+    "reliability_selection",
     "render_view",
     "result_runs",
     "rough_duration",

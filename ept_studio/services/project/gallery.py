@@ -18,11 +18,13 @@ from ept_studio.data.render import RenderingSpec
 from ept_studio.data.store import ClassCount, ImageFilter, ImageRecord, Project, Role
 from ept_studio.data.thumbnails import thumbnail_for, thumbnail_name
 from ept_studio.services.project.gallery_review import (
+    latest_prediction_run,
     latest_predictions,
     misclassified,
     most_uncertain,
 )
 from ept_studio.services.project.importing import THUMBNAIL_SIZE
+from ept_studio.services.project.results import prediction_words, scores_of_run
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class GalleryView(str, Enum):
     """Labelled images an inference run got wrong (see :mod:`~ept_studio.services.project.gallery_review`)."""
     UNCERTAIN = "uncertain"
     """The images an inference run was least sure of, least sure first."""
+    IMAGES = "images"
+    """Chosen images, named by ``label`` (a confusion-matrix cell, a reliability bar)."""
 
 
 REVIEW_VIEWS = frozenset({GalleryView.MISCLASSIFIED, GalleryView.UNCERTAIN})
@@ -64,12 +68,20 @@ class GalleryFilter:
     """Which images the gallery lists.
 
     ``class_id`` only with :attr:`GalleryView.CLASS`; ``run_id`` only with the review views (None:
-    the latest finished run that stored predictions).
+    the latest finished run that stored predictions); ``image_ids`` and ``label`` (what they are,
+    in words) only with :attr:`GalleryView.IMAGES`, listed in that order.
     """
 
     view: GalleryView = GalleryView.ALL
     class_id: int | None = None
     run_id: int | None = None
+    image_ids: tuple[int, ...] = ()
+    label: str = ""
+
+    @classmethod
+    def chosen(cls, image_ids: Sequence[int], label: str) -> GalleryFilter:
+        """Only these images, with what they are in words."""
+        return cls(GalleryView.IMAGES, image_ids=tuple(image_ids), label=label)
 
     def to_image_filter(self) -> ImageFilter:
         if self.view is GalleryView.UNLABELLED:
@@ -95,6 +107,8 @@ class GalleryItem:
     role: str | None
     prediction: str | None = None
     """The newest prediction run's class and score (``CT 93 %``), when it scored this image."""
+    prediction_note: str = ""
+    """What the model says besides: its set at its coverage, ``uncalibrated`` (may be empty)."""
     scores: dict[str, float] = dataclasses.field(default_factory=dict, compare=False)
 
 
@@ -106,6 +120,8 @@ def gallery_items(project: Project, selection: GalleryFilter | None = None) -> l
         labels.setdefault(label.image_id, []).append((label.class_id, label.role.value))
     names = {info.id: info.name for info in project.labels.classes()}
     predicted = latest_predictions(project)
+    run_id = latest_prediction_run(project) if predicted else None
+    classes, model = scores_of_run(project, run_id) if run_id is not None else ((), None)
     items = []
     for image in images:
         pairs = labels.get(image.id, [])
@@ -119,12 +135,18 @@ def gallery_items(project: Project, selection: GalleryFilter | None = None) -> l
                 role=pairs[0][1] if pairs else None,
                 prediction=_prediction_text(row.predicted_class, row.scores) if row else None,
                 scores=dict(row.scores) if row else {},
+                prediction_note=(
+                    prediction_words(row.scores, classes, model) if row and model else ""
+                ),
             )
         )
     return items
 
 
 def _images(project: Project, selection: GalleryFilter) -> list[ImageRecord]:
+    if selection.view is GalleryView.IMAGES:
+        by_id = {image.id: image for image in project.images()}
+        return [by_id[image_id] for image_id in selection.image_ids if image_id in by_id]
     if selection.view not in REVIEW_VIEWS:
         return project.images(selection.to_image_filter())
     if selection.view is GalleryView.MISCLASSIFIED:

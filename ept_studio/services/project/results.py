@@ -13,14 +13,20 @@ cannot be read, the images that have the train role now stand in for them.
   :attr:`ResultsScope.TRAINING` view scores only those, and says it is not a test. Images without a
   label, or with a class the model does not know, are counted and left out.
 
+The test view also leaves out the images the model's scores were calibrated on (the run record's
+``data.calibration``): they chose the temperature and the prediction-set thresholds.
+
 The numbers come from :func:`~ept_studio.services.project.results_stats.score_predictions` (bootstrap
-intervals, seeded). The warnings are the ones a few-shot user needs to read the numbers honestly.
+intervals, seeded). The stored scores of a calibrated model are calibrated; the view also scores
+them as they were before temperature scaling (recovered exactly from them and ``T``), on the same
+images, and each scored image's prediction set from its stored scores and the model's thresholds.
+The warnings are the ones a few-shot user needs to read the numbers honestly.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 
@@ -28,31 +34,48 @@ import numpy as np
 
 from ept_studio.common.calibration import ReliabilityBin
 from ept_studio.common.errors import ProjectError, RunRecordError
+from ept_studio.core.conformal import ConformalSets, prediction_set
+from ept_studio.core.temperature import Calibration
 from ept_studio.data.store import LabelMode, Project, Role, RunRecord
 from ept_studio.services.model.run_record import RecordedImage, TrainingRecord, read_run_record
 from ept_studio.services.project.results_stats import (
     DEFAULT_RESAMPLES,
+    CalibrationCheck,
     ClassResult,
     Interval,
     Scores,
+    SetResults,
+    check_calibration,
     score_predictions,
+    score_sets,
 )
 
 TINY_EVALUATION = 20
 
 __all__ = [
     "TRAINING_VIEW_NAME",
+    "CalibrationCheck",
     "ClassResult",
     "EvaluatedImage",
+    "ImageSelection",
     "Interval",
+    "ModelCalibration",
     "ReliabilityBin",
     "ResultsScope",
     "RunResults",
+    "SetResults",
+    "confusion_selection",
     "load_run_record",
+    "model_calibration",
     "model_run_of",
+    "prediction_words",
+    "reliability_selection",
     "run_kind",
     "run_results",
     "scope_summary",
+    "scores_of_run",
+    "set_names",
+    "set_text",
     "trained_hashes",
 ]
 
@@ -81,6 +104,48 @@ class EvaluatedImage:
     scores: dict[str, float]
     labels: tuple[str, ...] | None
     trained_on: bool = False
+    calibrated_on: bool = False
+    """The model's scores were calibrated on it (and it was not trained on)."""
+    prediction_set: tuple[str, ...] | None = None
+    """The classes in its prediction set (None: the model has no prediction-set rule)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCalibration:
+    """What a model's run record says about its scores.
+
+    ``calibration`` None: uncalibrated, ``reason`` says why. ``sets`` None: no prediction sets,
+    ``sets_reason`` says why. ``images``: the sha256 of the calibration images.
+    """
+
+    calibration: Calibration | None
+    reason: str
+    sets: ConformalSets | None
+    sets_reason: str
+    images: frozenset[str] = frozenset()
+
+
+UNKNOWN_CALIBRATION = ModelCalibration(
+    None,
+    "scores are uncalibrated as far as is known: the model's run record cannot be read",
+    None,
+    "no prediction sets: the model's run record cannot be read",
+)
+NOT_RECORDED = ModelCalibration(
+    None,
+    "scores are uncalibrated: this model's run records no calibration",
+    None,
+    "no prediction sets: this model's run records none",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSelection:
+    """Images picked from a results view (a confusion-matrix cell, a reliability bar), with
+    what they are in words, for the gallery's filter bar."""
+
+    image_ids: tuple[int, ...]
+    label: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +168,13 @@ class RunResults:
     """The training run whose model made the predictions (None: a model from elsewhere)."""
     trained_known: bool = True
     """Whether the trained-on images come from the model's run record (else: the train role now)."""
+    scored: tuple[EvaluatedImage, ...] = ()
+    """The images the numbers are computed on, in the order of the scores."""
+    calibration: CalibrationCheck | None = None
+    """Scores before and after temperature scaling on the scored images (or why uncalibrated)."""
+    sets: SetResults | None = None
+    """Prediction sets on the scored images (None: ``sets_reason`` says why)."""
+    sets_reason: str = ""
 
     @property
     def evaluated(self) -> int:
@@ -114,10 +186,14 @@ class RunResults:
         return sum(image.trained_on for image in self.images)
 
     @property
+    def calibrated_on(self) -> int:
+        """Predicted images the scores were calibrated on (and the model was not trained on)."""
+        return sum(image.calibrated_on and not image.trained_on for image in self.images)
+
+    @property
     def in_scope(self) -> tuple[EvaluatedImage, ...]:
         """The predictions this view may score."""
-        training = self.scope is ResultsScope.TRAINING
-        return tuple(image for image in self.images if image.trained_on == training)
+        return tuple(image for image in self.images if _in_scope(image, self.scope))
 
     @property
     def not_scored(self) -> int:
@@ -157,9 +233,144 @@ def scope_summary(results: RunResults) -> str:
     if results.scope is ResultsScope.TRAINING:
         return f"on {results.evaluated} training images: not a test, the model learned from them"
     text = f"on {results.evaluated} test images (not trained on)"
-    if results.not_scored:
-        text += f"; {results.not_scored} training images not scored"
+    left_out = []
+    if results.trained_on:
+        left_out.append(f"{results.trained_on} training images")
+    if results.calibrated_on:
+        left_out.append(f"{results.calibrated_on} calibration images")
+    if left_out:
+        text += f"; {' and '.join(left_out)} not scored"
     return text
+
+
+def _in_scope(image: EvaluatedImage, scope: ResultsScope) -> bool:
+    if scope is ResultsScope.TRAINING:
+        return image.trained_on
+    return not image.trained_on and not image.calibrated_on
+
+
+def model_calibration(project: Project, run: RunRecord) -> ModelCalibration:
+    """The calibration and prediction-set rule of the model that made ``run``'s predictions."""
+    model = model_run_of(project, run)
+    record = load_run_record(project, model) if model is not None else None
+    return _record_calibration(record)
+
+
+def scores_of_run(project: Project, run_id: int) -> tuple[tuple[str, ...], ModelCalibration]:
+    """The classes run ``run_id`` scored, in its order, and what its model says of its scores
+    (calibrated or not, its prediction-set rule): what a caption needs beside a stored row."""
+    run = project.run(run_id)
+    try:
+        classes = _run_classes(project, run)[0]
+    except ProjectError:
+        classes = ()
+    return classes, model_calibration(project, run)
+
+
+def prediction_words(
+    scores: Mapping[str, float], classes: Sequence[str], model: ModelCalibration
+) -> str:
+    """What a caption adds to a stored prediction: its set (``set: Brain, Bone at 90 %``),
+    ``uncalibrated`` when the model's scores are known to be, both, or nothing."""
+    words = []
+    if model.calibration is None and model is not UNKNOWN_CALIBRATION:
+        words.append("uncalibrated")
+    if model.sets is not None and classes:
+        words.append(set_text(set_names(scores, classes, model.sets), model.sets.coverage))
+    return "; ".join(words)
+
+
+def _record_calibration(record: TrainingRecord | None) -> ModelCalibration:
+    if record is None:
+        return UNKNOWN_CALIBRATION
+    calibration, reason = _block(getattr(record, "calibration", None), Calibration.from_dict)
+    sets, sets_reason = _block(getattr(record, "conformal", None), ConformalSets.from_dict)
+    if calibration is None and sets is None and not reason and not sets_reason:
+        return NOT_RECORDED
+    images = getattr(record.data, "calibration", None) or ()
+    return ModelCalibration(
+        calibration if isinstance(calibration, Calibration) else None,
+        reason or NOT_RECORDED.reason,
+        sets if isinstance(sets, ConformalSets) else None,
+        sets_reason or NOT_RECORDED.sets_reason,
+        frozenset(str(getattr(image, "sha256", image)) for image in images),
+    )
+
+
+def _block(value: object, parse: Callable[[object], object]) -> tuple[object | None, str]:
+    """A run record's calibration or conformal block: the fitted object, or why there is none."""
+    if value is None:
+        return None, ""
+    if isinstance(value, (Calibration, ConformalSets)):
+        return value, ""
+    if isinstance(value, Mapping):
+        if "reason" in value:
+            return None, str(value["reason"])
+        try:
+            return parse(value), ""
+        except ValueError:
+            return None, "the run record's calibration cannot be read"
+    reason = getattr(value, "reason", None)
+    return None, str(reason) if reason else ""
+
+
+def set_names(
+    scores: Mapping[str, float], classes: Sequence[str], sets: ConformalSets
+) -> tuple[str, ...]:
+    """The classes in one image's prediction set, from its stored (calibrated) scores."""
+    probabilities = np.array([scores.get(name, 0.0) for name in classes])
+    return tuple(classes[c] for c in prediction_set(probabilities, sets.thresholds))
+
+
+def set_text(names: Sequence[str], coverage: float) -> str:
+    """``set: Brain, Bone at 90 %`` (``set: no class at 90 %`` when none is typical)."""
+    return f"set: {', '.join(names) or 'no class'} at {coverage * 100:g} %"
+
+
+def confusion_selection(
+    results: RunResults, true_class: int, predicted_class: int
+) -> ImageSelection:
+    """The scored images whose label is class ``true_class`` and whose top score is
+    ``predicted_class`` (single-label views: a confusion-matrix cell)."""
+    names = results.classes
+    ids = tuple(
+        image.image_id
+        for image in results.scored
+        if image.labels
+        and image.labels[0] == names[true_class]
+        and _top_class(image, names) == predicted_class
+    )
+    what = _view_words(results)
+    label = f"{what}: true {names[true_class]}, predicted {names[predicted_class]}"
+    return ImageSelection(ids, label)
+
+
+def reliability_selection(
+    results: RunResults, bin_index: int, *, calibrated: bool = True
+) -> ImageSelection:
+    """The scored images with a model score in reliability bin ``bin_index``, after calibration
+    (``calibrated``) or before it."""
+    check = results.calibration
+    if check is None:
+        return ImageSelection((), _view_words(results))
+    members = check.members_after if calibrated else check.members_before
+    bins = check.reliability_after if calibrated else check.reliability_before
+    ids = tuple(results.scored[k].image_id for k in members[bin_index])
+    low, high = bins[bin_index].low, bins[bin_index].high
+    when = ""
+    if check.calibrated:
+        when = " after calibration" if calibrated else " before calibration"
+    label = f"{_view_words(results)}: model score {low:.0%}-{high:.0%}{when}"
+    return ImageSelection(ids, label)
+
+
+def _view_words(results: RunResults) -> str:
+    kind = "training images" if results.scope is ResultsScope.TRAINING else "test images"
+    return f"Run {results.run_id} {kind}"
+
+
+def _top_class(image: EvaluatedImage, classes: Sequence[str]) -> int:
+    return int(np.argmax([image.scores.get(name, 0.0) for name in classes]))
 
 
 def model_run_of(project: Project, run: RunRecord) -> RunRecord | None:
@@ -204,16 +415,31 @@ def _results(
     recorded = _recorded_train(record)
     trained = recorded if recorded is not None else _train_role_hashes(project)
     labels = _labels(project, kind, scope, record, classes)
-    images = _evaluated_images(project, run_id, labels, trained)
-    in_scope = [i for i in images if i.trained_on == (scope is ResultsScope.TRAINING)]
+    model_scores = _record_calibration(record) if model is not None else UNKNOWN_CALIBRATION
+    images = _evaluated_images(project, run_id, labels, trained, model_scores, classes)
+    in_scope = [i for i in images if _in_scope(i, scope)]
     known = [i for i in in_scope if i.labels is not None and set(i.labels) <= set(classes)]
     warnings = _data_warnings(project, scope, in_scope, known, classes, trained)
-    scores = None
+    scores = calibration = sets = None
     if known:
         probs = np.array([[i.scores.get(c, 0.0) for c in classes] for i in known])
         targets = _targets(known, classes, mode)
         scores = score_predictions(classes, mode, probs, targets, resamples=resamples, seed=seed)
         warnings += _score_warnings(scores, classes)
+        fitted = model_scores.calibration
+        calibration = check_calibration(
+            probs,
+            targets,
+            mode,
+            temperature=fitted.temperature if fitted is not None else None,
+            reason=None if fitted is not None else model_scores.reason,
+            fitted_on=fitted.images if fitted is not None else 0,
+            source=fitted.source if fitted is not None else "",
+        )
+        if model_scores.sets is not None:
+            index = {name: k for k, name in enumerate(classes)}
+            chosen = [[index[name] for name in i.prediction_set or ()] for i in known]
+            sets = score_sets(chosen, targets, model_scores.sets)
     if recorded is None and any(i.trained_on for i in images):
         warnings.append(
             "the model's run record cannot be read: the images with the train role now are "
@@ -231,6 +457,10 @@ def _results(
         scope=scope,
         model_run=model.id if model is not None else None,
         trained_known=recorded is not None,
+        scored=tuple(known),
+        calibration=calibration,
+        sets=sets,
+        sets_reason=model_scores.sets_reason if model_scores.sets is None else "",
     )
 
 
@@ -262,9 +492,15 @@ def _labels(
 
 
 def _evaluated_images(
-    project: Project, run_id: int, labels: dict[str, tuple[str, ...]], trained: frozenset[str]
+    project: Project,
+    run_id: int,
+    labels: dict[str, tuple[str, ...]],
+    trained: frozenset[str],
+    model_scores: ModelCalibration,
+    classes: Sequence[str],
 ) -> list[EvaluatedImage]:
     sha = {image.id: image.sha256 for image in project.images()}
+    rule = model_scores.sets
     return [
         EvaluatedImage(
             row.image_id,
@@ -273,6 +509,8 @@ def _evaluated_images(
             row.scores,
             labels.get(sha[row.image_id]),
             sha[row.image_id] in trained,
+            sha[row.image_id] in model_scores.images and sha[row.image_id] not in trained,
+            set_names(row.scores, classes, rule) if rule is not None else None,
         )
         for row in project.predictions(run_id)
         if row.image_id in sha

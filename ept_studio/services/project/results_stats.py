@@ -26,6 +26,7 @@ from ept_studio.common.calibration import (
     reliability_table,
     top_label,
 )
+from ept_studio.core.conformal import ConformalSets
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_CONFIDENCE = 0.95
@@ -194,3 +195,149 @@ def reliability(probabilities: FloatArray, targets: IntArray) -> tuple[Reliabili
     """Top-label confidence vs accuracy in equal-width bins; multi-label: every (image, class)."""
     confidence, hits = top_label(probabilities, targets)
     return reliability_table(confidence, hits, RELIABILITY_BINS)
+
+
+def uncalibrated_probabilities(
+    probabilities: npt.ArrayLike, temperature: float, label_mode: str
+) -> FloatArray:
+    """The scores before temperature scaling, recovered from calibrated ones and ``T``.
+
+    Calibrated scores are ``softmax(z / T)``, so ``T * log p`` is ``z`` less a constant per row
+    and ``softmax(T * log p) = softmax(z)`` exactly; multi-label scores are ``sigmoid(z / T)``,
+    so ``sigmoid(T * logit p) = sigmoid(z)``. A score of exactly 0 (or 1) stays 0 (or 1).
+    """
+    probs = np.asarray(probabilities, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        if label_mode == "multi":
+            logits = temperature * (np.log(probs) - np.log1p(-probs))
+            return np.asarray(0.5 * (1.0 + np.tanh(0.5 * logits)), dtype=np.float64)
+        logits = temperature * np.log(probs)
+    logits = logits - logits.max(axis=1, keepdims=True)
+    exponentials = np.exp(logits)
+    return np.asarray(exponentials / exponentials.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+def bin_members(
+    probabilities: npt.ArrayLike, targets: npt.ArrayLike, bins: int = RELIABILITY_BINS
+) -> tuple[tuple[int, ...], ...]:
+    """For each reliability bin, the rows (images) with a prediction in it: the top-label
+    confidence, or for multi-label scores any of the image's (class) predictions."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    confidence, _ = top_label(probs, targets)
+    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    rows = np.arange(confidence.size) // (probs.shape[1] if np.ndim(targets) == 2 else 1)
+    return tuple(tuple(sorted({int(r) for r in rows[index == b]})) for b in range(bins))
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationCheck:
+    """The scores before and after temperature scaling, on the same scored images.
+
+    ``temperature`` None: the scores are uncalibrated (``reason`` says why), and before and
+    after are the same. ``members_before`` / ``members_after``: per reliability bin, the indices
+    of the scored images with a prediction in it.
+    """
+
+    temperature: float | None
+    reason: str | None
+    fitted_on: int
+    """Calibration images the temperature was fitted on (0: none)."""
+    source: str
+    evaluated: int
+    ece_before: float
+    ece_after: float
+    reliability_before: tuple[ReliabilityBin, ...]
+    reliability_after: tuple[ReliabilityBin, ...]
+    members_before: tuple[tuple[int, ...], ...]
+    members_after: tuple[tuple[int, ...], ...]
+
+    @property
+    def calibrated(self) -> bool:
+        return self.temperature is not None
+
+
+def check_calibration(
+    probabilities: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    label_mode: str,
+    *,
+    temperature: float | None,
+    reason: str | None = None,
+    fitted_on: int = 0,
+    source: str = "",
+) -> CalibrationCheck:
+    """Reliability and ECE of stored (calibrated) scores and of the scores before scaling,
+    recovered with :func:`uncalibrated_probabilities`; without a temperature both are the same."""
+    after = np.asarray(probabilities, dtype=np.float64)
+    truth = np.asarray(targets).astype(np.int64)
+    before = (
+        after if temperature is None else uncalibrated_probabilities(after, temperature, label_mode)
+    )
+    bins_before, bins_after = reliability(before, truth), reliability(after, truth)
+    return CalibrationCheck(
+        temperature=temperature,
+        reason=reason,
+        fitted_on=fitted_on,
+        source=source,
+        evaluated=int(after.shape[0]),
+        ece_before=expected_calibration_error(bins_before),
+        ece_after=expected_calibration_error(bins_after),
+        reliability_before=bins_before,
+        reliability_after=bins_after,
+        members_before=bin_members(before, truth),
+        members_after=bin_members(after, truth),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SetResults:
+    """Prediction sets on the scored images against the coverage they were made for.
+
+    Single-label: ``covered`` of ``evaluated`` images had their true class in the set;
+    multi-label: ``covered`` of ``evaluated`` present labels were in their image's set.
+    ``statement``: what the sets promise, from the calibration images (finite-sample).
+    """
+
+    coverage: float
+    label_mode: str
+    covered: int
+    evaluated: int
+    images: int
+    mean_size: float
+    guaranteed: bool
+    calibration_images: int
+    needed: int
+    statement: str
+
+    @property
+    def empirical(self) -> float:
+        return self.covered / self.evaluated if self.evaluated else math.nan
+
+
+def score_sets(
+    sets: Sequence[Sequence[int]], targets: npt.ArrayLike, rule: ConformalSets
+) -> SetResults:
+    """Empirical coverage and mean set size of ``sets`` (class indices per image) on
+    ``targets`` (class indices ``[n]`` or multi-hot ``[n, C]``)."""
+    truth = np.asarray(targets)
+    if truth.ndim == 2:
+        present = [
+            (row, int(c)) for row in range(truth.shape[0]) for c in np.flatnonzero(truth[row])
+        ]
+        covered = sum(c in sets[row] for row, c in present)
+        evaluated = len(present)
+    else:
+        covered = sum(int(t) in chosen for t, chosen in zip(truth, sets, strict=True))
+        evaluated = int(truth.shape[0])
+    return SetResults(
+        coverage=rule.coverage,
+        label_mode=rule.label_mode,
+        covered=int(covered),
+        evaluated=evaluated,
+        images=len(sets),
+        mean_size=float(np.mean([len(s) for s in sets])) if sets else math.nan,
+        guaranteed=rule.guaranteed,
+        calibration_images=min(rule.class_counts) if rule.mondrian else rule.n,
+        needed=rule.needed,
+        statement=rule.statement,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from ept_studio.data.store import Project
+from ept_studio.services.project.results import prediction_words, scores_of_run
 from ept_studio.services.project.viewer import ImageView
 
 __all__ = ["DROPPED", "UNLABELLED", "ImageCaption", "image_caption", "view_summary"]
@@ -29,6 +30,8 @@ class ImageCaption:
     model_class: str | None = None
     model_score: float | None = None
     in_project: bool = True
+    model_note: str = ""
+    """Its prediction set at the model's coverage, ``uncalibrated`` when the scores are not."""
 
     @property
     def label_text(self) -> str:
@@ -42,12 +45,14 @@ class ImageCaption:
 
     @property
     def model_text(self) -> str:
-        """``Model: CT 92 % (model score)``; empty when the newest run did not score the image."""
+        """``Model: CT 92 % (model score; set: CT, MR at 90 %)``; empty when the newest run did
+        not score the image."""
         if self.model_class is None:
             return ""
+        note = f"; {self.model_note}" if self.model_note else ""
         if self.model_score is None:
-            return f"Model: {self.model_class}"
-        return f"Model: {self.model_class} {round(100 * self.model_score)} % (model score)"
+            return f"Model: {self.model_class}" + (f" ({self.model_note})" if note else "")
+        return f"Model: {self.model_class} {round(100 * self.model_score)} % (model score{note})"
 
 
 def image_caption(project: Project, image_id: int, run_id: int | None) -> ImageCaption:
@@ -56,25 +61,30 @@ def image_caption(project: Project, image_id: int, run_id: int | None) -> ImageC
     labels = project.labels.of(image_id)
     ranked = sorted(position[label.class_id] for label in labels if label.class_id in position)
     role = labels[0].role.value if labels else None
-    model_class, model_score = _top_score(project, image_id, run_id)
-    return ImageCaption(tuple(name for _, name in ranked), role, model_class, model_score)
+    model_class, model_score, note = _top_score(project, image_id, run_id)
+    return ImageCaption(
+        tuple(name for _, name in ranked), role, model_class, model_score, model_note=note
+    )
 
 
 def _top_score(
     project: Project, image_id: int, run_id: int | None
-) -> tuple[str | None, float | None]:
-    """The class with the highest score (the predicted class when the run stored no scores)."""
+) -> tuple[str | None, float | None, str]:
+    """The class with the highest score (the predicted class when the run stored no scores),
+    and what the model says besides (its set, ``uncalibrated``)."""
     if run_id is None:
-        return None, None
+        return None, None, ""
     row = next((row for row in project.predictions(run_id) if row.image_id == image_id), None)
     if row is None:
-        return None, None
+        return None, None, ""
     if not row.scores:
-        return row.predicted_class, None
+        return row.predicted_class, None, ""
+    classes, model = scores_of_run(project, run_id)
+    note = prediction_words(row.scores, classes, model)
     name, score = max(
         row.scores.items(), key=lambda item: (item[1], item[0] == row.predicted_class)
     )
-    return name, score
+    return name, score, note
 
 
 def view_summary(view: ImageView) -> str:

@@ -61,6 +61,7 @@ def test_filters_and_counts(project: Project) -> None:
         GalleryView.TEST: 1,
         GalleryView.MISCLASSIFIED: 0,  # no inference run yet
         GalleryView.UNCERTAIN: 0,
+        GalleryView.IMAGES: 0,  # no image chosen
     }
     counts = class_counts(project)
     assert (counts[normal.id].train, counts[normal.id].test) == (2, 1)
