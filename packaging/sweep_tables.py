@@ -6,7 +6,9 @@
 replaces each block ``<!-- sweep: NAME -->`` ... ``<!-- /sweep -->`` of
 ``resources/docs/evidence.md`` with the table NAME
 (``default-verdicts`` is the default recipe's lines of ``table.md``: where each method beats, ties
-or falls below the prototype). ``--check`` writes nothing and exits 1 when a file would change.
+or falls below the prototype; ``calibration.md`` is the default recipe's ECE before and after
+temperature scaling and its prediction sets' coverage, from the runs that measured them).
+``--check`` writes nothing and exits 1 when a file would change.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ BLOCK = re.compile(r"(<!-- sweep: (?P<name>[\w.-]+) -->\n)(?:(?!<!--).)*?(<!-- /
 
 def tables() -> dict[str, str]:
     """Every table of the sweep folder, by file name, as ``sweep-report`` writes them."""
+    from ept_studio.evidence.calibration_report import calibration_markdown, load_calibration
     from ept_studio.evidence.sweep_report import (
         baseline_gains,
         load_sweep,
@@ -54,11 +57,13 @@ def tables() -> dict[str, str]:
         wide_markdown,
     )
 
-    cells = load_sweep([path for path in RUNS if path.exists()])
+    runs = [path for path in RUNS if path.exists()]
+    cells = load_sweep(runs)
     gains = baseline_gains(cells)
     out = {
         "table.md": sweep_markdown(cells, gains),
         "default-wide.md": wide_markdown(cells, gains, "default"),
+        "calibration.md": calibration_markdown(load_calibration(runs)),
     }
     for name, pairs in VERSUS.items():
         parts = [

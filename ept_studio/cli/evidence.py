@@ -124,6 +124,15 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     accuracy.add_argument("--device", help="auto (default), cpu, cuda or mps")
     accuracy.add_argument("--queries-per-class", type=int, help="cap the query set per class")
     accuracy.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    accuracy.add_argument(
+        "--coverage", type=float, default=0.9, help="the prediction sets' coverage (0.9)"
+    )
+    accuracy.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.5,
+        help="share of each class's query images that fits the temperature and the sets (0.5)",
+    )
     accuracy.add_argument("--seed", type=int, default=0)
     accuracy.add_argument("--out", type=Path, default=Path("accuracy-results"))
     tune_time = bench_subparsers.add_parser(
@@ -203,6 +212,8 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
         seed=args.seed,
         command=_command_line(),
         hold_out=args.hold_out,
+        set_coverage=args.coverage,
+        calibration_fraction=args.calibration_fraction,
     )
     for event in run_accuracy(request):
         if isinstance(event, AccuracyPlanned):

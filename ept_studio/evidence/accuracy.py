@@ -46,7 +46,10 @@ class AccuracyRequest:
     ``draws`` are random support draws (for MedFMC: the release's splits exp1..exp``draws``);
     ``recipe`` overrides the paper recipe (``{"epochs": 3}``), identically for every method;
     ``{"preset": "default", ...}`` starts from another preset. The method ``"prototype"`` is the
-    nearest-centroid baseline (no training).
+    nearest-centroid baseline (no training). Each run's query images are split into a calibration
+    part (``calibration_fraction`` of each class, rounded down) and an evaluation part, for the
+    temperature and the ``set_coverage`` prediction sets
+    (:mod:`ept_studio.evidence.protocol_calibration`).
     """
 
     out: Path
@@ -65,6 +68,8 @@ class AccuracyRequest:
     seed: int = 0
     command: str = ""
     hold_out: bool = False
+    set_coverage: float = 0.9
+    calibration_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if (self.dataset is None) == (self.medfmc_root is None):
@@ -147,6 +152,8 @@ def run_accuracy(
         resamples=request.resamples,
         seed=request.seed,
         hold_out=request.hold_out,
+        calibration_fraction=request.calibration_fraction,
+        set_coverage=request.set_coverage,
     )
     recipe = recipe_from_settings(request.recipe)
     methods = method_configs(_checked_methods(request.methods))
@@ -164,7 +171,16 @@ def run_accuracy(
     images = _ImageCache(plan.dataset)
     results: list[EpisodeResult] = []
     for index, episode in enumerate(episodes, start=1):
-        result = run_episode(episode, plan.pool, images, loaded, recipe, cancel, config.hold_out)
+        result = run_episode(
+            episode,
+            plan.pool,
+            images,
+            loaded,
+            recipe,
+            cancel,
+            config.hold_out,
+            config.calibration(),
+        )
         results.append(result)
         elapsed = time.perf_counter() - start
         metric = "map" if plan.dataset.label_mode == "multi" else "accuracy"
@@ -365,4 +381,5 @@ def _run_dict(result: EpisodeResult) -> dict[str, Any]:
         "train_seconds": round(result.train_seconds, 2),
         "trainable_parameters": result.trainable_parameters,
         "failure": result.failure,
+        "calibration": result.calibration,
     }

@@ -75,6 +75,7 @@ def results_markdown(document: dict[str, Any], plots: Sequence[str]) -> str:
         *_wide_table(summaries, protocol["shots"], metric),
         "",
         *_long_table(summaries, metric),
+        *_calibration_table(summaries, protocol),
     ]
     for note in document["draw_notes"] + document["dataset"]["notes"]:
         lines.append(f"- Note: {note}")
@@ -114,6 +115,37 @@ def _long_table(summaries: list[dict[str, Any]], metric: str) -> list[str]:
             f"{_pct(s['ci_low'])}-{_pct(s['ci_high'])} | {_pm(s['auc_mean'], s['auc_sd'])} | "
             f"{_pm(s['ece_mean'], s['ece_sd'])} | {classes} | {s['query_size_mean']:.0f} | "
             f"{s['train_seconds_mean']:.1f} | {s['trainable_parameters']:,} |"
+        )
+    return lines
+
+
+def _calibration_table(summaries: list[dict[str, Any]], protocol: dict[str, Any]) -> list[str]:
+    """ECE before and after temperature scaling and the prediction sets, per method and K."""
+    rows = [s for s in summaries if s.get("calibration")]
+    if not rows:
+        return []
+    fraction = protocol.get("calibration_fraction", 0.5)
+    coverage = protocol.get("set_coverage", 0.9)
+    lines = [
+        "",
+        f"Calibration and {coverage:.0%} prediction sets: in each run, {fraction:g} of each "
+        "class's query images (rounded down) fit the temperature and the sets; every number "
+        "below, accuracy included, is measured on the rest (the evaluation part).",
+        "",
+        "| method | K | runs | accuracy on evaluation (%) | ECE before -> after (%) | T | "
+        "coverage (%) | bound (%) | set size | n calibration | guaranteed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in rows:
+        c = s["calibration"]
+        temperature = "n/a" if c["temperature_mean"] is None else f"{c['temperature_mean']:.2f}"
+        size = "n/a" if c["set_size_mean"] is None else f"{c['set_size_mean']:.2f}"
+        lines.append(
+            f"| {s['method']} | {s['shots']} | {c['runs']} | {_pct(c['accuracy_mean'])} | "
+            f"{_pct(c['ece_before_mean'])} -> {_pct(c['ece_after_mean'])} | {temperature} | "
+            f"{_pct(c['coverage_mean'])} | {_pct(c['coverage_low'])}-{_pct(c['coverage_high'])} | "
+            f"{size} | {c['calibration_size_mean']:.0f} | "
+            f"{c['guaranteed_runs']}/{c['runs_with_sets']} |"
         )
     return lines
 

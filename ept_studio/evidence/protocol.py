@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from ept_studio.common.errors import ConfigError
+from ept_studio.common.errors import ConfigError, DatasetError
 from ept_studio.core.backbones import BackboneSpec, LoadedBackbone
 from ept_studio.core.device import describe_device, resolve_device
 from ept_studio.core.hold_out import held_out_indices
@@ -42,12 +42,13 @@ from ept_studio.core.training import (
     RunFinished,
     RunStarted,
     TrainRecipe,
-    evaluate,
     init_prototype_head,
+    predict_probabilities,
     seed_everything,
     target_tensor,
     train,
 )
+from ept_studio.evidence.protocol_calibration import CalibrationProtocol, run_calibration
 
 PoolTarget = int | tuple[int, ...]
 ImageSource = Callable[[int], torch.Tensor]
@@ -100,6 +101,17 @@ class ProtocolConfig:
     hold_out: bool = False
     """Train on four fifths of each class's support and keep the epoch that does best on the
     rest, as the app does (:mod:`ept_studio.core.hold_out`); the prototype keeps the whole set."""
+    calibration_fraction: float = 0.5
+    """The share of each class's query images (rounded down) that fits the temperature and the
+    prediction sets; the rest measures them (:mod:`ept_studio.evidence.protocol_calibration`)."""
+    set_coverage: float = 0.9
+    """The prediction sets' target coverage."""
+
+    def calibration(self) -> CalibrationProtocol:
+        """The calibration split and sets these settings ask for."""
+        return CalibrationProtocol(
+            self.calibration_fraction, self.set_coverage, self.reliability_bins, self.seed
+        )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shots", tuple(int(k) for k in self.shots))
@@ -114,6 +126,12 @@ class ProtocolConfig:
             raise ConfigError(f"use at least 1000 bootstrap resamples, got {self.resamples}")
         if not 0.5 < self.confidence < 1.0:
             raise ConfigError(f"confidence must be in (0.5, 1), got {self.confidence}")
+        if not 0.0 < self.calibration_fraction < 1.0:
+            raise ConfigError(
+                f"the calibration fraction must be in (0, 1), got {self.calibration_fraction}"
+            )
+        if not 0.0 < self.set_coverage < 1.0:
+            raise ConfigError(f"the set coverage must be in (0, 1), got {self.set_coverage}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +177,10 @@ class EpisodeResult:
     failure: str | None = None
     held_out_size: int = 0
     best_epoch: int | None = None
+    logits: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    calibration: dict[str, object] | None = None
+    """Temperature, ECE before / after and 90 % sets on the query's two parts
+    (:mod:`ept_studio.evidence.protocol_calibration`); None when not asked for."""
 
 
 def draw_support(pool: FewShotPool, shots: int, draw: int, config: ProtocolConfig) -> SupportDraw:
@@ -237,11 +259,15 @@ def run_episode(
     recipe: TrainRecipe,
     cancel: CancelCheck | None = None,
     hold_out: bool = False,
+    calibration: CalibrationProtocol | None = None,
 ) -> EpisodeResult:
     """Train a fresh copy of ``backbone`` with the episode's method, evaluate on its query set.
 
     With ``hold_out`` a trained method keeps a seeded fifth of each class's support aside (when
-    every class has at least 5) and ends on the epoch that scored best on it."""
+    every class has at least 5) and ends on the epoch that scored best on it. With
+    ``calibration`` the query's logits are also split into a calibration and an evaluation part,
+    and the result carries the temperature, ECE and prediction-set numbers; the metrics stay
+    those of the whole query set."""
     draw = episode.draw
     remap = {label: head for head, label in enumerate(draw.classes)}
     support = [(images(i), _target(pool, i, remap)) for i in draw.support]
@@ -263,15 +289,7 @@ def run_episode(
             model, trained, validation, recipe.replace(seed=episode.seed), spec, pool, cancel
         )
     seconds = time.perf_counter() - start
-    result = evaluate(
-        model,
-        query,
-        input_size=spec.input_size,
-        mean=spec.mean,
-        std=spec.std,
-        label_mode=pool.label_mode,
-        batch_size=max(recipe.batch_size, 16),
-    )
+    logits, probabilities, targets = _query_scores(model, query, spec, pool.label_mode, recipe)
     return EpisodeResult(
         method=episode.method,
         shots=draw.shots,
@@ -280,16 +298,48 @@ def run_episode(
         classes=draw.classes,
         support_size=len(support) - len(held),
         query_size=len(query),
-        metrics=episode_metrics(result.probabilities, result.targets, pool.label_mode),
-        probabilities=result.probabilities,
-        targets=result.targets,
+        metrics=episode_metrics(probabilities, targets, pool.label_mode),
+        probabilities=probabilities,
+        targets=targets,
         train_seconds=seconds,
         trainable_parameters=model.trainable_parameter_count(),
         device=device,
         failure=failure,
         held_out_size=len(held),
         best_epoch=best_epoch,
+        logits=logits,
+        calibration=None
+        if calibration is None
+        else run_calibration(
+            logits, targets, draw.shots, draw.draw, calibration, pool.label_mode.value
+        ),
     )
+
+
+def _query_scores(
+    model: TunedModel,
+    query: list[tuple[torch.Tensor, PoolTarget]],
+    spec: BackboneSpec,
+    label_mode: LabelMode,
+    recipe: TrainRecipe,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(logits, probabilities, targets) of the query set: one forward pass, in eval mode."""
+    if not query:
+        raise DatasetError("the query set is empty")
+    logits = predict_probabilities(
+        model,
+        [image for image, _ in query],
+        input_size=spec.input_size,
+        mean=spec.mean,
+        std=spec.std,
+        label_mode=label_mode,
+        batch_size=max(recipe.batch_size, 16),
+        raw_logits=True,
+    )
+    scores = torch.from_numpy(logits)
+    probabilities = scores.sigmoid() if label_mode is LabelMode.MULTI else scores.softmax(dim=-1)
+    targets = target_tensor([t for _, t in query], label_mode, model.num_classes).numpy()
+    return logits, probabilities.numpy(), targets
 
 
 def _train(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from ept_studio.common.calibration import ReliabilityBin, reliability_table, top
 from ept_studio.core.metrics import mean_average_precision
 from ept_studio.core.model import LabelMode
 from ept_studio.evidence.protocol import PRIMARY_METRIC, EpisodeResult, ProtocolConfig
+from ept_studio.evidence.protocol_calibration import summarise_calibration
 
 MetricFunction = Callable[[np.ndarray, np.ndarray], float]
 
@@ -47,6 +49,9 @@ class MethodSummary:
     classes_max: int
     query_size_mean: float
     reliability: tuple[ReliabilityBin, ...]
+    calibration: dict[str, Any] | None = None
+    """Means of the runs' calibration numbers and the coverage's bounds
+    (:func:`~ept_studio.evidence.protocol_calibration.summarise_calibration`)."""
 
 
 def summarise(
@@ -103,6 +108,7 @@ def _summary(
         classes_max=max(len(r.classes) for r in runs),
         query_size_mean=float(np.mean([r.query_size for r in runs])),
         reliability=reliability_bins(runs, config.reliability_bins),
+        calibration=summarise_calibration([r.calibration for r in runs]),
     )
 
 

@@ -110,9 +110,39 @@ def test_the_same_seed_gives_the_same_results(tmp_path: Path) -> None:
     def stable(document: dict[str, Any]) -> list[Any]:
         return [
             {k: v for k, v in s.items() if k != "train_seconds_mean"} for s in document["summaries"]
-        ] + [r["metrics"] for r in document["runs"]]
+        ] + [[r["metrics"], r["calibration"]] for r in document["runs"]]
 
     assert stable(first) == stable(second)
+
+
+def test_each_run_calibrates_on_one_part_of_the_query_and_measures_on_the_other(
+    tmp_path: Path,
+) -> None:
+    _, document = run(faces_request(tmp_path / "c", shots=(1,), queries_per_class=10))
+    assert document["protocol"]["calibration_fraction"] == 0.5
+    assert document["protocol"]["set_coverage"] == 0.9
+    for run_row in document["runs"]:
+        row = run_row["calibration"]
+        assert (row["calibration_size"], row["evaluation_size"]) == (10, 10)
+        assert row["calibration_class_counts"] == [5, 5]
+        assert row["temperature"] is not None
+        assert 0.05 <= row["temperature"] <= 20.0
+        assert 0.0 <= row["ece_after"] <= 1.0
+        assert 0.0 <= row["ece_before"] <= 1.0
+        assert 0.0 <= row["accuracy"] <= 1.0
+        assert row["guaranteed"] is True
+        assert 0.0 <= row["coverage"] <= 1.0
+        assert 0.0 <= row["set_size"] <= 2.0
+        assert row["coverage_upper_bound"] == pytest.approx(0.9 + 1 / 11, abs=1e-6)
+    for summary in document["summaries"]:
+        cell = summary["calibration"]
+        assert cell["runs"] == cell["runs_with_sets"] == cell["guaranteed_runs"] == 1
+        assert cell["calibration_size_mean"] == 10
+        assert cell["coverage_low"] == 0.9
+        assert cell["coverage_high"] == pytest.approx(0.9 + 1 / 11, abs=1e-6)
+        assert 0.0 <= cell["coverage_mean"] <= 1.0
+    text = (tmp_path / "c" / "results.md").read_text(encoding="utf-8")
+    assert "ECE before -> after" in text
 
 
 def write_colon_replica(root: Path) -> None:

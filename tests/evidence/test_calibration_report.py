@@ -1,0 +1,90 @@
+"""The sweep's calibration table: read from results documents, claims checked, missing cells named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ept_studio.common.errors import ConfigError
+from ept_studio.core.training import recipe_from_settings
+from ept_studio.evidence.calibration_report import calibration_markdown, load_calibration
+
+
+def summary(
+    method: str, shots: int, before: float, after: float, coverage: float
+) -> dict[str, Any]:
+    return {
+        "method": method,
+        "shots": shots,
+        "metric": "accuracy",
+        "calibration": {
+            "runs": 5,
+            "calibration_size_mean": 30.0,
+            "calibration_size_min": 30,
+            "calibration_size_max": 30,
+            "evaluation_size_mean": 30.0,
+            "accuracy_mean": 0.7,
+            "calibrated_runs": 5,
+            "temperature_mean": 2.0,
+            "ece_before_mean": before,
+            "ece_after_mean": after,
+            "runs_with_sets": 5,
+            "guaranteed_runs": 5,
+            "mondrian_runs": 0,
+            "coverage_target": 0.9,
+            "coverage_mean": coverage,
+            "coverage_se": 0.02,
+            "coverage_low": 0.9,
+            "coverage_high": 0.9 + 1 / 31,
+            "set_size_mean": 1.6,
+            "empty_sets": 0,
+        },
+    }
+
+
+def write(folder: Path, dataset: str, summaries: list[dict[str, Any]]) -> None:
+    folder.mkdir(parents=True)
+    document = {
+        "dataset": {"name": dataset, "title": dataset},
+        "preset": "default",
+        "command": "ept-studio bench accuracy --recipe default",
+        "recipe": recipe_from_settings({"preset": "default", "device": "cpu"}).to_dict(),
+        "protocol": {"hold_out": False},
+        "summaries": summaries,
+        "runs": [],
+    }
+    (folder / "results.json").write_text(json.dumps(document), encoding="utf-8")
+
+
+def test_the_table_checks_both_claims_and_names_the_cells_not_run(tmp_path: Path) -> None:
+    write(
+        tmp_path / "a",
+        "textiles",
+        [summary("linear", 5, 0.20, 0.08, 0.91), summary("ept", 5, 0.10, 0.12, 0.85)],
+    )
+    write(tmp_path / "b", "lfw-faces", [{"method": "linear", "shots": 5, "calibration": None}])
+    cells = load_calibration([tmp_path])
+    assert [(c.dataset, c.method, c.coverage_verdict) for c in cells] == [
+        ("textiles", "linear", "within"),
+        ("textiles", "ept", "below"),
+    ]
+    text = calibration_markdown(cells)
+    assert "| textiles | 5 | linear | 5 | 70.0 | 20.0 -> 8.0 | 2.00 (5/5) | 91.0 ± 2.0 |" in text
+    assert "- ECE after <= ECE before (mean over the draws) in 1 of 2 cells; not in: ept" in text
+    assert "within its finite-sample bounds in 1 of 2 cells; outside: ept on textiles" in text
+    assert "below the bound by 5.0 pp, 2.5 se" in text
+    assert "- Cannot run: dicom-modality at K = 10" in text
+    assert "linear on lfw-faces at K = 5" in text.split("Not run yet:")[1]
+    assert "linear on textiles at K = 5" not in text.split("Not run yet:")[1]
+
+
+def test_the_same_cell_with_other_numbers_is_refused(tmp_path: Path) -> None:
+    write(tmp_path / "a", "textiles", [summary("linear", 5, 0.2, 0.1, 0.9)])
+    write(tmp_path / "b", "textiles", [summary("linear", 5, 0.2, 0.1, 0.9)])
+    assert len(load_calibration([tmp_path])) == 1
+    write(tmp_path / "c", "textiles", [summary("linear", 5, 0.3, 0.1, 0.9)])
+    with pytest.raises(ConfigError, match="two results files"):
+        load_calibration([tmp_path])

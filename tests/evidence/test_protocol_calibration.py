@@ -1,0 +1,101 @@
+"""The protocol's calibration split, temperature and prediction-set numbers, on synthetic logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ept_studio.evidence.protocol_calibration import (
+    CalibrationProtocol,
+    run_calibration,
+    split_query,
+    summarise_calibration,
+)
+
+PROTOCOL = CalibrationProtocol()
+
+
+def overconfident(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose softmax is far too sure: a weak signal for the true class, scaled by 8."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, classes, size=n)
+    logits = rng.normal(size=(n, classes))
+    logits[np.arange(n), targets] += 1.0
+    return 8.0 * logits, targets
+
+
+def test_the_split_is_disjoint_complete_stratified_and_seeded() -> None:
+    targets = np.array([0] * 7 + [1] * 10 + [2] * 3)
+    cal, ev = split_query(targets, 5, 0, PROTOCOL)
+    assert not set(cal) & set(ev)
+    assert sorted([*cal, *ev]) == list(range(targets.size))
+    assert np.bincount(targets[cal]).tolist() == [3, 5, 1]
+    assert np.bincount(targets[ev]).tolist() == [4, 5, 2]
+    again = split_query(targets, 5, 0, PROTOCOL)
+    assert all(np.array_equal(a, b) for a, b in zip((cal, ev), again, strict=True))
+    other_draw = split_query(targets, 5, 1, PROTOCOL)
+    assert not np.array_equal(cal, other_draw[0])
+    quarter = split_query(targets, 5, 0, CalibrationProtocol(fraction=0.25))
+    assert np.bincount(targets[quarter[0]], minlength=3).tolist() == [1, 2, 0]
+
+
+def test_a_run_reports_temperature_ece_and_sets_on_the_evaluation_part() -> None:
+    logits, targets = overconfident(400, 3, seed=1)
+    row = run_calibration(logits, targets, 5, 0, PROTOCOL)
+    assert (row["calibration_size"], row["evaluation_size"]) == (
+        sum(np.bincount(targets) // 2),
+        400 - sum(np.bincount(targets) // 2),
+    )
+    assert sum(row["calibration_class_counts"]) == row["calibration_size"]
+    _, ev = split_query(targets, 5, 0, PROTOCOL)
+    assert row["accuracy"] == pytest.approx(np.mean(logits[ev].argmax(axis=1) == targets[ev]))
+    assert row["temperature"] > 1.0
+    assert row["uncalibrated_reason"] is None
+    assert 0.0 <= row["ece_after"] < row["ece_before"] <= 1.0
+    assert row["guaranteed"] is True
+    assert 0.0 <= row["coverage"] <= 1.0
+    assert 1.0 <= row["set_size"] <= 3.0
+    assert row["coverage_upper_bound"] == pytest.approx(0.9 + 1 / (row["calibration_size"] + 1))
+    assert run_calibration(logits, targets, 5, 0, PROTOCOL) == row
+
+
+def test_too_few_calibration_images_are_said_and_the_sets_keep_every_class() -> None:
+    logits, targets = overconfident(12, 2, seed=2)
+    row = run_calibration(logits, targets, 1, 0, PROTOCOL)
+    assert row["calibration_size"] < 9
+    assert row["temperature"] is None
+    assert "uncalibrated" in row["uncalibrated_reason"]
+    assert row["ece_after"] == row["ece_before"]
+    assert row["guaranteed"] is False
+    assert "Cannot promise" in row["sets_reason"]
+    assert (row["coverage"], row["set_size"]) == (1.0, 2.0)
+
+
+def test_coverage_over_many_splits_lies_within_the_finite_sample_bounds() -> None:
+    """Exchangeable synthetic scores: the mean coverage over 400 runs is 1 - alpha to
+    1 - alpha + 1 / (n + 1), up to three standard errors."""
+    rows = []
+    for seed in range(400):
+        logits, targets = overconfident(40, 4, seed=100 + seed)
+        rows.append(run_calibration(logits, targets, 5, seed, PROTOCOL))
+    summary = summarise_calibration(rows)
+    assert summary is not None
+    assert summary["runs"] == summary["runs_with_sets"] == 400
+    assert summary["guaranteed_runs"] == 400
+    slack = 3 * summary["coverage_se"]
+    assert summary["coverage_low"] - slack <= summary["coverage_mean"]
+    assert summary["coverage_mean"] <= summary["coverage_high"] + slack
+    assert summary["ece_after_mean"] < summary["ece_before_mean"]
+
+
+def test_a_multi_label_run_says_it_has_no_sets() -> None:
+    row = run_calibration(np.zeros((4, 2)), np.array([0, 1, 0, 1]), 1, 0, PROTOCOL, "multi")
+    assert "single-label" in row["skipped"]
+    assert summarise_calibration([row, None]) is None
+
+
+def test_the_protocol_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        CalibrationProtocol(fraction=1.0)
+    with pytest.raises(ValueError, match="coverage"):
+        CalibrationProtocol(coverage=0.0)
