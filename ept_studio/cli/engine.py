@@ -150,7 +150,12 @@ def run_predict(args: argparse.Namespace, console: Console) -> None:
         names = handle.class_names
         cli_onnx.write_predictions_csv(args.csv, predictions, names, overlay_column=False)
         console.note(f"wrote {len(predictions)} predictions to {display_path(args.csv)}")
-    cli_onnx.show_predictions(predictions, console)
+    cli_onnx.show_predictions(
+        predictions,
+        console,
+        calibration=handle.metadata.calibration,
+        conformal=handle.metadata.conformal,
+    )
 
 
 def run_bench(args: argparse.Namespace, console: Console) -> None:

@@ -128,7 +128,12 @@ def run_predict_onnx(args: argparse.Namespace, console: Console) -> None:
     if overlays is not None:
         shown = display_path(overlays.folder)
         console.note(f"wrote {len(finished.predictions)} overlays to {shown}")
-    show_predictions(finished.predictions, console)
+    show_predictions(
+        finished.predictions,
+        console,
+        calibration=runner.info.calibration,
+        conformal=runner.info.conformal,
+    )
 
 
 def check_predict_outputs(args: argparse.Namespace) -> None:
@@ -154,11 +159,32 @@ def require_predictions(predictions: Sequence[Any], skipped: Sequence[Any]) -> N
         )
 
 
-def show_predictions(predictions: Sequence[Any], console: Console) -> None:
-    """One line per image on stdout (file, predicted class, its model score), then the notice."""
+SET_SEPARATOR = " | "
+"""Between the class names of a prediction set, on stdout and in the CSV."""
+
+
+def set_text(prediction: Any) -> str:
+    """The image's prediction set as class names joined by :data:`SET_SEPARATOR`; empty when the
+    model has no sets (or the set holds no class)."""
+    names = getattr(prediction, "prediction_set", None)
+    return SET_SEPARATOR.join(names) if names else ""
+
+
+def show_predictions(
+    predictions: Sequence[Any], console: Console, *, calibration: Any = None, conformal: Any = None
+) -> None:
+    """One line per image on stdout (file, predicted class, its model score and, when the model
+    has prediction sets, ``set: A | B``), then what the scores and sets mean, and the notice."""
+    if calibration is None:
+        console.note("scores are uncalibrated: the model carries no temperature")
+    if conformal is not None:
+        console.note(f"prediction sets at {conformal.coverage * 100:g} %: {conformal.statement}")
     for p in predictions:
         score = p.scores[p.predicted_class]
-        console.line(f"{display_path(p.path)}\t{p.predicted_class}\t{score:.4f}")
+        line = f"{display_path(p.path)}\t{p.predicted_class}\t{score:.4f}"
+        if getattr(p, "prediction_set", None) is not None:
+            line += f"\tset: {set_text(p) or '(no class)'}"
+        console.line(line)
     console.note(RESEARCH_USE_NOTICE)
 
 
@@ -189,18 +215,22 @@ def write_predictions_csv(
     *,
     overlay_column: bool = True,
 ) -> None:
-    """One row per image: file, sha256, predicted class, one score column per class, overlay.
+    """One row per image: file, sha256, predicted class, one score column per class, the
+    prediction set (class names joined by :data:`SET_SEPARATOR`; empty when the model has no
+    sets), overlay.
 
     Written whole or not at all; a file name that is not UTF-8 is written with replacement
     characters (U+FFFD), the sha256 still names the file exactly.
     """
     header = ["file", "sha256", "predicted_class", *(f"score_{n}" for n in class_names)]
+    header.append("prediction_set")
     stream = io.StringIO()
     writer = csv.writer(stream)
     writer.writerow(header + (["overlay"] if overlay_column else []))
     for p in predictions:
         row = [display_path(p.path), p.sha256, p.predicted_class]
         row += [f"{p.scores[n]:.6f}" for n in class_names]
+        row.append(set_text(p))
         if overlay_column:
             row.append(display_path(p.overlay) if p.overlay is not None else "")
         writer.writerow(row)

@@ -158,6 +158,12 @@ def add_train_command(commands: Any) -> None:
         help="how often a prediction set should contain the true class (default 0.90)",
     )
     train.add_argument(
+        "--hold-out",
+        action="store_true",
+        help="with --project: keep a fifth of each class's training images (>= 5 a class) aside "
+        "to choose the epoch and to calibrate the scores and the prediction sets",
+    )
+    train.add_argument(
         "--calibrate-on-test",
         action="store_true",
         help="with --project: calibrate on a seeded half of each class's test images (they are "
@@ -178,9 +184,10 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
         return
     if args.data is None or args.out is None:
         raise ConfigError("give a DATA folder and --out FILE, or --project FOLDER")
-    if args.calibrate_on_test:
+    if args.calibrate_on_test or args.hold_out:
         raise ConfigError(
-            "--calibrate-on-test needs --project: a folder run calibrates on held-out images"
+            "--hold-out and --calibrate-on-test need --project: a folder run trains on every "
+            "support image and is not calibrated"
         )
     from ept_studio.services.model import DataReady, TrainingSaved, TrainRequest, train_on_folder
 
@@ -265,6 +272,7 @@ def run_project_train(args: argparse.Namespace, console: Console) -> None:
         backbone_weights=args.weights,
         coverage=args.coverage,
         calibrate_on_test=args.calibrate_on_test,
+        hold_out=args.hold_out,
     )
     for event in events:
         if isinstance(event, ProjectDataReady):

@@ -38,3 +38,17 @@ def held_out_indices(
         if size:
             held.update(rng.sample(sorted(by_class[target]), size))
     return held
+
+
+def calibration_half(targets: Sequence[Hashable], seed: int) -> set[int]:
+    """The positions of ``targets`` to calibrate on: a seeded half (rounded down) of each target
+    value's images, so the other half of every class is left to score."""
+    by_target: dict[Hashable, list[int]] = {}
+    for index, target in enumerate(targets):
+        by_target.setdefault(target, []).append(index)
+    rng = random.Random(seed)
+    chosen: set[int] = set()
+    for target in sorted(by_target, key=str):
+        members = by_target[target]
+        chosen.update(rng.sample(members, len(members) // 2))
+    return chosen

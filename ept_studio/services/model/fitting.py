@@ -2,8 +2,10 @@
 
 ``train_on_folder`` (a folder of class sub-folders) and ``train_on_project`` (a project's labels)
 each gather their images their own way, then call :func:`fit` (the engine's training loop, its
-events passed on), :func:`evaluate_samples` on the images held out of training and
-:func:`save_run`, which writes the prompt file and the run record
+events passed on), :func:`calibrate` on images the model was not trained on (the held-out part
+of the support set, or a project's calibration half of its test images), :func:`evaluate_samples`
+on the images held out of training and :func:`save_run`, which writes the prompt file (with the
+calibration and prediction-set blocks) and the run record
 (:mod:`~ept_studio.services.model.run_record`) the same way for both.
 """
 
@@ -14,10 +16,18 @@ import datetime
 import platform
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import TrainingError
+from ept_studio.core.conformal import (
+    DEFAULT_COVERAGE,
+    ConformalSets,
+    NoPredictionSets,
+    fit_conformal,
+    fit_multilabel_sets,
+)
+from ept_studio.core.temperature import Calibration, Uncalibrated, fit_calibration
 from ept_studio.services.model.run_record import (
     Evaluation,
     RecordedBackbone,
@@ -39,6 +49,7 @@ if TYPE_CHECKING:
     from ept_studio.core.training import TrainRecipe
 
 Sample = tuple["torch.Tensor", Target]
+_Block = TypeVar("_Block", Calibration, ConformalSets)
 
 
 def fit(
@@ -94,38 +105,111 @@ def fit(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Calibrated:
+    """What :func:`calibrate` fitted: the temperature (or why none) and the prediction sets (or
+    why none)."""
+
+    calibration: Calibration | Uncalibrated
+    conformal: ConformalSets | NoPredictionSets
+
+    @property
+    def temperature(self) -> float:
+        """The fitted temperature; 1.0 (scores as they are) when none was fitted."""
+        return self.calibration.temperature if isinstance(self.calibration, Calibration) else 1.0
+
+
+UNCALIBRATED_SETS = "no prediction sets: the scores could not be calibrated ({reason})"
+
+
+def calibrate(
+    model: TunedModel,
+    samples: Sequence[Sample],
+    loaded: LoadedBackbone,
+    label_mode: str,
+    *,
+    source: str,
+    coverage: float = DEFAULT_COVERAGE,
+) -> Calibrated:
+    """Temperature scaling, then split-conformal prediction sets on the calibrated scores, fitted
+    on ``samples`` (images the model was not trained on; ``source`` says which, in a short plain
+    phrase). Too few images: the reasons instead. Sets are fitted only on calibrated scores, so a
+    model has sets only when it also has a temperature."""
+    import numpy as np
+
+    from ept_studio.core.temperature import apply_temperature
+
+    logits = _logits(model, samples, loaded, label_mode)
+    targets = _targets([target for _, target in samples], model.num_classes, label_mode)
+    calibration = fit_calibration(logits, targets, source=source, label_mode=label_mode)
+    if isinstance(calibration, Uncalibrated):
+        reason = calibration.reason.removeprefix("scores are uncalibrated: ")
+        return Calibrated(calibration, NoPredictionSets(UNCALIBRATED_SETS.format(reason=reason)))
+    probabilities = apply_temperature(logits, calibration.temperature, label_mode)
+    if label_mode == "multi":
+        conformal = fit_multilabel_sets(probabilities, targets, coverage=coverage)
+    else:
+        conformal = fit_conformal(probabilities, np.asarray(targets), coverage=coverage)
+    return Calibrated(calibration, conformal)
+
+
+def _logits(
+    model: TunedModel, samples: Sequence[Sample], loaded: LoadedBackbone, label_mode: str
+) -> np.ndarray:
+    from ept_studio.core.model import LabelMode as EngineLabelMode
+    from ept_studio.core.training.evaluation import predict_probabilities
+
+    return predict_probabilities(
+        model,
+        [pixels for pixels, _ in samples],
+        input_size=loaded.spec.input_size,
+        mean=loaded.spec.mean,
+        std=loaded.spec.std,
+        label_mode=EngineLabelMode(label_mode),
+        raw_logits=True,
+    )
+
+
+def _targets(targets: Sequence[Target], classes: int, label_mode: str) -> np.ndarray:
+    """Class indices ``[n]`` or multi-hot ``[n, C]`` as numpy."""
+    import numpy as np
+
+    if label_mode == "multi":
+        return np.asarray(list(targets), dtype=np.int64).reshape(-1, classes)
+    return np.asarray(targets, dtype=np.int64).reshape(-1)
+
+
 def evaluate_samples(
     model: TunedModel,
     samples: Sequence[Sample],
     loaded: LoadedBackbone,
     label_mode: str,
+    *,
+    temperature: float = 1.0,
 ) -> tuple[Evaluation, np.ndarray | None]:
-    """(metrics and, single-label, the confusion matrix; the ``[n, C]`` model scores) on images
-    the model did not learn from. No images: no metric and None."""
-    from ept_studio.core.metrics import confusion_matrix
+    """(metrics and, single-label, the confusion matrix; the ``[n, C]`` model scores, divided by
+    ``temperature`` before the softmax or sigmoid) on images the model did not learn from. No
+    images: no metric and None."""
+    from ept_studio.core.metrics import classification_metrics, confusion_matrix
     from ept_studio.core.model import LabelMode as EngineLabelMode
-    from ept_studio.core.training import evaluate
+    from ept_studio.core.temperature import apply_temperature
 
     if not samples:
         return Evaluation(metrics={}, confusion_matrix=None, test_size=0), None
-    result = evaluate(
-        model,
-        list(samples),
-        input_size=loaded.spec.input_size,
-        mean=loaded.spec.mean,
-        std=loaded.spec.std,
-        label_mode=EngineLabelMode(label_mode),
-    )
+    targets = _targets([target for _, target in samples], model.num_classes, label_mode)
+    logits = _logits(model, samples, loaded, label_mode)
+    probabilities = apply_temperature(logits, temperature, label_mode)
+    metrics = classification_metrics(probabilities, targets, EngineLabelMode(label_mode))
     matrix = None
     if label_mode == "single":
-        predictions = result.probabilities.argmax(axis=1)
-        matrix = confusion_matrix(result.targets, predictions, model.num_classes).tolist()
+        predictions = probabilities.argmax(axis=1)
+        matrix = confusion_matrix(targets, predictions, model.num_classes).tolist()
     evaluation = Evaluation(
-        metrics={k: float(v) for k, v in result.metrics.items()},
+        metrics={k: float(v) for k, v in metrics.items()},
         confusion_matrix=matrix,
         test_size=len(samples),
     )
-    return evaluation, result.probabilities
+    return evaluation, probabilities
 
 
 def library_versions() -> dict[str, str]:
@@ -157,6 +241,7 @@ class FittedRun:
     training: TrainingSummary
     evaluation: Evaluation
     rendering: dict[str, Any]
+    calibrated: Calibrated
     run_id: int | None = None
 
 
@@ -188,6 +273,8 @@ def save_run(
         rendering=run.rendering,
         metrics=run.evaluation.metrics,
         seed=seed,
+        calibration=_fitted(run.calibrated.calibration, Calibration),
+        conformal=_fitted(run.calibrated.conformal, ConformalSets),
     )
     prompt_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.cpu() for k, v in run.model.trainable_state().items()}
@@ -210,6 +297,12 @@ def save_run(
         evaluation=run.evaluation,
         prompt_file=RecordedFile(prompt_path.name, sha),
         run_id=run.run_id,
+        calibration=run.calibrated.calibration,
+        conformal=run.calibrated.conformal,
     )
     write_run_record(record_path, record)
     return SavedFiles(sha, record, compact_path)
+
+
+def _fitted(value: object, kind: type[_Block]) -> _Block | None:
+    return value if isinstance(value, kind) else None

@@ -21,6 +21,8 @@ from typing import Any, Literal, cast
 
 from ept_studio.common.errors import RunRecordError
 from ept_studio.common.files import atomic_write_text
+from ept_studio.core.conformal import ConformalSets, NoPredictionSets
+from ept_studio.core.temperature import Calibration, Uncalibrated
 
 RUN_RECORD_FORMAT = "ept-studio-run/2"
 """The format every run record is written in."""
@@ -60,6 +62,9 @@ class RecordedData:
     """Folder runs only: files that could not be decoded."""
     copies_left_out: int | None = None
     """Folder runs only: files left out as the same image as another."""
+    calibration: tuple[RecordedImage, ...] = ()
+    """The images the temperature and the prediction sets were fitted on when they are not
+    training images (project runs calibrated on test images); neither trained on nor scored."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,11 +127,51 @@ class TrainingRecord:
     prompt_file: RecordedFile
     run_id: int | None = None
     """Project runs only: the run's id in the project."""
+    calibration: Calibration | Uncalibrated | None = None
+    """The temperature fitted on images not trained on, or why none was (None: not recorded, as
+    in records written before calibration existed; the scores are uncalibrated)."""
+    conformal: ConformalSets | NoPredictionSets | None = None
+    """The prediction-set thresholds and their coverage, or why there are none."""
     format: str = RUN_RECORD_FORMAT
 
     def to_json(self) -> dict[str, Any]:
-        """The record as JSON-ready data (tuples as lists)."""
-        return cast(dict[str, Any], json.loads(json.dumps(dataclasses.asdict(self))))
+        """The record as JSON-ready data (tuples as lists). A calibration or conformal block is
+        the prompt file's block, or ``{"reason": ...}`` when none could be fitted."""
+        document = dataclasses.asdict(self)
+        document["calibration"] = calibration_block(self.calibration)
+        document["conformal"] = conformal_block(self.conformal)
+        return cast(dict[str, Any], json.loads(json.dumps(document)))
+
+
+def calibration_block(value: Calibration | Uncalibrated | None) -> dict[str, Any] | None:
+    """The run record's ``calibration`` JSON: the prompt file's block, or the reason and the
+    number of images there were."""
+    if isinstance(value, Uncalibrated):
+        return {"reason": value.reason, "images": value.images}
+    return None if value is None else value.to_dict()
+
+
+def conformal_block(value: ConformalSets | NoPredictionSets | None) -> dict[str, Any] | None:
+    """The run record's ``conformal`` JSON: the prompt file's block, or the reason."""
+    if isinstance(value, NoPredictionSets):
+        return {"reason": value.reason}
+    return None if value is None else value.to_dict()
+
+
+def _calibration(block: object) -> Calibration | Uncalibrated | None:
+    if block is None:
+        return None
+    if isinstance(block, Mapping) and "reason" in block:
+        return Uncalibrated(str(block["reason"]), int(block.get("images", 0) or 0))
+    return Calibration.from_dict(block)
+
+
+def _conformal(block: object) -> ConformalSets | NoPredictionSets | None:
+    if block is None:
+        return None
+    if isinstance(block, Mapping) and "reason" in block:
+        return NoPredictionSets(str(block["reason"]))
+    return ConformalSets.from_dict(block)
 
 
 def write_run_record(path: Path, record: TrainingRecord) -> Path:
@@ -230,6 +275,7 @@ def _parse(document: Mapping[str, Any]) -> TrainingRecord:
             shots=_optional_int(data.get("shots")),
             skipped_files=_optional_int(data.get("skipped_files")),
             copies_left_out=_optional_int(data.get("copies_left_out")),
+            calibration=tuple(_image(i) for i in data.get("calibration") or ()),
         ),
         training=_training(training),
         evaluation=Evaluation(
@@ -245,6 +291,8 @@ def _parse(document: Mapping[str, Any]) -> TrainingRecord:
             str(document["prompt_file"]["name"]), str(document["prompt_file"]["sha256"])
         ),
         run_id=_optional_int(run_id),
+        calibration=_calibration(document.get("calibration")),
+        conformal=_conformal(document.get("conformal")),
     )
 
 
@@ -288,6 +336,8 @@ __all__ = [
     "Target",
     "TrainingRecord",
     "TrainingSummary",
+    "calibration_block",
+    "conformal_block",
     "read_run_record",
     "run_record_from_json",
     "write_run_record",

@@ -4,6 +4,8 @@
 then :class:`TrainingSaved`. Any caller (CLI, GUI worker, test) iterates it and renders the events.
 It gathers the images; fitting, evaluating and saving are the pipeline every route shares
 (:mod:`~ept_studio.services.model.fitting`): the support images train, the query images test.
+Every support image trains (none is held out), so a folder run's scores stay uncalibrated and its
+run record and prompt file say why.
 """
 
 from __future__ import annotations
@@ -105,8 +107,13 @@ def train_on_folder(
     model = TunedModel(loaded.model, method, num_classes=len(split.classes))
     support = [(image.pixels, label) for image, label in split.support]
     training = yield from fitting.fit(model, support, recipe, loaded, "single", cancel)
+    calibrated = fitting.calibrate(
+        model, [], loaded, "single", source="held-out support images", coverage=request.coverage
+    )
     query = [(image.pixels, label) for image, label in split.query]
-    evaluation, _ = fitting.evaluate_samples(model, query, loaded, "single")
+    evaluation, _ = fitting.evaluate_samples(
+        model, query, loaded, "single", temperature=calibrated.temperature
+    )
     run = fitting.FittedRun(
         source="folder",
         model=model,
@@ -116,6 +123,7 @@ def train_on_folder(
         training=training,
         evaluation=evaluation,
         rendering=RenderingSpec().to_dict(),
+        calibrated=calibrated,
     )
     compact = None
     if request.compact:

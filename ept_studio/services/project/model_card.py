@@ -5,7 +5,8 @@ the model's test-set numbers; predictions of a later inference run are added onl
 model was not trained on. It counts images per class and role and per modality (nothing that names
 an image or a patient), describes the method in words, the training as it actually ran (epochs and
 steps done, not only those asked for), the backbone (name and sha256), the metrics with their
-intervals, the warnings and the library versions, under the research-use notice.
+intervals, whether its scores are calibrated and what its prediction sets promise, the warnings and
+the library versions, under the research-use notice.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import ExportError
+from ept_studio.core.conformal import ConformalSets
+from ept_studio.core.temperature import Calibration
 from ept_studio.data.store import Project, Role, RunRecord
 from ept_studio.services.model.metric_names import plain_metric_name
 from ept_studio.services.model.run_record import Target, TrainingRecord
@@ -72,6 +75,7 @@ def card_text(project: Project, model_run: int, predictions_run: int | None = No
         _intended_use(results),
         _data_section(project, record, results),
         _method_section(run, record),
+        _calibration_section(record),
         _results_section("Results on the test images", results),
     ]
     if later is not None:
@@ -235,6 +239,48 @@ def _method_section(run: RunRecord, record: TrainingRecord | None) -> str:
         lines.append(f"- Prompt file sha256: `{prompt}`")
     if run.device:
         lines.append(f"- Device: {run.device}")
+    return "\n".join(lines)
+
+
+def _calibration_section(record: TrainingRecord | None) -> str:
+    """Calibrated or not (on how many images, from where, the temperature, ECE before and after
+    on those images), and the prediction sets: coverage, what they promise, per class or not."""
+    lines = ["## Calibration and prediction sets", ""]
+    calibration = record.calibration if record is not None else None
+    if isinstance(calibration, Calibration):
+        lines.append(
+            f"- Calibrated on {calibration.images} {calibration.source} the model was not "
+            f"trained on: temperature {calibration.temperature:.3f}; expected calibration error "
+            f"on those images {calibration.ece_before:.3f} before, {calibration.ece_after:.3f} "
+            "after."
+        )
+    else:
+        reason = getattr(calibration, "reason", None) or "the run records no calibration"
+        lines.append(
+            f"- The scores are uncalibrated: {reason.removeprefix('scores are uncalibrated: ')}."
+        )
+    if record is not None and record.data.calibration:
+        lines.append(
+            f"- {len(record.data.calibration)} test images were used to calibrate and are not "
+            "scored as test images."
+        )
+    conformal = record.conformal if record is not None else None
+    if isinstance(conformal, ConformalSets):
+        rule = (
+            "class-conditional (Mondrian): one threshold per class"
+            if conformal.mondrian
+            else "one threshold for every class (not Mondrian)"
+        )
+        promise = "guaranteed" if conformal.guaranteed else "not guaranteed"
+        lines += [
+            f"- Prediction sets at {conformal.coverage * 100:g} % coverage, {rule}; "
+            f"{promise} with n = {conformal.n} calibration images "
+            f"(at least {conformal.needed} needed).",
+            f"- {conformal.statement}",
+        ]
+    else:
+        reason = getattr(conformal, "reason", None) or "the run records no prediction sets"
+        lines.append(f"- No prediction sets: {reason.removeprefix('no prediction sets: ')}.")
     return "\n".join(lines)
 
 

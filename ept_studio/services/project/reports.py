@@ -24,9 +24,12 @@ from pathlib import Path
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.common.files import atomic_write_text, file_sha256
+from ept_studio.core.conformal import ConformalSets, NoPredictionSets, prediction_set
+from ept_studio.core.temperature import Calibration
 from ept_studio.data.store import ImageRecord, Project
+from ept_studio.services.model.run_record import TrainingRecord
 from ept_studio.services.project.model_card import card_runs, card_text
-from ept_studio.services.project.results import RunResults, run_results
+from ept_studio.services.project.results import RunResults, load_run_record, run_results
 
 CSV_KIND = "predictions-csv"
 CARD_KIND = "model-card"
@@ -36,6 +39,8 @@ SCORE_MEANING = (
     "each class's sigmoid), between 0 and 1. It describes the model's output, not a finding, "
     "and is not a calibrated probability of disease."
 )
+SET_SEPARATOR = " | "
+"""Between the class names of a ``prediction_set`` cell."""
 
 
 def readme_path(csv_path: Path) -> Path:
@@ -57,21 +62,46 @@ def export_predictions_csv(
 
     Columns: ``image_id``, ``sha256`` (full content hash), ``role``, ``label`` (``;``-joined,
     empty when none), ``trained_on`` (``yes``/``no``: the model learned from the image),
-    ``predicted_class``, ``score_<class>`` per class, then ``relative_path`` when
-    ``relative_paths``. The notice and counts go to :func:`readme_path` beside it.
+    ``predicted_class``, ``score_<class>`` per class, ``prediction_set`` (the classes in the
+    image's prediction set, joined by :data:`SET_SEPARATOR`, from the stored scores and the
+    thresholds in the model's run record; empty when the model has no sets), then
+    ``relative_path`` when ``relative_paths``. The notice, the counts and what the sets promise
+    go to :func:`readme_path` beside it.
     """
     with _opened(folder_or_project, locations_dir) as project:
         results = run_results(project, run_id)
+        model = _model_record(project, results)
         readme = readme_path(destination)
-        _write_text(readme, CSV_KIND, lambda: _readme_text(results, destination, relative_paths))
+        _write_text(
+            readme, CSV_KIND, lambda: _readme_text(results, destination, relative_paths, model)
+        )
         _write(
             project,
             run_id,
             destination,
             CSV_KIND,
-            lambda: _csv_text(project, results, relative_paths),
+            lambda: _csv_text(project, results, relative_paths, _sets(model)),
         )
     return destination
+
+
+def _model_record(project: Project, results: RunResults) -> TrainingRecord | None:
+    """The run record of the training run whose model made ``results``' predictions."""
+    if results.model_run is None:
+        return None
+    return load_run_record(project, project.run(results.model_run))
+
+
+def _sets(record: TrainingRecord | None) -> ConformalSets | None:
+    conformal = record.conformal if record is not None else None
+    return conformal if isinstance(conformal, ConformalSets) else None
+
+
+def _set_cell(scores: dict[str, float], classes: Sequence[str], sets: ConformalSets | None) -> str:
+    if sets is None:
+        return ""
+    row = [scores.get(name, 0.0) for name in classes]
+    return SET_SEPARATOR.join(classes[c] for c in prediction_set(row, sets.thresholds))
 
 
 def write_model_card(
@@ -114,13 +144,16 @@ def _write_text(destination: Path, kind: str, text: Callable[[], str]) -> None:
     atomic_write_text(Path(destination), text(), kind)
 
 
-def _csv_text(project: Project, results: RunResults, relative_paths: bool) -> str:
+def _csv_text(
+    project: Project, results: RunResults, relative_paths: bool, sets: ConformalSets | None
+) -> str:
     roles = {label.image_id: label.role.value for label in project.labels.all()}
     paths = _relative_paths(project.images()) if relative_paths else {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     header = ["image_id", "sha256", "role", "label", "trained_on", "predicted_class"]
     header += [f"score_{name}" for name in results.classes]
+    header.append("prediction_set")
     writer.writerow(header + (["relative_path"] if relative_paths else []))
     for item in results.images:
         row = [
@@ -131,6 +164,7 @@ def _csv_text(project: Project, results: RunResults, relative_paths: bool) -> st
             "yes" if item.trained_on else "no",
             item.predicted_class,
             *(f"{item.scores.get(name, math.nan):.6f}" for name in results.classes),
+            _set_cell(item.scores, results.classes, sets),
         ]
         writer.writerow(row + ([paths.get(item.image_id, "")] if relative_paths else []))
     return out.getvalue()
@@ -148,7 +182,9 @@ def _relative_paths(images: Sequence[ImageRecord]) -> dict[int, str]:
     return {image_id: path.relative_to(root).as_posix() for image_id, path in known.items()}
 
 
-def _readme_text(results: RunResults, csv_path: Path, relative_paths: bool) -> str:
+def _readme_text(
+    results: RunResults, csv_path: Path, relative_paths: bool, record: TrainingRecord | None
+) -> str:
     model = f"training run {results.model_run}" if results.model_run is not None else "unknown"
     trained = results.trained_on
     source = "its run record" if results.trained_known else "the train role the images have now"
@@ -162,10 +198,13 @@ def _readme_text(results: RunResults, csv_path: Path, relative_paths: bool) -> s
         "Only rows with trained_on = no say anything about how the model does on new images.",
         "",
         SCORE_MEANING,
+        _calibration_words(record),
+        "",
+        *_set_words(record),
         "",
         "Columns: image_id (the image's number in the project), sha256 (the file's content "
         "hash), role (train or test, now), label (the class(es) the image carries now, "
-        "';'-separated), trained_on, predicted_class, score_<class>"
+        "';'-separated), trained_on, predicted_class, score_<class>, prediction_set"
         + (
             ", relative_path (relative to the common folder of the project's sources)."
             if relative_paths
@@ -175,3 +214,35 @@ def _readme_text(results: RunResults, csv_path: Path, relative_paths: bool) -> s
     if not relative_paths:
         lines.append("No file name or path is written: they can carry patient names.")
     return "\n".join(lines) + "\n"
+
+
+def _calibration_words(model: TrainingRecord | None) -> str:
+    calibration = model.calibration if model is not None else None
+    if isinstance(calibration, Calibration):
+        return (
+            f"The scores are temperature-scaled (T = {calibration.temperature:.3f}, fitted on "
+            f"{calibration.images} {calibration.source} the model was not trained on), so that "
+            "a score of 0.8 is right about 8 times in 10 on images like those."
+        )
+    reason = getattr(calibration, "reason", None) or "the model's run records no calibration"
+    return f"The scores are uncalibrated ({reason})."
+
+
+def _set_words(model: TrainingRecord | None) -> list[str]:
+    conformal = model.conformal if model is not None else None
+    if not isinstance(conformal, ConformalSets):
+        reason = (
+            conformal.reason
+            if isinstance(conformal, NoPredictionSets)
+            else "no prediction sets: the model's run records no prediction-set thresholds"
+        )
+        return [f"prediction_set is empty in every row: {reason}."]
+    rule = "one threshold per class" if conformal.mondrian else "one threshold for every class"
+    return [
+        f"prediction_set lists the classes (separated by '{SET_SEPARATOR.strip()}') the model "
+        f"cannot rule out at {conformal.coverage * 100:g} % coverage: over new images like its "
+        f"{conformal.n} calibration images, the set should hold the true class at least "
+        f"{conformal.coverage * 100:g} % of the time ({rule}). An empty set means no class was "
+        "typical enough.",
+        conformal.statement,
+    ]

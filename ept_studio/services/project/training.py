@@ -22,12 +22,12 @@ from ept_studio.common.errors import (
     TrainingCancelled,
 )
 from ept_studio.core.conformal import DEFAULT_COVERAGE
-from ept_studio.core.hold_out import held_out_indices
+from ept_studio.core.hold_out import calibration_half, held_out_indices
 from ept_studio.core.hold_out import held_out_sizes as core_held_out_sizes
 from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
 from ept_studio.services.model import fitting
-from ept_studio.services.model.run_record import RecordedData, RecordedImage, Target
+from ept_studio.services.model.run_record import Evaluation, RecordedData, RecordedImage, Target
 from ept_studio.services.model.training_options import coverage_error
 from ept_studio.services.project.duplicates import straddling_duplicates
 from ept_studio.services.project.trainable import training_blockers
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone
     from ept_studio.core.model import TunedModel
 
+CALIBRATION_ON_HELD_OUT = "held-out training images"
+CALIBRATION_ON_TEST = "a seeded half of each class's test images"
 PROMPT_FILE_NAME = "prompt.safetensors"
 RUN_RECORD_NAME = "run.json"
 
@@ -304,21 +306,45 @@ def _train_and_save(
     training = yield from fitting.fit(
         model, samples, recipe, run.loaded, mode, cancel, val_set=validation or None
     )
-    test = [(pixels, item.target) for item, pixels in run.rendered.test]
-    evaluation, probabilities = fitting.evaluate_samples(model, test, run.loaded, mode)
-    if probabilities is not None:
-        run.project.record_predictions(
-            run.run_id, _test_prediction_rows(run.rendered, probabilities)
+    on_test = bool(run.config.get("calibrate_on_test"))
+    calibration_pairs, test_pairs = test_split(run.rendered.test, on_test, recipe.seed)
+    calibrated = fitting.calibrate(
+        model,
+        [(pixels, item.target) for item, pixels in (calibration_pairs if on_test else held_out)],
+        run.loaded,
+        mode,
+        source=CALIBRATION_ON_TEST if on_test else CALIBRATION_ON_HELD_OUT,
+        coverage=float(run.config.get("coverage", DEFAULT_COVERAGE)),
+    )
+
+    def evaluated(
+        pairs: list[tuple[TrainingItem, Any]],
+    ) -> tuple[Evaluation, list[PredictionRow]]:
+        evaluation, probabilities = fitting.evaluate_samples(
+            model,
+            [(pixels, item.target) for item, pixels in pairs],
+            run.loaded,
+            mode,
+            temperature=calibrated.temperature,
         )
+        if probabilities is None:
+            return evaluation, []
+        return evaluation, _test_prediction_rows(run.rendered.classes, pairs, probabilities)
+
+    _, calibration_rows = evaluated(calibration_pairs)
+    evaluation, test_rows = evaluated(test_pairs)
+    if calibration_rows or test_rows:
+        run.project.record_predictions(run.run_id, calibration_rows + test_rows)
     fitted = fitting.FittedRun(
         source="project",
         model=model,
         loaded=run.loaded,
         recipe=run.config["recipe"],
-        data=_recorded_data(run.rendered),
+        data=_recorded_data(run.rendered, test_pairs, calibration_pairs),
         training=training,
         evaluation=evaluation,
         rendering=_rendering_summary(run.rendered),
+        calibrated=calibrated,
         run_id=run.run_id,
     )
     return _save_run(run, fitted)
@@ -344,14 +370,29 @@ def support_split(
     return support, [pair for k, pair in enumerate(train) if k in held]
 
 
-def _test_prediction_rows(rendered: _Rendered, probabilities: Any) -> list[PredictionRow]:
-    """One stored prediction per test image: the predicted class and every class's model score.
+def test_split(
+    test: Sequence[tuple[TrainingItem, Any]], calibrate_on_test: bool, seed: int
+) -> tuple[list[tuple[TrainingItem, Any]], list[tuple[TrainingItem, Any]]]:
+    """(calibration, scored test): with ``calibrate_on_test`` a seeded half of each class's test
+    images (:func:`~ept_studio.core.hold_out.calibration_half`) calibrates the scores and is
+    never scored as test; otherwise every test image is scored."""
+    if not calibrate_on_test:
+        return [], list(test)
+    chosen = calibration_half([item.target for item, _ in test], seed)
+    calibration = [pair for k, pair in enumerate(test) if k in chosen]
+    return calibration, [pair for k, pair in enumerate(test) if k not in chosen]
+
+
+def _test_prediction_rows(
+    names: Sequence[str], pairs: Sequence[tuple[TrainingItem, Any]], probabilities: Any
+) -> list[PredictionRow]:
+    """One stored prediction per test-role image (calibration images included): the predicted
+    class and every class's calibrated model score.
 
     No attention is kept (an empty ``[0, 0]`` array): an inference run draws the overlays.
     """
     import numpy as np
 
-    names = rendered.classes
     empty = np.zeros((0, 0), dtype=np.float32)
     return [
         PredictionRow(
@@ -360,7 +401,7 @@ def _test_prediction_rows(rendered: _Rendered, probabilities: Any) -> list[Predi
             {name: float(s) for name, s in zip(names, scores, strict=True)},
             empty,
         )
-        for (item, _), scores in zip(rendered.test, probabilities, strict=True)
+        for (item, _), scores in zip(pairs, probabilities, strict=True)
     ]
 
 
@@ -383,8 +424,13 @@ def _save_run(run: _Run, fitted: fitting.FittedRun) -> ProjectTrainingSaved:
     )
 
 
-def _recorded_data(rendered: _Rendered) -> RecordedData:
-    """The run record's data: each image by content hash, with its target and rendering spec."""
+def _recorded_data(
+    rendered: _Rendered,
+    test: list[tuple[TrainingItem, Any]],
+    calibration: list[tuple[TrainingItem, Any]],
+) -> RecordedData:
+    """The run record's data: each image by content hash, with its target and rendering spec;
+    test images calibrated on are recorded as calibration images, not test images."""
 
     def images(pairs: list[tuple[TrainingItem, Any]]) -> tuple[RecordedImage, ...]:
         return tuple(
@@ -395,7 +441,8 @@ def _recorded_data(rendered: _Rendered) -> RecordedData:
         classes=tuple(rendered.classes),
         label_mode=rendered.label_mode.value,
         train=images(rendered.train),
-        test=images(rendered.test),
+        test=images(test),
+        calibration=images(calibration),
     )
 
 

@@ -3,6 +3,7 @@ migrates ept-studio-run/1 records of either kind in memory and refuses any other
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 
 from ept_studio.common.errors import RunRecordError
+from ept_studio.core.conformal import ConformalSets, NoPredictionSets
+from ept_studio.core.temperature import Calibration, Uncalibrated
 from ept_studio.services.model.run_record import (
     RUN_RECORD_FORMAT,
     RecordedImage,
@@ -191,3 +194,65 @@ def test_a_broken_record_is_refused_with_a_message(tmp_path: Path) -> None:
         read_run_record(_path_with(path, document))
     with pytest.raises(RunRecordError, match="cannot be read"):
         read_run_record(tmp_path / "missing.json")
+
+
+def _v2_without_blocks(tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "v2.json"
+    write_run_record(path, read_run_record(_path_with(tmp_path / "v1.json", project_record_v1())))
+    document = json.loads(path.read_text(encoding="utf-8"))
+    for name in ("calibration", "conformal"):
+        document.pop(name)
+    document["data"].pop("calibration")
+    return document
+
+
+def test_a_v2_record_without_calibration_blocks_reads_as_not_recorded(tmp_path: Path) -> None:
+    record = read_run_record(_path_with(tmp_path / "old.json", _v2_without_blocks(tmp_path)))
+    assert record.calibration is None
+    assert record.conformal is None
+    assert record.data.calibration == ()
+
+
+def test_calibration_blocks_and_calibration_images_round_trip(tmp_path: Path) -> None:
+    document = _v2_without_blocks(tmp_path)
+    document["data"]["calibration"] = [{"sha256": SHA["gamma"], "target": [0, 1]}]
+    calibration = Calibration(
+        temperature=1.7, images=12, source="test images", ece_before=0.2, ece_after=0.05
+    )
+    sets = ConformalSets(
+        coverage=0.8,
+        thresholds=(0.4, 0.6),
+        mondrian=True,
+        label_mode="multi",
+        n=12,
+        class_counts=(6, 7),
+        guaranteed=True,
+    )
+    document["calibration"] = calibration.to_dict()
+    document["conformal"] = sets.to_dict()
+    record = read_run_record(_path_with(tmp_path / "new.json", document))
+    assert record.calibration == calibration
+    assert record.conformal == sets
+    assert record.data.calibration == (RecordedImage(SHA["gamma"], (0, 1)),)
+    again = tmp_path / "again.json"
+    write_run_record(again, record)
+    assert read_run_record(again) == record
+
+
+def test_a_run_that_could_not_calibrate_records_why(tmp_path: Path) -> None:
+    document = _v2_without_blocks(tmp_path)
+    first = read_run_record(_path_with(tmp_path / "a.json", document))
+    record = dataclasses.replace(
+        first,
+        calibration=Uncalibrated("scores are uncalibrated: only 3 held-out images", 3),
+        conformal=NoPredictionSets("no prediction sets: only 3 held-out images"),
+    )
+    path = tmp_path / "b.json"
+    write_run_record(path, record)
+    written = json.loads(path.read_text(encoding="utf-8"))
+    assert written["calibration"] == {
+        "reason": "scores are uncalibrated: only 3 held-out images",
+        "images": 3,
+    }
+    assert written["conformal"] == {"reason": "no prediction sets: only 3 held-out images"}
+    assert read_run_record(path) == record

@@ -73,6 +73,7 @@ def test_csv_and_model_card_of_a_training_run_carry_numbers_but_no_phi(
         "predicted_class",
         "score_ct",
         "score_mr",
+        "prediction_set",
     ]
     assert len(rows) == 4
     for row, image_id in zip(rows, sorted([ids[0], ids[2], ids[4], ids[6]]), strict=True):
