@@ -3,8 +3,10 @@
 It opens the app on its welcome page, builds the demo project (de-identified CT, MR and ultrasound
 DICOM files that ship with pydicom and pydicom-data), shows the labelled demo with the readiness
 checklist, the Train tab (simple and Advanced), tunes EPT (the default recipe) on the offline
-default backbone with the status bar following it, opens the results on the test images, predicts
-every image and shows one in the viewer with its caption and the model attention's colour bar.
+default backbone with the status bar following it, opens the results on the test images (then
+scrolled to the calibration and the prediction sets, and one confusion-matrix cell clicked: the
+gallery shows those images), predicts every image and shows one in the viewer with its caption
+and the model attention's colour bar.
 Everything is saved to ``resources/screenshots/``.
 """
 
@@ -63,6 +65,12 @@ def main() -> int:
 
     window.show_results()
     shots.append(_shot(app, window, "results.png"))
+    _scroll_results(window, to_bottom=True)
+    shots.append(_shot(app, window, "results-calibration.png"))
+    if _click_an_error(window):
+        shots.append(_shot(app, window, "results-errors.png"))
+        window.gallery.show_all_images()
+    _scroll_results(window, to_bottom=False)
     if not window.results.predict(None):
         raise SystemExit(f"prediction did not start: {window.results.state.text()}")
     _wait(app, window)
@@ -80,6 +88,33 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     sys.stdout.write("".join(f"{path}\n" for path in shots))
     return 0
+
+
+def _scroll_results(window: object, *, to_bottom: bool) -> None:
+    """The Results page scrolled to its calibration and prediction sets, or back to the top."""
+    from ept_studio.gui.side_tabs import PageScroller
+
+    scroller = window.results.parentWidget()  # type: ignore[attr-defined]
+    while scroller is not None and not isinstance(scroller, PageScroller):
+        scroller = scroller.parentWidget()
+    if scroller is not None:
+        bar = scroller.verticalScrollBar()
+        bar.setValue(bar.maximum() if to_bottom else 0)
+
+
+def _click_an_error(window: object) -> bool:
+    """Click the confusion-matrix cell with the most wrong test images: the gallery shows them."""
+    view = window.results.view  # type: ignore[attr-defined]
+    results = view.results
+    matrix = results.scores.confusion_matrix if results and results.scores else None
+    if not matrix:
+        return False
+    cells = [(n, i, j) for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j]
+    count, row, column = max(cells, default=(0, 0, 0))
+    if count == 0:
+        return False
+    view.confusion.cellClicked.emit(row, column)
+    return True
 
 
 def _mid_run_shot(app: object, window: object, shots: list[Path]) -> None:

@@ -244,6 +244,14 @@ class ReliabilityPlot(QWidget):
         )
 
 
+def _fit_height(table: QTableWidget) -> None:
+    """As tall as its rows (no empty band below them), at least a header and one row."""
+    rows = sum(table.rowHeight(row) for row in range(table.rowCount()))
+    header = table.horizontalHeader().height() if table.columnCount() else 0
+    height = max(rows, table.verticalHeader().defaultSectionSize()) + header
+    table.setFixedHeight(height + 2 * table.frameWidth() + 2)
+
+
 class ResultsView(QWidget):
     """Shows one :class:`RunResults`; empty (with a hint) until there is one."""
 
@@ -290,9 +298,9 @@ class ResultsView(QWidget):
         layout.addWidget(self.headline)
         layout.addWidget(self.warnings)
         layout.addWidget(self.sets)
-        layout.addWidget(self.per_class, 1)
+        layout.addWidget(self.per_class)
         layout.addWidget(QLabel("Confusion matrix (rows: true, columns: predicted; click a cell)"))
-        layout.addWidget(self.confusion, 1)
+        layout.addWidget(self.confusion)
         layout.addWidget(self.calibration)
         layout.addLayout(plots, 1)
 
@@ -333,6 +341,8 @@ class ResultsView(QWidget):
                 self.per_class.setItem(row, column, QTableWidgetItem(text))
         self.per_class.resizeRowsToContents()
         self._show_confusion(results)
+        for table in (self.per_class, self.confusion):
+            _fit_height(table)
         self.calibration.setText(calibration_text(results))
         self.sets.setText(sets_text(results))
         self._show_reliability(results.calibration)

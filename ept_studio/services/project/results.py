@@ -290,9 +290,9 @@ def _record_calibration(record: TrainingRecord | None) -> ModelCalibration:
     images = getattr(record.data, "calibration", None) or ()
     return ModelCalibration(
         calibration if isinstance(calibration, Calibration) else None,
-        reason or NOT_RECORDED.reason,
+        "" if isinstance(calibration, Calibration) else reason or NOT_RECORDED.reason,
         sets if isinstance(sets, ConformalSets) else None,
-        sets_reason or NOT_RECORDED.sets_reason,
+        "" if isinstance(sets, ConformalSets) else sets_reason or NOT_RECORDED.sets_reason,
         frozenset(str(getattr(image, "sha256", image)) for image in images),
     )
 
