@@ -172,7 +172,7 @@ def uncalibrated_reason(targets: npt.ArrayLike, label_mode: str = "single") -> s
             if count == 0
             else f"only {count} held-out image" + ("s" if count != 1 else "")
         )
-        return f"scores are uncalibrated: {what} (at least {MIN_CALIBRATION_IMAGES} are needed)"
+        return f"scores are uncalibrated: {what}; at least {MIN_CALIBRATION_IMAGES} are needed"
     if _check_mode(label_mode) == "multi":
         if y.min() == y.max():
             return (

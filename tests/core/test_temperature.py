@@ -66,8 +66,8 @@ def test_too_few_images_or_one_class_gives_the_reason() -> None:
     result = fit_calibration(logits, labels, source="held-out support images")
     assert isinstance(result, Uncalibrated)
     assert result.reason == (
-        "scores are uncalibrated: only 6 held-out images "
-        f"(at least {MIN_CALIBRATION_IMAGES} are needed)"
+        "scores are uncalibrated: only 6 held-out images; "
+        f"at least {MIN_CALIBRATION_IMAGES} are needed"
     )
     one_class = fit_calibration(np.zeros((12, 3)), np.ones(12, int), source="held out")
     assert isinstance(one_class, Uncalibrated)

@@ -68,7 +68,7 @@ def _project(tmp_path: Path, calibrated: bool = True) -> tuple[Path, dict[int, i
     return folder, targets, sorted(test if calibrated else test + calibration)
 
 
-REASON = "scores are uncalibrated: only 4 held-out images (at least 10 are needed)"
+REASON = "scores are uncalibrated: only 4 held-out images; at least 10 are needed"
 NO_SETS = "no prediction sets: there are no calibration images"
 
 
@@ -192,7 +192,7 @@ def test_an_uncalibrated_run_shows_the_reason_and_says_uncalibrated(
     _open_results(qtbot, window, folder)
     view = window.results.view
     assert view.calibration.text().startswith(
-        "Scores are uncalibrated: only 4 held-out images (at least 10 are needed). "
+        "Scores are uncalibrated: only 4 held-out images; at least 10 are needed. "
     )
     assert view.calibration.text().endswith("on the 8 test images (uncalibrated scores).")
     assert "(uncalibrated scores)" in view.headline.text()

@@ -119,7 +119,7 @@ class Calibrated:
         return self.calibration.temperature if isinstance(self.calibration, Calibration) else 1.0
 
 
-UNCALIBRATED_SETS = "no prediction sets: the scores could not be calibrated ({reason})"
+UNCALIBRATED_SETS = "no prediction sets, as the scores could not be calibrated: {reason}"
 
 
 def calibrate(

@@ -26,7 +26,7 @@ The warnings are the ones a few-shot user needs to read the numbers honestly.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 
@@ -283,35 +283,18 @@ def prediction_words(
 def _record_calibration(record: TrainingRecord | None) -> ModelCalibration:
     if record is None:
         return UNKNOWN_CALIBRATION
-    calibration, reason = _block(getattr(record, "calibration", None), Calibration.from_dict)
-    sets, sets_reason = _block(getattr(record, "conformal", None), ConformalSets.from_dict)
-    if calibration is None and sets is None and not reason and not sets_reason:
+    calibration, sets = record.calibration, record.conformal
+    if calibration is None and sets is None:
         return NOT_RECORDED
-    images = getattr(record.data, "calibration", None) or ()
+    fitted = calibration if isinstance(calibration, Calibration) else None
+    fitted_sets = sets if isinstance(sets, ConformalSets) else None
     return ModelCalibration(
-        calibration if isinstance(calibration, Calibration) else None,
-        "" if isinstance(calibration, Calibration) else reason or NOT_RECORDED.reason,
-        sets if isinstance(sets, ConformalSets) else None,
-        "" if isinstance(sets, ConformalSets) else sets_reason or NOT_RECORDED.sets_reason,
-        frozenset(str(getattr(image, "sha256", image)) for image in images),
+        fitted,
+        "" if fitted else getattr(calibration, "reason", NOT_RECORDED.reason),
+        fitted_sets,
+        "" if fitted_sets else getattr(sets, "reason", NOT_RECORDED.sets_reason),
+        frozenset(image.sha256 for image in record.data.calibration),
     )
-
-
-def _block(value: object, parse: Callable[[object], object]) -> tuple[object | None, str]:
-    """A run record's calibration or conformal block: the fitted object, or why there is none."""
-    if value is None:
-        return None, ""
-    if isinstance(value, (Calibration, ConformalSets)):
-        return value, ""
-    if isinstance(value, Mapping):
-        if "reason" in value:
-            return None, str(value["reason"])
-        try:
-            return parse(value), ""
-        except ValueError:
-            return None, "the run record's calibration cannot be read"
-    reason = getattr(value, "reason", None)
-    return None, str(reason) if reason else ""
 
 
 def set_names(

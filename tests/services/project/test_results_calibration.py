@@ -202,7 +202,7 @@ def test_the_caption_and_the_gallery_show_the_set(project: Project) -> None:
 
 def test_an_uncalibrated_run_says_why_wherever_its_scores_are_shown(project: Project) -> None:
     targets, train, calibration, test = _split(project)
-    reason = "scores are uncalibrated: only 4 held-out images (at least 10 are needed)"
+    reason = "scores are uncalibrated: only 4 held-out images; at least 10 are needed"
     run_id = record_training_run(
         project,
         {i: [0.7, 0.3] for i in targets},
