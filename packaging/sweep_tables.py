@@ -7,7 +7,8 @@ replaces each block ``<!-- sweep: NAME -->`` ... ``<!-- /sweep -->`` of
 ``resources/docs/evidence.md`` with the table NAME
 (``default-verdicts`` is the default recipe's lines of ``table.md``: where each method beats, ties
 or falls below the prototype; ``calibration.md`` is the default recipe's ECE before and after
-temperature scaling and its prediction sets' coverage, from the runs that measured them).
+temperature scaling and its prediction sets' coverage, from the runs that measured them, quoted
+in the block ``<!-- calibration -->`` ... ``<!-- /calibration -->``).
 ``--check`` writes nothing and exits 1 when a file would change.
 """
 
@@ -23,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "resources" / "evidence" / "sweep"
 RUNS = (SWEEP / "runs", ROOT / "resources" / "evidence" / "recipes-textiles-k5" / "paper")
 EVIDENCE = ROOT / "resources" / "docs" / "evidence.md"
+CALIBRATION_RUNS = "calib-"
+"""Folders of runs made for the calibration table: they repeat sweep cells (same draws, same
+recipe), so the accuracy tables leave them out, and the calibration table checks that their
+whole-query accuracies are the sweep's, run for run."""
 """The document whose marked blocks quote the sweep's tables."""
 
 VERSUS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -43,27 +48,39 @@ VERSUS: dict[str, tuple[tuple[str, str], ...]] = {
 """Each table made of recipe-against-recipe comparisons, in the order they are printed."""
 
 BLOCK = re.compile(r"(<!-- sweep: (?P<name>[\w.-]+) -->\n)(?:(?!<!--).)*?(<!-- /sweep -->)", re.S)
+CALIBRATION_BLOCK = re.compile(
+    r"(<!-- calibration -->\n)(?:(?!<!--).)*?(<!-- /calibration -->)", re.S
+)
+"""The evidence document's one block that quotes ``calibration.md``."""
 
 
 def tables() -> dict[str, str]:
     """Every table of the sweep folder, by file name, as ``sweep-report`` writes them."""
-    from ept_studio.evidence.calibration_report import calibration_markdown, load_calibration
+    from ept_studio.evidence.calibration_report import (
+        calibration_markdown,
+        load_calibration,
+        reproduction,
+    )
     from ept_studio.evidence.sweep_report import (
         baseline_gains,
         load_sweep,
         recipe_gains,
+        results_files,
         sweep_markdown,
         versus_markdown,
         wide_markdown,
     )
 
-    runs = [path for path in RUNS if path.exists()]
-    cells = load_sweep(runs)
+    files = results_files([path for path in RUNS if path.exists()])
+    repeats = [f for f in files if f.parent.name.startswith(CALIBRATION_RUNS)]
+    cells = load_sweep([f for f in files if f not in repeats])
     gains = baseline_gains(cells)
     out = {
         "table.md": sweep_markdown(cells, gains),
         "default-wide.md": wide_markdown(cells, gains, "default"),
-        "calibration.md": calibration_markdown(load_calibration(runs)),
+        "calibration.md": calibration_markdown(
+            load_calibration(files), reproduced=reproduction(load_sweep(repeats), cells)
+        ),
     }
     for name, pairs in VERSUS.items():
         parts = [
@@ -102,7 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     made = tables()
     blocks = dict(made, **{"default-verdicts": default_verdicts(made["table.md"])})
     targets: dict[Path, str] = {SWEEP / name: text for name, text in made.items()}
-    targets[EVIDENCE] = fill_blocks(EVIDENCE.read_text(encoding="utf-8"), blocks)
+    document = fill_blocks(EVIDENCE.read_text(encoding="utf-8"), blocks)
+    targets[EVIDENCE] = CALIBRATION_BLOCK.sub(
+        lambda match: match.group(1) + made["calibration.md"].strip() + "\n" + match.group(2),
+        document,
+    )
     changed = [path for path, text in targets.items() if _differs(path, text)]
     for path in changed:
         if not args.check:

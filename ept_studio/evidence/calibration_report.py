@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ept_studio.common.errors import ConfigError
-from ept_studio.evidence.sweep_report import preset_in_command, recipe_name, results_files
+from ept_studio.evidence.sweep_report import (
+    SweepCell,
+    preset_in_command,
+    recipe_name,
+    results_files,
+)
 
 GRID_DATASETS = ("dicom-modality", "lfw-faces", "mri-planes", "textiles")
 GRID_SHOTS = (5, 10)
@@ -126,12 +131,39 @@ def _row(cell: CalibrationCell) -> str:
     )
 
 
+def reproduction(repeats: Sequence[SweepCell], sweep: Sequence[SweepCell]) -> list[str]:
+    """Whether runs made again for this table gave the sweep's whole-query accuracy, draw by draw."""
+    if not repeats:
+        return []
+    found = {(c.dataset, c.shots, c.recipe, c.method): c for c in sweep}
+    same, differ, new = [], [], []
+    for cell in repeats:
+        earlier = found.get((cell.dataset, cell.shots, cell.recipe, cell.method))
+        name = f"{cell.method} on {cell.dataset} at K = {cell.shots}"
+        if earlier is None:
+            new.append(name)
+        elif all(earlier.by_draw.get(d) == v for d, v in cell.by_draw.items()):
+            same.append(name)
+        else:
+            differ.append(name)
+    line = (
+        f"- Whole-query accuracy of these runs, draw by draw, the same as the sweep's runs of the "
+        f"same cell in {len(same)} of {len(same) + len(differ)} cells"
+    )
+    line += "." if not differ else "; different in: " + "; ".join(differ) + "."
+    if new:
+        line += " No sweep runs to compare with: " + "; ".join(new) + "."
+    return [line]
+
+
 def calibration_markdown(
     cells: Sequence[CalibrationCell],
     recipe: str = "default",
     grid_methods: Sequence[str] = GRID_METHODS,
+    reproduced: Sequence[str] = (),
 ) -> str:
-    """The table of ``recipe``'s cells, the two claims checked, and the grid's cells not run."""
+    """The table of ``recipe``'s cells, the two claims checked, the grid's cells not run, and
+    the ``reproduced`` lines of :func:`reproduction`."""
     chosen = [c for c in cells if c.recipe == recipe]
     lines = [
         "| dataset | K | method | runs | accuracy, evaluation part (%) | ECE before -> after (%) "
@@ -142,6 +174,7 @@ def calibration_markdown(
         "",
         *_claims(chosen),
         *_not_run(chosen, grid_methods),
+        *reproduced,
     ]
     return "\n".join(lines) + "\n"
 

@@ -10,7 +10,12 @@ import pytest
 
 from ept_studio.common.errors import ConfigError
 from ept_studio.core.training import recipe_from_settings
-from ept_studio.evidence.calibration_report import calibration_markdown, load_calibration
+from ept_studio.evidence.calibration_report import (
+    calibration_markdown,
+    load_calibration,
+    reproduction,
+)
+from ept_studio.evidence.sweep_report import SweepCell
 
 
 def summary(
@@ -88,3 +93,19 @@ def test_the_same_cell_with_other_numbers_is_refused(tmp_path: Path) -> None:
     write(tmp_path / "c", "textiles", [summary("linear", 5, 0.3, 0.1, 0.9)])
     with pytest.raises(ConfigError, match="two results files"):
         load_calibration([tmp_path])
+
+
+def test_runs_made_again_are_checked_against_the_sweeps_accuracy() -> None:
+    def cell(method: str, by_draw: dict[int, float]) -> SweepCell:
+        return SweepCell(
+            "textiles", "t", 5, "default", method, "accuracy", by_draw, 0.5, 0.0, None, None,
+            1.0, 0, 3, 60.0,
+        )  # fmt: skip
+
+    sweep = [cell("linear", {0: 0.5, 1: 0.6}), cell("ept", {0: 0.5, 1: 0.6})]
+    repeats = [cell("linear", {0: 0.5, 1: 0.6}), cell("ept", {0: 0.5, 1: 0.7})]
+    [line] = reproduction([*repeats, cell("vpt", {0: 0.1})], sweep)
+    assert "the same as the sweep's runs of the same cell in 1 of 2 cells" in line
+    assert "different in: ept on textiles at K = 5." in line
+    assert "No sweep runs to compare with: vpt on textiles at K = 5." in line
+    assert reproduction([], sweep) == []
