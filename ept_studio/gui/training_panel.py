@@ -236,6 +236,7 @@ class TrainingPanel(QWidget):
             hold_out=self.hold_out.isChecked(),
             patience=self.patience.value() or None,
             coverage=self.coverage.value() / 100,
+            calibrate_on_test=self.advanced.calibrate_on_test.isChecked(),
         )
 
     def set_recipe(self, key: str) -> None:

@@ -85,6 +85,7 @@ class AdvancedSettings(QWidget):
         self.coverage.setRange(50, 99)
         self.coverage.setValue(90)
         self.coverage.setSuffix(" %")
+        self.calibrate_on_test = QCheckBox("Calibrate on half of the test images")
         self._set_tooltips()
         self._add_rows(form)
         self._connect_changes()
@@ -102,6 +103,7 @@ class AdvancedSettings(QWidget):
             ("Stop early after", self.patience),
             ("Run on", self.device),
             ("Prediction sets hold the right class", self.coverage),
+            ("", self.calibrate_on_test),
         ]
         for text, widget in rows:
             if text:
@@ -143,6 +145,12 @@ class AdvancedSettings(QWidget):
             "n >= 1/alpha - 1 calibration images (alpha = 1 - coverage: 9 for 90 %, 19 for 95 %); "
             "with fewer the app says it cannot promise it. Higher coverage: larger sets."
         )
+        self.calibrate_on_test.setToolTip(
+            "calibration set from the test images: temperature scaling and the prediction sets "
+            "are fitted on a seeded half of each class's test images, which are then not scored "
+            "as test images. Off: they are fitted on the held-out training images, when at "
+            "least 10 are kept aside."
+        )
 
     def _connect_changes(self) -> None:
         for combo in (self.recipe, self.device):
@@ -153,6 +161,7 @@ class AdvancedSettings(QWidget):
         self.learning_rate.valueChanged.connect(self._on_changed)
         self.blocks.textChanged.connect(self._on_changed)
         self.hold_out.toggled.connect(self._on_changed)
+        self.calibrate_on_test.toggled.connect(self._on_changed)
 
     @Slot()
     def _on_changed(self) -> None:

@@ -209,3 +209,13 @@ def test_the_coverage_control_sets_the_training_options(window: MainWindow) -> N
     assert "n >= 1/alpha - 1" in panel.advanced.coverage.toolTip()
     panel.advanced.coverage.setValue(95)
     assert panel.options().coverage == pytest.approx(0.95)
+
+
+def test_calibrating_on_test_images_is_a_choice_the_options_carry(window: MainWindow) -> None:
+    panel = window.training
+    box = panel.advanced.calibrate_on_test
+    assert not box.isChecked()
+    assert panel.options().calibrate_on_test is False
+    assert "not scored as test images" in box.toolTip()
+    box.setChecked(True)
+    assert panel.options().calibrate_on_test is True

@@ -317,9 +317,22 @@ def test_the_plan_says_what_the_recipe_changes_before_the_press(labelled: MainWi
         "(50 steps).",
         "• Hold-out for picking the best pass is off: every class needs 5 training images "
         "(fundus has 4, histology has 4).",
+        "• Scores will not be calibrated, so there will be no prediction sets: no held-out "
+        "images, and at least 10 are needed. Tick 'Calibrate on half of the test images' or add "
+        "training images.",
     ]
     panel.hold_out.setChecked(False)
-    assert len(panel.notes_label.text().splitlines()) == 1
+    assert len(panel.notes_label.text().splitlines()) == 2
+    panel.advanced.calibrate_on_test.setChecked(True)
+    assert (
+        panel.notes_label.text()
+        .splitlines()[-1]
+        .startswith("• Scores will not be calibrated, so there will be no prediction sets: only ")
+    )
+    assert panel.notes_label.text().endswith(
+        "test images (half of each class's), and at least 10 are needed. Add test images or "
+        "untick 'Calibrate on half of the test images'."
+    )
 
 
 def test_the_checklist_follows_the_labels_and_split_for_me_makes_a_test_set(

@@ -14,8 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ept_studio.core.hold_out import HOLD_OUT_MINIMUM
+from ept_studio.core.conformal import minimum_images
+from ept_studio.core.hold_out import HOLD_OUT_MINIMUM, calibration_half
 from ept_studio.core.run_length import PRESET_LENGTHS, RunLength
+from ept_studio.core.temperature import MIN_CALIBRATION_IMAGES
 from ept_studio.data.store import LabelMode, Project, Role
 from ept_studio.services.model.training_options import TrainingOptions
 from ept_studio.services.project.readiness import class_counts
@@ -92,6 +94,7 @@ def _plan(
     notes = [
         *_length_notes(length, support, options.epochs is not None),
         *_hold_out_notes(tset, counts, options, held),
+        *_calibration_notes(tset, options, held),
         *_patience_notes(options, held),
     ]
     return TrainingPlan(
@@ -183,6 +186,36 @@ def _hold_out_notes(
     if options.patience:
         note += f"; training stops early after {options.patience} passes without improvement"
     return [note + "."]
+
+
+def _calibration_notes(
+    tset: TrainingSet, options: TrainingOptions, held: Sequence[int]
+) -> list[str]:
+    """Whether the run's scores will be calibrated and get prediction sets, and on which images:
+    known before the run, so said before it."""
+    if options.calibrate_on_test:
+        targets = [item.target for item in tset.of_role(Role.TEST)]
+        count = len(calibration_half(targets, options.seed))
+        images = f"{count} test images (half of each class's)"
+        fix = "Add test images or untick 'Calibrate on half of the test images'."
+    else:
+        count = sum(held)
+        images = f"{count} held-out images"
+        fix = "Tick 'Calibrate on half of the test images' or add training images."
+    if count < MIN_CALIBRATION_IMAGES:
+        few = f"only {images}" if count else "no " + images.split(" ", 1)[1]
+        return [
+            f"Scores will not be calibrated, so there will be no prediction sets: {few}, and at "
+            f"least {MIN_CALIBRATION_IMAGES} are needed. {fix}"
+        ]
+    percent = f"{options.coverage * 100:.0f} %"
+    note = f"{images} will calibrate the scores and make {percent} prediction sets"
+    if options.calibrate_on_test:
+        note += "; they are not scored as test images"
+    needed = minimum_images(options.coverage)
+    if count < needed:
+        note += f". With fewer than {needed} calibration images the {percent} cannot be promised"
+    return [note[0].upper() + note[1:] + "."]
 
 
 def _patience_notes(options: TrainingOptions, held: Sequence[int]) -> list[str]:

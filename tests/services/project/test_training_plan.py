@@ -25,7 +25,7 @@ from ept_studio.services.model.run_record import (
     write_run_record,
 )
 from ept_studio.services.model.training_options import TrainingOptions
-from ept_studio.services.project import Project
+from ept_studio.services.project import Project, Role
 from ept_studio.services.project.training_plan import device_label, plan_training, rough_duration
 
 SIZES = {"six": (3, 3), "twelve": (7, 5), "twenty-one": (11, 10)}
@@ -77,6 +77,13 @@ def test_the_plan_has_the_steps_the_run_will_take(
     assert plan.batch_size == recipe.batch_size
 
 
+CALIBRATION_TICK = "Tick 'Calibrate on half of the test images' or add training images."
+NO_HELD_OUT_CALIBRATION = (
+    "Scores will not be calibrated, so there will be no prediction sets: no held-out images, and "
+    f"at least 10 are needed. {CALIBRATION_TICK}"
+)
+
+
 def test_the_plan_says_what_the_recipe_changes(projects: dict[str, Project]) -> None:
     plan = plan_training(projects["six"], TrainingOptions(epochs=2), gpu_names=[])
     assert (plan.steps, plan.epochs, plan.epochs_requested) == (50, 25, 2)
@@ -85,6 +92,7 @@ def test_the_plan_says_what_the_recipe_changes(projects: dict[str, Project]) -> 
         "(50 steps).",
         "Hold-out for picking the best pass is off: every class needs 5 training images "
         "(fundus has 3, histology has 3).",
+        NO_HELD_OUT_CALIBRATION,
     )
     untouched = plan_training(projects["six"], TrainingOptions(recipe="paper"), gpu_names=[])
     assert (untouched.steps, untouched.epochs, untouched.notes) == (
@@ -93,6 +101,7 @@ def test_the_plan_says_what_the_recipe_changes(projects: dict[str, Project]) -> 
         (
             "Hold-out for picking the best pass is off: every class needs 5 training images "
             "(fundus has 3, histology has 3).",
+            NO_HELD_OUT_CALIBRATION,
         ),
     )
 
@@ -106,6 +115,8 @@ def test_the_recipes_own_passes_are_named_when_the_user_set_none(
         "will run 17 passes (51 steps).",
         "2 training images are kept aside to pick the best pass; training stops early after 3 "
         "passes without improvement.",
+        "Scores will not be calibrated, so there will be no prediction sets: only 2 held-out "
+        f"images, and at least 10 are needed. {CALIBRATION_TICK}",
     )
 
 
@@ -193,7 +204,7 @@ def test_planning_and_drawing_the_train_tab_import_no_torch(
     code = f"""
 import sys
 from pathlib import Path
-from ept_studio.services.project import Project
+from ept_studio.services.project import Project, Role
 from ept_studio.services.project.readiness import check_readiness
 from ept_studio.services.project.test_split import suggest_test_split
 from ept_studio.services.model.training_options import TrainingOptions
@@ -234,3 +245,39 @@ def test_stopping_early_without_held_out_images_is_said_to_be_off(
             projects["twenty-one"], TrainingOptions(hold_out=False), gpu_names=[]
         ).notes
     )
+
+
+def test_the_plan_says_before_the_run_when_scores_will_not_be_calibrated(
+    projects: dict[str, Project],
+) -> None:
+    held = plan_training(projects["twenty-one"], TrainingOptions(), gpu_names=[])
+    assert sum(held.held_out) == 4
+    assert (
+        "Scores will not be calibrated, so there will be no prediction sets: only 4 held-out "
+        f"images, and at least 10 are needed. {CALIBRATION_TICK}"
+    ) in held.notes
+    none = plan_training(projects["twenty-one"], TrainingOptions(hold_out=False), gpu_names=[])
+    assert (
+        "Scores will not be calibrated, so there will be no prediction sets: no held-out "
+        f"images, and at least 10 are needed. {CALIBRATION_TICK}"
+    ) in none.notes
+
+
+def test_the_plan_names_the_test_images_that_will_calibrate(tmp_path: Path) -> None:
+    layout: dict[str, list[str | None]] = {"fundus": [None] * 12, "histology": [None] * 13}
+    with labelled_project(tmp_path / "p", layout) as project:
+        ids = [image.id for image in project.images()]
+        project.labels.set_role(ids[:10] + ids[12:23], Role.TEST)
+        plan = plan_training(project, TrainingOptions(calibrate_on_test=True), gpu_names=[])
+        assert (
+            "10 test images (half of each class's) will calibrate the scores and make 90 % "
+            "prediction sets; they are not scored as test images."
+        ) in plan.notes
+        fewer = plan_training(
+            project, TrainingOptions(calibrate_on_test=True, coverage=0.95), gpu_names=[]
+        )
+        assert (
+            "10 test images (half of each class's) will calibrate the scores and make 95 % "
+            "prediction sets; they are not scored as test images. With fewer than 19 calibration "
+            "images the 95 % cannot be promised."
+        ) in fewer.notes
