@@ -81,6 +81,7 @@ def test_the_table_checks_both_claims_and_names_the_cells_not_run(tmp_path: Path
     assert "- ECE after <= ECE before (mean over the draws) in 1 of 2 cells; not in: ept" in text
     assert "within its finite-sample bounds in 1 of 2 cells; outside: ept on textiles" in text
     assert "below the bound by 5.0 pp, 2.5 se" in text
+    assert "Of the 1 outside, 0 miss the bounds by at most 2 standard errors" in text
     assert "- Cannot run: dicom-modality at K = 10" in text
     assert "linear on lfw-faces at K = 5" in text.split("Not run yet:")[1]
     assert "linear on textiles at K = 5" not in text.split("Not run yet:")[1]
