@@ -222,7 +222,7 @@ def _gap(cell: CalibrationCell) -> float:
     """How far the mean coverage lies outside its bounds (0 inside)."""
     s = cell.summary
     low, high, mean = s["coverage_low"], s["coverage_high"], s["coverage_mean"]
-    return max(0.0, low - mean, mean - high)
+    return float(max(0.0, low - mean, mean - high))
 
 
 def _coverage(cell: CalibrationCell) -> str:
