@@ -9,7 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${EPT_STUDIO_VENV:-.venv}
 TORCH_PINS=${EPT_STUDIO_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
-SYSTEM_PACKAGES="libegl1 libgl1 libfontconfig1 fonts-dejavu-core libglib2.0-0 libxkbcommon0 libdbus-1-3"
+# orthanc + orthanc-dicomweb: the PACS the tests start on loopback (tests/pacs), never its service.
+SYSTEM_PACKAGES="libegl1 libgl1 libfontconfig1 fonts-dejavu-core libglib2.0-0 libxkbcommon0 libdbus-1-3 orthanc orthanc-dicomweb"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 log() { printf '[ept-studio setup] %s\n' "$*" >&2; }

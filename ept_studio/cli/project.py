@@ -1,5 +1,6 @@
 """The project commands: ``ept-studio project new|import|classes|label|role|undo|redo|list|check|
-runs|export|export-key|import-key`` (``ept-studio train --project`` is in :mod:`ept_studio.cli.training`).
+runs|export|export-key|import-key`` (``search-pacs|import-pacs``: :mod:`ept_studio.cli.pacs`;
+``ept-studio train --project``: :mod:`ept_studio.cli.training`).
 
 Images are named by their id in the project (``project list`` shows ids, status and files).
 """
@@ -12,6 +13,7 @@ from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
+from ept_studio.cli.pacs import add_pacs_commands
 from ept_studio.common.files import check_output_file, display_path
 
 EXPORTED_MODEL_NAME = "model.onnx"
@@ -58,6 +60,7 @@ def add_commands(commands: Any) -> None:
         step.add_argument("folder", type=Path)
         step.set_defaults(handler=run_undo if name == "undo" else run_redo)
     _add_reading_commands(sub)
+    add_pacs_commands(sub, _show_report)
 
 
 def _add_reading_commands(sub: Any) -> None:

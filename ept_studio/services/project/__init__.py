@@ -53,6 +53,7 @@ from ept_studio.services.project.importing import (
     import_paths,
     iter_import,
     missing_or_changed,
+    pacs_cache_dir,
 )
 from ept_studio.services.project.inference import (
     ProjectPredicted,
@@ -67,6 +68,16 @@ from ept_studio.services.project.lifecycle import (
     is_project_folder,
     new_project_folder,
     open_project,
+)
+from ept_studio.services.project.pacs import (
+    PacsError,
+    PacsImportEvent,
+    PacsRetrieved,
+    PacsServer,
+    PacsStudy,
+    iter_pacs_import,
+    pacs_import,
+    search_studies,
 )
 from ept_studio.services.project.preview import (
     ImagePreview,
@@ -181,6 +192,11 @@ __all__ = [
     "LabelMode",
     "MetadataRow",
     "OnnxExportResult",
+    "PacsError",
+    "PacsImportEvent",
+    "PacsRetrieved",
+    "PacsServer",
+    "PacsStudy",
     "Project",
     "ProjectDataReady",
     "ProjectPredicted",
@@ -220,6 +236,7 @@ __all__ = [
     "import_project_key",
     "is_project_folder",
     "iter_import",
+    "iter_pacs_import",
     "iter_preview",
     "latest_prediction_run",
     "metadata_rows",
@@ -232,6 +249,8 @@ __all__ = [
     "open_view_file",
     "overlay_caption",
     "overlay_pixels",
+    "pacs_cache_dir",
+    "pacs_import",
     "plan_training",
     "predict_project",
     "predict_with_run",
@@ -245,6 +264,7 @@ __all__ = [
     "rough_duration",
     "run_results",
     "scope_summary",
+    "search_studies",
     "suggest_test_split",
     "train_on_project",
     "trained_runs",

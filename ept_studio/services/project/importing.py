@@ -44,6 +44,8 @@ THUMBNAIL_SIZE = 256
 NOT_UTF8_REASON = "the file name is not valid UTF-8; rename the file (or its folder) to import it"
 """Why a file whose path is not UTF-8 (possible on Linux) is skipped: the project's location index
 stores text, and such a name would not be found again the same way."""
+PACS_CACHE = Path("cache", "pacs")
+"""Where instances retrieved from a PACS are kept, relative to the project folder."""
 _TEXT_MODALITIES = frozenset({"US", "SC", "XC", "OT", "DOC"})
 """Modalities whose pixels often carry burned-in text (ultrasound, secondary capture, photos)."""
 
@@ -152,11 +154,13 @@ def _collect(
 ) -> list[_Candidate]:
     """Every file under ``paths`` (hidden files and folders left out), each real file once.
 
-    The project's own folder (its database, caches and runs) is never imported.
+    The project's own folder (its database, caches and runs) is never imported, except the copies
+    retrieved from a PACS (:func:`pacs_cache_dir`), which are the images themselves.
     """
     found: list[_Candidate] = []
     seen: set[Path] = set()
     own = project_folder.resolve()
+    retrieved = (project_folder / PACS_CACHE).resolve()
     for given in paths:
         root = Path(given).absolute()
         if root.is_dir():
@@ -171,7 +175,7 @@ def _collect(
     unique = []
     for candidate in found:
         real = candidate.path.resolve()
-        if real.is_relative_to(own):
+        if real.is_relative_to(own) and not real.is_relative_to(retrieved):
             continue
         if real not in seen:
             seen.add(real)
@@ -312,6 +316,11 @@ class _Importer:
 
 def _thumbnail(path: Path, spec: RenderingSpec, folder: Path, sha: str) -> None:
     thumbnail_for(path, spec, folder, size=THUMBNAIL_SIZE, content_sha256=sha)
+
+
+def pacs_cache_dir(project: Project) -> Path:
+    """The project's copies of instances retrieved from a PACS (the PACS itself is never written)."""
+    return project.folder / PACS_CACHE
 
 
 def missing_or_changed(project: Project, image_ids: Sequence[int] | None = None) -> dict[str, int]:

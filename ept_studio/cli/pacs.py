@@ -1,0 +1,154 @@
+"""``ept-studio project search-pacs|import-pacs``: find studies on a DICOMweb PACS and import them.
+
+A password or token is read from an environment variable (``--password-env`` / ``--token-env``)
+or asked for at the prompt, never taken from the command line, where other users and the shell's
+history would see it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ept_studio.cli.console import Console
+from ept_studio.common.errors import EptStudioError
+
+
+def add_pacs_commands(sub: Any, show_report: Callable[[Any, Console, str | None], None]) -> None:
+    """Register ``search-pacs`` and ``import-pacs`` under ``project``; ``show_report`` tells an
+    import's outcome (as ``project import`` does)."""
+    search = sub.add_parser("search-pacs", help="find studies on a DICOMweb PACS (QIDO-RS)")
+    search.add_argument("folder", type=Path, help="the project folder")
+    _add_server_options(search)
+    search.add_argument("--patient", help="part of the patient's name")
+    search.add_argument("--patient-id", help="the patient ID, exactly")
+    search.add_argument("--modality", help="a modality in the study, e.g. CT")
+    search.add_argument(
+        "--date", help="study date YYYYMMDD, or a range YYYYMMDD-YYYYMMDD (an end may be open)"
+    )
+    search.add_argument("--description", help="part of the study description")
+    search.set_defaults(handler=run_search_pacs)
+    fetch = sub.add_parser(
+        "import-pacs", help="retrieve studies from a DICOMweb PACS (WADO-RS) and add their images"
+    )
+    fetch.add_argument("folder", type=Path, help="the project folder")
+    _add_server_options(fetch)
+    fetch.add_argument("study_uids", nargs="+", metavar="STUDY_UID", help="see `search-pacs`")
+    fetch.add_argument("--no-thumbnails", action="store_true", help="do not cache thumbnails")
+    fetch.set_defaults(handler=run_import_pacs, show_report=show_report)
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", required=True, help="the DICOMweb root, e.g. https://host/dicom-web"
+    )
+    parser.add_argument("--user", help="user name (basic authentication)")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="environment variable holding the password (default: ask at the prompt)",
+    )
+    secret.add_argument(
+        "--token-env", metavar="VAR", help="environment variable holding a bearer token"
+    )
+    tls = parser.add_mutually_exclusive_group()
+    tls.add_argument(
+        "--ca-bundle", type=Path, help="check the server's certificate with this CA file"
+    )
+    tls.add_argument(
+        "--no-verify-tls", action="store_true", help="do not check the server's certificate"
+    )
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds to wait per request")
+
+
+def _server(args: argparse.Namespace) -> Any:
+    from ept_studio.services.project import PacsServer
+
+    verify: bool | str = str(args.ca_bundle) if args.ca_bundle else not args.no_verify_tls
+    common = {"verify_tls": verify, "timeout_s": args.timeout}
+    if args.token_env:
+        return PacsServer(args.url, "bearer", secret=_from_env(args.token_env), **common)
+    if args.user:
+        if args.password_env:
+            password = _from_env(args.password_env)
+        else:
+            password = getpass.getpass(f"password for {args.user} at the PACS: ")
+        return PacsServer(args.url, "basic", args.user, password, **common)
+    if args.password_env:
+        raise EptStudioError("--password-env needs --user")
+    return PacsServer(args.url, **common)
+
+
+def _from_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise EptStudioError(f"the environment variable {name} is not set (or empty)")
+    return value
+
+
+def _check_project(folder: Path) -> None:
+    from ept_studio.services.project import is_project_folder
+
+    if not is_project_folder(folder):
+        raise EptStudioError(f"{folder} is not an EPT Studio project (create one: `project new`)")
+
+
+def run_search_pacs(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.project import search_studies
+
+    _check_project(args.folder)
+    studies = search_studies(
+        _server(args),
+        patient=args.patient,
+        patient_id=args.patient_id,
+        date_range=args.date,
+        modality=args.modality,
+        description=args.description,
+    )
+    for study in studies:
+        instances = "?" if study.instances is None else str(study.instances)
+        console.line(
+            "\t".join(
+                (
+                    study.study_uid,
+                    study.date or "-",
+                    "/".join(study.modalities) or "-",
+                    f"{instances} instances",
+                    study.description or "-",
+                    study.patient_name or "-",
+                    study.patient_id or "-",
+                )
+            )
+        )
+    console.note(
+        f"{len(studies)} studies (study UID, date, modalities, instances, description, patient)"
+    )
+
+
+def run_import_pacs(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.project import (
+        ImportFinished,
+        PacsRetrieved,
+        Project,
+        iter_pacs_import,
+        missing_key_message,
+    )
+
+    server = _server(args)
+    with Project.open(args.folder) as project:
+        without_key = None if project.has_key else missing_key_message(project.project_id)
+        events = iter_pacs_import(
+            project, server, args.study_uids, thumbnails=not args.no_thumbnails
+        )
+        for event in events:
+            if isinstance(event, ImportFinished):
+                args.show_report(event.report, console, without_key)
+            elif isinstance(event, PacsRetrieved):
+                console.progress(event.done, event.total, "instances retrieved")
+            else:
+                console.progress(event.done, event.total, "files imported")

@@ -1,0 +1,367 @@
+"""A PACS as a source of images: search it (QIDO-RS) and import studies from it (WADO-RS).
+
+The PACS is only read. Each retrieved instance is written into the project's own cache
+(:func:`~ept_studio.services.project.importing.pacs_cache_dir`, named by the sha256 of its bytes)
+and then goes through the same import as a file from disk, so hashing, patient keys and duplicate
+checks are one code path. All instances are retrieved before any is imported: a PACS that fails
+half way (down, wrong password, timeout, a study deleted meanwhile) leaves the project as it was.
+
+Credentials are passed in with the :class:`PacsServer` and live only as long as it does: they are
+never written to the project, the settings or the log. Search results carry the patient's name and
+ID to show them to the user; nothing here logs them, nor any UID or query value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ept_studio.common.errors import EptStudioError
+from ept_studio.data.store import Project
+from ept_studio.services.project.importing import (
+    ImportFinished,
+    ImportProgress,
+    ImportReport,
+    iter_import,
+    pacs_cache_dir,
+)
+
+if TYPE_CHECKING:
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+logger = logging.getLogger(__name__)
+
+AuthKind = Literal["none", "basic", "bearer"]
+DEFAULT_TIMEOUT_S = 20.0
+_STUDY_FIELDS = (
+    "StudyInstanceUID",
+    "StudyDate",
+    "ModalitiesInStudy",
+    "StudyDescription",
+    "NumberOfStudyRelatedInstances",
+    "PatientName",
+    "PatientID",
+)
+
+
+class PacsError(EptStudioError):
+    """The PACS cannot be reached or refused a request; the message says which, in one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PacsServer:
+    """Where a DICOMweb PACS is and how to log in to it.
+
+    ``url``: the DICOMweb root (e.g. ``https://pacs.example.org/dicom-web``). ``auth``: ``none``,
+    ``basic`` (``user`` and ``secret`` as password) or ``bearer`` (``secret`` as token).
+    ``verify_tls``: check the server's certificate (``True``), or a CA bundle file to check it with.
+    """
+
+    url: str
+    auth: AuthKind = "none"
+    user: str | None = None
+    secret: str | None = dataclasses.field(default=None, repr=False)
+    verify_tls: bool | str = True
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise PacsError("the PACS address must start with http:// or https://")
+        if self.auth == "basic" and (not self.user or self.secret is None):
+            raise PacsError("basic authentication needs a user name and a password")
+        if self.auth == "bearer" and not self.secret:
+            raise PacsError("bearer authentication needs a token")
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class PacsStudy:
+    """One study found on a PACS, to show the user. Its UID, date, description and patient can
+    identify the patient: its ``repr`` (what a log or a traceback would show) holds none of them."""
+
+    study_uid: str
+    date: str
+    modalities: tuple[str, ...]
+    description: str
+    instances: int | None
+    patient_name: str = ""
+    patient_id: str = ""
+
+    def __repr__(self) -> str:
+        return f"PacsStudy(modalities={self.modalities!r}, instances={self.instances!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class PacsRetrieved:
+    """One more instance retrieved into the project's cache (``done`` of ``total``)."""
+
+    done: int
+    total: int
+
+
+PacsImportEvent = PacsRetrieved | ImportProgress | ImportFinished
+
+
+def search_studies(
+    server: PacsServer,
+    *,
+    patient: str | None = None,
+    patient_id: str | None = None,
+    date_range: str | None = None,
+    modality: str | None = None,
+    description: str | None = None,
+    limit: int | None = None,
+) -> list[PacsStudy]:
+    """The studies matching every given filter (QIDO-RS), by date then UID.
+
+    ``patient`` and ``description`` match anywhere in the name / description (case as the server
+    treats it); ``patient_id`` matches exactly; ``date_range`` is ``YYYYMMDD`` or
+    ``YYYYMMDD-YYYYMMDD`` (either end may be left open); ``modality`` is a code such as ``CT``.
+    """
+    filters: dict[str, Any] = {}
+    if patient:
+        filters["PatientName"] = f"*{patient}*"
+    if patient_id:
+        filters["PatientID"] = patient_id
+    if date_range:
+        filters["StudyDate"] = date_range.replace(" ", "")
+    if modality:
+        filters["ModalitiesInStudy"] = modality.upper()
+    if description:
+        filters["StudyDescription"] = f"*{description}*"
+    client = _client(server)
+    found = _call(
+        server,
+        lambda: client.search_for_studies(
+            fields=list(_STUDY_FIELDS), search_filters=filters, limit=limit
+        ),
+    )
+    studies = [_study(item) for item in found]
+    studies = [study for study in studies if study.study_uid]
+    logger.info("PACS search: %d studies", len(studies))
+    return sorted(studies, key=lambda study: (study.date, study.study_uid))
+
+
+def iter_pacs_import(
+    project: Project,
+    server: PacsServer,
+    study_uids: Sequence[str],
+    *,
+    thumbnails: bool = True,
+    cancel: Callable[[], bool] | None = None,
+) -> Iterator[PacsImportEvent]:
+    """Retrieve the studies' instances into the project's cache, then import them.
+
+    Yields a :class:`PacsRetrieved` per instance, then the import's own events (an
+    :class:`ImportProgress` per file, then :class:`ImportFinished`). ``cancel`` is asked between
+    instances: cancelled while retrieving, the copies made so far are removed and the report is
+    empty; cancelled while importing, the import keeps what it added (as a file import does).
+    Raises :class:`PacsError` when the PACS fails; the project is then unchanged.
+    """
+    client = _client(server)
+    wanted = list(dict.fromkeys(study_uids))
+    instances: list[tuple[str, str, str]] = []
+    for uid in wanted:
+        instances += _instances_of(server, client, uid)
+    cache = pacs_cache_dir(project)
+    cache.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    new_files: list[Path] = []
+    try:
+        for done, (study, series, sop) in enumerate(instances, start=1):
+            if cancel is not None and cancel():
+                logger.info(
+                    "PACS import cancelled after %d of %d instances", done - 1, len(instances)
+                )
+                _remove(new_files)
+                yield ImportFinished(ImportReport())
+                return
+            dataset = _call(server, client.retrieve_instance, study, series, sop)
+            path, is_new = _keep(cache, dataset)
+            files.append(path)
+            if is_new:
+                new_files.append(path)
+            yield PacsRetrieved(done, len(instances))
+    except BaseException:
+        _remove(new_files)
+        raise
+    logger.info("PACS import: %d instances retrieved (%d new)", len(files), len(new_files))
+    yield from iter_import(project, files, thumbnails=thumbnails, cancel=cancel)
+
+
+def pacs_import(
+    project: Project,
+    server: PacsServer,
+    study_uids: Sequence[str],
+    *,
+    thumbnails: bool = True,
+    cancel: Callable[[], bool] | None = None,
+) -> ImportReport:
+    """:func:`iter_pacs_import` to its end; the import's report."""
+    report = ImportReport()
+    for event in iter_pacs_import(
+        project, server, study_uids, thumbnails=thumbnails, cancel=cancel
+    ):
+        if isinstance(event, ImportFinished):
+            report = event.report
+    return report
+
+
+def _client(server: PacsServer) -> DICOMwebClient:
+    from dicomweb_client.api import DICOMwebClient
+
+    session = _session(server)
+    client = DICOMwebClient(server.url.rstrip("/"), session=session, timeout=server.timeout_s)
+    client.set_http_retry_params(retry=False)
+    return client
+
+
+def _session(server: PacsServer) -> requests.Session:
+    import requests
+
+    class WildcardSession(requests.Session):
+        """Sends a query's ``*`` as it is: dicomweb-client encodes it as ``%2A``, which some
+        servers (Orthanc) do not read as a wildcard. RFC 3986 allows ``*`` in a query."""
+
+        def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(url, str) and "?" in url:
+                path, query = url.split("?", 1)
+                url = f"{path}?{query.replace('%2A', '*')}"
+            return super().request(method, url, *args, **kwargs)
+
+    session = WildcardSession()
+    session.verify = server.verify_tls
+    session.trust_env = False  # no proxy or .netrc credentials from the environment
+    if server.auth == "basic":
+        session.auth = (server.user or "", server.secret or "")
+    elif server.auth == "bearer":
+        session.headers["Authorization"] = f"Bearer {server.secret}"
+    return session
+
+
+def _call(server: PacsServer, request: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``request(*args, **kwargs)``, its failures turned into one-line :class:`PacsError` messages."""
+    import requests
+
+    where = _where(server.url)
+    try:
+        return request(*args, **kwargs)
+    except requests.exceptions.SSLError:
+        raise PacsError(
+            f"the PACS at {where} failed the TLS certificate check: check its address, or give "
+            "the certificate authority's file"
+        ) from None
+    except requests.exceptions.Timeout:
+        raise PacsError(
+            f"the PACS at {where} did not answer within {server.timeout_s:g} s: try again later, "
+            "or allow it more time"
+        ) from None
+    except requests.exceptions.ConnectionError:
+        raise PacsError(
+            f"cannot reach the PACS at {where}: is the server running, and the address right?"
+        ) from None
+    except requests.exceptions.HTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        raise PacsError(_http_message(where, status)) from None
+    except requests.exceptions.RequestException as err:
+        raise PacsError(f"the PACS at {where} could not be asked: {type(err).__name__}") from None
+
+
+def _http_message(where: str, status: int | None) -> str:
+    if status in (401, 403):
+        return (
+            f"the PACS at {where} refused the credentials (HTTP {status}): check the user name "
+            "and password, or the token"
+        )
+    if status == 404:
+        return (
+            f"a study asked for is not on the PACS at {where} (HTTP 404): it may have been "
+            "deleted; search again"
+        )
+    return f"the PACS at {where} answered with an error (HTTP {status})"
+
+
+def _where(url: str) -> str:
+    """The server's scheme, host and port: what a message may show of its address."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def _instances_of(
+    server: PacsServer, client: DICOMwebClient, study_uid: str
+) -> list[tuple[str, str, str]]:
+    found = _call(
+        server,
+        lambda: client.search_for_instances(
+            study_instance_uid=study_uid, fields=["SeriesInstanceUID", "SOPInstanceUID"]
+        ),
+    )
+    instances = []
+    for item in found:
+        series = _text(item, "0020000E")
+        sop = _text(item, "00080018")
+        if series and sop:
+            instances.append((study_uid, series, sop))
+    if not instances:
+        raise PacsError(
+            f"a study asked for is not on the PACS at {_where(server.url)} (no instances): it may "
+            "have been deleted; search again"
+        )
+    return sorted(instances)
+
+
+def _keep(cache: Path, dataset: Any) -> tuple[Path, bool]:
+    """The instance as a DICOM file in the cache, named by its content; whether it is new."""
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    path = cache / f"{hashlib.sha256(data).hexdigest()}.dcm"
+    if path.exists():
+        return path, False
+    partial = path.with_suffix(".part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return path, True
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _study(item: dict[str, Any]) -> PacsStudy:
+    count = _text(item, "00201208")
+    return PacsStudy(
+        study_uid=_text(item, "0020000D"),
+        date=_text(item, "00080020"),
+        modalities=tuple(_values(item, "00080061")),
+        description=_text(item, "00081030"),
+        instances=int(count) if count.isdigit() else None,
+        patient_name=_text(item, "00100010"),
+        patient_id=_text(item, "00100020"),
+    )
+
+
+def _values(item: dict[str, Any], tag: str) -> list[str]:
+    """A DICOM JSON attribute's values as text (a person name as its alphabetic form)."""
+    values = item.get(tag, {}).get("Value", [])
+    texts = []
+    for value in values:
+        if isinstance(value, dict):
+            value = value.get("Alphabetic", "")
+        texts.append(str(value))
+    return texts
+
+
+def _text(item: dict[str, Any], tag: str) -> str:
+    values = _values(item, tag)
+    return values[0] if values else ""

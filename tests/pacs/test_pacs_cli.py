@@ -1,0 +1,80 @@
+"""``ept-studio project search-pacs`` and ``import-pacs`` end to end against the test Orthanc."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORD, USER, Orthanc
+
+from ept_studio.cli import main
+from ept_studio.services.project import Project, image_count
+
+
+@pytest.fixture
+def project_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "user-data"))
+    folder = tmp_path / "project"
+    assert main(["project", "new", str(folder)]) == 0
+    return folder
+
+
+def test_search_then_import_from_the_command_line(
+    orthanc: Orthanc,
+    project_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PACS_PASSWORD", PASSWORD)
+    server = ["--url", orthanc.dicomweb_url, "--user", USER, "--password-env", "PACS_PASSWORD"]
+    capsys.readouterr()
+    folder = str(project_folder)
+    assert main(["project", "search-pacs", folder, *server, "--modality", "US"]) == 0
+    captured = capsys.readouterr()
+    rows = [line.split("\t") for line in captured.out.splitlines()]
+    assert len(rows) == 3
+    assert all(row[2] == "US" for row in rows)
+    assert "3 studies" in captured.err
+    uids = [row[0] for row in rows[:2]]
+    held = sum(orthanc.instance_count(uid) for uid in uids)
+    assert main(["project", "import-pacs", folder, *server, *uids]) == 0
+    assert f"added {held}, duplicates 0" in capsys.readouterr().out
+    with Project.open(project_folder) as project:
+        assert image_count(project) == held
+    prompted = []
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: prompted.append(prompt) or PASSWORD)
+    by_prompt = ["--url", orthanc.dicomweb_url, "--user", USER]
+    assert main(["project", "import-pacs", folder, *by_prompt, *uids]) == 0
+    assert f"added 0, duplicates {held}" in capsys.readouterr().out
+    assert len(prompted) == 1
+    assert PASSWORD not in prompted[0]
+
+
+def test_a_wrong_password_exits_with_one_line(
+    orthanc: Orthanc,
+    project_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PACS_PASSWORD", "wrong")
+    server = ["--url", orthanc.dicomweb_url, "--user", USER, "--password-env", "PACS_PASSWORD"]
+    capsys.readouterr()
+    code = main(["project", "import-pacs", str(project_folder), *server, "1.2.3"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the PACS at http://127.0.0.1:")
+    assert "HTTP 401" in err
+    assert len(err.splitlines()) == 1
+    with Project.open(project_folder) as project:
+        assert image_count(project) == 0
+
+
+def test_an_unset_password_variable_is_told(
+    project_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NO_SUCH_PACS_PASSWORD", raising=False)
+    args = ["--url", "http://127.0.0.1:9/dicom-web", "--user", USER]
+    args += ["--password-env", "NO_SUCH_PACS_PASSWORD"]
+    assert main(["project", "search-pacs", str(project_folder), *args]) == 2
+    assert "NO_SUCH_PACS_PASSWORD is not set" in capsys.readouterr().err
