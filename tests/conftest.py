@@ -19,6 +19,15 @@ from torch import nn
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"
 
 
+@pytest.fixture(autouse=True)
+def _cpu_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bf16 = auto`` reads the CPU's flags and may time a check: the suite runs as on a CPU
+    without AVX512-BF16 or AMX, so no result depends on the machine (tests of it fake the flags)."""
+    from ept_studio.core import bf16
+
+    monkeypatch.setattr(bf16, "CPUINFO", Path("/nonexistent/cpuinfo"))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--run-bundle",

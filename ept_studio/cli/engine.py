@@ -83,6 +83,7 @@ def run_doctor(console: Console) -> None:
     console.line(f"device          {report.device}")
     console.line(f"forward pass    {report.forward_seconds:.2f} s (one 224 px image)")
     console.line(f"ONNX providers  {', '.join(report.onnx_providers) or 'none'}")
+    console.line(f"bfloat16 (auto) {report.bf16}")
     console.line("ready: EPT Studio can tune on this machine offline.")
 
 

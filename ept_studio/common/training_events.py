@@ -21,6 +21,10 @@ class RunStarted:
     total_epochs: int
     device: str
     trainable_parameters: int
+    bf16: bool = False
+    """Whether the steps run under bfloat16 autocast."""
+    bf16_reason: str = ""
+    """Why, in plain words (``on: NVIDIA GPU with bfloat16``)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import gc
-import sys
 from pathlib import Path
 
 import torch
 
 from ept_studio.common.errors import ConfigError, DeviceError
-
-CPUINFO = Path("/proc/cpuinfo")
-_CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+from ept_studio.core import bf16
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -73,37 +70,49 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
-def bf16_supported(device: torch.device, *, cpuinfo: Path = CPUINFO) -> bool:
-    """Whether bfloat16 autocast is fast here: CUDA's answer; Linux CPUs with AVX512-BF16/AMX."""
+def bf16_supported(device: torch.device, *, cpuinfo: Path | None = None) -> bool:
+    """Whether the hardware has fast bfloat16: CUDA's answer; CPUs with AVX512-BF16 or AMX."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
-    if device.type == "cpu" and sys.platform.startswith("linux"):
-        return bool(_cpu_flags(cpuinfo) & _CPU_BF16_FLAGS)
+    if device.type == "cpu":
+        return bool(bf16.read_cpuinfo(cpuinfo).bf16_flags)
     return False
 
 
-def _cpu_flags(cpuinfo: Path) -> set[str]:
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            flags.update(value.split())
-    return flags
+def bf16_decision(
+    setting: str,
+    device: torch.device,
+    *,
+    cpuinfo: Path | None = None,
+    measure: bf16.Measure | None = None,
+    cache: Path | None = None,
+) -> bf16.Bf16Decision:
+    """Resolve a recipe's ``bf16`` setting, with the reason in plain words.
+
+    ``auto``: on for a CUDA GPU with bfloat16; on a CPU with AVX512-BF16 or AMX, on when the
+    one-time check (:func:`ept_studio.core.bf16.cpu_decision`, cached per machine) ran bf16
+    faster; off otherwise. The check may take seconds the first time: call this off the GUI thread.
+    """
+    if setting == "on":
+        return bf16.Bf16Decision(True, "on, as chosen")
+    if setting == "off":
+        return bf16.Bf16Decision(False, "off, as chosen")
+    if setting != "auto":
+        raise ConfigError(f"bf16 must be 'auto', 'on' or 'off', got {setting!r}")
+    if device.type == "cuda":
+        if bf16_supported(device):
+            return bf16.Bf16Decision(True, "on: NVIDIA GPU with bfloat16")
+        return bf16.Bf16Decision(False, "off: this GPU has no fast bfloat16")
+    if device.type == "cpu":
+        return bf16.cpu_decision(cpuinfo=cpuinfo, measure=measure, cache=cache)
+    return bf16.Bf16Decision(
+        False, "off: bfloat16 is used on NVIDIA GPUs and CPUs with AVX512-BF16 or AMX"
+    )
 
 
 def use_bf16(setting: str, device: torch.device) -> bool:
-    """Resolve a recipe's ``bf16`` setting: ``auto`` means a CUDA GPU with bfloat16 support."""
-    if setting == "on":
-        return True
-    if setting == "off":
-        return False
-    if setting == "auto":
-        return device.type == "cuda" and bf16_supported(device)
-    raise ConfigError(f"bf16 must be 'auto', 'on' or 'off', got {setting!r}")
+    """Whether a run with this ``bf16`` setting uses bfloat16 autocast (:func:`bf16_decision`)."""
+    return bf16_decision(setting, device).on
 
 
 def free_device_memory(device: torch.device) -> None:

@@ -131,3 +131,28 @@ def test_the_evidence_harness_is_found_in_a_python_install() -> None:
     from ept_studio.cli.evidence import evidence_installed
 
     assert evidence_installed()
+
+
+def test_doctor_names_the_bf16_decision_and_why(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The check runs once (faked here) and is cached in the user data folder."""
+    from ept_studio.core import bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Test CPU\nflags\t\t: avx2 amx_bf16\n", encoding="utf-8")
+    calls: list[int] = []
+
+    def fake_check() -> tuple[float, float]:
+        calls.append(1)
+        return 1.0, 0.5
+
+    monkeypatch.setattr(bf16, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(bf16, "measure_cpu_bf16", fake_check)
+    monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "user-data"))
+    assert main(["doctor"]) == 0
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("bfloat16 (auto) on: this CPU has AMX and ran the check 2.0x faster") == 2
+    assert calls == [1]
+    assert (tmp_path / "user-data" / "cache" / bf16.CHECK_FILE).is_file()

@@ -35,7 +35,7 @@ from ept_studio.common.training_events import (
     StepFinished,
     TrainEvent,
 )
-from ept_studio.core.device import describe_device, resolve_device, use_bf16
+from ept_studio.core.device import bf16_decision, describe_device, resolve_device
 from ept_studio.core.metrics import log_loss
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.training.evaluation import (
@@ -228,7 +228,8 @@ class _TrainingRun:
         self.targets = target_tensor([t for _, t in train_set], self.label_mode, model.num_classes)
         self.input_size, self.mean, self.std = input_size, mean, std
         self.device = resolve_device(recipe.device)
-        self.bf16 = use_bf16(recipe.bf16.value, self.device)
+        self.bf16_decision = bf16_decision(recipe.bf16.value, self.device)
+        self.bf16 = self.bf16_decision.on
         model.to(self.device)
         if recipe.head_init is HeadInit.PROTOTYPE:
             self._init_prototype_head()
@@ -303,6 +304,8 @@ class _TrainingRun:
             total_epochs=self.total_epochs,
             device=describe_device(self.device),
             trainable_parameters=self.model.trainable_parameter_count(),
+            bf16=self.bf16,
+            bf16_reason=self.bf16_decision.reason,
         )
 
     def elapsed(self) -> float:

@@ -65,10 +65,9 @@ class TieBreak(str, Enum):
 
 
 class Bf16Mode(str, Enum):
-    """bfloat16 autocast: ``auto`` uses it on CUDA GPUs that support it, ``on``/``off`` force it.
-
-    ``auto`` keeps CPUs in float32, even those with AVX512-BF16 or AMX: it switches on there only
-    once the accuracy sweep shows bf16 within the noise of fp32 on the offline sets.
+    """bfloat16 autocast: ``auto`` uses it on CUDA GPUs that support it and on CPUs with
+    AVX512-BF16 or AMX where a one-time check ran it faster (:mod:`ept_studio.core.bf16`);
+    ``on``/``off`` force it.
     """
 
     AUTO = "auto"

@@ -61,14 +61,17 @@ class DoctorReport:
     device: str
     forward_seconds: float
     onnx_providers: list[str]
+    bf16: str = ""
+    """Whether ``bf16 = auto`` trains in bfloat16 here, and why (``on: this CPU has ...``)."""
 
 
 def doctor() -> DoctorReport:
-    """Load the offline default backbone (checksum verified) and run one forward pass."""
+    """Load the offline default backbone (checksum verified) and run one forward pass; decide
+    ``bf16 = auto`` for this machine (timing the bfloat16 check once if it has not run here)."""
     import torch
 
     from ept_studio.core.backbones import load_backbone
-    from ept_studio.core.device import describe_device, resolve_device
+    from ept_studio.core.device import bf16_decision, describe_device, resolve_device
 
     loaded = load_backbone()
     device = resolve_device("auto")
@@ -88,6 +91,7 @@ def doctor() -> DoctorReport:
         describe_device(device),
         elapsed,
         _onnx_providers(),
+        bf16_decision("auto", device).reason,
     )
 
 

@@ -70,7 +70,7 @@ def fit(
     from ept_studio.core.model import LabelMode as EngineLabelMode
     from ept_studio.core.training import RunFailed, RunFinished, RunStarted, train
 
-    device = "unknown"
+    device, bf16 = "unknown", None
     finished: RunFinished | None = None
     for event in train(
         model,
@@ -87,7 +87,7 @@ def fit(
         if isinstance(event, RunFailed):
             raise TrainingError(event.message)
         if isinstance(event, RunStarted):
-            device = event.device
+            device, bf16 = event.device, event.bf16
         if isinstance(event, RunFinished):
             finished = event
     if finished is None:
@@ -102,6 +102,7 @@ def fit(
         lr_scale=finished.lr_scale,
         warnings=tuple(finished.warnings),
         validation_size=len(val_set) if val_set else 0,
+        bf16=bf16,
     )
 
 

@@ -82,6 +82,8 @@ class TrainingSummary:
     warnings: tuple[str, ...] = ()
     validation_size: int = 0
     """Training images held out of the updates to choose the epoch."""
+    bf16: bool | None = None
+    """Whether the steps ran under bfloat16 autocast (None: not recorded)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,7 +319,12 @@ def _training(training: Mapping[str, Any]) -> TrainingSummary:
         lr_scale=float(training.get("lr_scale", 1.0)),
         warnings=tuple(str(w) for w in training.get("warnings", ())),
         validation_size=int(training.get("validation_size", 0) or 0),
+        bf16=_optional_bool(training.get("bf16")),
     )
+
+
+def _optional_bool(value: object) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _optional_int(value: object) -> int | None:

@@ -96,6 +96,7 @@ def _plan(
         *_hold_out_notes(tset, counts, options, held),
         *_calibration_notes(tset, options, held),
         *_patience_notes(options, held),
+        *_bf16_notes(kind),
     ]
     return TrainingPlan(
         steps=steps,
@@ -227,6 +228,28 @@ def _patience_notes(options: TrainingOptions, held: Sequence[int]) -> list[str]:
     if not options.hold_out:
         return [f"{stop}: it needs 'Keep a fifth aside' ticked."]
     return [f"{stop} too: it is judged on the held-out images."]
+
+
+def _bf16_notes(kind: str) -> list[str]:
+    """Whether the run will train in bfloat16, where that is in question: an NVIDIA GPU, or a CPU
+    with AVX512-BF16 or AMX (from the check cached on this machine; it runs when training starts
+    if it has not run yet). Nothing for other CPUs and the Apple GPU: they train in float32."""
+    if kind == "cuda":
+        return ["bfloat16 is decided when training starts: on if the NVIDIA GPU supports it."]
+    if kind != "cpu":
+        return []
+    from ept_studio.core.bf16 import planned_cpu_decision, read_cpuinfo
+
+    cpu = read_cpuinfo()
+    if not cpu.bf16_flags:
+        return []
+    decision = planned_cpu_decision()
+    if decision is None:
+        return [
+            f"bfloat16 is decided when training starts: this CPU has {cpu.flag_names()}, and a "
+            "check of a few seconds, run once on this machine, times it against float32."
+        ]
+    return [f"bfloat16 {decision.reason}."]
 
 
 def rough_duration(seconds: float) -> str:

@@ -281,3 +281,40 @@ def test_the_plan_names_the_test_images_that_will_calibrate(tmp_path: Path) -> N
             "prediction sets; they are not scored as test images. With fewer than 19 calibration "
             "images the 95 % cannot be promised."
         ) in fewer.notes
+
+
+def test_the_plan_says_whether_a_cpu_with_bf16_will_use_it(
+    projects: dict[str, Project], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read from the flags and the cached check; the plan itself never runs the check."""
+    from ept_studio.core import bf16
+    from ept_studio.core.device import bf16_decision
+
+    def no_check() -> tuple[float, float]:
+        raise AssertionError("the plan must not time the bfloat16 check")
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Test CPU\nflags\t\t: avx2 avx512_bf16\n", encoding="utf-8")
+    monkeypatch.setattr(bf16, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(bf16, "measure_cpu_bf16", no_check)
+    monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "user-data"))
+    options = TrainingOptions(recipe="paper")
+    before = plan_training(projects["six"], options, gpu_names=[]).notes[-1]
+    assert before == (
+        "bfloat16 is decided when training starts: this CPU has AVX512-BF16, and a check of a "
+        "few seconds, run once on this machine, times it against float32."
+    )
+    import torch
+
+    assert bf16_decision("auto", torch.device("cpu"), measure=lambda: (1.0, 0.4)).on
+    after = plan_training(projects["six"], options, gpu_names=[]).notes[-1]
+    assert after == "bfloat16 on: this CPU has AVX512-BF16 and ran the check 2.5x faster."
+
+
+def test_the_plan_is_silent_about_bf16_on_a_cpu_without_it(projects: dict[str, Project]) -> None:
+    notes = plan_training(projects["six"], TrainingOptions(recipe="paper"), gpu_names=[]).notes
+    assert not any("bfloat16" in note for note in notes)
+    gpu = plan_training(projects["six"], TrainingOptions(recipe="paper"), gpu_names=["H200"])
+    assert gpu.notes[-1] == (
+        "bfloat16 is decided when training starts: on if the NVIDIA GPU supports it."
+    )
