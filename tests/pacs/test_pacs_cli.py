@@ -6,7 +6,7 @@ import getpass
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, USER, Orthanc
+from orthanc_support import PASSWORD, USER, Orthanc
 
 from ept_studio.cli import main
 from ept_studio.services.project import Project, image_count
@@ -43,7 +43,12 @@ def test_search_then_import_from_the_command_line(
     with Project.open(project_folder) as project:
         assert image_count(project) == held
     prompted = []
-    monkeypatch.setattr(getpass, "getpass", lambda prompt: prompted.append(prompt) or PASSWORD)
+
+    def answer(prompt: str) -> str:
+        prompted.append(prompt)
+        return PASSWORD
+
+    monkeypatch.setattr(getpass, "getpass", answer)
     by_prompt = ["--url", orthanc.dicomweb_url, "--user", USER]
     assert main(["project", "import-pacs", folder, *by_prompt, *uids]) == 0
     assert f"added 0, duplicates {held}" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Search and import by DICOMweb against a real Orthanc (see conftest.py): what is found, what is
+"""Search and import by DICOMweb against a real Orthanc (see orthanc_support.py): what is found, what is
 imported, and that a PACS that fails (wrong password, down, too slow, a study deleted meanwhile)
 says so in one line and leaves the project as it was."""
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, USER, Orthanc, upload_files
+from orthanc_support import PASSWORD, USER, Orthanc, upload_files
 from phi_support import MARK, MARKERS, every_file, leaks, write_phi_folder
 
 from ept_studio.common import applog
@@ -223,3 +223,26 @@ def test_no_patient_detail_reaches_the_log_or_the_database(
     own = [p for p in every_file(project.folder) if not p.is_relative_to(pacs_cache_dir(project))]
     assert leaks(own) == []
     assert all(marker not in str(p) for p in every_file(project.folder) for marker in MARKERS)
+
+
+def test_without_orthanc_the_fixture_fails_naming_the_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orthanc_support
+
+    monkeypatch.setattr("orthanc_support.shutil.which", lambda name: None)
+    monkeypatch.setattr(orthanc_support, "ORTHANC_PLACES", (str(tmp_path / "Orthanc"),))
+    with pytest.raises(pytest.fail.Exception, match=r"bash packaging/dev\.sh setup"):
+        orthanc_support.start_orthanc(tmp_path)
+
+
+def test_credentials_stay_out_of_the_server_record() -> None:
+    server = PacsServer("https://pacs.example.org/dicom-web", "bearer", secret="t0ken-secret")
+    assert "t0ken-secret" not in repr(server)
+    assert server.verify_tls is True
+    with pytest.raises(PacsError, match="needs a token"):
+        PacsServer("https://pacs.example.org/dicom-web", "bearer")
+    with pytest.raises(PacsError, match="needs a user name and a password"):
+        PacsServer("https://pacs.example.org/dicom-web", "basic", "someone")
+    with pytest.raises(PacsError, match="http:// or https://"):
+        PacsServer("pacs.example.org/dicom-web")
