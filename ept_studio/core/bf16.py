@@ -2,19 +2,20 @@
 
 A CPU runs bf16 autocast fast only with AVX512-BF16 or AMX; without them PyTorch emulates it, many
 times slower. Even with the flag a machine may gain nothing, so ``auto`` also times a fixed
-workload shaped like one ViT-S/14 block (257 tokens, width 384, 6 heads, batch 2, frozen weights, forward and backward)
-in float32 and under bf16 autocast, :data:`CHECK_ROUNDS` times each way, interleaved, and keeps
-the medians. The rule: bf16 is used when its median is under :data:`FASTER_THAN` times the
-float32 median (at least about 1.1x faster). Emulated bf16 runs many times slower than float32;
-on a loaded 2-core EPYC with AVX512-BF16 this check measured 1.2x to 1.5x (a whole EPT training
-step gains 2.4x there), so the margin keeps "about the same speed" in float32 without letting
-the noise of a busy machine turn real support off.
+workload shaped like one ViT-S/14 block (257 tokens, width 384, 6 heads, batch 4, frozen
+weights, forward and backward) in float32 and under bf16 autocast, :data:`CHECK_ROUNDS` times
+each way, interleaved, and keeps the medians. The rule: bf16 is used when its median is under
+:data:`FASTER_THAN` times the float32 median (at least about 1.1x faster). Emulated bf16 runs
+many times slower than float32; on a loaded 2-core EPYC with AVX512-BF16 this check measured
+1.2x to 1.7x (a whole EPT training step gains 2.4x there), so the margin keeps "about the same
+speed" in float32 without letting the noise of a busy machine turn real support off.
 
 The result is kept per machine in ``bf16-check.json`` in the user's cache folder
 (:func:`~ept_studio.common.appdata.app_dirs`), one entry per key: the CPU's model name, its
-flags and the torch version, so another CPU or another torch checks again. Importing this module
-loads no torch; only :func:`measure_cpu_bf16` does, so the Train tab can read the cache while it
-is drawn and the check itself runs where training runs (the worker thread) or in ``doctor``.
+flags and the torch version, so another CPU or another torch (or deleting the file) checks
+again. Importing this module loads no torch; only :func:`measure_cpu_bf16` does, so the Train
+tab can read the cache while it is drawn and the check itself runs where training runs (the
+worker thread) or in ``doctor``.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ def _store(cpu: CpuInfo, check: CpuCheck, cache: Path | None) -> None:
 
 
 def measure_cpu_bf16(rounds: int = CHECK_ROUNDS) -> tuple[float, float]:
-    """Time one ViT-S block's forward and backward (batch 2, frozen weights) in float32 and under bf16 autocast.
+    """Time one ViT-S block's forward and backward (batch 4, frozen weights) in float32 and under bf16 autocast.
 
     Interleaved rounds after one warm-up each; returns the two medians in seconds.
     """
@@ -248,7 +249,7 @@ def measure_cpu_bf16(rounds: int = CHECK_ROUNDS) -> tuple[float, float]:
     from torch.nn import functional
 
     generator = torch.Generator().manual_seed(0)
-    width, heads, tokens, batch = 384, 6, 257, 2
+    width, heads, tokens, batch = 384, 6, 257, 4
     qkv, proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
     fc1, fc2 = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
     for layer in (qkv, proj, fc1, fc2):
