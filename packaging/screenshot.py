@@ -129,7 +129,7 @@ def _mid_run_shot(app: object, window: object, shots: list[Path]) -> None:
 def _wait(
     app: object,
     window: object,
-    timeout_s: float = 900.0,
+    timeout_s: float = 3600.0,
     during: Callable[[], None] | None = None,
 ) -> None:
     """Let the background task finish (and its last signals arrive); ``during`` runs meanwhile."""
