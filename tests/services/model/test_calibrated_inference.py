@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from support import tiny_backbone
 
-from ept_studio.core.backbones import LoadedBackbone, random_backbone
+from ept_studio.core.backbones import LoadedBackbone
 from ept_studio.core.conformal import ConformalSets
 from ept_studio.core.methods import EptConfig
 from ept_studio.core.model import TunedModel
@@ -27,15 +28,7 @@ FILES = [SAMPLES / "CT_small.dcm", SAMPLES / "MR_small.dcm"]
 
 def test_calibrated_scores_and_sets_agree_in_torch_onnx_and_predict_files(tmp_path: Path) -> None:
     def backbone() -> LoadedBackbone:
-        loaded = random_backbone(
-            "vit_tiny_patch16_224",
-            seed=0,
-            img_size=32,
-            patch_size=8,
-            embed_dim=64,
-            depth=2,
-            num_heads=4,
-        )
+        loaded = tiny_backbone()
         return dataclasses.replace(loaded, weights_sha256=SHA)
 
     loaded = backbone()

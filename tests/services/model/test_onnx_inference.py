@@ -13,11 +13,10 @@ import pytest
 import skimage.data
 import torch
 from PIL import Image
-from support import make_tiny_vit
+from support import make_tiny_vit, tiny_backbone
 
 from ept_studio.common.errors import ConfigError, ExportError
 from ept_studio.common.files import file_sha256
-from ept_studio.core.backbones import random_backbone
 from ept_studio.core.methods import EptConfig, MethodConfig
 from ept_studio.core.model import TunedModel
 from ept_studio.core.model_io import ModelInfo
@@ -258,30 +257,14 @@ def test_collect_files_and_rendering_spec(tmp_path: Path) -> None:
 
 def test_export_service_from_a_prompt_file(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    loaded = random_backbone(
-        "vit_tiny_patch16_224",
-        seed=0,
-        img_size=32,
-        patch_size=8,
-        embed_dim=64,
-        depth=2,
-        num_heads=4,
-    )
+    loaded = tiny_backbone()
     loaded = dataclasses.replace(loaded, weights_sha256=SHA)
     config = EptConfig(length=3)
     model = TunedModel(loaded.model, config, 2)
     prompt_file = tmp_path / "tiny.safetensors"
     save_prompt_file(prompt_file, model.trainable_state(), _metadata(config))
     fresh = dataclasses.replace(
-        random_backbone(
-            "vit_tiny_patch16_224",
-            seed=0,
-            img_size=32,
-            patch_size=8,
-            embed_dim=64,
-            depth=2,
-            num_heads=4,
-        ),
+        tiny_backbone(),
         weights_sha256=SHA,
     )
     result = export_prompt_to_onnx(prompt_file, tmp_path / "tiny.onnx", backbone=fresh)
