@@ -184,6 +184,31 @@ def uncalibrated_reason(targets: npt.ArrayLike, label_mode: str = "single") -> s
     return None
 
 
+_AT_BOUND = 1.01
+"""A fitted temperature within 1 % of a bound is the bound: the fit found no optimum inside."""
+
+
+def _bound_reason(temperature: float, count: int) -> str | None:
+    """Why a temperature that ran to a bound is no calibration, or None for one inside them.
+
+    When every calibration image is already scored right, the likelihood keeps rising as the
+    scores sharpen, so the fit runs to the smallest temperature and would make the model far more
+    confident than these few images can justify; at the largest, the images are scored no better
+    than chance and the fit would flatten every score.
+    """
+    if temperature <= MIN_TEMPERATURE * _AT_BOUND:
+        return (
+            f"scores are uncalibrated: the model scored all {count} held-out images right, so "
+            "they cannot show how confident it should be"
+        )
+    if temperature >= MAX_TEMPERATURE / _AT_BOUND:
+        return (
+            f"scores are uncalibrated: the {count} held-out images are scored no better than "
+            "chance, so no temperature fits them"
+        )
+    return None
+
+
 def fit_calibration(
     logits: npt.ArrayLike,
     targets: npt.ArrayLike,
@@ -204,6 +229,9 @@ def fit_calibration(
     if reason is not None:
         return Uncalibrated(reason, int(y.shape[0]))
     temperature = fit_temperature(z, y, mode)
+    bound = _bound_reason(temperature, int(z.shape[0]))
+    if bound is not None:
+        return Uncalibrated(bound, int(z.shape[0]))
     return Calibration(
         temperature=temperature,
         images=int(z.shape[0]),

@@ -82,3 +82,23 @@ def test_calibration_block_round_trips_and_refuses_nonsense() -> None:
     for bad in ({**block.to_dict(), "temperature": -1.0}, {"temperature": 1.0}, [1.0]):
         with pytest.raises(ValueError, match=r"must|missing|JSON|expected"):
             Calibration.from_dict(bad)
+
+
+def test_a_fit_that_runs_to_a_bound_is_no_calibration() -> None:
+    """Every calibration image right: the likelihood rises as the scores sharpen, so the fit would
+    stop at the smallest temperature; the images cannot say how confident to be."""
+    rng = np.random.default_rng(5)
+    targets = np.arange(20) % 2
+    logits = rng.normal(size=(20, 2))
+    logits[np.arange(20), targets] += 3.0
+    assert np.all(logits.argmax(axis=1) == targets)
+    fitted = fit_calibration(logits, targets, source="held-out support images")
+    assert isinstance(fitted, Uncalibrated)
+    assert fitted.reason == (
+        "scores are uncalibrated: the model scored all 20 held-out images right, so they cannot "
+        "show how confident it should be"
+    )
+    assert fitted.images == 20
+    noise = fit_calibration(-5.0 * np.eye(2)[targets], targets, source="held out")
+    assert isinstance(noise, Uncalibrated)
+    assert "no better than chance" in noise.reason

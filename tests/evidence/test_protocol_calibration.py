@@ -101,13 +101,6 @@ def test_the_protocol_settings_are_checked() -> None:
         CalibrationProtocol(coverage=0.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/temperature.fit_calibration: when every calibration image is classified "
-    "correctly the NLL keeps falling as T shrinks, and the fit returns the lower bound 0.05, "
-    "which makes the scores far more confident than the raw ones (seen in the EPT lfw-faces "
-    "K = 5 run, draw 3: T = 0.05, coverage 0.75)",
-)
 def test_a_calibration_part_without_errors_does_not_sharpen_the_scores_to_the_bound() -> None:
     from ept_studio.core.temperature import MIN_TEMPERATURE, Calibration, fit_calibration
 
