@@ -109,7 +109,8 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     accuracy.add_argument(
         "--bf16",
         choices=("auto", "on", "off"),
-        help="bfloat16 autocast: auto (CUDA only, the presets' setting), on or off",
+        help="bfloat16 autocast: auto (the presets' setting: CUDA with bf16, or a CPU with "
+        "AVX512-BF16 or AMX that passed this machine's check), on or off",
     )
     accuracy.add_argument(
         "--hold-out",
