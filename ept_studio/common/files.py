@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ept_studio.common.errors import ConfigError, ExportError
@@ -94,11 +95,22 @@ def atomic_write_text(path: Path, text: str, what: str) -> Path:
     The text goes to ``<name>.partial`` first and replaces ``path`` only once complete, so a
     failure (a full disk, an interrupted run) never leaves a half-written file for a reader.
     """
+    return _atomic_write(
+        path, lambda partial: partial.write_text(text, encoding="utf-8", newline=""), what
+    )
+
+
+def atomic_write_bytes(path: Path, data: bytes, what: str) -> Path:
+    """:func:`atomic_write_text` for bytes."""
+    return _atomic_write(path, lambda partial: partial.write_bytes(data), what)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object], what: str) -> Path:
     path = Path(path)
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(text, encoding="utf-8", newline="")
+        write(partial)
         partial.replace(path)
     except (OSError, UnicodeEncodeError) as err:
         with contextlib.suppress(OSError):

@@ -17,12 +17,12 @@ import dataclasses
 import hashlib
 import io
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ept_studio.common.errors import EptStudioError
+from ept_studio.common.files import atomic_write_bytes
 from ept_studio.data.store import Project
 from ept_studio.services.project.importing import (
     ImportFinished,
@@ -327,9 +327,7 @@ def _keep(cache: Path, dataset: Any) -> tuple[Path, bool]:
     path = cache / f"{hashlib.sha256(data).hexdigest()}.dcm"
     if path.exists():
         return path, False
-    partial = path.with_suffix(".part")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    atomic_write_bytes(path, data, "copy of a PACS instance")
     return path, True
 
 
