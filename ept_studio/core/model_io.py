@@ -29,12 +29,64 @@ ONNX_FORMAT = 1
 FORMAT_KEY = "ept_studio.onnx_format"
 INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("logits", "probabilities", "attention", "rollout")
-OPTIONAL_BLOCKS = ("calibration", "conformal")
+OPTIONAL_BLOCKS = ("calibration", "conformal", "precision")
 """Metadata entries a model may leave out: no ``calibration``, its scores are uncalibrated; no
-``conformal``, it gives no prediction sets."""
+``conformal``, it gives no prediction sets; no ``precision``, it is the fp32 export."""
+REDUCED_PRECISIONS = ("int8", "fp16")
 MAX_INPUT_SIZE = 4096
 """The largest image side a model file may ask for: the size builds every image's pixels (and, for a
 prompt file, the backbone's position grid), so an unchecked one could ask for terabytes."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrecisionRecord:
+    """How an int8 or fp16 model was made from its fp32 export, and how close it stayed to it.
+
+    Measured at export on the check images: ``top1_agreement`` is the share of images whose
+    highest-scoring class is the fp32 model's; ``attention_correlation`` and
+    ``rollout_correlation`` are the lowest per-image Pearson correlation with the fp32 model's map
+    (the last block's attention, mean over heads, as the overlay shows it; and the rollout).
+    ``provider`` is where the reduced model ran for the check.
+    """
+
+    precision: str
+    method: str
+    images: int
+    top1_agreement: float
+    attention_correlation: float
+    rollout_correlation: float
+    min_agreement: float
+    min_correlation: float
+    provider: str
+
+    def __post_init__(self) -> None:
+        if self.precision not in REDUCED_PRECISIONS:
+            raise ValueError(f"'precision' is {self.precision[:20]!r}, not int8 or fp16")
+        if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 1:
+            raise ValueError("'precision' counts no check image")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> PrecisionRecord:
+        """Parse :meth:`to_dict` output (ValueError or TypeError when damaged)."""
+        if not isinstance(data, dict):
+            raise ValueError("'precision' is not a JSON object")
+        precision, method, provider = (data[k] for k in ("precision", "method", "provider"))
+        if not all(isinstance(v, str) for v in (precision, method, provider)):
+            raise ValueError("'precision' has a field that is not text")
+        return cls(
+            precision=precision,
+            method=method,
+            images=data["images"],
+            top1_agreement=float(data["top1_agreement"]),
+            attention_correlation=float(data["attention_correlation"]),
+            rollout_correlation=float(data["rollout_correlation"]),
+            min_agreement=float(data["min_agreement"]),
+            min_correlation=float(data["min_correlation"]),
+            provider=provider,
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -42,7 +94,7 @@ class ModelInfo:
     """What an exported model says about itself, stored as the ONNX file's ``metadata_props``.
 
     It describes the model and its preprocessing, never the images it was tuned on (no PHI).
-    ``calibration`` and ``conformal`` are stored only when present (JSON objects).
+    ``calibration``, ``conformal`` and ``precision`` are stored only when present (JSON objects).
     """
 
     class_names: tuple[str, ...]
@@ -61,6 +113,7 @@ class ModelInfo:
     notice: str = RESEARCH_USE_NOTICE
     calibration: Calibration | None = None
     conformal: ConformalSets | None = None
+    precision: PrecisionRecord | None = None
 
     @property
     def patches(self) -> int:
@@ -71,7 +124,7 @@ class ModelInfo:
         props = {FORMAT_KEY: str(ONNX_FORMAT)}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, (Calibration, ConformalSets)):
+            if isinstance(value, (Calibration, ConformalSets, PrecisionRecord)):
                 props[field.name] = _json(value.to_dict())
             elif value is not None:
                 props[field.name] = value if isinstance(value, str) else _json(value)
@@ -151,6 +204,8 @@ def _blocks(props: Mapping[str, str]) -> dict[str, Any]:
         if conformal.classes != len(names) or conformal.label_mode != props["label_mode"]:
             raise ValueError("its prediction-set thresholds do not fit its classes")
         blocks["conformal"] = conformal
+    if "precision" in props:
+        blocks["precision"] = PrecisionRecord.from_dict(json.loads(props["precision"]))
     return blocks
 
 
