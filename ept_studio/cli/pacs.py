@@ -1,6 +1,7 @@
-"""``ept-studio project search-pacs|import-pacs``: find studies on a DICOMweb PACS and import them.
+"""``ept-studio project search-pacs|import-pacs``: find studies on a PACS and import them.
 
-A password or token is read from an environment variable (``--password-env`` / ``--token-env``)
+The PACS is reached by DICOMweb (``--url``) or by DIMSE (``--dimse AE_TITLE@host:port``, C-FIND and
+C-GET). A DICOMweb password or token is read from an environment variable (``--password-env`` / ``--token-env``)
 or asked for at the prompt, never taken from the command line, where other users and the shell's
 history would see it.
 """
@@ -21,7 +22,9 @@ from ept_studio.common.errors import EptStudioError
 def add_pacs_commands(sub: Any, show_report: Callable[[Any, Console, str | None], None]) -> None:
     """Register ``search-pacs`` and ``import-pacs`` under ``project``; ``show_report`` tells an
     import's outcome (as ``project import`` does)."""
-    search = sub.add_parser("search-pacs", help="find studies on a DICOMweb PACS (QIDO-RS)")
+    search = sub.add_parser(
+        "search-pacs", help="find studies on a PACS (DICOMweb QIDO-RS, or DIMSE C-FIND)"
+    )
     search.add_argument("folder", type=Path, help="the project folder")
     _add_server_options(search)
     search.add_argument("--patient", help="part of the patient's name")
@@ -33,7 +36,8 @@ def add_pacs_commands(sub: Any, show_report: Callable[[Any, Console, str | None]
     search.add_argument("--description", help="part of the study description")
     search.set_defaults(handler=run_search_pacs)
     fetch = sub.add_parser(
-        "import-pacs", help="retrieve studies from a DICOMweb PACS (WADO-RS) and add their images"
+        "import-pacs",
+        help="retrieve studies from a PACS (DICOMweb WADO-RS, or DIMSE C-GET) and add their images",
     )
     fetch.add_argument("folder", type=Path, help="the project folder")
     _add_server_options(fetch)
@@ -43,10 +47,19 @@ def add_pacs_commands(sub: Any, show_report: Callable[[Any, Console, str | None]
 
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url", required=True, help="the DICOMweb root, e.g. https://host/dicom-web"
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="the DICOMweb root, e.g. https://host/dicom-web")
+    where.add_argument(
+        "--dimse",
+        metavar="AET@HOST:PORT",
+        help="a PACS without DICOMweb: its AE title, host and DICOM port, e.g. ORTHANC@pacs:4242",
     )
-    parser.add_argument("--user", help="user name (basic authentication)")
+    parser.add_argument(
+        "--calling-aet",
+        default="EPTSTUDIO",
+        help="with --dimse: this computer's AE title, as the PACS knows it (default EPTSTUDIO)",
+    )
+    parser.add_argument("--user", help="user name (basic authentication; DICOMweb)")
     secret = parser.add_mutually_exclusive_group()
     secret.add_argument(
         "--password-env",
@@ -67,8 +80,12 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _server(args: argparse.Namespace) -> Any:
-    from ept_studio.services.project import PacsServer
+    from ept_studio.services.project import DimseServer, PacsServer
 
+    if args.dimse:
+        if args.user or args.password_env or args.token_env:
+            raise EptStudioError("a DIMSE PACS takes no user, password or token (only --url does)")
+        return DimseServer.parse(args.dimse, args.calling_aet, args.timeout)
     verify: bool | str = str(args.ca_bundle) if args.ca_bundle else not args.no_verify_tls
     common = {"verify_tls": verify, "timeout_s": args.timeout}
     if args.token_env:
@@ -99,11 +116,13 @@ def _check_project(folder: Path) -> None:
 
 
 def run_search_pacs(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.project import search_studies
+    from ept_studio.services.project import DimseServer, search_dimse_studies, search_studies
 
     _check_project(args.folder)
-    studies = search_studies(
-        _server(args),
+    server = _server(args)
+    search = search_dimse_studies if isinstance(server, DimseServer) else search_studies
+    studies = search(
+        server,
         patient=args.patient,
         patient_id=args.patient_id,
         date_range=args.date,
@@ -132,9 +151,11 @@ def run_search_pacs(args: argparse.Namespace, console: Console) -> None:
 
 def run_import_pacs(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.project import (
+        DimseServer,
         ImportFinished,
         PacsRetrieved,
         Project,
+        iter_dimse_import,
         iter_pacs_import,
         missing_key_message,
     )
@@ -142,9 +163,8 @@ def run_import_pacs(args: argparse.Namespace, console: Console) -> None:
     server = _server(args)
     with Project.open(args.folder) as project:
         without_key = None if project.has_key else missing_key_message(project.project_id)
-        events = iter_pacs_import(
-            project, server, args.study_uids, thumbnails=not args.no_thumbnails
-        )
+        retrieve = iter_dimse_import if isinstance(server, DimseServer) else iter_pacs_import
+        events = retrieve(project, server, args.study_uids, thumbnails=not args.no_thumbnails)
         for event in events:
             if isinstance(event, ImportFinished):
                 args.show_report(event.report, console, without_key)

@@ -83,3 +83,35 @@ def test_an_unset_password_variable_is_told(
     args += ["--password-env", "NO_SUCH_PACS_PASSWORD"]
     assert main(["project", "search-pacs", str(project_folder), *args]) == 2
     assert "NO_SUCH_PACS_PASSWORD is not set" in capsys.readouterr().err
+
+
+def test_search_then_import_by_dimse_from_the_command_line(
+    orthanc: Orthanc, project_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = ["--dimse", f"EPTTEST@127.0.0.1:{orthanc.dicom_port}", "--calling-aet", "EPTCLI"]
+    capsys.readouterr()
+    folder = str(project_folder)
+    assert main(["project", "search-pacs", folder, *server, "--modality", "MR"]) == 0
+    captured = capsys.readouterr()
+    rows = [line.split("\t") for line in captured.out.splitlines()]
+    assert len(rows) == 4  # two MR studies, two marked CT / MR studies
+    assert all("MR" in row[2].split("/") for row in rows)
+    assert "4 studies" in captured.err
+    uids = [row[0] for row in rows if row[2] == "MR"]
+    assert len(uids) == 2
+    held = sum(orthanc.instance_count(uid) for uid in uids)
+    assert main(["project", "import-pacs", folder, *server, *uids]) == 0
+    assert f"added {held}, duplicates 0" in capsys.readouterr().out
+    with Project.open(project_folder) as project:
+        assert image_count(project) == held
+
+
+def test_a_dimse_pacs_takes_no_password_and_a_bad_address_is_told(
+    project_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = str(project_folder)
+    args = ["--dimse", "ORTHANC@127.0.0.1:9", "--user", USER]
+    assert main(["project", "search-pacs", folder, *args]) == 2
+    assert "a DIMSE PACS takes no user, password or token" in capsys.readouterr().err
+    assert main(["project", "search-pacs", folder, "--dimse", "127.0.0.1:104"]) == 2
+    assert "not a DIMSE address: write it as AE_TITLE@host:port" in capsys.readouterr().err

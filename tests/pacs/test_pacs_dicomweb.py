@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from orthanc_support import PASSWORD, USER, Orthanc, upload_files
-from phi_support import MARK, MARKERS, every_file, leaks, write_phi_folder
+from orthanc_support import PASSWORD, USER, Orthanc
+from phi_support import MARK, MARKERS, every_file, leaks
 
-from ept_studio.common import applog
-from ept_studio.common.applog import setup_logging
 from ept_studio.services.project import (
     ImportFinished,
     PacsError,
@@ -29,13 +27,6 @@ from ept_studio.services.project import (
 )
 
 CT_SMALL_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "user-data"))
-    with Project.create(tmp_path / "project", "single") as opened:
-        yield opened
 
 
 def _server(orthanc: Orthanc, password: str = PASSWORD) -> PacsServer:
@@ -138,16 +129,6 @@ def test_a_pacs_that_does_not_answer_times_out(project: Project) -> None:
     assert _cached(project) == []
 
 
-@pytest.fixture
-def own_orthanc(orthanc_factory: Callable[[], Orthanc], tmp_path: Path) -> Orthanc:
-    """An Orthanc of this test's own (studies get deleted), with two real and two marked studies."""
-    server = orthanc_factory()
-    marked = sorted(write_phi_folder(tmp_path / "phi").rglob("*.dcm"))
-    for path in [*upload_files()[:2], *marked]:
-        server.rest("POST", "/instances", data=path.read_bytes())
-    return server
-
-
 def test_a_study_deleted_after_the_search_is_told(own_orthanc: Orthanc, project: Project) -> None:
     server = _server(own_orthanc)
     uids = [study.study_uid for study in search_studies(server, modality="CT")]
@@ -194,16 +175,6 @@ def test_cancel_while_retrieving_keeps_nothing(orthanc: Orthanc, project: Projec
     assert report.files_seen == 0
     assert image_count(project) == 0
     assert _cached(project) == []
-
-
-@pytest.fixture
-def app_log(tmp_path: Path) -> Iterator[Path]:
-    path = setup_logging(tmp_path / "logs", level=logging.DEBUG)
-    yield path
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, applog._AppLogHandler)]:
-        root.removeHandler(handler)
-        handler.close()
 
 
 def test_no_patient_detail_reaches_the_log_or_the_database(

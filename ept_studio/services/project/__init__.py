@@ -79,6 +79,11 @@ from ept_studio.services.project.pacs import (
     pacs_import,
     search_studies,
 )
+from ept_studio.services.project.pacs_dimse import (
+    DimseServer,
+    iter_dimse_import,
+    search_dimse_studies,
+)
 from ept_studio.services.project.preview import (
     ImagePreview,
     iter_preview,
@@ -175,6 +180,7 @@ __all__ = [
     "ClassCount",
     "ClassInfo",
     "ColourStop",
+    "DimseServer",
     "ExportCancelled",
     "GalleryFilter",
     "GalleryItem",
@@ -235,6 +241,7 @@ __all__ = [
     "import_paths",
     "import_project_key",
     "is_project_folder",
+    "iter_dimse_import",
     "iter_import",
     "iter_pacs_import",
     "iter_preview",
@@ -264,6 +271,7 @@ __all__ = [
     "rough_duration",
     "run_results",
     "scope_summary",
+    "search_dimse_studies",
     "search_studies",
     "suggest_test_split",
     "train_on_project",

@@ -179,7 +179,7 @@ def iter_pacs_import(
                 logger.info(
                     "PACS import cancelled after %d of %d instances", done - 1, len(instances)
                 )
-                _remove(new_files)
+                remove_copies(new_files)
                 yield ImportFinished(ImportReport())
                 return
             dataset = _call(server, client.retrieve_instance, study, series, sop)
@@ -189,7 +189,7 @@ def iter_pacs_import(
                 new_files.append(path)
             yield PacsRetrieved(done, len(instances))
     except BaseException:
-        _remove(new_files)
+        remove_copies(new_files)
         raise
     logger.info("PACS import: %d instances retrieved (%d new)", len(files), len(new_files))
     yield from iter_import(project, files, thumbnails=thumbnails, cancel=cancel)
@@ -323,7 +323,11 @@ def _keep(cache: Path, dataset: Any) -> tuple[Path, bool]:
     """The instance as a DICOM file in the cache, named by its content; whether it is new."""
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
-    data = buffer.getvalue()
+    return keep_instance(cache, buffer.getvalue())
+
+
+def keep_instance(cache: Path, data: bytes) -> tuple[Path, bool]:
+    """A retrieved DICOM file's bytes kept in the cache, named by their sha256; whether new."""
     path = cache / f"{hashlib.sha256(data).hexdigest()}.dcm"
     if path.exists():
         return path, False
@@ -331,7 +335,8 @@ def _keep(cache: Path, dataset: Any) -> tuple[Path, bool]:
     return path, True
 
 
-def _remove(paths: Sequence[Path]) -> None:
+def remove_copies(paths: Sequence[Path]) -> None:
+    """Remove copies made by an import that did not finish (the project is left as it was)."""
     for path in paths:
         path.unlink(missing_ok=True)
 

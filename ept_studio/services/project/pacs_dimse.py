@@ -1,0 +1,365 @@
+"""A PACS without DICOMweb, over DIMSE: search it (C-FIND) and import studies from it (C-GET).
+
+The same shape as :mod:`~ept_studio.services.project.pacs`: the same :class:`PacsStudy` results,
+the same events, the same cache and import. The instances of the studies asked for are listed
+first (C-FIND at image level), then each is retrieved by its own C-GET on one association, so
+``cancel`` is asked between instances and an instance deleted meanwhile is noticed as such. All are
+retrieved before any is imported: a PACS that fails half way leaves the project as it was.
+
+C-GET needs no setting on the PACS for this computer (C-MOVE would need it registered there as a
+destination). pynetdicom's own log lists each query's values, which can identify a patient: it is
+kept to warnings, and nothing here logs a UID or a query value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import re
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ept_studio.data.store import Project
+from ept_studio.services.project.importing import (
+    ImportFinished,
+    ImportReport,
+    iter_import,
+    pacs_cache_dir,
+)
+from ept_studio.services.project.pacs import (
+    DEFAULT_TIMEOUT_S,
+    PacsError,
+    PacsImportEvent,
+    PacsRetrieved,
+    PacsStudy,
+    keep_instance,
+    remove_copies,
+)
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+    from pynetdicom.association import Association
+    from pynetdicom.events import Event
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CALLING_AET = "EPTSTUDIO"
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII but the backslash
+_ADDRESS = re.compile(r"^(?P<aet>[^@]+)@(?P<host>\[[^\]]+\]|[^:]+):(?P<port>\d+)$")
+_PENDING = (0xFF00, 0xFF01)
+_SUCCESS = 0x0000
+_OUT_OF_RESOURCES = 0xA700
+_FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
+_GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve Information Model - GET
+_Instance = tuple[str, str, str]  # study, series and instance UIDs
+
+
+@dataclasses.dataclass(frozen=True)
+class DimseServer:
+    """Where a DIMSE PACS listens and the AE titles to talk to it with.
+
+    ``ae_title``: the PACS's own (the *called* AE title); ``calling_ae_title``: this computer's,
+    as the PACS knows it. DIMSE has no password: a PACS admits callers by AE title and address.
+    """
+
+    ae_title: str
+    host: str
+    port: int
+    calling_ae_title: str = DEFAULT_CALLING_AET
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        for name, title in (("PACS", self.ae_title), ("calling", self.calling_ae_title)):
+            if not _AE_TITLE.match(title) or not title.strip():
+                raise PacsError(
+                    f"the {name} AE title {title!r} is not valid: 1 to 16 letters, digits or "
+                    "other printable characters, no backslash"
+                )
+        if not self.host.strip():
+            raise PacsError("the PACS's host name is empty")
+        if not 0 < self.port < 65536:
+            raise PacsError(f"the PACS's port {self.port} is not between 1 and 65535")
+        if self.timeout_s <= 0:
+            raise PacsError("the time to wait for the PACS must be more than 0 s")
+
+    @classmethod
+    def parse(
+        cls,
+        address: str,
+        calling_ae_title: str = DEFAULT_CALLING_AET,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> DimseServer:
+        """A server from ``AET@host:port`` (an IPv6 host in brackets)."""
+        match = _ADDRESS.match(address.strip())
+        if match is None:
+            raise PacsError(
+                f"{address!r} is not a DIMSE address: write it as AE_TITLE@host:port, e.g. "
+                "ORTHANC@pacs.example.org:4242"
+            )
+        host = match["host"].strip("[]")
+        return cls(match["aet"], host, int(match["port"]), calling_ae_title, timeout_s)
+
+    @property
+    def where(self) -> str:
+        """What a message shows of the server: ``AET@host:port``."""
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def search_dimse_studies(
+    server: DimseServer,
+    *,
+    patient: str | None = None,
+    patient_id: str | None = None,
+    date_range: str | None = None,
+    modality: str | None = None,
+    description: str | None = None,
+) -> list[PacsStudy]:
+    """The studies matching every given filter (C-FIND at study level), by date then UID.
+
+    The filters mean what they mean for :func:`~ept_studio.services.project.pacs.search_studies`.
+    """
+    query = _study_query(patient, patient_id, date_range, modality, description)
+    with _association(server) as assoc:
+        found = _find(server, assoc, query)
+    studies = [_study(item) for item in found]
+    studies = [study for study in studies if study.study_uid]
+    logger.info("PACS search (DIMSE): %d studies", len(studies))
+    return sorted(studies, key=lambda study: (study.date, study.study_uid))
+
+
+def iter_dimse_import(
+    project: Project,
+    server: DimseServer,
+    study_uids: Sequence[str],
+    *,
+    thumbnails: bool = True,
+    cancel: Callable[[], bool] | None = None,
+) -> Iterator[PacsImportEvent]:
+    """Retrieve the studies' instances into the project's cache by C-GET, then import them.
+
+    The events and the cancel behaviour are those of
+    :func:`~ept_studio.services.project.pacs.iter_pacs_import`. Raises :class:`PacsError` when
+    the PACS fails; the project is then unchanged.
+    """
+    cache = pacs_cache_dir(project)
+    receiver = _Receiver(cache)
+    try:
+        with _association(server, receiver=receiver) as assoc:
+            instances = [
+                item for uid in dict.fromkeys(study_uids) for item in _instances(server, assoc, uid)
+            ]
+            cache.mkdir(parents=True, exist_ok=True)
+            for done, instance in enumerate(instances, start=1):
+                if cancel is not None and cancel():
+                    logger.info("PACS import cancelled after %d of %d", done - 1, len(instances))
+                    remove_copies(receiver.new_files)
+                    yield ImportFinished(ImportReport())
+                    return
+                _get(server, assoc, receiver, instance)
+                yield PacsRetrieved(done, len(instances))
+    except BaseException:
+        remove_copies(receiver.new_files)
+        raise
+    logger.info(
+        "PACS import (DIMSE): %d instances retrieved (%d new)",
+        len(receiver.files),
+        len(receiver.new_files),
+    )
+    yield from iter_import(project, receiver.files, thumbnails=thumbnails, cancel=cancel)
+
+
+class _Receiver:
+    """Keeps what the PACS sends (C-STORE sub-operations, on the association's own thread)."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.files: list[Path] = []
+        self.new_files: list[Path] = []
+        self.failure: str | None = None
+
+    def on_store(self, event: Event) -> int:
+        try:
+            path, is_new = keep_instance(self.cache, event.encoded_dataset())
+        except OSError as err:
+            self.failure = f"cannot keep a retrieved image in {self.cache}: {err.strerror or err}"
+            return _OUT_OF_RESOURCES
+        self.files.append(path)
+        if is_new:
+            self.new_files.append(path)
+        return _SUCCESS
+
+
+@contextlib.contextmanager
+def _association(server: DimseServer, receiver: _Receiver | None = None) -> Iterator[Association]:
+    """An association for C-FIND, and for C-GET when ``receiver`` is given; released at the end."""
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
+
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines list query values
+    _check_reachable(server)
+    ae = AE(ae_title=server.calling_ae_title)
+    for name in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
+        setattr(ae, name, server.timeout_s)
+    ae.add_requested_context(_FIND)
+    roles: list[Any] = []
+    handlers: list[Any] = []
+    if receiver is not None:
+        ae.add_requested_context(_GET)
+        for context in StoragePresentationContexts:  # 120: with the two above, within 128
+            storage = str(context.abstract_syntax)
+            ae.add_requested_context(storage, ALL_TRANSFER_SYNTAXES)
+            roles.append(build_role(storage, scp_role=True))
+        handlers.append((evt.EVT_C_STORE, receiver.on_store))
+    assoc = ae.associate(
+        server.host, server.port, ae_title=server.ae_title, ext_neg=roles, evt_handlers=handlers
+    )
+    if not assoc.is_established:
+        raise PacsError(_not_established(server, assoc))
+    try:
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def _check_reachable(server: DimseServer) -> None:
+    """Tell a server that is down from one that does not answer (pynetdicom aborts on both)."""
+    try:
+        with socket.create_connection((server.host, server.port), timeout=server.timeout_s):
+            pass
+    except TimeoutError:
+        raise PacsError(_timeout_message(server)) from None
+    except OSError:
+        raise PacsError(
+            f"cannot reach the PACS at {server.where}: is the server running, and the host and "
+            "port right?"
+        ) from None
+
+
+def _not_established(server: DimseServer, assoc: Association) -> str:
+    if assoc.is_rejected:
+        return (
+            f"the PACS at {server.where} refused the connection: check its AE title, and that it "
+            f"admits this computer's AE title ({server.calling_ae_title})"
+        )
+    return _timeout_message(server)
+
+
+def _timeout_message(server: DimseServer) -> str:
+    return (
+        f"the PACS at {server.where} did not answer within {server.timeout_s:g} s: try again "
+        "later, or allow it more time"
+    )
+
+
+def _find(server: DimseServer, assoc: Association, query: Dataset) -> list[Dataset]:
+    _require(server, assoc, _FIND, "search (C-FIND)")
+    found = []
+    for status, identifier in assoc.send_c_find(query, _FIND):
+        code = _status(server, status)
+        if code in _PENDING and identifier is not None:
+            found.append(identifier)
+        elif code != _SUCCESS:
+            raise PacsError(f"the PACS at {server.where} refused the search (status 0x{code:04X})")
+    return found
+
+
+def _instances(server: DimseServer, assoc: Association, study_uid: str) -> list[_Instance]:
+    """The study's (study, series, instance) UIDs, sorted; a study that is gone is told."""
+    from pydicom.dataset import Dataset
+
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID = study_uid
+    query.SeriesInstanceUID = ""
+    query.SOPInstanceUID = ""
+    found = {
+        (study_uid, str(item.get("SeriesInstanceUID", "")), str(item.get("SOPInstanceUID", "")))
+        for item in _find(server, assoc, query)
+    }
+    instances = sorted(item for item in found if all(item))
+    if not instances:
+        raise PacsError(_deleted_message(server, "a study"))
+    return instances
+
+
+def _get(server: DimseServer, assoc: Association, receiver: _Receiver, instance: _Instance) -> None:
+    """One instance by C-GET into the receiver's cache."""
+    from pydicom.dataset import Dataset
+
+    _require(server, assoc, _GET, "retrieval (C-GET)")
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID, query.SeriesInstanceUID, query.SOPInstanceUID = instance
+    kept = len(receiver.files)
+    final = None
+    for status, _identifier in assoc.send_c_get(query, _GET):
+        code = _status(server, status)
+        if code not in _PENDING:
+            final = code
+    if receiver.failure is not None:
+        raise PacsError(receiver.failure)
+    if len(receiver.files) > kept:
+        return
+    if final is None or final == _SUCCESS or final & 0xF000 == 0xC000:  # 0xCxxx: cannot process
+        raise PacsError(_deleted_message(server, "an image"))
+    raise PacsError(f"the PACS at {server.where} did not send an image (status 0x{final:04X})")
+
+
+def _require(server: DimseServer, assoc: Association, sop_class: str, what: str) -> None:
+    accepted = {context.abstract_syntax for context in assoc.accepted_contexts}
+    if sop_class not in accepted:
+        raise PacsError(f"the PACS at {server.where} does not offer {what} to this computer")
+
+
+def _status(server: DimseServer, status: Dataset) -> int:
+    """The response's status; an empty one means the association timed out or was aborted."""
+    if "Status" not in status:
+        raise PacsError(_timeout_message(server))
+    return int(status.Status)
+
+
+def _deleted_message(server: DimseServer, what: str) -> str:
+    return (
+        f"{what} asked for is not on the PACS at {server.where}: it may have been deleted; "
+        "search again"
+    )
+
+
+def _study_query(
+    patient: str | None,
+    patient_id: str | None,
+    date_range: str | None,
+    modality: str | None,
+    description: str | None,
+) -> Dataset:
+    from pydicom.dataset import Dataset
+
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = ""
+    query.StudyDate = date_range.replace(" ", "") if date_range else ""
+    query.ModalitiesInStudy = modality.upper() if modality else ""
+    query.StudyDescription = f"*{description}*" if description else ""
+    query.NumberOfStudyRelatedInstances = ""
+    query.PatientName = f"*{patient}*" if patient else ""
+    query.PatientID = patient_id or ""
+    return query
+
+
+def _study(item: Dataset) -> PacsStudy:
+    modalities = item.get("ModalitiesInStudy", "")
+    if isinstance(modalities, str):
+        modalities = [modalities] if modalities else []
+    count = str(item.get("NumberOfStudyRelatedInstances", ""))
+    return PacsStudy(
+        study_uid=str(item.get("StudyInstanceUID", "")),
+        date=str(item.get("StudyDate", "")),
+        modalities=tuple(str(value) for value in modalities),
+        description=str(item.get("StudyDescription", "")),
+        instances=int(count) if count.isdigit() else None,
+        patient_name=str(item.get("PatientName", "")),
+        patient_id=str(item.get("PatientID", "")),
+    )
