@@ -79,10 +79,19 @@ from ept_studio.services.project.pacs import (
     pacs_import,
     search_studies,
 )
+from ept_studio.services.project.pacs_credentials import CredentialStore
 from ept_studio.services.project.pacs_dimse import (
     DimseServer,
     iter_dimse_import,
     search_dimse_studies,
+)
+from ept_studio.services.project.pacs_servers import (
+    PacsEntry,
+    iter_import_from_pacs,
+    load_pacs_entries,
+    save_pacs_entries,
+    search_pacs,
+    servers_file,
 )
 from ept_studio.services.project.preview import (
     ImagePreview,
@@ -180,6 +189,7 @@ __all__ = [
     "ClassCount",
     "ClassInfo",
     "ColourStop",
+    "CredentialStore",
     "DimseServer",
     "ExportCancelled",
     "GalleryFilter",
@@ -198,6 +208,7 @@ __all__ = [
     "LabelMode",
     "MetadataRow",
     "OnnxExportResult",
+    "PacsEntry",
     "PacsError",
     "PacsImportEvent",
     "PacsRetrieved",
@@ -243,9 +254,11 @@ __all__ = [
     "is_project_folder",
     "iter_dimse_import",
     "iter_import",
+    "iter_import_from_pacs",
     "iter_pacs_import",
     "iter_preview",
     "latest_prediction_run",
+    "load_pacs_entries",
     "metadata_rows",
     "missing_key_message",
     "missing_or_changed",
@@ -270,9 +283,12 @@ __all__ = [
     "result_runs",
     "rough_duration",
     "run_results",
+    "save_pacs_entries",
     "scope_summary",
     "search_dimse_studies",
+    "search_pacs",
     "search_studies",
+    "servers_file",
     "suggest_test_split",
     "train_on_project",
     "trained_runs",
