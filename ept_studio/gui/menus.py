@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMe
 
 from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.new_project_dialog import NewProjectDialog
+from ept_studio.gui.pacs_dialog import PacsDialog
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings
 from ept_studio.services.project import (
@@ -51,6 +52,8 @@ class FileMenu(QMenu):
         self._action("&Import files…", "Ctrl+I", self.ask_import_files)
         self._action("Import &folder…", "Ctrl+Shift+I", self.ask_import_folder)
         self._action("Import folders as &classes…", "Ctrl+Alt+I", self.ask_import_class_folders)
+        self._action("Import from a &PACS…", "Ctrl+Alt+P", self.ask_import_pacs)
+        self.pacs_dialog: PacsDialog | None = None
         self.addSeparator()
         self._action("E&xport patient key…", "", self.ask_export_key)
         self._action("Import patient &key…", "", self.ask_import_key)
@@ -183,6 +186,18 @@ class FileMenu(QMenu):
         )
         if folder:
             self.import_class_folders_at(Path(folder))
+
+    @Slot()
+    def ask_import_pacs(self) -> PacsDialog | None:
+        """The PACS dialog (one per window: it keeps this run's passwords), for the open project."""
+        if self.session.project is None:
+            QMessageBox.information(self.window_, "EPT Studio", "Create or open a project first.")
+            return None
+        if self.pacs_dialog is None:
+            self.pacs_dialog = PacsDialog(self.session, parent=self.window_)
+        self.pacs_dialog.show()
+        self.pacs_dialog.raise_()
+        return self.pacs_dialog
 
     def import_at(self, paths: list[Path]) -> bool:
         """File > Import with the paths chosen: runs in the worker thread, like a drop."""

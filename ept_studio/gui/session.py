@@ -218,6 +218,13 @@ class ProjectSession(QObject):
         if self.project is None or self.importing or not paths:
             return False
         worker = ImportWorker(self.project.folder, paths, folders_as_classes=folders_as_classes)
+        return self.start_import_worker(worker)
+
+    def start_import_worker(self, worker: ImportWorker) -> bool:
+        """Run an import worker (files, or a PACS retrieve) with the same progress, Cancel and
+        refresh; False when no project is open or an import is running."""
+        if self.project is None or self.importing:
+            return False
         worker.progress.connect(self._on_progress)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)

@@ -1,0 +1,175 @@
+"""Add or edit a PACS: a name, where it is (a web address, or a DICOM network address) and how to
+log in. The password or token typed here goes to the credential store, never to the saved list."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ept_studio.common.errors import EptStudioError
+from ept_studio.services.project import PacsEntry
+
+_KINDS = (
+    ("Web address (DICOMweb)", "dicomweb"),
+    ("DICOM network (DIMSE)", "dimse"),
+)
+_AUTHS = (("No log-in", "none"), ("User name and password", "basic"), ("Access token", "bearer"))
+
+
+class PacsServerDialog(QDialog):
+    """The fields of one :class:`PacsEntry`, and its password or token; ``entry()`` checks them."""
+
+    def __init__(self, entry: PacsEntry | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Edit the PACS" if entry else "Add a PACS")
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("e.g. Hospital archive")
+        self.kind = QComboBox()
+        for text, value in _KINDS:
+            self.kind.addItem(text, value)
+        self.kind.setToolTip(
+            "How EPT Studio talks to the PACS: DICOMweb (QIDO-RS search, WADO-RS retrieve) over "
+            "HTTP(S), or the classic DICOM network protocol (DIMSE: C-FIND search, C-GET retrieve)"
+        )
+        self.form = QFormLayout()
+        self.form.addRow("Name:", self.name)
+        self.form.addRow("Connect by:", self.kind)
+        self.web_rows = self._web_rows()
+        self.dimse_rows = self._dimse_rows()
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("QLabel { color: #a33; }")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.form)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+        self.kind.currentIndexChanged.connect(self._on_kind)
+        self.auth.currentIndexChanged.connect(self._on_auth)
+        self.setMinimumWidth(520)
+        if entry is not None:
+            self._fill(entry)
+        self._on_kind()
+        self._on_auth()
+
+    def _web_rows(self) -> list[QWidget]:
+        self.url = QLineEdit()
+        self.url.setPlaceholderText("https://pacs.example.org/dicom-web")
+        self.url.setToolTip("The DICOMweb root of the PACS, as its administrator gives it")
+        self.auth = QComboBox()
+        for text, value in _AUTHS:
+            self.auth.addItem(text, value)
+        self.auth.setToolTip("Basic authentication (user and password) or a bearer token")
+        self.user = QLineEdit()
+        self.secret = QLineEdit()
+        self.secret.setEchoMode(QLineEdit.EchoMode.Password)
+        self.secret.setToolTip(
+            "Kept in the system keyring where there is one, else only until EPT Studio closes; "
+            "never in the project, the settings or the log"
+        )
+        self.check_tls = QCheckBox("Check the server's certificate")
+        self.check_tls.setChecked(True)
+        self.check_tls.setToolTip(
+            "TLS certificate check for https:// addresses; turn off only for a test server"
+        )
+        self.secret_label = QLabel("Password:")
+        self.form.addRow("Address:", self.url)
+        self.form.addRow("Log-in:", self.auth)
+        self.form.addRow("User name:", self.user)
+        self.form.addRow(self.secret_label, self.secret)
+        self.form.addRow("", self.check_tls)
+        return [self.url, self.auth, self.user, self.secret, self.check_tls]
+
+    def _dimse_rows(self) -> list[QWidget]:
+        self.ae_title = QLineEdit()
+        self.ae_title.setPlaceholderText("e.g. ORTHANC")
+        self.ae_title.setToolTip("The PACS's AE title (application entity title), up to 16 letters")
+        self.host = QLineEdit()
+        self.host.setPlaceholderText("pacs.example.org")
+        self.port = QSpinBox()
+        self.port.setRange(1, 65535)
+        self.port.setValue(104)
+        self.calling = QLineEdit("EPTSTUDIO")
+        self.calling.setToolTip(
+            "This computer's AE title, as the PACS knows it: the PACS must admit it"
+        )
+        self.form.addRow("PACS name (AE title):", self.ae_title)
+        self.form.addRow("Host:", self.host)
+        self.form.addRow("Port:", self.port)
+        self.form.addRow("This computer (AE title):", self.calling)
+        return [self.ae_title, self.host, self.port, self.calling]
+
+    def _fill(self, entry: PacsEntry) -> None:
+        self.name.setText(entry.name)
+        self.kind.setCurrentIndex(self.kind.findData(entry.protocol))
+        self.url.setText(entry.url)
+        self.auth.setCurrentIndex(self.auth.findData(entry.auth))
+        self.user.setText(entry.user)
+        self.check_tls.setChecked(entry.verify_tls)
+        self.ae_title.setText(entry.ae_title)
+        self.host.setText(entry.host)
+        self.port.setValue(entry.port or 104)
+        self.calling.setText(entry.calling_ae_title)
+        self.secret.setPlaceholderText("unchanged")
+
+    @Slot()
+    def _on_kind(self) -> None:
+        dimse = self.kind.currentData() == "dimse"
+        for widget in self.web_rows:
+            self.form.setRowVisible(widget, not dimse)
+        for widget in self.dimse_rows:
+            self.form.setRowVisible(widget, dimse)
+
+    @Slot()
+    def _on_auth(self) -> None:
+        auth = self.auth.currentData()
+        self.user.setEnabled(auth == "basic")
+        self.secret.setEnabled(auth != "none")
+        self.secret_label.setText("Token:" if auth == "bearer" else "Password:")
+
+    def entry(self) -> PacsEntry:
+        """The PACS as typed; a PacsError says what is wrong."""
+        if self.kind.currentData() == "dimse":
+            return PacsEntry(
+                self.name.text().strip(),
+                "dimse",
+                ae_title=self.ae_title.text().strip(),
+                host=self.host.text().strip(),
+                port=self.port.value(),
+                calling_ae_title=self.calling.text().strip(),
+            )
+        return PacsEntry(
+            self.name.text().strip(),
+            "dicomweb",
+            url=self.url.text().strip(),
+            auth=self.auth.currentData(),
+            user=self.user.text().strip() if self.auth.currentData() == "basic" else "",
+            verify_tls=self.check_tls.isChecked(),
+        )
+
+    def typed_secret(self) -> str | None:
+        """The password or token typed (None when left empty: unchanged, or asked for later)."""
+        return self.secret.text() or None
+
+    def accept(self) -> None:
+        try:
+            self.entry()
+        except EptStudioError as err:
+            self.error.setText(str(err))
+            return
+        super().accept()
