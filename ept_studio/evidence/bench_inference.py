@@ -13,6 +13,11 @@ machine load hits every contender alike), each contender alone:
   eager's. While one contender runs the others wait (the worker blocks on its pipe, its threads
   asleep), and each starts after a pause (``settle_s``) that lets threads spinning after the last
   run park, so no contender is measured against another's threads;
+- batch-1 latency of the int8 copy of the export (dynamic quantization, checked against the fp32
+  export as ``export --precision int8`` does) in a torch-free worker of its own on the CPU, and of
+  the fp16 copy on CUDA where there is an NVIDIA GPU (else the report says why it was skipped); each
+  as a ratio to torch eager measured in the same rounds (on a GPU machine torch still runs on the
+  CPU: the fp16 ratio then compares the GPU with the CPU);
 - folder throughput, in the worker (the torch-free path):
   :func:`~ept_studio.services.model.onnx_inference.predict_paths` over a folder of DICOM files (decode,
   render, hash, preprocess in the pool) vs the model alone on preprocessed batches.
@@ -21,7 +26,9 @@ machine load hits every contender alike), each contender alone:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import json
 import shutil
 import statistics
@@ -29,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -43,7 +50,11 @@ ONNX = "onnx"
 ONNX_IN_PROCESS = "onnx_in_process"
 TORCH = "torch"
 TORCH_FULL = "torch_full"
+ONNX_INT8 = "onnx_int8"
+ONNX_FP16 = "onnx_fp16"
 CONTENDERS = (ONNX, ONNX_IN_PROCESS, TORCH, TORCH_FULL)
+"""Always measured; :data:`ONNX_INT8` and, with a GPU, :data:`ONNX_FP16` join them."""
+INT8_TARGET = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +76,11 @@ class InferenceBench:
     model_only_ips: float
     folder_ips: float
     parity: Any
+    int8_latency_s: float = float("nan")
+    fp16_latency_s: float | None = None
+    fp16_skipped: str = ""
+    checks: tuple[Any, ...] = ()
+    sizes_mb: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def latency_ratio(self) -> float:
@@ -82,6 +98,18 @@ class InferenceBench:
         return self.onnx_in_process_latency_s / self.torch_latency_s
 
     @property
+    def int8_latency_ratio(self) -> float:
+        """The int8 model (torch-free worker, CPU) over torch eager."""
+        return self.int8_latency_s / self.torch_latency_s
+
+    @property
+    def fp16_latency_ratio(self) -> float | None:
+        """The fp16 model (torch-free worker, CUDA) over torch eager; None when not measured."""
+        if self.fp16_latency_s is None:
+            return None
+        return self.fp16_latency_s / self.torch_latency_s
+
+    @property
     def throughput_ratio(self) -> float:
         return self.folder_ips / self.model_only_ips
 
@@ -89,10 +117,18 @@ class InferenceBench:
 class OnnxWorker:
     """The torch-free ONNX Runtime process of the benchmark (:mod:`.onnx_bench_worker`)."""
 
-    def __init__(self, model: Path, pixels: Path, *, threads: int, spinning: str = "auto") -> None:
+    def __init__(
+        self,
+        model: Path,
+        pixels: Path,
+        *,
+        threads: int,
+        spinning: str = "auto",
+        device: str = "cpu",
+    ) -> None:
         command = [sys.executable, "-m", "ept_studio.evidence.onnx_bench_worker"]
         self._process = subprocess.Popen(
-            [*command, str(model), str(pixels), str(threads), spinning],
+            [*command, str(model), str(pixels), str(threads), spinning, device],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -194,7 +230,7 @@ def run_inference_bench(
     spinning: str = "auto",
     settle_s: float = 0.1,
 ) -> InferenceBench:
-    """Export, then measure (see the module docstring); ``spinning`` is the worker's setting."""
+    """Export, then measure (see the module docstring); ``spinning`` is the workers' setting."""
     import torch
 
     from ept_studio.core.model_io import preprocess
@@ -205,21 +241,27 @@ def run_inference_bench(
     model, info, _ = _bench_model()
     files = reference_check_files()
     images = check_images(files, info.rendering)
-    with tempfile.TemporaryDirectory(prefix="ept-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ept-bench-") as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
         report = export_onnx(model, folder / "bench.onnx", info, images)
+        reduced, fp16_skipped = reduced_exports(report.path, preprocess(images, info))
         pixels = folder / "single.npy"
         np.save(pixels, preprocess([images[0]], info))
-        data = folder / "images"
-        data.mkdir()
-        for index in range(folder_images):
-            shutil.copyfile(files[index % len(files)], data / f"image_{index:04d}.dcm")
+        data = _dicom_folder(folder / "images", files, folder_images)
         # Next to torch: the app's setting, threads not spinning.
         in_process = open_onnx_model(report.path, device="cpu", threads=threads, spinning=False)
-        with OnnxWorker(report.path, pixels, threads=threads, spinning=spinning) as worker:
-            timings = _latencies(model, in_process, worker, np.load(pixels), rounds, settle_s)
-            time.sleep(settle_s)
-            model_only, folder_rate = _throughputs(worker, data, batch_size, rounds)
+        worker = stack.enter_context(
+            OnnxWorker(report.path, pixels, threads=threads, spinning=spinning)
+        )
+        extra = {
+            name: stack.enter_context(
+                OnnxWorker(export.path, pixels, threads=threads, spinning=spinning, device=device)
+            )
+            for name, (export, device) in reduced.items()
+        }
+        timings = _latencies(model, in_process, worker, np.load(pixels), rounds, settle_s, extra)
+        time.sleep(settle_s)
+        model_only, folder_rate = _throughputs(worker, data, batch_size, rounds)
     medians = {name: statistics.median(values) for name, values in timings.items()}
     return InferenceBench(
         provider=str(worker.session["provider"]),
@@ -237,7 +279,47 @@ def run_inference_bench(
         model_only_ips=model_only,
         folder_ips=folder_rate,
         parity=report.parity,
+        int8_latency_s=medians[ONNX_INT8],
+        fp16_latency_s=medians.get(ONNX_FP16),
+        fp16_skipped=fp16_skipped,
+        checks=tuple(export.record for export, _ in reduced.values()),
+        sizes_mb={
+            "fp32": report.size_bytes / 1e6,
+            **{export.record.precision: export.size_bytes / 1e6 for export, _ in reduced.values()},
+        },
     )
+
+
+def reduced_exports(reference: Path, pixels: np.ndarray) -> tuple[dict[str, tuple[Any, str]], str]:
+    """The int8 copy of ``reference`` (run on the CPU) and, where CUDA runs, the fp16 copy (run on
+    CUDA), each checked as ``export --precision`` checks it; and why fp16 was skipped ("" if not)."""
+    from ept_studio.core.onnx_precision import export_precision
+    from ept_studio.core.onnx_runtime import CUDA_PROVIDER, choose_providers
+
+    exports = {
+        ONNX_INT8: (export_precision(reference, _beside(reference, "int8"), "int8", pixels), "cpu")
+    }
+    providers, notes = choose_providers("auto")
+    if providers[0] != CUDA_PROVIDER:
+        reason = notes[0].split(";")[0] if notes else "CUDA is not available"
+        return exports, f"not measured: fp16 is for CUDA GPUs, and here {reason}"
+    fp16 = export_precision(reference, _beside(reference, "fp16"), "fp16", pixels)
+    if fp16.record.provider != CUDA_PROVIDER:
+        return exports, "not measured: the CUDA provider could not start"
+    exports[ONNX_FP16] = (fp16, "cuda")
+    return exports, ""
+
+
+def _beside(path: Path, precision: str) -> Path:
+    return path.with_name(f"{path.stem}_{precision}{path.suffix}")
+
+
+def _dicom_folder(folder: Path, files: Sequence[Path], count: int) -> Path:
+    """``count`` copies of the DICOM ``files``, in turn, in a new ``folder``."""
+    folder.mkdir()
+    for index in range(count):
+        shutil.copyfile(files[index % len(files)], folder / f"image_{index:04d}.dcm")
+    return folder
 
 
 def _latencies(
@@ -247,8 +329,12 @@ def _latencies(
     single: np.ndarray,
     rounds: int,
     settle_s: float,
+    extra: Mapping[str, OnnxWorker] | None = None,
 ) -> dict[str, list[float]]:
-    """Batch-1 seconds of each contender per round; the order rotates from round to round."""
+    """Batch-1 seconds of each contender per round; the order rotates from round to round.
+
+    ``extra``: more torch-free workers (the int8 and fp16 models), measured like ``worker``.
+    """
     import torch
 
     from ept_studio.core.torch_runner import TorchRunner
@@ -266,15 +352,22 @@ def _latencies(
         TORCH: lambda: _seconds_per_call(eager),
         TORCH_FULL: lambda: _seconds_per_call(lambda: torch_runner.run(single)),
     }
+    for name, other in (extra or {}).items():
+        steps[name] = functools.partial(_first_latency, other)
     for step in steps.values():  # warm-up
         step()
-    timings: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    names = tuple(steps)
+    timings: dict[str, list[float]] = {name: [] for name in names}
     for index in range(rounds):
-        shift = index % len(CONTENDERS)
-        for name in CONTENDERS[shift:] + CONTENDERS[:shift]:
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
             time.sleep(settle_s)
             timings[name].append(steps[name]())
     return timings
+
+
+def _first_latency(worker: OnnxWorker) -> float:
+    return worker.latency(1)[0]
 
 
 def _throughputs(
@@ -293,19 +386,7 @@ def _throughputs(
 def format_inference_bench(bench: InferenceBench) -> str:
     """A markdown report for the README, with every round's value."""
     ms = 1000.0
-    spin = "spinning" if bench.onnx_spinning else "not spinning"
-    rows = [
-        (ONNX, f"ONNX Runtime, torch-free process, threads {spin} (`predict --onnx`)", "onnx"),
-        (ONNX_IN_PROCESS, "ONNX Runtime next to torch, threads not spinning (the app)", "onnx-app"),
-        (TORCH, "torch eager (logits, EPT fast path)", "torch"),
-        (TORCH_FULL, "torch eager (logits + attention + rollout)", "torch-full"),
-    ]
-    medians = {
-        ONNX: bench.onnx_latency_s,
-        ONNX_IN_PROCESS: bench.onnx_in_process_latency_s,
-        TORCH: bench.torch_latency_s,
-        TORCH_FULL: bench.torch_full_latency_s,
-    }
+    rows = _latency_rows(bench)
     lines = [
         f"### Inference ({bench.provider}, {bench.threads} threads, medians of {bench.rounds} "
         "rounds)",
@@ -313,17 +394,17 @@ def format_inference_bench(bench: InferenceBench) -> str:
         "| batch-1 latency | median ms | min | max |",
         "|---|---|---|---|",
     ]
-    for name, label, _ in rows:
+    for name, label, _, median in rows:
         values = bench.round_s[name]
         lines.append(
-            f"| {label} | {medians[name] * ms:.1f} | {min(values) * ms:.1f} | "
-            f"{max(values) * ms:.1f} |"
+            f"| {label} | {median * ms:.1f} | {min(values) * ms:.1f} | {max(values) * ms:.1f} |"
         )
     lines += [
         "",
         f"Ratio ONNX Runtime (torch-free) / torch eager: **{bench.latency_ratio:.2f}** "
         f"(target <= 0.8); / torch's four outputs: {bench.full_latency_ratio:.2f}; "
         f"ONNX Runtime next to torch / torch eager: {bench.in_process_latency_ratio:.2f}.",
+        *_precision_lines(bench),
         "",
         f"| throughput, batch {bench.batch_size}, {bench.folder_images} DICOM files, "
         "torch-free process | images/s |",
@@ -335,14 +416,67 @@ def format_inference_bench(bench: InferenceBench) -> str:
         f"Parity of the export: logits {bench.parity.logits_error:.2g}, "
         f"attention {bench.parity.attention_error:.2g} (max abs. difference to torch).",
         "",
-        f"Per round, ms (onnx, onnx-app, torch, torch-full as in the table; order rotating, "
-        f"{bench.settle_s:.2f} s pause before each run):",
+        f"Per round, ms ({', '.join(short for _, _, short, _ in rows)} as in the table; order "
+        f"rotating, {bench.settle_s:.2f} s pause before each run):",
         "",
     ]
-    for name, _, short in rows:
+    for name, _, short, _ in rows:
         per_round = " ".join(f"{v * ms:.1f}" for v in bench.round_s[name])
         lines.append(f"- {short}: {per_round}")
     return "\n".join(lines)
+
+
+def _latency_rows(bench: InferenceBench) -> list[tuple[str, str, str, float]]:
+    """(contender, label, short name, median seconds) of every contender measured."""
+    spin = "spinning" if bench.onnx_spinning else "not spinning"
+    rows = [
+        (ONNX, f"ONNX Runtime, torch-free process, threads {spin} (`predict --onnx`)", "onnx"),
+        (ONNX_IN_PROCESS, "ONNX Runtime next to torch, threads not spinning (the app)", "onnx-app"),
+        (TORCH, "torch eager (logits, EPT fast path)", "torch"),
+        (TORCH_FULL, "torch eager (logits + attention + rollout)", "torch-full"),
+    ]
+    medians = [
+        bench.onnx_latency_s,
+        bench.onnx_in_process_latency_s,
+        bench.torch_latency_s,
+        bench.torch_full_latency_s,
+    ]
+    table = [(*row, median) for row, median in zip(rows, medians, strict=True)]
+    if ONNX_INT8 in bench.round_s:
+        label = f"ONNX Runtime int8 (`export --precision int8`), torch-free process, {spin}"
+        table.append((ONNX_INT8, label, "int8", bench.int8_latency_s))
+    if ONNX_FP16 in bench.round_s and bench.fp16_latency_s is not None:
+        label = "ONNX Runtime fp16 on CUDA (`export --precision fp16`), torch-free process"
+        table.append((ONNX_FP16, label, "fp16", bench.fp16_latency_s))
+    return table
+
+
+def _precision_lines(bench: InferenceBench) -> list[str]:
+    """The int8 and fp16 ratios, their checks against fp32 and the file sizes."""
+    if ONNX_INT8 not in bench.round_s:
+        return []
+    lines = [
+        "",
+        f"Ratio int8 / torch eager: **{bench.int8_latency_ratio:.2f}** (target <= "
+        f"{INT8_TARGET:g}); int8 / fp32 ONNX Runtime: "
+        f"{bench.int8_latency_s / bench.onnx_latency_s:.2f}.",
+    ]
+    ratio = bench.fp16_latency_ratio
+    if ratio is None:
+        lines.append(f"fp16: {bench.fp16_skipped}.")
+    else:
+        lines.append(f"Ratio fp16 (CUDA) / torch eager (CPU): **{ratio:.2f}**.")
+    for check in bench.checks:
+        lines.append(
+            f"{check.precision} against fp32 on {check.images} images ({check.provider}): top-1 "
+            f"agreement {check.top1_agreement * 100:.0f} %, attention-map correlation "
+            f"{check.attention_correlation:.4f}, rollout {check.rollout_correlation:.4f} (lowest "
+            "image)."
+        )
+    sizes = ", ".join(f"{name} {size:.1f} MB" for name, size in bench.sizes_mb.items())
+    if sizes:
+        lines.append(f"File sizes: {sizes}.")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,8 @@
 """The ONNX Runtime side of ``ept-studio bench latency``, in a process that never imports torch.
 
-``python -m ept_studio.evidence.onnx_bench_worker MODEL PIXELS THREADS SPINNING`` opens the model
-the way ``predict --onnx`` does (an :class:`~ept_studio.core.onnx_runtime.OnnxRunner`; SPINNING is
-``auto``, ``on`` or ``off``), warms it up on the preprocessed ``PIXELS`` (a ``.npy`` file, batch 1),
+``python -m ept_studio.evidence.onnx_bench_worker MODEL PIXELS THREADS SPINNING [DEVICE]`` opens the
+model the way ``predict --onnx`` does (an :class:`~ept_studio.core.onnx_runtime.OnnxRunner`;
+SPINNING is ``auto``, ``on`` or ``off``; DEVICE ``cpu``, the default, or ``cuda``), warms it up on the preprocessed ``PIXELS`` (a ``.npy`` file, batch 1),
 prints one JSON line describing the session, then answers JSON requests, one per line on stdin:
 
 - ``{"op": "latency", "calls": N}`` -> ``{"seconds": [...]}``, one batch-1 run per value;
@@ -63,10 +63,13 @@ def _reply(message: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from ept_studio.core.onnx_runtime import OnnxRunner
 
-    model, pixels_file, threads, spinning = argv if argv is not None else sys.argv[1:]
+    model, pixels_file, threads, spinning, *device = argv if argv is not None else sys.argv[1:]
     pixels = np.load(pixels_file)
     runner = OnnxRunner(
-        Path(model), device="cpu", threads=int(threads), spinning=SPINNING_CHOICES[spinning]
+        Path(model),
+        device=device[0] if device else "cpu",
+        threads=int(threads),
+        spinning=SPINNING_CHOICES[spinning],
     )
     for _ in range(3):  # warm-up
         runner.run(pixels)

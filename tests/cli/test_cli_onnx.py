@@ -28,7 +28,9 @@ from ept_studio.common.files import file_sha256
 from ept_studio.core.backbones import load_backbone
 from ept_studio.core.methods import EptConfig
 from ept_studio.core.model import TunedModel
+from ept_studio.core.model_io import preprocess
 from ept_studio.core.onnx_export import export_onnx, model_info
+from ept_studio.core.onnx_precision import export_precision
 from ept_studio.core.onnx_runtime import OnnxRunner
 from ept_studio.core.prompt_file import PromptFileMetadata, save_prompt_file
 from ept_studio.core.torch_runner import TorchRunner
@@ -82,6 +84,47 @@ def test_export_command_on_the_real_offline_backbone(tmp_path: Path) -> None:
     assert ours.rollout.shape == (1, 256)
     np.testing.assert_allclose(ours.logits, reference.logits, atol=1e-4, rtol=0)
     np.testing.assert_allclose(ours.attention, reference.attention, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_export_int8_on_the_real_offline_backbone(tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    loaded = load_backbone()
+    model = TunedModel(loaded.model, EptConfig(length=10), 2)
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+        for block in model.backbone.blocks:
+            block.attn.prompt.prompt.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
+    metadata = PromptFileMetadata(
+        method=model.method_config.to_dict(),
+        backbone=loaded.spec.name,
+        backbone_sha256=loaded.weights_sha256,
+        input_size=224,
+        mean=loaded.spec.mean,
+        std=loaded.spec.std,
+        label_mode="single",
+        class_names=("normal", "abnormal"),
+    )
+    prompt = tmp_path / "real.safetensors"
+    save_prompt_file(prompt, model.trainable_state(), metadata)
+    out = tmp_path / "real_int8.onnx"
+    args = _parser().parse_args(["export", str(prompt), "--onnx", str(out), "--precision", "int8"])
+    stdout, stderr = io.StringIO(), io.StringIO()
+    args.handler(args, Console(stdout, stderr))
+    text = stdout.getvalue()
+    assert "MB, int8)" in text
+    assert "int8 check        2 images against the fp32 model on CPUExecutionProvider: " in text
+    assert "top-1 agreement 100 % (needs >= 99 %)" in text
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".onnx"] == ["real_int8.onnx"]
+    assert out.stat().st_size < 30e6  # the fp32 export is 86.7 MB
+    runner = OnnxRunner(out, device="cpu")
+    assert runner.info.precision is not None
+    assert runner.info.precision.attention_correlation >= 0.95
+    image = render_file(SAMPLES / "CT_small.dcm")
+    ours = runner.predict([image])
+    reference = TorchRunner(model, runner.info).predict([image])
+    assert ours.logits.argmax() == reference.logits.argmax()
+    np.testing.assert_allclose(ours.logits, reference.logits, rtol=0.1)  # int8: within 10 %
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +197,32 @@ def test_predict_onnx_runs_with_torch_blocked(
     assert len(done.stdout.strip().splitlines()) == 3
 
 
+def test_predict_onnx_says_an_int8_model_and_its_check(
+    tmp_path: Path, tiny_onnx: tuple[Path, TunedModel]
+) -> None:
+    model_path, _ = tiny_onnx
+    info = OnnxRunner(model_path, device="cpu").info
+    images = [render_file(SAMPLES / "CT_small.dcm"), render_file(SAMPLES / "MR_small.dcm")]
+    int8 = export_precision(
+        model_path, tmp_path / "tiny_int8.onnx", "int8", preprocess(images, info)
+    )
+    args = _parser().parse_args(
+        ["predict", str(SAMPLES / "CT_small.dcm"), "--onnx", str(int8.path), "--device", "cpu"]
+    )
+    stdout, stderr = io.StringIO(), io.StringIO()
+    cli_onnx.run_predict_onnx(args, Console(stdout, stderr))
+    record = int8.record
+    assert (
+        "int8 model, checked at export: 2 images against the fp32 model on CPUExecutionProvider: "
+        f"top-1 agreement 100 % (needs >= 99 %), attention-map correlation "
+        f"{record.attention_correlation:.4f}, rollout {record.rollout_correlation:.4f} (lowest "
+        "image; need >= 0.95)"
+    ) in stderr.getvalue()
+    expected = OnnxRunner(model_path, device="cpu").predict(images[:1])
+    name = ("cyst", "nodule", "normal")[int(expected.probabilities[0].argmax())]
+    assert stdout.getvalue().split("\t")[1] == name
+
+
 def test_predict_onnx_names_a_foreign_file(tmp_path: Path) -> None:
     foreign = tmp_path / "resnet.onnx"
     foreign.write_bytes(b"\x08\x07\x12\x07pytorch")  # a protobuf prefix, then nothing useful
@@ -166,6 +235,12 @@ def test_command_options() -> None:
     args = _parser().parse_args(["bench", "latency", "--rounds", "3"])
     assert args.handler is cli_onnx.run_bench_latency
     assert (args.rounds, args.threads, args.images, args.batch_size) == (3, 2, 32, 8)
+    export = _parser().parse_args(["export", "p.safetensors", "--onnx", "m.onnx"])
+    assert export.precision == "fp32"
+    export = _parser().parse_args(
+        ["export", "p.safetensors", "--onnx", "m.onnx", "--precision", "fp16"]
+    )
+    assert export.precision == "fp16"
     predict = _parser().parse_args(
         ["predict", "x.png", "--onnx", "m.onnx", "--head", "2", "--alpha", "0.3"]
     )
