@@ -6,8 +6,9 @@ model's own keys and shapes, at the checkpoint's native position grid, so a wron
 refused with the tensors that do not fit before anything is written.
 
 - ``timm``: already timm's layout (the ``timm/...`` hub repositories); a classifier is dropped.
-- ``hf-dinov2``: a Hugging Face ``Dinov2Model`` (RAD-DINO): names mapped, query, key and value
-  fused into ``qkv``; with ``embeddings.register_tokens`` the class token takes its position
+- ``hf-dinov2``: a Hugging Face ``Dinov2Model`` (RAD-DINO), under transformers 4's names
+  (``attention.attention.query``, ``attention.output.dense``, as published files are) or 5's
+  (``attention.q_proj``, ``attention.o_proj``): names mapped, query, key and value fused into ``qkv``; with ``embeddings.register_tokens`` the class token takes its position
   embedding in, as timm's DINOv2-with-registers models keep no position for class and registers.
 - ``open-clip-trunk``: an open_clip checkpoint whose vision tower is a timm ViT under
   ``visual.trunk.`` (BiomedCLIP); the text tower and the projection are left out.
