@@ -10,10 +10,12 @@ The Hugging Face names are those of a ``transformers`` 4 ``Dinov2Model`` file (R
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import timm
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from ept_studio.common.errors import BackboneError
@@ -28,6 +30,7 @@ from ept_studio.core.backbones.converters import (
 from ept_studio.core.backbones.loader import build_model
 
 TINY = {"embed_dim": 64, "depth": 2, "num_heads": 4}
+REFERENCE = Path(__file__).resolve().parent / "reference"
 HUB_NAMES = ["vit-b16-in21k", "vit-b16-augreg-in21k", "dinov2-vits14-reg4", "dinov2-vitb14-reg4"]
 NEW_NAMES = ["dinov2-vits14-reg4", "dinov2-vitb14-reg4", "rad-dino", "biomedclip-vitb16"]
 
@@ -143,6 +146,31 @@ def test_hf_dinov2_tensors_land_where_timm_wants_them(naming: str) -> None:
     model.load_state_dict(converted, strict=True)
     tokens = model.eval().forward_features(torch.zeros(1, 3, 56, 56))
     assert tokens.shape == (1, 17, 64)
+
+
+@pytest.mark.parametrize(
+    ("file", "timm_name", "tokens"),
+    [
+        ("hf_dinov2_tiny.safetensors", "vit_base_patch14_dinov2", 5),
+        ("hf_dinov2_reg4_tiny.safetensors", "vit_base_patch14_reg4_dinov2", 9),
+    ],
+)
+def test_converted_dinov2_reproduces_the_hugging_face_models_tokens(
+    file: str, timm_name: str, tokens: int
+) -> None:
+    """Tiny seeded transformers models and their outputs (made by reference/make_*.py)."""
+    reference = load_file(REFERENCE / file)
+    published = {k[len("state.") :]: v for k, v in reference.items() if k.startswith("state.")}
+    assert "encoder.layer.0.attention.attention.query.weight" in published
+    options = {"embed_dim": 32, "depth": 2, "num_heads": 2}
+    state = convert_checkpoint("hf-dinov2", published, timm_name, origin=file, **options)
+    model = build_model(timm_name, img_size=28, **options).eval()
+    model.load_state_dict(state, strict=True)
+    with torch.inference_mode():
+        ours = model.forward_features(reference["pixels"])
+    assert ours.shape == reference["expected"].shape == (2, tokens, 32)
+    assert (ours - reference["expected"]).abs().max().item() < 1e-5
+    assert reference["expected"].abs().max().item() > 0.5
 
 
 def test_hf_dinov2_with_registers_folds_the_class_position_into_the_class_token() -> None:
