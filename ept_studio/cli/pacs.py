@@ -34,6 +34,11 @@ def add_pacs_commands(sub: Any, show_report: Callable[[Any, Console, str | None]
         "--date", help="study date YYYYMMDD, or a range YYYYMMDD-YYYYMMDD (an end may be open)"
     )
     search.add_argument("--description", help="part of the study description")
+    search.add_argument(
+        "--series-of",
+        metavar="STUDY_UID",
+        help="list this study's series instead (the other filters are not used)",
+    )
     search.set_defaults(handler=run_search_pacs)
     fetch = sub.add_parser(
         "import-pacs",
@@ -42,6 +47,12 @@ def add_pacs_commands(sub: Any, show_report: Callable[[Any, Console, str | None]
     fetch.add_argument("folder", type=Path, help="the project folder")
     _add_server_options(fetch)
     fetch.add_argument("study_uids", nargs="+", metavar="STUDY_UID", help="see `search-pacs`")
+    fetch.add_argument(
+        "--series",
+        action="append",
+        metavar="SERIES_UID",
+        help="only this series of the studies (repeat for more; see `search-pacs --series-of`)",
+    )
     fetch.add_argument("--no-thumbnails", action="store_true", help="do not cache thumbnails")
     fetch.set_defaults(handler=run_import_pacs, show_report=show_report)
 
@@ -116,12 +127,14 @@ def _check_project(folder: Path) -> None:
 
 
 def run_search_pacs(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.project import DimseServer, search_dimse_studies, search_studies
+    from ept_studio.services.project import search_pacs
 
     _check_project(args.folder)
     server = _server(args)
-    search = search_dimse_studies if isinstance(server, DimseServer) else search_studies
-    studies = search(
+    if args.series_of:
+        _list_series(server, args.series_of, console)
+        return
+    studies = search_pacs(
         server,
         patient=args.patient,
         patient_id=args.patient_id,
@@ -149,22 +162,37 @@ def run_search_pacs(args: argparse.Namespace, console: Console) -> None:
     )
 
 
+def _list_series(server: Any, study_uid: str, console: Console) -> None:
+    from ept_studio.services.project import search_pacs_series
+
+    found = search_pacs_series(server, study_uid)
+    for series in found:
+        number = "-" if series.number is None else str(series.number)
+        instances = "?" if series.instances is None else str(series.instances)
+        fields = (series.series_uid, number, series.modality or "-", f"{instances} instances")
+        console.line("\t".join((*fields, series.description or "-")))
+    console.note(f"{len(found)} series (series UID, number, modality, instances, description)")
+
+
 def run_import_pacs(args: argparse.Namespace, console: Console) -> None:
     from ept_studio.services.project import (
-        DimseServer,
         ImportFinished,
         PacsRetrieved,
         Project,
-        iter_dimse_import,
-        iter_pacs_import,
+        iter_import_from_pacs,
         missing_key_message,
     )
 
     server = _server(args)
     with Project.open(args.folder) as project:
         without_key = None if project.has_key else missing_key_message(project.project_id)
-        retrieve = iter_dimse_import if isinstance(server, DimseServer) else iter_pacs_import
-        events = retrieve(project, server, args.study_uids, thumbnails=not args.no_thumbnails)
+        events = iter_import_from_pacs(
+            project,
+            server,
+            args.study_uids,
+            series_uids=set(args.series) if args.series else None,
+            thumbnails=not args.no_thumbnails,
+        )
         for event in events:
             if isinstance(event, ImportFinished):
                 args.show_report(event.report, console, without_key)

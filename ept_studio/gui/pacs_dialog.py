@@ -12,24 +12,22 @@ from collections.abc import Callable, Iterator
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
-    QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDialog,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QInputDialog,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from ept_studio.common.errors import EptStudioError
+from ept_studio.gui.pacs_results import PacsResultsTable, PacsRow
 from ept_studio.gui.pacs_server_dialog import PacsServerDialog
 from ept_studio.gui.pacs_worker import PacsImportWorker
 from ept_studio.gui.session import ProjectSession
@@ -40,14 +38,13 @@ from ept_studio.services.project import (
     ImportReport,
     PacsEntry,
     PacsServer,
-    PacsStudy,
     load_pacs_entries,
     save_pacs_entries,
     search_pacs,
+    search_pacs_series,
 )
 
 MODALITIES = ("", "CT", "MR", "US", "CR", "DX", "MG", "XA", "NM", "PT", "OT")
-COLUMNS = ("Date", "Modality", "Description", "Images", "Patient")
 SEARCH = "PACS search"
 
 
@@ -65,12 +62,13 @@ class PacsDialog(QDialog):
         self.session = session
         self.credentials = credentials or CredentialStore()
         self.entries: list[PacsEntry] = []
-        self.studies: list[PacsStudy] = []
         self.searches = TaskRunner(self)
         layout = QVBoxLayout(self)
         layout.addLayout(self._server_row())
         layout.addLayout(self._search_form())
-        layout.addWidget(self._results_table(), 1)
+        self.table = PacsResultsTable()
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        layout.addWidget(self.table, 1)
         layout.addLayout(self._import_row())
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -119,6 +117,11 @@ class PacsDialog(QDialog):
         self.modality.setToolTip("The DICOM modality code of a series in the study")
         self.description = QLineEdit()
         self.description.setPlaceholderText("part of the study description")
+        self.by_series = QCheckBox("List series")
+        self.by_series.setToolTip(
+            "One row per series (a set of images of one kind within a study), to import only "
+            "some of a study"
+        )
         self.search_button = QPushButton("Search")
         self.search_button.setDefault(True)
         self.search_button.clicked.connect(self.search)
@@ -128,25 +131,14 @@ class PacsDialog(QDialog):
         left.addRow("Study date:", self.dates)
         right.addRow("Modality:", self.modality)
         right.addRow("Description:", self.description)
-        right.addRow("", self.search_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.by_series)
+        buttons.addWidget(self.search_button, 1)
+        right.addRow("", buttons)
         row = QHBoxLayout()
         row.addLayout(left, 1)
         row.addLayout(right, 1)
         return row
-
-    def _results_table(self) -> QTableWidget:
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        self.table.setToolTip("The studies found; pick one or more (Ctrl / Shift + click)")
-        self.table.itemSelectionChanged.connect(self._update_buttons)
-        return self.table
 
     def _import_row(self) -> QHBoxLayout:
         self.import_button = QPushButton("Import")
@@ -266,8 +258,18 @@ class PacsDialog(QDialog):
             "description": self.description.text().strip() or None,
         }
 
+        by_series = self.by_series.isChecked()
+
         def job(cancel: Callable[[], bool]) -> Iterator[object]:
-            yield search_pacs(server, **filters)
+            rows = [PacsRow(study) for study in search_pacs(server, **filters)]
+            if by_series:
+                rows = [
+                    PacsRow(row.study, series)
+                    for row in rows
+                    if not cancel()
+                    for series in search_pacs_series(server, row.study.study_uid)
+                ]
+            yield rows
 
         if not self.searches.start(SEARCH, job):
             return False
@@ -276,8 +278,8 @@ class PacsDialog(QDialog):
         return True
 
     @Slot(str, object)
-    def _on_search_done(self, _name: str, studies: object) -> None:
-        self.show_studies(studies if isinstance(studies, list) else [])
+    def _on_search_done(self, _name: str, rows: object) -> None:
+        self.show_rows(rows if isinstance(rows, list) else [])
 
     @Slot(str, str)
     def _on_search_failed(self, _name: str, message: str) -> None:
@@ -285,50 +287,34 @@ class PacsDialog(QDialog):
         self._tell(f"Search failed: {message}", error=True)
         self._update_buttons()
 
-    def show_studies(self, studies: list[PacsStudy]) -> None:
-        self.studies = studies
-        self.table.setRowCount(len(studies))
-        for row, study in enumerate(studies):
-            cells = (
-                _date(study.date),
-                " / ".join(study.modalities) or "-",
-                study.description or "-",
-                "?" if study.instances is None else str(study.instances),
-                study.patient_name.replace("^", " ").strip() or "-",
-            )
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if column == 3:
-                    item.setTextAlignment(
-                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                    )
-                    item.setToolTip("The number of images (DICOM instances) in the study")
-                self.table.setItem(row, column, item)
-        found = f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found"
-        self._tell(f"{found}: pick the ones to import." if studies else f"{found}.")
+    def show_rows(self, rows: list[PacsRow]) -> None:
+        """Show what the search found."""
+        self.table.show_rows(rows)
+        if any(row.series for row in rows):
+            noun = "series"
+        else:
+            noun = "study" if len(rows) == 1 else "studies"
+        found = f"{len(rows)} {noun} found"
+        self._tell(f"{found}: pick the ones to import." if rows else f"{found}.")
         self._update_buttons()
 
     # -- import -------------------------------------------------------------------------------
 
-    def selected_studies(self) -> list[PacsStudy]:
-        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
-        return [self.studies[row] for row in rows if row < len(self.studies)]
-
     @Slot()
     def import_selected(self) -> bool:
         """Import the chosen studies in the background; False when nothing was started."""
-        entry, chosen = self.current_entry(), self.selected_studies()
+        entry, chosen = self.current_entry(), self.table.choice()
         folder = self.session.folder
-        if entry is None or not chosen or folder is None:
+        if entry is None or not chosen.study_uids or folder is None:
             return False
         server = self._server_with_secret(entry)
         if server is None:
             return False
-        worker = PacsImportWorker(folder, server, [study.study_uid for study in chosen])
+        worker = PacsImportWorker(folder, server, chosen.study_uids, chosen.series_uids)
         if not self.session.start_import_worker(worker):
             self._tell("An import is already running; import again when it is done.", error=True)
             return False
-        self._tell(f"Importing {len(chosen)} stud{'y' if len(chosen) == 1 else 'ies'}…")
+        self._tell(f"Importing {len(self.table.picked())} of the rows found…")
         self._update_buttons()
         return True
 
@@ -371,7 +357,7 @@ class PacsDialog(QDialog):
         has_server = self.current_entry() is not None
         self.edit_button.setEnabled(has_server)
         self.search_button.setEnabled(has_server and not self.searches.busy)
-        can_import = bool(self.selected_studies()) and self.session.folder is not None
+        can_import = bool(self.table.picked()) and self.session.folder is not None
         self.import_button.setEnabled(can_import and not self.session.importing)
 
     def _tell(self, text: str, *, error: bool = False) -> None:
@@ -381,10 +367,3 @@ class PacsDialog(QDialog):
     def done(self, result: int) -> None:
         self.searches.wait(5_000)
         super().done(result)
-
-
-def _date(value: str) -> str:
-    """A DICOM date as YYYY-MM-DD (as it came when it is not one)."""
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value or "-"

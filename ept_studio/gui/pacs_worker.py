@@ -22,25 +22,35 @@ logger = logging.getLogger(__name__)
 
 
 class PacsImportWorker(ImportWorker):
-    """Retrieves ``study_uids`` from ``server`` into the project at ``folder``, then imports them.
+    """Retrieves ``study_uids`` (only ``series_uids`` of them when given) from ``server`` into the
+    project at ``folder``, then imports them.
 
     ``progress`` counts the images retrieved, then the files imported; Cancel stops between
     images (while retrieving, nothing is kept).
     """
 
     def __init__(
-        self, folder: Path, server: PacsServer | DimseServer, study_uids: list[str]
+        self,
+        folder: Path,
+        server: PacsServer | DimseServer,
+        study_uids: list[str],
+        series_uids: set[str] | None = None,
     ) -> None:
         super().__init__(folder, [])
         self._server = server
         self._study_uids = study_uids
+        self._series_uids = series_uids
 
     @Slot()
     def run(self) -> None:
         try:
             with open_project(self._folder) as project:
                 events = iter_import_from_pacs(
-                    project, self._server, self._study_uids, cancel=self._is_cancelled
+                    project,
+                    self._server,
+                    self._study_uids,
+                    series_uids=self._series_uids,
+                    cancel=self._is_cancelled,
                 )
                 for event in events:
                     if isinstance(event, ImportFinished):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from orthanc_support import PASSWORD, USER, Orthanc
+from phi_support import MARK
 
 from ept_studio.cli import main
 from ept_studio.services.project import Project, image_count
@@ -115,3 +116,23 @@ def test_a_dimse_pacs_takes_no_password_and_a_bad_address_is_told(
     assert "a DIMSE PACS takes no user, password or token" in capsys.readouterr().err
     assert main(["project", "search-pacs", folder, "--dimse", "127.0.0.1:104"]) == 2
     assert "not a DIMSE address: write it as AE_TITLE@host:port" in capsys.readouterr().err
+
+
+def test_a_studys_series_are_listed_and_one_is_imported(
+    orthanc: Orthanc, project_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = ["--dimse", f"EPTTEST@127.0.0.1:{orthanc.dicom_port}"]
+    folder = str(project_folder)
+    capsys.readouterr()
+    assert main(["project", "search-pacs", folder, *server, "--patient", MARK]) == 0
+    study_uid = capsys.readouterr().out.splitlines()[0].split("\t")[0]
+    assert main(["project", "search-pacs", folder, *server, "--series-of", study_uid]) == 0
+    captured = capsys.readouterr()
+    rows = [line.split("\t") for line in captured.out.splitlines()]
+    assert [row[3] for row in rows] == ["1 instances"] * 4
+    assert "4 series" in captured.err
+    picked = ["--series", rows[1][0], "--series", rows[3][0]]
+    assert main(["project", "import-pacs", folder, *server, study_uid, *picked]) == 0
+    assert "added 2, duplicates 0" in capsys.readouterr().out
+    with Project.open(project_folder) as project:
+        assert image_count(project) == 2

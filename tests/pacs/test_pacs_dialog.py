@@ -91,9 +91,10 @@ def test_search_then_import_from_the_dialog(
     dialog.patient.clear()
     dialog.modality.setCurrentIndex(dialog.modality.findData("CT"))
     _search(qtbot, dialog)
-    rows = [row for row, study in enumerate(dialog.studies) if study.study_uid == CT_SMALL_STUDY]
+    studies = [row.study for row in dialog.table.rows]
+    rows = [row for row, study in enumerate(studies) if study.study_uid == CT_SMALL_STUDY]
     assert dialog.table.item(rows[0], 2).text() == "e+1"  # CT_small.dcm's StudyDescription
-    marked = [row for row, study in enumerate(dialog.studies) if study.date == "19450321"]
+    marked = [row for row, study in enumerate(studies) if study.date == "19450321"]
     assert len(marked) == 2
     assert not dialog.import_button.isEnabled()
     _select(dialog, [rows[0], marked[0]])
@@ -150,3 +151,27 @@ def test_a_dimse_server_is_searched_and_a_bad_entry_is_refused(
     _search(qtbot, dialog)
     assert dialog.table.rowCount() == 3
     assert all("US" in dialog.table.item(row, 1).text() for row in range(3))
+
+
+def test_series_are_listed_and_only_those_picked_are_imported(
+    qtbot: QtBot, window: MainWindow, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    dialog = _dialog(window)
+    _add_web_server(dialog, orthanc, PASSWORD)
+    dialog.patient_id.setText(f"{MARK}-0")
+    dialog.by_series.setChecked(True)
+    _search(qtbot, dialog)
+    assert dialog.table.rowCount() == 4
+    assert dialog.message.text() == "4 series found: pick the ones to import."
+    assert {row.series.instances for row in dialog.table.rows if row.series} == {1}
+    assert dialog.table.item(0, 2).text() == f"{MARK} chest — unnamed series"
+    _select(dialog, [1, 2])
+    chosen = dialog.table.choice()
+    assert len(chosen.study_uids) == 1
+    picked = [dialog.table.rows[i].series for i in (1, 2)]
+    assert chosen.series_uids == {series.series_uid for series in picked if series}
+    dialog.grab().save(str(Path(os.environ.get("EPT_PACS_SHOT", tmp_path)) / "pacs-series.png"))
+    with qtbot.waitSignal(window.session.import_finished, timeout=60_000):
+        assert dialog.import_selected()
+    assert window.session.image_count() == 2
+    assert dialog.message.text() == "Import done: 2 images added, 0 already there, 0 skipped."

@@ -73,6 +73,7 @@ from ept_studio.services.project.pacs import (
     PacsError,
     PacsImportEvent,
     PacsRetrieved,
+    PacsSeries,
     PacsServer,
     PacsStudy,
     iter_pacs_import,
@@ -91,6 +92,7 @@ from ept_studio.services.project.pacs_servers import (
     load_pacs_entries,
     save_pacs_entries,
     search_pacs,
+    search_pacs_series,
     servers_file,
 )
 from ept_studio.services.project.preview import (
@@ -212,6 +214,7 @@ __all__ = [
     "PacsError",
     "PacsImportEvent",
     "PacsRetrieved",
+    "PacsSeries",
     "PacsServer",
     "PacsStudy",
     "Project",
@@ -287,6 +290,7 @@ __all__ = [
     "scope_summary",
     "search_dimse_studies",
     "search_pacs",
+    "search_pacs_series",
     "search_studies",
     "servers_file",
     "suggest_test_split",

@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,6 +48,13 @@ _STUDY_FIELDS = (
     "NumberOfStudyRelatedInstances",
     "PatientName",
     "PatientID",
+)
+_SERIES_FIELDS = (
+    "SeriesInstanceUID",
+    "Modality",
+    "SeriesDescription",
+    "SeriesNumber",
+    "NumberOfSeriesRelatedInstances",
 )
 
 
@@ -95,6 +102,22 @@ class PacsStudy:
 
     def __repr__(self) -> str:
         return f"PacsStudy(modalities={self.modalities!r}, instances={self.instances!r})"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class PacsSeries:
+    """One series of a study found on a PACS. Its UIDs and description can identify the patient:
+    its ``repr`` holds none of them."""
+
+    study_uid: str
+    series_uid: str
+    modality: str
+    description: str
+    number: int | None
+    instances: int | None
+
+    def __repr__(self) -> str:
+        return f"PacsSeries(modality={self.modality!r}, instances={self.instances!r})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,15 +171,49 @@ def search_studies(
     return sorted(studies, key=lambda study: (study.date, study.study_uid))
 
 
+def search_series(server: PacsServer, study_uid: str) -> list[PacsSeries]:
+    """The series of a study (QIDO-RS), by series number then UID."""
+    client = _client(server)
+    found = _call(
+        server,
+        lambda: client.search_for_series(study_instance_uid=study_uid, fields=list(_SERIES_FIELDS)),
+    )
+    return sort_series([_series(study_uid, item) for item in found])
+
+
+def sort_series(found: Sequence[PacsSeries]) -> list[PacsSeries]:
+    """The series with a UID, by series number (unnumbered last) then UID."""
+    kept = [series for series in found if series.series_uid]
+    return sorted(kept, key=lambda s: (s.number is None, s.number or 0, s.series_uid))
+
+
+def only_series(
+    instances: Sequence[tuple[str, str, str]], series_uids: Collection[str] | None, where: str
+) -> list[tuple[str, str, str]]:
+    """The instances of the series asked for (all when None); a series with none left is told."""
+    if series_uids is None:
+        return list(instances)
+    kept = [instance for instance in instances if instance[1] in series_uids]
+    if {instance[1] for instance in kept} != set(series_uids):
+        raise PacsError(
+            f"a series asked for is not on the PACS at {where}: it may have been deleted; "
+            "search again"
+        )
+    return kept
+
+
 def iter_pacs_import(
     project: Project,
     server: PacsServer,
     study_uids: Sequence[str],
     *,
+    series_uids: Collection[str] | None = None,
     thumbnails: bool = True,
     cancel: Callable[[], bool] | None = None,
 ) -> Iterator[PacsImportEvent]:
     """Retrieve the studies' instances into the project's cache, then import them.
+
+    ``series_uids``: only these series of the studies (all of them when None).
 
     Yields a :class:`PacsRetrieved` per instance, then the import's own events (an
     :class:`ImportProgress` per file, then :class:`ImportFinished`). ``cancel`` is asked between
@@ -169,6 +226,7 @@ def iter_pacs_import(
     instances: list[tuple[str, str, str]] = []
     for uid in wanted:
         instances += _instances_of(server, client, uid)
+    instances = only_series(instances, series_uids, _where(server.url))
     cache = pacs_cache_dir(project)
     cache.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -200,13 +258,14 @@ def pacs_import(
     server: PacsServer,
     study_uids: Sequence[str],
     *,
+    series_uids: Collection[str] | None = None,
     thumbnails: bool = True,
     cancel: Callable[[], bool] | None = None,
 ) -> ImportReport:
     """:func:`iter_pacs_import` to its end; the import's report."""
     report = ImportReport()
     for event in iter_pacs_import(
-        project, server, study_uids, thumbnails=thumbnails, cancel=cancel
+        project, server, study_uids, series_uids=series_uids, thumbnails=thumbnails, cancel=cancel
     ):
         if isinstance(event, ImportFinished):
             report = event.report
@@ -351,6 +410,18 @@ def _study(item: dict[str, Any]) -> PacsStudy:
         instances=int(count) if count.isdigit() else None,
         patient_name=_text(item, "00100010"),
         patient_id=_text(item, "00100020"),
+    )
+
+
+def _series(study_uid: str, item: dict[str, Any]) -> PacsSeries:
+    number, count = _text(item, "00200011"), _text(item, "00201209")
+    return PacsSeries(
+        study_uid=study_uid,
+        series_uid=_text(item, "0020000E"),
+        modality=_text(item, "00080060"),
+        description=_text(item, "0008103E"),
+        number=int(number) if number.lstrip("-").isdigit() else None,
+        instances=int(count) if count.isdigit() else None,
     )
 
 

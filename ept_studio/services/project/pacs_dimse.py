@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import re
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +34,12 @@ from ept_studio.services.project.pacs import (
     PacsError,
     PacsImportEvent,
     PacsRetrieved,
+    PacsSeries,
     PacsStudy,
     keep_instance,
+    only_series,
     remove_copies,
+    sort_series,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +58,13 @@ _OUT_OF_RESOURCES = 0xA700
 _FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
 _GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve Information Model - GET
 _Instance = tuple[str, str, str]  # study, series and instance UIDs
+_SERIES_KEYWORDS = (
+    "SeriesInstanceUID",
+    "Modality",
+    "SeriesDescription",
+    "SeriesNumber",
+    "NumberOfSeriesRelatedInstances",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,17 +140,33 @@ def search_dimse_studies(
     return sorted(studies, key=lambda study: (study.date, study.study_uid))
 
 
+def search_dimse_series(server: DimseServer, study_uid: str) -> list[PacsSeries]:
+    """The series of a study (C-FIND at series level), by series number then UID."""
+    from pydicom.dataset import Dataset
+
+    query = Dataset()
+    query.QueryRetrieveLevel = "SERIES"
+    query.StudyInstanceUID = study_uid
+    for keyword in _SERIES_KEYWORDS:
+        setattr(query, keyword, "")
+    with _association(server) as assoc:
+        found = _find(server, assoc, query)
+    return sort_series([_series(study_uid, item) for item in found])
+
+
 def iter_dimse_import(
     project: Project,
     server: DimseServer,
     study_uids: Sequence[str],
     *,
+    series_uids: Collection[str] | None = None,
     thumbnails: bool = True,
     cancel: Callable[[], bool] | None = None,
 ) -> Iterator[PacsImportEvent]:
     """Retrieve the studies' instances into the project's cache by C-GET, then import them.
 
-    The events and the cancel behaviour are those of
+    ``series_uids``: only these series of the studies (all of them when None). The events and the
+    cancel behaviour are those of
     :func:`~ept_studio.services.project.pacs.iter_pacs_import`. Raises :class:`PacsError` when
     the PACS fails; the project is then unchanged.
     """
@@ -151,6 +177,7 @@ def iter_dimse_import(
             instances = [
                 item for uid in dict.fromkeys(study_uids) for item in _instances(server, assoc, uid)
             ]
+            instances = only_series(instances, series_uids, server.where)
             cache.mkdir(parents=True, exist_ok=True)
             for done, instance in enumerate(instances, start=1):
                 if cancel is not None and cancel():
@@ -347,6 +374,21 @@ def _study_query(
     query.PatientName = f"*{patient}*" if patient else ""
     query.PatientID = patient_id or ""
     return query
+
+
+def _series(study_uid: str, item: Dataset) -> PacsSeries:
+    number, count = (
+        str(item.get("SeriesNumber", "")),
+        str(item.get("NumberOfSeriesRelatedInstances", "")),
+    )
+    return PacsSeries(
+        study_uid=study_uid,
+        series_uid=str(item.get("SeriesInstanceUID", "")),
+        modality=str(item.get("Modality", "")),
+        description=str(item.get("SeriesDescription", "")),
+        number=int(number) if number.lstrip("-").isdigit() else None,
+        instances=int(count) if count.isdigit() else None,
+    )
 
 
 def _study(item: Dataset) -> PacsStudy:

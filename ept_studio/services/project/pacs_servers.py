@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -23,15 +23,18 @@ from ept_studio.services.project.pacs import (
     AuthKind,
     PacsError,
     PacsImportEvent,
+    PacsSeries,
     PacsServer,
     PacsStudy,
     iter_pacs_import,
+    search_series,
     search_studies,
 )
 from ept_studio.services.project.pacs_dimse import (
     DEFAULT_CALLING_AET,
     DimseServer,
     iter_dimse_import,
+    search_dimse_series,
     search_dimse_studies,
 )
 
@@ -163,15 +166,33 @@ def search_pacs(
     )
 
 
+def search_pacs_series(server: PacsServer | DimseServer, study_uid: str) -> list[PacsSeries]:
+    """The series of a study, by DICOMweb or DIMSE as the server speaks."""
+    if isinstance(server, DimseServer):
+        return search_dimse_series(server, study_uid)
+    return search_series(server, study_uid)
+
+
 def iter_import_from_pacs(
     project: Project,
     server: PacsServer | DimseServer,
     study_uids: Sequence[str],
     *,
+    series_uids: Collection[str] | None = None,
     thumbnails: bool = True,
     cancel: Callable[[], bool] | None = None,
 ) -> Iterator[PacsImportEvent]:
-    """Retrieve and import the studies, by DICOMweb or DIMSE as the server speaks."""
+    """Retrieve and import the studies (only ``series_uids`` of them when given), by DICOMweb or
+    DIMSE as the server speaks."""
     if isinstance(server, DimseServer):
-        return iter_dimse_import(project, server, study_uids, thumbnails=thumbnails, cancel=cancel)
-    return iter_pacs_import(project, server, study_uids, thumbnails=thumbnails, cancel=cancel)
+        return iter_dimse_import(
+            project,
+            server,
+            study_uids,
+            series_uids=series_uids,
+            thumbnails=thumbnails,
+            cancel=cancel,
+        )
+    return iter_pacs_import(
+        project, server, study_uids, series_uids=series_uids, thumbnails=thumbnails, cancel=cancel
+    )
