@@ -359,5 +359,7 @@ class MainWindow(QMainWindow):
             return
         self.jobs.stop()
         self.app_tasks.wait()
+        if self.file_menu.pacs_dialog is not None:
+            self.file_menu.pacs_dialog.stop()
         self.session.close()
         super().closeEvent(event)

@@ -46,6 +46,7 @@ from ept_studio.services.project import (
 
 MODALITIES = ("", "CT", "MR", "US", "CR", "DX", "MG", "XA", "NM", "PT", "OT")
 SEARCH = "PACS search"
+STOP_WAIT_MS = 120_000
 
 
 class PacsDialog(QDialog):
@@ -364,6 +365,10 @@ class PacsDialog(QDialog):
         self.message.setStyleSheet("QLabel { color: #a33; }" if error else "")
         self.message.setText(text)
 
+    def stop(self) -> None:
+        """Wait for a search still running (closing the window): it ends within its timeout."""
+        self.searches.wait(STOP_WAIT_MS)
+
     def done(self, result: int) -> None:
-        self.searches.wait(5_000)
+        self.stop()
         super().done(result)

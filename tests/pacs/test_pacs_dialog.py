@@ -4,6 +4,7 @@ pick studies, import in the background, the gallery refreshes; the password in n
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.pacs_dialog import PacsDialog
 from ept_studio.gui.pacs_server_dialog import PacsServerDialog
 from ept_studio.gui.settings import AppSettings
-from ept_studio.services.project import CredentialStore, servers_file
+from ept_studio.services.project import CredentialStore, PacsEntry, servers_file
 
 pytestmark = pytest.mark.gui
 CT_SMALL_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
@@ -175,3 +176,23 @@ def test_series_are_listed_and_only_those_picked_are_imported(
         assert dialog.import_selected()
     assert window.session.image_count() == 2
     assert dialog.message.text() == "Import done: 2 images added, 0 already there, 0 skipped."
+
+
+def test_closing_the_window_during_a_search_waits_for_it(qtbot: QtBot, window: MainWindow) -> None:
+    with socket.socket() as silent:  # accepts connections but never answers: the search waits
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        dialog = _dialog(window)
+        entry = PacsEntry(
+            "Silent",
+            "dimse",
+            ae_title="SILENT",
+            host="127.0.0.1",
+            port=silent.getsockname()[1],
+            timeout_s=1,
+        )
+        dialog.save_server(entry, None)
+        assert dialog.search()
+        assert dialog.searches.busy
+        window.close()
+        assert not dialog.searches.busy
