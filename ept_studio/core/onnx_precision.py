@@ -181,12 +181,18 @@ class _DropToolWarnings(logging.Filter):
 
 @contextlib.contextmanager
 def _quiet_onnxruntime_tools() -> Iterator[None]:
+    """Drop the tools' warnings: those sent through the root logger, and those of their own
+    loggers (``onnxruntime.*``), while the block runs."""
     root, quiet = logging.getLogger(), _DropToolWarnings()
+    tools = logging.getLogger("onnxruntime")
+    level = tools.level
     root.addFilter(quiet)
+    tools.setLevel(logging.ERROR)
     try:
         yield
     finally:
         root.removeFilter(quiet)
+        tools.setLevel(level)
 
 
 def check_precision(

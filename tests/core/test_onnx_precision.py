@@ -4,6 +4,7 @@ and the precision record in the model's metadata."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,16 @@ def test_the_precision_record_round_trips_through_the_metadata(
     for damaged in ('{"precision": "int4"}', '"int8"', props["precision"].replace("2,", "0,")):
         with pytest.raises(OnnxModelError, match=r"m\.onnx: its EPT Studio metadata is missing"):
             ModelInfo.from_metadata_props({**props, "precision": damaged}, "m.onnx")
+
+
+def test_the_conversion_tools_leave_no_warning_in_the_log(
+    tmp_path: Path,
+    fp32_export: tuple[Path, np.ndarray, list[np.ndarray]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reference, pixels, _ = fp32_export
+    with caplog.at_level(logging.INFO):
+        for precision in ("int8", "fp16"):
+            export_precision(reference, tmp_path / f"{precision}.onnx", precision, pixels)
+    assert [r.name for r in caplog.records] == ["ept_studio.core.onnx_precision"] * 2
+    assert logging.getLogger("onnxruntime").level == logging.NOTSET
