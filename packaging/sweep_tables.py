@@ -9,7 +9,9 @@ replaces each block ``<!-- sweep: NAME -->`` ... ``<!-- /sweep -->`` of
 or falls below the prototype; ``calibration.md`` is the default recipe's ECE before and after
 temperature scaling and its prediction sets' coverage, from the runs that measured them, quoted
 in the block ``<!-- calibration -->`` ... ``<!-- /calibration -->``).
-``--check`` writes nothing and exits 1 when a file would change.
+``--check`` writes nothing and exits 1 when a file would change. ``--recalibrate`` first measures
+the calibration of every results file whose runs kept their query scores again, with the current
+rules (no training again), and rewrites those files.
 """
 
 from __future__ import annotations
@@ -114,8 +116,20 @@ def fill_blocks(document: str, blocks: dict[str, str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 on a change")
+    parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="first measure calibration again from the query scores the runs kept",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    if args.recalibrate:
+        from ept_studio.evidence.accuracy import recalibrate_results
+        from ept_studio.evidence.sweep_report import results_files
+
+        for path in results_files([p for p in RUNS if p.exists()]):
+            if recalibrate_results(path.parent):
+                sys.stdout.write(f"recalibrated {path.relative_to(ROOT)}\n")
     made = tables()
     blocks = dict(made, **{"default-verdicts": default_verdicts(made["table.md"])})
     targets: dict[Path, str] = {SWEEP / name: text for name, text in made.items()}

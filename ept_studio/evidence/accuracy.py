@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ept_studio import RESEARCH_USE_NOTICE, __version__
 from ept_studio.common.errors import ConfigError
 from ept_studio.evidence.accuracy_report import (
@@ -27,6 +29,7 @@ from ept_studio.evidence.accuracy_report import (
 )
 from ept_studio.evidence.datasets import LabelledDataset, MedfmcData, load_dataset, load_medfmc
 from ept_studio.evidence.datasets.base import shrink
+from ept_studio.evidence.protocol_calibration import DEFAULT_RESPLITS
 
 if TYPE_CHECKING:
     import torch
@@ -70,6 +73,7 @@ class AccuracyRequest:
     hold_out: bool = False
     set_coverage: float = 0.9
     calibration_fraction: float = 0.5
+    calibration_resplits: int = DEFAULT_RESPLITS
 
     def __post_init__(self) -> None:
         if (self.dataset is None) == (self.medfmc_root is None):
@@ -154,6 +158,7 @@ def run_accuracy(
         hold_out=request.hold_out,
         calibration_fraction=request.calibration_fraction,
         set_coverage=request.set_coverage,
+        calibration_resplits=request.calibration_resplits,
     )
     recipe = recipe_from_settings(request.recipe)
     methods = method_configs(_checked_methods(request.methods))
@@ -382,4 +387,38 @@ def _run_dict(result: EpisodeResult) -> dict[str, Any]:
         "trainable_parameters": result.trainable_parameters,
         "failure": result.failure,
         "calibration": result.calibration,
+        "query_scores": _query_scores(result),
     }
+
+
+SCORE_DECIMALS = 5
+"""Logits are kept to this many decimals: far below any difference a probability or a set shows."""
+
+
+def _query_scores(result: EpisodeResult) -> dict[str, Any] | None:
+    """The query images' logits and targets, so calibration and prediction sets can be measured
+    again from the file (more re-splits, another rule) without training again; None without
+    logits. The targets are class positions (or multi-hot rows) in the run's class order."""
+    if result.logits is None:
+        return None
+    return {
+        "logits": np.round(np.asarray(result.logits, dtype=np.float64), SCORE_DECIMALS).tolist(),
+        "targets": np.asarray(result.targets).astype(int).tolist(),
+    }
+
+
+def recalibrate_results(folder: Path) -> bool:
+    """Measure ``folder``'s ``results.json`` calibration again from its runs' kept query scores
+    (:func:`~ept_studio.evidence.protocol_calibration.recalibrate`) and rewrite it and its
+    ``results.md``; False, and nothing written, when no run kept scores."""
+    from ept_studio.evidence.protocol_calibration import recalibrate
+
+    json_path = folder / "results.json"
+    document = json.loads(json_path.read_text(encoding="utf-8"))
+    document.setdefault("protocol", {}).setdefault("calibration_resplits", DEFAULT_RESPLITS)
+    if not recalibrate(document):
+        return False
+    json_path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    plots = [name for name in ("accuracy_vs_k.png", "reliability.png") if (folder / name).exists()]
+    (folder / "results.md").write_text(results_markdown(document, plots), encoding="utf-8")
+    return True

@@ -48,7 +48,11 @@ from ept_studio.core.training import (
     target_tensor,
     train,
 )
-from ept_studio.evidence.protocol_calibration import CalibrationProtocol, run_calibration
+from ept_studio.evidence.protocol_calibration import (
+    DEFAULT_RESPLITS,
+    CalibrationProtocol,
+    run_calibration,
+)
 
 PoolTarget = int | tuple[int, ...]
 ImageSource = Callable[[int], torch.Tensor]
@@ -106,11 +110,18 @@ class ProtocolConfig:
     prediction sets; the rest measures them (:mod:`ept_studio.evidence.protocol_calibration`)."""
     set_coverage: float = 0.9
     """The prediction sets' target coverage."""
+    calibration_resplits: int = DEFAULT_RESPLITS
+    """How many further seeded calibration / evaluation splits of each run's query are measured
+    (no training again): their means test the coverage's bounds far more sharply than one split."""
 
     def calibration(self) -> CalibrationProtocol:
         """The calibration split and sets these settings ask for."""
         return CalibrationProtocol(
-            self.calibration_fraction, self.set_coverage, self.reliability_bins, self.seed
+            self.calibration_fraction,
+            self.set_coverage,
+            self.reliability_bins,
+            self.seed,
+            self.calibration_resplits,
         )
 
     def __post_init__(self) -> None:

@@ -16,6 +16,14 @@ guaranteed, ``1 - alpha <= E[coverage] <= 1 - alpha + 1 / (n + 1)`` (the upper b
 scores); below that the sets hold every class. Single-label runs only: a multi-label run records why
 it has none.
 
+One split is one draw of a random quantity: with 10-30 evaluation images its coverage moves by
+several points from split to split, so a mean over five draws cannot test the bounds sharply. Each
+run therefore also **re-splits** its query images ``resplits`` times (seeded, stratified as above;
+no training again: the logits stay) and records the means over those splits: ECE before and after,
+coverage and its Monte-Carlo standard error, set size, and the share of splits that calibrated and
+that promised the coverage. Averaged over splits, the coverage estimates ``E[coverage]`` of the
+draw itself, which the bounds above are about.
+
 numpy (and the core's numpy / scipy / crepes functions) only: no torch.
 """
 
@@ -45,6 +53,7 @@ from ept_studio.core.temperature import Calibration, apply_temperature, fit_cali
 
 DEFAULT_FRACTION = 0.5
 DEFAULT_COVERAGE = 0.9
+DEFAULT_RESPLITS = 1000
 SOURCE = "the calibration half of the query images"
 
 
@@ -54,28 +63,38 @@ class CalibrationProtocol:
 
     ``fraction``: the share of each class's query images (rounded down) that calibrates;
     ``coverage``: the sets' target coverage; ``bins``: ECE's equal-width bins; ``seed``: the
-    protocol seed the split is derived from.
+    protocol seed the split is derived from; ``resplits``: how many further seeded splits each run
+    is measured on (0: the one split only).
     """
 
     fraction: float = DEFAULT_FRACTION
     coverage: float = DEFAULT_COVERAGE
     bins: int = 15
     seed: int = 0
+    resplits: int = DEFAULT_RESPLITS
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction < 1.0:
             raise ValueError(f"the calibration fraction must be in (0, 1), got {self.fraction}")
         if not 0.0 < self.coverage < 1.0:
             raise ValueError(f"the coverage must be in (0, 1), got {self.coverage}")
+        if self.resplits < 0:
+            raise ValueError(f"the number of re-splits must be >= 0, got {self.resplits}")
 
 
 def split_query(
-    targets: npt.ArrayLike, shots: int, draw: int, protocol: CalibrationProtocol
+    targets: npt.ArrayLike,
+    shots: int,
+    draw: int,
+    protocol: CalibrationProtocol,
+    resplit: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(calibration, evaluation) positions into the query, stratified by class and seeded by the
-    protocol seed, K and the draw; both sorted, disjoint, together every position once."""
+    protocol seed, K, the draw and ``resplit`` (0: the run's own split); both sorted, disjoint,
+    together every position once."""
     labels = np.asarray(targets, dtype=np.int64)
-    rng = np.random.default_rng([protocol.seed, shots, draw, 271_828])
+    entropy = [protocol.seed, shots, draw, 271_828] + ([resplit] if resplit else [])
+    rng = np.random.default_rng(entropy)
     calibration: list[int] = []
     evaluation: list[int] = []
     for label in np.unique(labels):
@@ -107,12 +126,22 @@ def run_calibration(
     protocol: CalibrationProtocol,
     label_mode: str = "single",
 ) -> dict[str, Any]:
-    """One run's calibration and prediction-set numbers (JSON-ready; see the module docstring)."""
+    """One run's calibration and prediction-set numbers (JSON-ready; see the module docstring):
+    those of its own split, and under ``resplits`` the means over the re-splits."""
     if str(getattr(label_mode, "value", label_mode)) != "single":
         return {"skipped": "calibration and prediction sets are measured for single-label runs"}
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(targets, dtype=np.int64)
-    cal, ev = split_query(y, shots, draw, protocol)
+    row = split_numbers(z, y, *split_query(y, shots, draw, protocol), protocol)
+    if protocol.resplits:
+        row["resplits"] = resplit_means(z, y, shots, draw, protocol)
+    return row
+
+
+def split_numbers(
+    z: np.ndarray, y: np.ndarray, cal: np.ndarray, ev: np.ndarray, protocol: CalibrationProtocol
+) -> dict[str, Any]:
+    """Temperature and sets fitted on the ``cal`` positions, measured on the ``ev`` positions."""
     fitted = fit_calibration(z[cal], y[cal], source=SOURCE)
     temperature = fitted.temperature if isinstance(fitted, Calibration) else 1.0
     before = apply_temperature(z[ev], 1.0)
@@ -130,6 +159,41 @@ def run_calibration(
     }
     sets = fit_conformal(apply_temperature(z[cal], temperature), y[cal], coverage=protocol.coverage)
     return {**row, **_set_numbers(sets, after, y[ev], protocol.coverage)}
+
+
+def resplit_means(
+    z: np.ndarray, y: np.ndarray, shots: int, draw: int, protocol: CalibrationProtocol
+) -> dict[str, Any]:
+    """Means over re-splits ``1..resplits`` of the query (see the module docstring).
+
+    ``coverage_mc_se``: the Monte-Carlo standard error of the mean coverage over the splits (how
+    far it may lie from the draw's own ``E[coverage]``); ``calibrated_share`` /
+    ``guaranteed_share``: the share of splits with a temperature / with the coverage promised.
+    """
+    rows = [
+        split_numbers(z, y, *split_query(y, shots, draw, protocol, r), protocol)
+        for r in range(1, protocol.resplits + 1)
+    ]
+    with_sets = [r for r in rows if r["coverage"] is not None]
+    coverage = np.array([float(r["coverage"]) for r in with_sets])
+    temperatures = [r["temperature"] for r in rows if r["temperature"] is not None]
+    return {
+        "splits": len(rows),
+        "ece_before": _mean([r["ece_before"] for r in rows]),
+        "ece_after": _mean([r["ece_after"] for r in rows]),
+        "calibrated_share": _number(len(temperatures) / len(rows)) if rows else None,
+        "temperature_median": _number(float(np.median(temperatures))) if temperatures else None,
+        "splits_with_sets": len(with_sets),
+        "coverage": _mean(coverage.tolist()),
+        "coverage_mc_se": _number(float(coverage.std(ddof=1) / math.sqrt(coverage.size)))
+        if coverage.size > 1
+        else None,
+        "coverage_upper_bound": _mean([r["coverage_upper_bound"] for r in with_sets]),
+        "set_size": _mean([r["set_size"] for r in with_sets]),
+        "guaranteed_share": _number(sum(bool(r["guaranteed"]) for r in rows) / len(rows))
+        if rows
+        else None,
+    }
 
 
 def _set_numbers(
@@ -198,7 +262,68 @@ def summarise_calibration(rows: Sequence[Mapping[str, Any] | None]) -> dict[str,
         "coverage_high": _mean([r["coverage_upper_bound"] for r in with_sets]),
         "set_size_mean": _mean([r["set_size"] for r in with_sets]),
         "empty_sets": sum(int(r["empty_sets"]) for r in with_sets),
+        "resplits": summarise_resplits([r.get("resplits") for r in measured]),
     }
+
+
+def summarise_resplits(rows: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """One cell's means over its runs of each run's re-split means (None unless every run has
+    them). ``coverage_mc_se`` is the Monte-Carlo standard error of that mean; ``coverage_se`` the
+    spread over the draws (a draw's own ``E[coverage]`` differs from the next draw's, each within
+    the bounds). ``coverage_high``: the mean of the runs' ``1 - alpha + 1 / (n + 1)``."""
+    if not rows or any(r is None for r in rows):
+        return None
+    runs = [r for r in rows if r is not None]
+    with_sets = [r for r in runs if r["coverage"] is not None]
+    coverage = [float(r["coverage"]) for r in with_sets]
+    mc = [float(r["coverage_mc_se"] or 0.0) for r in with_sets]
+    return {
+        "splits": int(runs[0]["splits"]),
+        "ece_before_mean": _mean([r["ece_before"] for r in runs]),
+        "ece_after_mean": _mean([r["ece_after"] for r in runs]),
+        "calibrated_share": _mean([r["calibrated_share"] for r in runs]),
+        "temperature_median": _mean([r["temperature_median"] for r in runs]),
+        "runs_with_sets": len(with_sets),
+        "coverage_mean": _mean(coverage),
+        "coverage_mc_se": _number(math.sqrt(sum(v * v for v in mc)) / len(mc)) if mc else None,
+        "coverage_se": _number(float(np.std(coverage, ddof=1) / math.sqrt(len(coverage))))
+        if len(coverage) > 1
+        else None,
+        "coverage_high": _mean([r["coverage_upper_bound"] for r in with_sets]),
+        "set_size_mean": _mean([r["set_size"] for r in with_sets]),
+        "guaranteed_share": _mean([r["guaranteed_share"] for r in runs]),
+    }
+
+
+def recalibrate(document: dict[str, Any]) -> bool:
+    """Measure a results document's calibration again from the query scores its runs keep.
+
+    Every run that carries ``query_scores`` gets its ``calibration`` anew (this module's current
+    rules and the document's protocol), and each summary's ``calibration`` is summarised anew from
+    its runs. Returns whether any run had scores; the document is changed in place.
+    """
+    settings = document.get("protocol", {})
+    protocol = CalibrationProtocol(
+        fraction=float(settings.get("calibration_fraction", DEFAULT_FRACTION)),
+        coverage=float(settings.get("set_coverage", DEFAULT_COVERAGE)),
+        bins=int(settings.get("reliability_bins", 15)),
+        seed=int(settings.get("seed", 0)),
+        resplits=int(settings.get("calibration_resplits", DEFAULT_RESPLITS)),
+    )
+    label_mode = str(document.get("dataset", {}).get("label_mode", "single"))
+    scored = [run for run in document.get("runs", []) if run.get("query_scores")]
+    for run in scored:
+        scores = run["query_scores"]
+        run["calibration"] = run_calibration(
+            scores["logits"], scores["targets"], run["shots"], run["draw"], protocol, label_mode
+        )
+    for summary in document.get("summaries", []):
+        runs = [
+            r for r in scored if r["method"] == summary["method"] and r["shots"] == summary["shots"]
+        ]
+        if runs:
+            summary["calibration"] = summarise_calibration([r["calibration"] for r in runs])
+    return bool(scored)
 
 
 def _mean(values: Sequence[Any]) -> float | None:

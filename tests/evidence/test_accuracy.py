@@ -28,8 +28,10 @@ from ept_studio.evidence.accuracy import (
     AccuracyRequest,
     AccuracySaved,
     EpisodeDone,
+    recalibrate_results,
     run_accuracy,
 )
+from ept_studio.evidence.protocol_calibration import CalibrationProtocol, run_calibration
 
 QUICK = {"epochs": 1, "lr": 0.05, "device": "cpu"}
 
@@ -56,6 +58,7 @@ def faces_request(out: Path, **changes: Any) -> AccuracyRequest:
         "methods": ("ept", "linear"),
         "recipe": QUICK,
         "queries_per_class": 4,
+        "calibration_resplits": 20,
         "command": "ept-studio bench accuracy --dataset lfw-faces",
     }
     return AccuracyRequest(**{**settings, **changes})
@@ -134,6 +137,19 @@ def test_each_run_calibrates_on_one_part_of_the_query_and_measures_on_the_other(
         assert 0.0 <= row["coverage"] <= 1.0
         assert 0.0 <= row["set_size"] <= 2.0
         assert row["coverage_upper_bound"] == pytest.approx(0.9 + 1 / 11, abs=1e-6)
+        assert row["resplits"]["splits"] == 20
+        scores = run_row["query_scores"]
+        assert np.asarray(scores["logits"]).shape == (20, 2)
+        assert sorted(scores["targets"]) == [0] * 10 + [1] * 10
+        again = run_calibration(
+            scores["logits"],
+            scores["targets"],
+            1,
+            run_row["draw"],
+            CalibrationProtocol(resplits=20),
+        )
+        assert again["ece_before"] == pytest.approx(row["ece_before"], abs=1e-4)
+        assert again["coverage"] == row["coverage"]
     for summary in document["summaries"]:
         cell = summary["calibration"]
         assert cell["runs"] == cell["runs_with_sets"] == cell["guaranteed_runs"] == 1
@@ -262,3 +278,27 @@ def test_recipe_options_become_settings_over_the_preset() -> None:
     ties = evidence.recipe_settings(parser.parse_args([*base, "--hold-out", "--tie-break", "loss"]))
     assert recipe_from_settings(ties).tie_break is TieBreak.LOSS
     assert recipe_from_settings({"preset": "default"}).tie_break is TieBreak.EARLIEST
+
+
+def test_a_results_folder_is_recalibrated_from_the_scores_its_runs_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "r"
+    _, document = run(faces_request(folder, shots=(1,), queries_per_class=10))
+    stale = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    for run_row in stale["runs"]:
+        run_row["calibration"] = {"stale": True}
+    (folder / "results.json").write_text(json.dumps(stale), encoding="utf-8")
+    (folder / "results.md").write_text("stale\n", encoding="utf-8")
+    assert recalibrate_results(folder)
+    again = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    for fresh, first in zip(again["runs"], document["runs"], strict=True):
+        # the kept logits are rounded to 5 decimals: the same sets, ECE to far below a point
+        new, old = fresh["calibration"], first["calibration"]
+        assert (new["coverage"], new["set_size"]) == (old["coverage"], old["set_size"])
+        assert new["ece_after"] == pytest.approx(old["ece_after"], abs=1e-3)
+        assert new["resplits"]["coverage"] == old["resplits"]["coverage"]
+    assert [s["calibration"]["runs"] for s in again["summaries"]] == [1, 1]
+    assert "ECE before -> after" in (folder / "results.md").read_text(encoding="utf-8")
+    for run_row in again["runs"]:
+        del run_row["query_scores"]
+    (folder / "results.json").write_text(json.dumps(again), encoding="utf-8")
+    assert not recalibrate_results(folder)

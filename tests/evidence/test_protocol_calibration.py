@@ -7,12 +7,13 @@ import pytest
 
 from ept_studio.evidence.protocol_calibration import (
     CalibrationProtocol,
+    recalibrate,
     run_calibration,
     split_query,
     summarise_calibration,
 )
 
-PROTOCOL = CalibrationProtocol()
+PROTOCOL = CalibrationProtocol(resplits=0)
 
 
 def overconfident(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,3 +112,84 @@ def test_a_calibration_part_without_errors_does_not_sharpen_the_scores_to_the_bo
     assert np.all(logits.argmax(axis=1) == targets)
     fitted = fit_calibration(logits, targets, source="test")
     assert not (isinstance(fitted, Calibration) and fitted.temperature < 1.001 * MIN_TEMPERATURE)
+
+
+def test_re_splits_are_seeded_other_splits_and_the_first_is_the_runs_own() -> None:
+    targets = np.repeat(np.arange(3), 12)
+    own = split_query(targets, 5, 2, PROTOCOL)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(own, split_query(targets, 5, 2, PROTOCOL, 0), strict=True)
+    )
+    first, second = (split_query(targets, 5, 2, PROTOCOL, r)[0] for r in (1, 2))
+    assert not np.array_equal(first, own[0])
+    assert not np.array_equal(first, second)
+    assert np.array_equal(first, split_query(targets, 5, 2, PROTOCOL, 1)[0])
+    assert np.bincount(targets[first]).tolist() == [6, 6, 6]
+
+
+def test_one_draw_re_split_many_times_covers_within_its_bounds() -> None:
+    """Split conformal's bound is on E[coverage] over the random split of exchangeable images:
+    re-splitting one draw's 60 images 600 times measures that expectation to a Monte-Carlo error,
+    so the mean must lie within 1 - alpha .. 1 - alpha + 1 / (n + 1), give or take 3 of it."""
+    logits, targets = overconfident(60, 3, seed=7)
+    protocol = CalibrationProtocol(resplits=600)
+    row = run_calibration(logits, targets, 5, 0, protocol)
+    r = row["resplits"]
+    assert r["splits"] == r["splits_with_sets"] == 600
+    assert r["guaranteed_share"] == 1.0
+    slack = 3 * r["coverage_mc_se"]
+    assert 0.0 < r["coverage_mc_se"] < 0.01
+    assert 0.9 - slack <= r["coverage"] <= r["coverage_upper_bound"] + slack
+    assert r["coverage_upper_bound"] == pytest.approx(0.9 + 1 / (row["calibration_size"] + 1))
+    assert r["ece_after"] < r["ece_before"]
+    assert r["calibrated_share"] > 0.9
+
+
+def test_a_wrong_threshold_rule_is_caught_by_the_re_split_mean() -> None:
+    """The same draw, sets fitted for 80 % but judged against the 90 % bounds: the re-split
+    mean lies far below 0.9, outside any Monte-Carlo slack (the test above can fail)."""
+    logits, targets = overconfident(60, 3, seed=7)
+    low = run_calibration(logits, targets, 5, 0, CalibrationProtocol(coverage=0.8, resplits=300))
+    r = low["resplits"]
+    assert r["coverage"] + 3 * r["coverage_mc_se"] < 0.9
+
+
+def test_recalibrate_measures_a_document_again_from_its_query_scores() -> None:
+    runs = []
+    for draw in range(3):
+        logits, targets = overconfident(30, 3, seed=40 + draw)
+        runs.append(
+            {
+                "method": "ept",
+                "shots": 5,
+                "draw": draw,
+                "calibration": {"stale": True},
+                "query_scores": {"logits": logits.tolist(), "targets": targets.tolist()},
+            }
+        )
+    runs.append({"method": "linear", "shots": 5, "draw": 0, "calibration": {"kept": True}})
+    document = {
+        "protocol": {"calibration_fraction": 0.5, "set_coverage": 0.9, "seed": 0},
+        "dataset": {"label_mode": "single"},
+        "runs": runs,
+        "summaries": [
+            {"method": "ept", "shots": 5, "calibration": None},
+            {"method": "linear", "shots": 5, "calibration": {"kept": True}},
+        ],
+    }
+    document["protocol"]["calibration_resplits"] = 25
+    assert recalibrate(document)
+    protocol = CalibrationProtocol(resplits=25)
+    for run in runs[:3]:
+        scores = run["query_scores"]
+        expected = run_calibration(scores["logits"], scores["targets"], 5, run["draw"], protocol)
+        assert run["calibration"] == expected
+        assert run["calibration"]["resplits"]["splits"] == 25
+    assert runs[3]["calibration"] == {"kept": True}
+    ept = document["summaries"][0]["calibration"]
+    assert ept == summarise_calibration([r["calibration"] for r in runs[:3]])
+    assert ept["runs"] == 3
+    assert ept["resplits"]["splits"] == 25
+    assert document["summaries"][1]["calibration"] == {"kept": True}
+    assert not recalibrate({"runs": runs[3:], "summaries": []})
