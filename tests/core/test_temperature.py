@@ -102,3 +102,24 @@ def test_a_fit_that_runs_to_a_bound_is_no_calibration() -> None:
     noise = fit_calibration(-5.0 * np.eye(2)[targets], targets, source="held out")
     assert isinstance(noise, Uncalibrated)
     assert "no better than chance" in noise.reason
+
+
+def test_the_prior_keeps_few_images_nearer_1_and_lets_many_decide() -> None:
+    """Maximum a posteriori: on 20 images the prior pulls log T part of the way to 0; on 4000 the
+    images decide (within 1 % of the plain likelihood's T)."""
+    from ept_studio.core.temperature import LOG_TEMPERATURE_PRIOR_SD, fit_temperature
+
+    few_logits, few_labels = _overconfident(20, 4.0, seed=3)
+    plain = fit_temperature(few_logits, few_labels, prior_sd=None)
+    shrunk = fit_temperature(few_logits, few_labels)
+    assert 1.0 < shrunk < plain
+    assert fit_temperature(few_logits, few_labels, prior_sd=0.25) < shrunk
+    assert fit_temperature(few_logits, few_labels, prior_sd=100.0) == pytest.approx(plain, rel=1e-3)
+    fitted = fit_calibration(few_logits, few_labels, source="held out")
+    assert isinstance(fitted, Calibration)
+    assert fitted.temperature == pytest.approx(shrunk, rel=1e-6)
+    many_logits, many_labels = _overconfident(4000, 4.0, seed=3)
+    assert fit_temperature(many_logits, many_labels) == pytest.approx(
+        fit_temperature(many_logits, many_labels, prior_sd=None), rel=0.01
+    )
+    assert LOG_TEMPERATURE_PRIOR_SD > 0
