@@ -42,6 +42,13 @@ def _method_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _bf16_list(text: str) -> tuple[str, ...]:
+    settings = tuple(v.strip().lower() for v in text.split(",") if v.strip())
+    if not settings or any(s not in ("off", "on", "auto") for s in settings):
+        raise argparse.ArgumentTypeError(f"expected off, on or auto, like off,auto, not {text!r}")
+    return settings
+
+
 BENCH_UNAVAILABLE = (
     "the benchmarks and the accuracy protocol are not part of this installation (the desktop "
     "bundle leaves them out): run `ept-studio bench ...` from a Python install of EPT Studio"
@@ -147,6 +154,13 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     )
     tune_time.add_argument("--method", default="ept", help="tuning method (default ept)")
     tune_time.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    tune_time.add_argument(
+        "--bf16",
+        type=_bf16_list,
+        default=("off", "auto"),
+        help="bfloat16 settings to time side by side (default off,auto: fp32, then bf16 if auto "
+        "turns it on here; off,on times bf16 anyway)",
+    )
     tune_time.add_argument("--out", type=Path, help="also write the table to this markdown file")
     report = bench_subparsers.add_parser(
         "sweep-report",
@@ -236,11 +250,14 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
 
 
 def run_tune_time(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.evidence.bench_tuning import time_tuning, tune_time_markdown
+    from ept_studio.evidence.bench_tuning import plan_precisions, time_tuning, tune_time_markdown
 
     presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
-    results = time_tuning(args.shots, args.classes, presets, method=args.method, device=args.device)
-    console.report(tune_time_markdown(results, args.shots, args.classes), args.out)
+    plan = plan_precisions(args.bf16, args.device)
+    report = time_tuning(
+        args.shots, args.classes, presets, method=args.method, device=args.device, plan=plan
+    )
+    console.report(tune_time_markdown(report), args.out)
 
 
 def run_sweep_report(args: argparse.Namespace, console: Console) -> None:

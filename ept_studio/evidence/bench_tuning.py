@@ -7,9 +7,13 @@ only) through :func:`tune_project`, as the app's worker does. The clock runs fro
 saved run: rendering, the backbone load, the hold-out split, the prototype head, every step and
 held-out check, and writing the prompt file. The pixels do not change the time; the count does.
 
-The same-run baseline is the ``paper`` preset on the same project: the figure to read is the
-default's seconds against the 90 s budget (:data:`BUDGET_SECONDS`), and its ratio to the paper
-recipe.
+The same-run baselines are the ``paper`` preset on the same project and, for bfloat16, the same
+preset in float32: each preset is timed once per precision (by default ``bf16`` off, then ``bf16``
+as ``auto`` resolves here), fp32 first, on a fresh project each time. The figures to read are the
+default's seconds against the 90 s budget (:data:`BUDGET_SECONDS`), its ratio to the paper recipe,
+and bf16's seconds over fp32's. ``auto`` is resolved before the clock starts (running this
+machine's one-time bfloat16 check if it has not run, and importing torch, so neither lands in a
+timed run); where it resolves to float32 it is not timed twice, and the table says why.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +44,7 @@ from ept_studio.services.project import (
 
 if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone
+    from ept_studio.core.bf16 import Measure
 
 BUDGET_SECONDS = 90.0
 """The target: the default EPT run for 5 shots x 4 classes within 90 s on 2 CPU cores."""
@@ -51,6 +56,31 @@ CLASS_SOURCES = (
     ("lfw-faces", 1),
 )
 """(dataset, class index) of each class the benchmark can use, in order."""
+DEFAULT_BF16 = ("off", "auto")
+"""The precisions timed unless told: float32, then bfloat16 as the app's ``auto`` resolves here."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """One ``bf16`` setting, what it resolves to on the benchmark's device, and why."""
+
+    setting: str
+    bf16: bool
+    reason: str
+    """As the training run words it (``on: this CPU has AVX512-BF16 and ran the check 1.4x
+    faster``)."""
+
+    @property
+    def label(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionPlan:
+    """The precisions to time, at most one fp32 and one bf16, and the settings that repeat one."""
+
+    timed: tuple[Precision, ...]
+    not_timed: tuple[Precision, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +98,57 @@ class TuneTime:
     """From the call to the end of the first step (rendering, backbone load, prototype head and
     that one step), so ``seconds_per_step`` spreads the rest over all steps (about 2 % low)."""
     device: str
+    precision: Precision
+    """The ``bf16`` setting the run was given and what it did (from the run's start event)."""
 
     @property
     def seconds_per_step(self) -> float:
         return (self.seconds - self.setup_seconds) / max(self.steps, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneTimeReport:
+    """Every timed Train of one benchmark, and the precision plan they followed."""
+
+    shots: int
+    classes: int
+    results: tuple[TuneTime, ...]
+    plan: PrecisionPlan
+
+    def result(self, preset: str, bf16: bool) -> TuneTime | None:
+        """The run of ``preset`` in bf16 (True) or fp32 (False), if it was timed."""
+        return next(
+            (r for r in self.results if r.preset == preset and r.precision.bf16 == bf16), None
+        )
+
+
+def plan_precisions(
+    settings: Sequence[str],
+    device: str = "auto",
+    *,
+    cpuinfo: Path | None = None,
+    measure: Measure | None = None,
+    cache: Path | None = None,
+) -> PrecisionPlan:
+    """Resolve each ``bf16`` setting (``off``, ``on``, ``auto``) on ``device`` as a training run
+    would; a setting that resolves to a precision already planned is kept as not timed.
+
+    ``auto`` on a CPU with AVX512-BF16 or AMX runs the one-time check if this machine has not
+    (``cpuinfo``, ``measure`` and ``cache`` stand in for the machine's in tests)."""
+    from ept_studio.core.device import bf16_decision, resolve_device
+
+    if not settings:
+        raise ConfigError("give at least one bf16 setting: off, on or auto")
+    target = resolve_device(device)
+    timed: list[Precision] = []
+    not_timed: list[Precision] = []
+    for setting in settings:
+        decision = bf16_decision(setting, target, cpuinfo=cpuinfo, measure=measure, cache=cache)
+        precision = Precision(setting, decision.on, decision.reason)
+        repeats = any(p.bf16 == precision.bf16 for p in timed)
+        (not_timed if repeats else timed).append(precision)
+    timed.sort(key=lambda p: p.bf16)
+    return PrecisionPlan(tuple(timed), tuple(not_timed))
 
 
 def write_support_folder(root: Path, shots: int, classes: int) -> list[str]:
@@ -103,17 +180,30 @@ def time_tuning(
     *,
     method: str = "ept",
     device: str = "auto",
+    plan: PrecisionPlan | None = None,
     backbone: LoadedBackbone | None = None,
-) -> list[TuneTime]:
-    """Time the app's Train once per preset, each on a fresh project of the same images."""
+) -> TuneTimeReport:
+    """Time the app's Train once per preset and precision (fp32 first), each on a fresh project
+    of the same images; ``plan`` defaults to :data:`DEFAULT_BF16` resolved on ``device``."""
+    plan = plan or plan_precisions(DEFAULT_BF16, device)
     results = []
     with tempfile.TemporaryDirectory(prefix="ept-tune-time-") as temporary:
         root = Path(temporary)
         write_support_folder(root / "images", shots, classes)
         for preset in presets:
-            options = TrainingOptions(method=method, recipe=preset, device=device)
-            results.append(_timed_run(root / f"project-{preset}", root, options, backbone))
-    return results
+            for precision in plan.timed:
+                options = TrainingOptions(
+                    method=method, recipe=preset, device=device, bf16=precision.setting
+                )
+                folder = root / f"project-{preset}-{precision.label}"
+                result = _timed_run(folder, root, options, backbone)
+                if result.precision.bf16 != precision.bf16:
+                    raise ConfigError(
+                        f"bf16 {precision.setting} was {precision.label} when planned but "
+                        f"{result.precision.label} in the run ({result.precision.reason})"
+                    )
+                results.append(result)
+    return TuneTimeReport(shots, classes, tuple(results), plan)
 
 
 def _timed_run(
@@ -156,25 +246,81 @@ def _timed_run(
         seconds=seconds,
         setup_seconds=first_step - start,
         device=started.device,
+        precision=Precision(options.bf16, started.bf16, started.bf16_reason),
     )
 
 
-def tune_time_markdown(results: Sequence[TuneTime], shots: int, classes: int) -> str:
-    """The table the README quotes: each preset's wait, against the budget and the paper preset."""
-    paper = next((r for r in results if r.preset == "paper"), None)
+def tune_time_markdown(report: TuneTimeReport) -> str:
+    """The table the README quotes: each preset's wait in fp32 and bf16 side by side, bf16 over
+    fp32, and each against the budget and the paper preset in the same precision."""
+    results = report.results
     lines = [
-        f"{shots} shots x {classes} classes, method {results[0].method if results else '-'}, "
-        f"device {results[0].device if results else '-'}.",
+        f"{report.shots} shots x {report.classes} classes, method "
+        f"{results[0].method if results else '-'}, device {results[0].device if results else '-'}.",
         "",
-        "| preset | images (held out) | steps | wait s | setup s | s/step | vs 90 s budget "
-        "| vs paper preset |",
-        "|---|---|---|---|---|---|---|---|",
+        *_precision_lines(report),
+        "",
+        "| preset | images (held out) | steps | fp32 wait s | bf16 wait s | bf16 / fp32 "
+        "| s/step fp32 / bf16 | setup s fp32 / bf16 | vs 90 s budget fp32 / bf16 "
+        "| vs paper preset fp32 / bf16 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        versus = "-" if paper is None else f"{r.seconds / paper.seconds:.2f}"
-        lines.append(
-            f"| {r.preset} | {r.train_images} ({r.held_out}) | {r.steps} | {r.seconds:.1f} "
-            f"| {r.setup_seconds:.1f} | {r.seconds_per_step:.2f} "
-            f"| {r.seconds / BUDGET_SECONDS:.2f} | {versus} |"
-        )
+    presets = list(dict.fromkeys(r.preset for r in results))
+    lines += [_preset_row(report, preset) for preset in presets]
     return "\n".join(lines) + "\n"
+
+
+def _precision_lines(report: TuneTimeReport) -> list[str]:
+    """What each column ran in, and why (the run's own words), and any setting not timed again."""
+    lines = []
+    for precision in report.plan.timed:
+        ran = next(
+            (r.precision for r in report.results if r.precision.bf16 == precision.bf16), None
+        )
+        reason = (ran or precision).reason
+        lines.append(f"- {precision.label}: bf16 {precision.setting}, {reason}.")
+    for precision in report.plan.not_timed:
+        lines.append(
+            f"- bf16 {precision.setting} is {precision.label} here ({precision.reason}): not timed "
+            "twice."
+        )
+    return lines
+
+
+def _preset_row(report: TuneTimeReport, preset: str) -> str:
+    fp32, bf16 = report.result(preset, False), report.result(preset, True)
+    first = fp32 or bf16
+    if first is None:
+        raise ConfigError(f"no timed run of the {preset} preset")
+    paper32, paper16 = report.result("paper", False), report.result("paper", True)
+    ratio = "-" if fp32 is None or bf16 is None else f"{bf16.seconds / fp32.seconds:.2f}"
+    cells = [
+        preset,
+        f"{first.train_images} ({first.held_out})",
+        str(first.steps),
+        _seconds(fp32, lambda r: r.seconds, "{:.1f}"),
+        _seconds(bf16, lambda r: r.seconds, "{:.1f}"),
+        ratio,
+        _pair(fp32, bf16, lambda r: r.seconds_per_step, "{:.2f}"),
+        _pair(fp32, bf16, lambda r: r.setup_seconds, "{:.1f}"),
+        _pair(fp32, bf16, lambda r: r.seconds / BUDGET_SECONDS, "{:.2f}"),
+        f"{_versus(fp32, paper32)} / {_versus(bf16, paper16)}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _seconds(result: TuneTime | None, value: Callable[[TuneTime], float], form: str) -> str:
+    return "-" if result is None else form.format(value(result))
+
+
+def _pair(
+    fp32: TuneTime | None,
+    bf16: TuneTime | None,
+    value: Callable[[TuneTime], float],
+    form: str,
+) -> str:
+    return f"{_seconds(fp32, value, form)} / {_seconds(bf16, value, form)}"
+
+
+def _versus(result: TuneTime | None, paper: TuneTime | None) -> str:
+    return "-" if result is None or paper is None else f"{result.seconds / paper.seconds:.2f}"

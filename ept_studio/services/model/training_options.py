@@ -143,6 +143,9 @@ def recipe_choice(key: str) -> RecipeChoice:
     raise ConfigError(f"unknown recipe {key!r}: choose one of {known}")
 
 
+BF16_SETTINGS = ("auto", "on", "off")
+"""The recipe's ``bf16`` settings (:class:`ept_studio.core.training.recipe.Bf16Mode`'s values)."""
+
 MIN_COVERAGE = 0.5
 """The lowest coverage a user may ask for: below it a set misses the true class more often than
 not."""
@@ -180,6 +183,9 @@ class TrainingOptions:
     """How often a prediction set should contain the true class (0.90: nine images in ten)."""
     calibrate_on_test: bool = False
     """Calibrate on a seeded half of each class's test images; those are then not scored."""
+    bf16: str = "auto"
+    """bfloat16 autocast: ``auto`` (the recipe's: on where this machine runs it faster), ``on``
+    or ``off``."""
 
     def __post_init__(self) -> None:
         method_choice(self.method)
@@ -192,6 +198,8 @@ class TrainingOptions:
         recipe_choice(self.recipe)
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise ConfigError(f"device must be auto, cpu, cuda or mps, not {self.device!r}")
+        if self.bf16 not in BF16_SETTINGS:
+            raise ConfigError(f"bf16 must be auto, on or off, not {self.bf16!r}")
 
     def method_config(self) -> dict[str, Any]:
         """The method config dict (``{"method": "ept", "length": 100, ...}``)."""
@@ -225,6 +233,8 @@ class TrainingOptions:
         overrides: dict[str, Any] = {k: v for k, v in chosen.items() if v is not None}
         overrides["device"] = self.device
         overrides["preset"] = self.recipe
+        if self.bf16 != "auto":
+            overrides["bf16"] = self.bf16
         return overrides
 
 

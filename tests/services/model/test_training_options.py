@@ -81,3 +81,14 @@ def test_the_coverage_is_ninety_percent_unless_chosen() -> None:
 def test_a_coverage_outside_a_half_to_one_is_refused_in_plain_words(coverage: float) -> None:
     with pytest.raises(ConfigError, match="how often a prediction set should contain"):
         TrainingOptions(coverage=coverage)
+
+
+def test_bf16_overrides_the_recipe_only_when_chosen() -> None:
+    assert "bf16" not in TrainingOptions().recipe_overrides()
+    assert recipe_from_settings(TrainingOptions().recipe_overrides()).bf16.value == "auto"
+    for setting in ("on", "off"):
+        overrides = TrainingOptions(bf16=setting).recipe_overrides()
+        assert overrides["bf16"] == setting
+        assert recipe_from_settings(overrides).bf16.value == setting
+    with pytest.raises(ConfigError, match="bf16 must be auto, on or off, not 'fast'"):
+        TrainingOptions(bf16="fast")
