@@ -32,6 +32,13 @@ from PySide6.QtWidgets import (
 
 from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.drops import dropped_paths
+from ept_studio.gui.export_dialog import (
+    STANDARD,
+    OnnxExportDialog,
+    exported_text,
+    refusal_box,
+    refused_text,
+)
 from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.results_preview import PreviewBox
 from ept_studio.gui.results_view import ResultsView
@@ -42,6 +49,7 @@ from ept_studio.services.project import (
     ProjectPredicted,
     ResultsChoice,
     ResultsScope,
+    SmallerModelRefused,
     TrainedRun,
     export_predictions_csv,
     export_prompt_file,
@@ -77,6 +85,9 @@ class ResultsPanel(QWidget):
         self.model_runs: list[TrainedRun] = []
         self.result_choices: list[ResultsChoice] = []
         self._stale = True
+        self.onnx_destination: Path | None = None
+        """Where the last ONNX export was asked to go (the standard model is offered there)."""
+        self.refusal: QMessageBox | None = None
         self.model = QComboBox()
         self.shown = QComboBox()
         pickers = QFormLayout()
@@ -250,16 +261,33 @@ class ResultsPanel(QWidget):
             return
         self.predict(ids)
 
-    def export_onnx_to(self, destination: Path) -> bool:
-        """Export the chosen model to ONNX (with its parity check) in the background."""
+    def export_onnx_to(
+        self,
+        destination: Path,
+        precision: str = STANDARD,
+        *,
+        min_agreement: float | None = None,
+        min_correlation: float | None = None,
+    ) -> bool:
+        """Export the chosen model to ONNX (with its parity check) in the background; int8 or
+        fp16 only if it passes its check against fp32 (the thresholds: None for the defaults)."""
         folder, run_id = self.jobs.session.folder, self.model_run
         if folder is None or run_id is None:
             self.state.setText("Train a model first: there is nothing to export.")
             return False
-        backbone = self.jobs.backbone
+        backbone, self.onnx_destination = self.jobs.backbone, Path(destination)
 
         def job(cancel: Callable[[], bool]) -> Iterator[object]:
-            return export_run_onnx(folder, run_id, destination, backbone=backbone, cancel=cancel)
+            return export_run_onnx(
+                folder,
+                run_id,
+                destination,
+                precision=precision,
+                min_agreement=min_agreement,
+                min_correlation=min_correlation,
+                backbone=backbone,
+                cancel=cancel,
+            )
 
         return self._start(ONNX_EXPORT, job)
 
@@ -316,12 +344,22 @@ class ResultsPanel(QWidget):
             self.progress.setValue(0)
             self.state.setText("Export cancelled; nothing was written.")
         elif isinstance(last, OnnxExportResult):
-            parity = last.parity
-            self.state.setText(
-                f"Exported {last.onnx_path.name} ({last.size_bytes / 2**20:.1f} MiB). Parity with "
-                f"PyTorch on {parity.images} {last.check_source}: logits within "
-                f"{parity.logits_error:.1e}, attention within {parity.attention_error:.1e}."
-            )
+            self.state.setText(exported_text(last))
+        elif isinstance(last, SmallerModelRefused):
+            self.progress.setValue(0)
+            self._offer_standard(last)
+
+    def _offer_standard(self, refused: SmallerModelRefused) -> None:
+        """Say why the smaller model was not saved; its button exports the standard one."""
+        self.state.setText(refused_text(refused))
+        self.refusal, standard = refusal_box(self, refused)
+        standard.clicked.connect(self._export_standard)
+        self.refusal.open()
+
+    @Slot()
+    def _export_standard(self) -> None:
+        if self.onnx_destination is not None:
+            self.export_onnx_to(self.onnx_destination)
 
     @Slot(str, str)
     def _on_failed(self, name: str, message: str) -> None:
@@ -420,9 +458,14 @@ class ResultsPanel(QWidget):
 
     @Slot()
     def _ask_onnx(self) -> None:
-        path = self._ask("Export ONNX model", "model.onnx", "ONNX models (*.onnx)")
+        dialog = OnnxExportDialog(self)
+        if dialog.exec() != OnnxExportDialog.DialogCode.Accepted:
+            return
+        precision = dialog.precision
+        name = "model.onnx" if precision == STANDARD else f"model-{precision}.onnx"
+        path = self._ask("Export ONNX model", name, "ONNX models (*.onnx)")
         if path:
-            self.export_onnx_to(path)
+            self.export_onnx_to(path, precision)
 
     @Slot()
     def _ask_csv(self) -> None:

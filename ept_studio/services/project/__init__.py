@@ -128,6 +128,7 @@ from ept_studio.services.project.results_stats import (
 from ept_studio.services.project.run_actions import (
     ExportCancelled,
     ResultsChoice,
+    SmallerModelRefused,
     TrainedRun,
     export_run_onnx,
     predict_with_run,
@@ -229,6 +230,7 @@ __all__ = [
     "RunResults",
     "SetResults",
     "Severity",
+    "SmallerModelRefused",
     "TrainedRun",
     "TrainingPlan",
     "TuningCancelled",

@@ -3,7 +3,10 @@
 Before export, predictions run the tuned torch model rebuilt from the run's prompt file (checksum
 verified). ONNX export writes ``runs/<id>/model.onnx`` inside the project first (parity-checked
 against torch), then copies it to where the user asked; from then on the run predicts through ONNX
-Runtime, the way the exported model will run elsewhere.
+Runtime, the way the exported model will run elsewhere. An int8 or fp16 export converts that fp32
+model and writes the copy where the user asked only if it passed its check against the fp32 model
+on the same images; a refused copy is an event with the check's figures, not an error, so the app
+can show them and offer the fp32 export instead.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ept_studio.common.errors import ExportError, ProjectError
+from ept_studio.common.errors import EptStudioError, ExportError, ProjectError
 from ept_studio.common.files import file_sha256
 from ept_studio.data.store import Project, RunRecord
-from ept_studio.services.model.export import OnnxExportResult, export_handle_to_onnx
+from ept_studio.services.model.export import (
+    OnnxExportResult,
+    check_images,
+    export_handle_to_onnx,
+    reference_check_files,
+)
 from ept_studio.services.model.metric_names import metric_tooltip, plain_metric_name
 from ept_studio.services.model.onnx_inference import open_onnx_model, open_torch_model
 from ept_studio.services.model.stages import StageStarted
@@ -25,8 +33,11 @@ from ept_studio.services.project.inference import predict_project
 from ept_studio.services.project.results import TRAINING_VIEW_NAME, ResultsScope
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ept_studio.core.backbones import LoadedBackbone
-    from ept_studio.core.model_io import Runner
+    from ept_studio.core.model_io import PrecisionRecord, Runner
+    from ept_studio.core.onnx_precision import Precision, PrecisionThresholds
     from ept_studio.services.model.inference import TunedHandle
 
 ONNX_NAME = "model.onnx"
@@ -50,6 +61,18 @@ class ExportCancelled:
     """The user cancelled an export; nothing was written where they asked."""
 
     run_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SmallerModelRefused:
+    """The int8 or fp16 copy fell short of the fp32 model on the check images; nothing was written
+    where the user asked (the fp32 model stays in the run folder)."""
+
+    run_id: int
+    precision: str
+    record: PrecisionRecord
+    """The check's figures and the thresholds they missed."""
+    check_source: str
 
 
 def is_training_run(run: RunRecord) -> bool:
@@ -193,6 +216,9 @@ def export_run_onnx(
     run_id: int,
     destination: Path,
     *,
+    precision: str = "fp32",
+    min_agreement: float | None = None,
+    min_correlation: float | None = None,
     backbone: LoadedBackbone | None = None,
     check_files: Sequence[Path] = (),
     cancel: Callable[[], bool] | None = None,
@@ -200,10 +226,20 @@ def export_run_onnx(
 ) -> Iterator[object]:
     """Export the run to ONNX (parity-checked), keep it in the run folder, copy it out.
 
-    ``cancel`` is asked between the steps; a cancelled export yields :class:`ExportCancelled` and
-    leaves nothing at ``destination``.
+    ``precision`` int8 or fp16 writes, instead of the copy, a converted model that passed its check
+    against the fp32 one (top-1 agreement at least ``min_agreement``, map correlations at least
+    ``min_correlation``; None: the defaults of :mod:`ept_studio.core.onnx_precision`), or ends with
+    :class:`SmallerModelRefused`. ``cancel`` is asked between the steps; a cancelled export yields
+    :class:`ExportCancelled` and leaves nothing at ``destination``.
     """
-    stop = cancel or (lambda: False)
+    from ept_studio.core.onnx_precision import Precision, PrecisionThresholds, precision_choice
+
+    chosen, stop = precision_choice(precision), cancel or (lambda: False)
+    defaults = PrecisionThresholds()
+    thresholds = PrecisionThresholds(
+        defaults.min_agreement if min_agreement is None else min_agreement,
+        defaults.min_correlation if min_correlation is None else min_correlation,
+    )
     with Project.open(folder, locations_dir=locations_dir) as project:
         yield StageStarted("Loading the tuned model")
         handle = load_run_model(project, run_id, backbone)
@@ -217,9 +253,87 @@ def export_run_onnx(
         if stop():
             yield ExportCancelled(run_id)
             return
-        _copy(inside, Path(destination))
-        project.record_export(run_id, "onnx", Path(destination).name, result.sha256)
-    yield dataclasses.replace(result, onnx_path=Path(destination))
+        if chosen is Precision.FP32:
+            _copy(inside, Path(destination))
+            project.record_export(run_id, "onnx", Path(destination).name, result.sha256)
+            yield dataclasses.replace(result, onnx_path=Path(destination))
+            return
+        yield StageStarted(f"Making the {chosen.value} model and checking it against fp32")
+        pixels = _check_pixels(handle, check_files)
+        outcome = _reduced_copy(inside, Path(destination), chosen, pixels, thresholds, result)
+        if isinstance(outcome, OnnxExportResult):
+            project.record_export(
+                run_id, f"onnx-{chosen.value}", Path(destination).name, outcome.sha256
+            )
+            yield outcome
+        else:
+            yield SmallerModelRefused(run_id, chosen.value, outcome, result.check_source)
+
+
+def _check_pixels(handle: TunedHandle, check_files: Sequence[Path]) -> np.ndarray:
+    """The fp32 export's check images, preprocessed as the model reads them."""
+    from ept_studio.core.model_io import preprocess
+    from ept_studio.core.onnx_export import model_info
+
+    files = list(check_files) or reference_check_files()
+    images = check_images(files, dict(handle.metadata.rendering))
+    return preprocess(images, model_info(handle.model, handle.metadata, ""))
+
+
+def _reduced_copy(
+    fp32: Path,
+    destination: Path,
+    precision: Precision,
+    pixels: np.ndarray,
+    thresholds: PrecisionThresholds,
+    result: OnnxExportResult,
+) -> OnnxExportResult | PrecisionRecord:
+    """The int8 or fp16 model written at ``destination``, or the figures it fell short with."""
+    from ept_studio.core.onnx_precision import export_precision
+
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        reduced = export_precision(fp32, destination, precision, pixels, thresholds=thresholds)
+    except OSError as err:
+        raise ExportError(f"{destination}: the ONNX model cannot be written ({err})") from err
+    except ExportError:
+        record = _shortfall(fp32, precision, pixels, thresholds)
+        if record is None:
+            raise
+        return record
+    return dataclasses.replace(
+        result,
+        onnx_path=reduced.path,
+        sha256=file_sha256(reduced.path),
+        size_bytes=reduced.size_bytes,
+        seconds=result.seconds + reduced.seconds,
+        precision=precision.value,
+        precision_check=reduced.record,
+        notes=reduced.notes,
+    )
+
+
+def _shortfall(
+    fp32: Path, precision: Precision, pixels: np.ndarray, thresholds: PrecisionThresholds
+) -> PrecisionRecord | None:
+    """The check's figures when the reduced model fell short; None when the export failed for
+    another reason (then its error stands). The refusal's message holds the figures as text only,
+    so the converted model is made and compared once more, beside the fp32 one."""
+    from ept_studio.core.onnx_precision import compare, convert, shortfalls
+    from ept_studio.core.onnx_runtime import OnnxRunner
+
+    candidate = fp32.with_name(f".{precision.value}.check.onnx")
+    try:
+        convert(fp32, candidate, precision)
+        device = "auto" if precision.value == "fp16" else "cpu"
+        reference = OnnxRunner(fp32, device="cpu", spinning=False).run(pixels)
+        reduced = OnnxRunner(candidate, device=device, spinning=False).run(pixels)
+    except EptStudioError:
+        return None
+    finally:
+        candidate.unlink(missing_ok=True)
+    record = compare(reference, reduced, precision, thresholds)
+    return record if shortfalls(record) else None
 
 
 def _copy(source: Path, destination: Path) -> None:
@@ -237,6 +351,7 @@ __all__ = [
     "ExportCancelled",
     "OnnxExportResult",
     "ResultsChoice",
+    "SmallerModelRefused",
     "TrainedRun",
     "export_run_onnx",
     "load_run_model",
