@@ -38,6 +38,8 @@ class ProjectJobs(QObject):
         self.runner = TaskRunner(self)
         self.backbone: Any = None
         """A loaded backbone to use instead of the named one (tests pass a tiny one)."""
+        self.backbone_name: str | None = None
+        """The backbone the next training loads (None: the offline default)."""
         self.runner.task_event.connect(self._on_event)
         self.runner.finished.connect(self._on_finished)
         self.runner.failed.connect(self._on_failed)
@@ -56,10 +58,12 @@ class ProjectJobs(QObject):
         folder = self.session.folder
         if folder is None:
             return False
-        backbone = self.backbone
+        backbone, name = self.backbone, self.backbone_name
 
         def job(cancel: Callable[[], bool]) -> Iterator[object]:
-            return tune_project(folder, options, backbone=backbone, cancel=cancel)
+            return tune_project(
+                folder, options, backbone=backbone, backbone_name=name, cancel=cancel
+            )
 
         return self.start(TRAINING, job)
 

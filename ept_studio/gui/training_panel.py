@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from ept_studio.common.errors import EptStudioError
+from ept_studio.gui.backbone_dialog import BackbonePicker
 from ept_studio.gui.jobs import TRAINING, ProjectJobs
 from ept_studio.gui.readiness_view import ReadinessView
 from ept_studio.gui.training_run import LOSS, RunView, format_eta
@@ -104,6 +105,8 @@ class TrainingPanel(QWidget):
             self.method.addItem(choice.label, choice.key)
             self.method.setItemData(self.method.count() - 1, choice.description, 3)  # tooltip
         top.addRow("Method", self.method)
+        self.backbone = BackbonePicker()
+        top.addRow("Backbone", self.backbone)
         settings.addLayout(top)
         self.advanced = AdvancedSettings()
         self._alias_settings(self.advanced)
@@ -199,6 +202,7 @@ class TrainingPanel(QWidget):
         ):
             signal.connect(self.refresh)
         self.method.currentIndexChanged.connect(self._on_method)
+        self.backbone.changed.connect(self._on_backbone)
         self.train_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.split_action.triggered.connect(self.split_for_me)
@@ -238,6 +242,11 @@ class TrainingPanel(QWidget):
             coverage=self.coverage.value() / 100,
             calibrate_on_test=self.advanced.calibrate_on_test.isChecked(),
         )
+
+    @Slot()
+    def _on_backbone(self) -> None:
+        self.jobs.backbone_name = self.backbone.name
+        self.refresh()
 
     def set_recipe(self, key: str) -> None:
         choose_data(self.recipe, key, "recipe")
@@ -280,8 +289,8 @@ class TrainingPanel(QWidget):
             options = self.options()
         except EptStudioError as err:
             items.append(ReadinessItem("settings", Severity.BLOCKING, f"Advanced: {err}."))
-        if self.jobs.backbone is None and not backbone_present():
-            items.append(ReadinessItem("backbone", Severity.BLOCKING, NO_BACKBONE))
+        if self.jobs.backbone is None and not backbone_present(self.jobs.backbone_name):
+            items.append(ReadinessItem("backbone", Severity.BLOCKING, self._no_backbone()))
         self.checklist.set_items(items)
         self.counts_label.setText(readiness.split_counts())
         reasons = [i.text for i in items if i.severity is Severity.BLOCKING]
@@ -292,10 +301,19 @@ class TrainingPanel(QWidget):
                 return [str(err)]
         return reasons
 
+    def _no_backbone(self) -> str:
+        name = self.jobs.backbone_name
+        if name is None:
+            return NO_BACKBONE
+        return (
+            f"The backbone {name} is not on this computer: run `ept-studio models get {name} "
+            "--accept-licence`, or choose another backbone."
+        )
+
     def _backbone_name(self) -> str | None:
         spec = getattr(self.jobs.backbone, "spec", None)
         name = getattr(spec, "name", None)
-        return name if isinstance(name, str) else None
+        return name if isinstance(name, str) else self.jobs.backbone_name
 
     def _show_plan(self) -> None:
         if self.reasons:

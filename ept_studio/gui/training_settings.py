@@ -23,7 +23,12 @@ from PySide6.QtWidgets import (
 )
 
 from ept_studio.common.errors import EptStudioError
-from ept_studio.services.model import RECIPE_CHOICES, device_choices, offline_backbone_status
+from ept_studio.services.model import (
+    RECIPE_CHOICES,
+    backbone_choices,
+    device_choices,
+    offline_backbone_status,
+)
 
 DEFAULT = "recipe default"
 
@@ -184,10 +189,13 @@ def choose_data(combo: QComboBox, key: str, what: str) -> None:
     combo.setCurrentIndex(index)
 
 
-def backbone_present() -> bool:
-    """Whether the offline default backbone's weights are on this machine (by name only)."""
+def backbone_present(name: str | None = None) -> bool:
+    """Whether the backbone ``name``'s weights (None: the offline default's) are on this machine
+    (by file name only)."""
     try:
-        return offline_backbone_status().present
+        if name is None:
+            return offline_backbone_status().present
+        return any(choice.available for choice in backbone_choices() if choice.name == name)
     except EptStudioError:
         return False
 

@@ -13,8 +13,10 @@ from ept_studio.services.model.backbone_setup import (
     offline_backbone_status,
 )
 from ept_studio.services.model.backbones import (
+    BackboneChoice,
     BackboneStatus,
     LicenceNotice,
+    backbone_choices,
     backbone_licence,
     doctor,
     get_backbone,
@@ -75,6 +77,7 @@ __all__ = [
     "METHOD_CHOICES",
     "RECIPE_CHOICES",
     "RUN_RECORD_FORMAT",
+    "BackboneChoice",
     "BackboneReady",
     "BackboneStatus",
     "BatchPredicted",
@@ -89,6 +92,7 @@ __all__ = [
     "TrainingOptions",
     "TrainingRecord",
     "TrainingSaved",
+    "backbone_choices",
     "backbone_licence",
     "check_images",
     "coverage_error",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
+
+from ept_studio.common.errors import BackboneError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,65 @@ def list_backbones() -> list[BackboneStatus]:
             )
         )
     return statuses
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneChoice:
+    """A backbone as the app's list shows it, read from the manifest without importing torch."""
+
+    name: str
+    description: str
+    licence: str
+    licence_text: str
+    size_mb: float | None
+    default: bool
+    available: bool
+    """Its weights file is on this computer (by name; loading checks the sha256)."""
+    get_command: str
+    """The command that downloads it, once its licence is read and accepted."""
+    get_note: str = ""
+    """What that command needs besides (a file made elsewhere, for a publisher's pickle file)."""
+
+
+def backbone_choices(manifest: Path | None = None) -> list[BackboneChoice]:
+    """Every backbone of the manifest, default first, and whether it is on this computer.
+
+    Torch-free, so the app can list them without loading a model; a manifest that cannot be
+    read is a :class:`~ept_studio.common.errors.BackboneError` naming it.
+    """
+    from ept_studio.common.appdata import default_manifest_path, models_dir, user_cache_dir
+
+    path = manifest or default_manifest_path()
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["backbones"]
+        choices = [_choice(entry, (models_dir(), user_cache_dir())) for entry in entries]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise BackboneError(f"The backbone list {path} cannot be read: {err}") from err
+    return sorted(choices, key=lambda choice: not choice.default)
+
+
+def _choice(entry: dict[str, Any], folders: tuple[Path, ...]) -> BackboneChoice:
+    name, weights_file = str(entry["name"]), str(entry["weights_file"])
+    size = entry.get("weights_mb")
+    command = f"ept-studio models get {name} --accept-licence"
+    note = ""
+    if entry["source"].get("format") == "pickle":
+        command += " --from-file FILE.safetensors"
+        note = (
+            "The publisher shares it only as a Python pickle file, which EPT Studio never opens: "
+            "FILE.safetensors is a safetensors copy of it made elsewhere."
+        )
+    return BackboneChoice(
+        name,
+        str(entry.get("description", "")),
+        str(entry["licence"]),
+        str(entry.get("licence_text", "")),
+        float(size) if isinstance(size, int | float) else None,
+        bool(entry.get("default", False)),
+        any((folder / weights_file).is_file() for folder in folders),
+        command,
+        note,
+    )
 
 
 def backbone_licence(name: str) -> LicenceNotice:

@@ -65,10 +65,14 @@ def tune_project(
     options: TrainingOptions,
     *,
     backbone: LoadedBackbone | None = None,
+    backbone_name: str | None = None,
     cancel: Callable[[], bool] | None = None,
     locations_dir: Path | None = None,
 ) -> Iterator[TuningUpdate | TuningCancelled]:
     """Train on the project's labels with ``options``; ends with the saved run or the cancel.
+
+    ``backbone_name`` names the manifest backbone to load (None: the offline default);
+    ``backbone``, an already loaded one, replaces it.
 
     A cancel is checked before every step (so it takes effect within one step). Errors other than a
     cancel propagate as :class:`~ept_studio.common.errors.EptStudioError` with a message for the user.
@@ -83,6 +87,7 @@ def tune_project(
         options.recipe_overrides(),
         options.seed,
         backbone=backbone,
+        backbone_name=backbone_name,
         cancel=cancel,
         locations_dir=locations_dir,
         hold_out=options.hold_out,
