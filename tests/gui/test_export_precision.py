@@ -118,3 +118,19 @@ def test_a_refused_smaller_model_shows_the_figures_and_offers_the_standard_one(
     assert (result.onnx_path, result.precision) == (out, "fp32")
     assert open_onnx_model(out).info.precision is None
     assert panel.state.text().startswith("Exported model.onnx (")
+
+
+def test_an_fp16_export_says_where_it_was_checked(
+    qtbot: QtBot, panel: ResultsPanel, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "model-fp16.onnx"
+    result = export(qtbot, panel, panel.export_onnx_to(out, "fp16"))
+    assert isinstance(result, OnnxExportResult)
+    check = result.precision_check
+    assert check is not None
+    assert check.top1_agreement == 1.0
+    text = panel.state.text()
+    assert "For NVIDIA GPUs (fp16)".lower() in text.lower()
+    on_cpu = "No CUDA GPU here: the fp16 model was checked on the CPU"
+    assert (on_cpu in text) == (check.provider == "CPUExecutionProvider")
+    assert open_onnx_model(out).info.precision is not None
