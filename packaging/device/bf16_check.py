@@ -8,9 +8,14 @@ Here (CPU, once):   bash packaging/device/prepare.sh        (writes .device/: th
 There (one call):   bash packaging/device/run.sh            (carry .device; results in $OUT)
 
 ``run`` times linear and EPT steps under fp32 and bf16 autocast in the same rounds (``bench
-speed``'s engine), then runs the accuracy protocol on lfw-faces (scikit-image, present there) at
-each K with ``bf16`` off and on, on the same draws, and writes one results document per K and
-setting, for ``ept-studio bench sweep-report --versus "default + bf16=off" "default + bf16=on"``.
+speed``'s engine); exports a quick tuned model as fp32, int8 and fp16 ONNX with their checks, runs
+``bench latency`` (its int8 and fp16 rows) and ``bench tune-time`` (fp32 and bf16 side by side)
+(:mod:`precision_steps`); then runs the accuracy protocol on lfw-faces (scikit-image, present
+there) at each K with ``bf16`` off and on, on the same draws, and writes one results document per
+K and setting, for ``ept-studio bench sweep-report --versus "default + bf16=off" "default +
+bf16=on"``. The time guard: a precision step starts only if about its usual time
+(:data:`precision_steps.STEP_SECONDS`) is left before ``--hard-s``, and no accuracy run starts
+after ``--budget-s``; what is skipped is said in the log and the report.
 """
 
 from __future__ import annotations
@@ -149,6 +154,62 @@ def versus(documents: list[Path]) -> str:
     return versus_markdown(cells, recipe_gains(cells, reference, other), reference, other)
 
 
+def _sibling(name: str) -> Any:
+    """The module ``name``.py beside this script (it is run as a file, not from a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _names(text: str) -> frozenset[str]:
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    unknown = names - {"exports", "latency", "tune-time"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown steps {sorted(unknown)}")
+    return names
+
+
+def precision_sections(loaded: Any, args: argparse.Namespace, start: float) -> list[str]:
+    """The exports, latency and tune-time steps, each only if its usual time is left before the
+    hard limit; a step that fails is reported and the next one runs."""
+    import traceback
+
+    precision_steps = _sibling("precision_steps")
+    steps = {
+        "exports": lambda: precision_steps.export_section(loaded, args.device),
+        "latency": lambda: precision_steps.latency_section(loaded, args.latency_rounds),
+        "tune-time": lambda: precision_steps.tune_time_section(
+            loaded, args.device, tuple(args.tune_presets.split(","))
+        ),
+    }
+    sections = []
+    for name, step in steps.items():
+        left = start + args.hard_s - time.monotonic()
+        if name in args.skip:
+            sections.append(f"### {name}\n\nskipped, as asked (--skip).")
+        elif left < precision_steps.STEP_SECONDS[name]:
+            sections.append(
+                f"### {name}\n\nskipped: out of time ({left:.0f} s left before the "
+                f"{args.hard_s:.0f} s limit; it takes about "
+                f"{precision_steps.STEP_SECONDS[name]:.0f} s)."
+            )
+        else:
+            began = time.monotonic()
+            try:
+                section = step()
+            except Exception as err:  # a failed step is a result; the next step still runs
+                trace = traceback.format_exc(limit=-3)
+                section = f"### {name}\n\nfailed: {err!r}\n\n```\n{trace}```"
+            sections.append(f"{section}\n\n({name}: {time.monotonic() - began:.0f} s)")
+        say(sections[-1])
+    return sections
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -167,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         sections.append(speed_table(loaded, device, args.rounds))
         say(sections[-1])
     report = args.out / "report.md"  # $OUT takes 8 files: the report, the log, 6 documents
+    report.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    sections += precision_sections(loaded, args, start)
     report.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     deadline = start + args.budget_s
     methods = tuple(args.methods.split(","))
@@ -197,6 +260,20 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--rounds", type=int, default=20, help="0: no speed table")
     check.add_argument("--methods", default="prototype,linear,ept", help="a dry run: prototype")
     check.add_argument("--budget-s", type=float, default=360.0, help="start no run after this")
+    check.add_argument(
+        "--hard-s",
+        type=float,
+        default=540.0,
+        help="start no precision step that would end after this (the call's limit is 600 s)",
+    )
+    check.add_argument(
+        "--skip",
+        type=_names,
+        default=frozenset(),
+        help="precision steps to leave out: exports,latency,tune-time",
+    )
+    check.add_argument("--latency-rounds", type=int, default=20, help="bench latency's rounds")
+    check.add_argument("--tune-presets", default="default", help="bench tune-time's presets")
     args = parser.parse_args(argv)
     if args.command == "half-copy":
         say(json.dumps(write_half_copy(args.source, args.out)))
