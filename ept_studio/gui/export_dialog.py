@@ -10,6 +10,7 @@ shown and the standard model is offered instead.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -108,6 +109,13 @@ class OnnxExportDialog(QDialog):
 
     def choose(self, key: str) -> None:
         self.buttons[choice_of(key).key].setChecked(True)
+
+
+def standard_destination(path: Path, precision: str) -> Path:
+    """Where the standard model goes after a refused smaller one: the same name without the
+    ``-int8`` / ``-fp16`` the app suggested (``model-int8.onnx`` -> ``model.onnx``)."""
+    stem = path.stem.removesuffix(f"-{precision}")
+    return path.with_name(f"{stem or path.stem}{path.suffix}")
 
 
 def _in_a_sentence(key: str) -> str:

@@ -38,6 +38,7 @@ from ept_studio.gui.export_dialog import (
     exported_text,
     refusal_box,
     refused_text,
+    standard_destination,
 )
 from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.results_preview import PreviewBox
@@ -352,6 +353,8 @@ class ResultsPanel(QWidget):
     def _offer_standard(self, refused: SmallerModelRefused) -> None:
         """Say why the smaller model was not saved; its button exports the standard one."""
         self.state.setText(refused_text(refused))
+        if self.onnx_destination is not None:
+            self.onnx_destination = standard_destination(self.onnx_destination, refused.precision)
         self.refusal, standard = refusal_box(self, refused)
         standard.clicked.connect(self._export_standard)
         self.refusal.open()

@@ -93,10 +93,10 @@ def test_an_int8_export_says_its_size_and_check_and_is_read_back(
 def test_a_refused_smaller_model_shows_the_figures_and_offers_the_standard_one(
     qtbot: QtBot, panel: ResultsPanel, tmp_path: Path
 ) -> None:
-    out = tmp_path / "out" / "model.onnx"
-    refused = export(qtbot, panel, panel.export_onnx_to(out, "int8", min_correlation=1.0))
+    asked, out = tmp_path / "out" / "model-int8.onnx", tmp_path / "out" / "model.onnx"
+    refused = export(qtbot, panel, panel.export_onnx_to(asked, "int8", min_correlation=1.0))
     assert isinstance(refused, SmallerModelRefused)
-    assert not out.exists()
+    assert not asked.parent.exists() or list(asked.parent.iterdir()) == []
     box = panel.refusal
     assert box is not None
     qtbot.waitExposed(box)
@@ -118,6 +118,7 @@ def test_a_refused_smaller_model_shows_the_figures_and_offers_the_standard_one(
     assert (result.onnx_path, result.precision) == (out, "fp32")
     assert open_onnx_model(out).info.precision is None
     assert panel.state.text().startswith("Exported model.onnx (")
+    assert not asked.exists()
 
 
 def test_an_fp16_export_says_where_it_was_checked(
