@@ -131,3 +131,13 @@ def test_the_table_says_which_setting_was_not_timed_twice(tmp_path: Path) -> Non
         "- bf16 auto is fp32 here (off: this CPU has no AVX512-BF16 or AMX): not timed twice."
         in table
     )
+
+
+def test_tune_time_takes_the_bf16_settings_to_time() -> None:
+    from ept_studio.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["bench", "tune-time"]).bf16 == ("off", "auto")
+    assert parser.parse_args(["bench", "tune-time", "--bf16", "off, ON"]).bf16 == ("off", "on")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "tune-time", "--bf16", "off,fast"])
