@@ -3,6 +3,7 @@
 Each class is a folder of real files imported with folders-as-classes: a CT slice (pydicom's
 ``CT_small.dcm``) re-saved with the patient ID given, so the import hashes it as it does any DICOM;
 a ``None`` patient is a PNG crop of a fundus photograph, which carries no patient.
+:func:`write_series` writes a multi-slice series of such CT slices.
 """
 
 from __future__ import annotations
@@ -45,12 +46,37 @@ def write_layout(root: Path, layout: Layout, seed: int = 0) -> Path:
                 dataset = pydicom.dcmread(CT_SMALL)
                 dataset.PatientID = patient
                 dataset.SOPInstanceUID = generate_uid()
+                dataset.SeriesInstanceUID = generate_uid()  # each file a series of its own
                 serial += 1
                 pixels = dataset.pixel_array.copy()
                 pixels[0, :serial] += 7  # each file its own pixels
                 dataset.PixelData = pixels.tobytes()
                 dataset.save_as(folder / f"img{index:02d}.dcm")
     return root
+
+
+def write_series(
+    folder: Path, slices: int, *, patient: str = "P1", first: int = 1, seed: int = 0
+) -> list[Path]:
+    """``folder/sliceNN.dcm``: one new series of ``slices`` CT slices of ``patient`` (one study),
+    InstanceNumber ``first``.. in order but written in reverse file order, each its own pixels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for index in reversed(range(slices)):
+        dataset = pydicom.dcmread(CT_SMALL)
+        dataset.PatientID = patient
+        dataset.StudyInstanceUID = study
+        dataset.SeriesInstanceUID = series
+        dataset.SOPInstanceUID = generate_uid()
+        dataset.InstanceNumber = first + index
+        pixels = dataset.pixel_array.copy()
+        pixels[1, : 1 + index + seed * slices] += 11
+        dataset.PixelData = pixels.tobytes()
+        path = folder / f"slice{index:02d}.dcm"
+        dataset.save_as(path)
+        paths.append(path)
+    return paths
 
 
 def labelled_project(

@@ -85,6 +85,7 @@ class DicomHeader:
     series_instance_uid: str | None
     patient_id: str | None
     study_instance_uid: str | None
+    instance_number: int | None = None
 
     _PHI = ("series_instance_uid", "patient_id", "study_instance_uid")
 
@@ -153,6 +154,7 @@ def _header_of(ds: Dataset, has_pixels: bool) -> DicomHeader:
         series_instance_uid=_text(ds, "SeriesInstanceUID"),
         patient_id=_text(ds, "PatientID"),
         study_instance_uid=_text(ds, "StudyInstanceUID"),
+        instance_number=_optional_int(ds, "InstanceNumber"),
     )
 
 

@@ -85,6 +85,8 @@ class NewImage:
     patient_hash: str | None = None
     study_hash: str | None = None
     burned_in_annotation: bool | None = None
+    series_hash: str | None = None
+    instance_number: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +110,8 @@ class ImageRecord:
     burned_in_annotation: bool | None
     status: ImageStatus
     added: str
+    series_hash: str | None = None
+    instance_number: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -189,7 +189,28 @@ def _v4_pixel_hashes(db: Database) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_indexes, _v3_predictions, _v4_pixel_hashes)
+_V5_SERIES = (
+    "ALTER TABLE images ADD COLUMN series_hash TEXT",
+    "ALTER TABLE images ADD COLUMN instance_number INTEGER",
+    "CREATE INDEX images_series ON images(series_hash)",
+)
+
+
+def _v5_series(db: Database) -> None:
+    """Each DICOM image's series (its SeriesInstanceUID salted and hashed, like the patient and
+    the study) and its InstanceNumber, the slice order within the series. Images imported before
+    have none: each is a series of its own until it is imported again."""
+    for statement in _V5_SERIES:
+        db.execute(statement)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_tables,
+    _v2_indexes,
+    _v3_predictions,
+    _v4_pixel_hashes,
+    _v5_series,
+)
 """In order; never edit or remove one that has shipped, only append."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

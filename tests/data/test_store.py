@@ -55,7 +55,7 @@ def test_create_makes_the_folder_layout_and_the_pragmas(tmp_path: Path) -> None:
         assert project.runs_dir.is_dir()
         assert project.thumbnails_dir == project.folder / "cache" / "thumbnails"
         assert project.thumbnails_dir.is_dir()
-        assert project.schema_version == store_schema.SCHEMA_VERSION == 4
+        assert project.schema_version == store_schema.SCHEMA_VERSION == 5
         assert project.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert project.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert project.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -120,7 +120,8 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
     db.close()
 
     with Project.open(folder, locations_dir=tmp_path / "loc") as project:
-        assert project.schema_version == 4
+        assert project.schema_version == 5
+        assert project.images()[0].series_hash is None  # each old image a series of its own
         assert "predictions" in project.db.table_names()
         assert project.pixel_hashes() == {}  # filled in when first needed
         assert "labels_class" in {index.name for index in project.db["labels"].indexes}
@@ -141,9 +142,10 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None
         db.execute("SELECT * FROM no_such_table")
 
     db = store_schema.connect(path)
-    with pytest.raises(ProjectError, match="unchanged at format 4"):
+    current = store_schema.SCHEMA_VERSION
+    with pytest.raises(ProjectError, match=f"unchanged at format {current}"):
         store_schema.migrate(db, path, (*store_schema.MIGRATIONS, broken))
-    assert store_schema.schema_version(db) == 4
+    assert store_schema.schema_version(db) == current
     assert "half_done" not in db.table_names()
     db.close()
 

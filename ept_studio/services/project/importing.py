@@ -310,6 +310,8 @@ class _Importer:
             "photometric": header.photometric,
             "patient_hash": self.project.hash_identifier(header.patient_id),
             "study_hash": self.project.hash_identifier(header.study_instance_uid),
+            "series_hash": self.project.hash_identifier(header.series_instance_uid),
+            "instance_number": header.instance_number,
             "burned_in_annotation": header.burned_in_annotation,
         }
 

@@ -144,6 +144,9 @@ def test_dicom_is_found_by_content_and_identifiers_are_hashed(
     header = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm", stop_before_pixels=True)
     assert ct.patient_hash == project.hash_identifier(header.PatientID)
     assert ct.study_hash == project.hash_identifier(header.StudyInstanceUID)
+    assert ct.series_hash == project.hash_identifier(header.SeriesInstanceUID)
+    assert ct.series_hash not in (None, header.SeriesInstanceUID, ct.study_hash)
+    assert ct.instance_number == int(header.InstanceNumber)
     assert ct.patient_hash not in (None, header.PatientID)
     assert ct.burned_in_annotation is None
 
