@@ -64,7 +64,9 @@ def group_series(images: Iterable[ImageRecord]) -> list[Series]:
     groups: dict[str, list[ImageRecord]] = {}
     for image in images:
         groups.setdefault(series_key(image), []).append(image)
-    return [Series(key, tuple(sorted(members, key=_slice_order))) for key, members in groups.items()]
+    return [
+        Series(key, tuple(sorted(members, key=_slice_order))) for key, members in groups.items()
+    ]
 
 
 def project_series(project: Project) -> list[Series]:

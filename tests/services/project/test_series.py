@@ -30,10 +30,12 @@ def test_slices_of_one_series_group_in_instance_order_and_loose_images_stand_alo
         chest = next(s for s in series if s.slice_count == 5)
         assert [image.instance_number for image in chest.images] == [1, 2, 3, 4, 5]
         assert chest.representative.instance_number == 3
-        assert chest.modality == "CT" and not chest.is_single_image
+        assert chest.modality == "CT"
+        assert not chest.is_single_image
         assert len({image.patient_hash for image in chest.images}) == 1
         png = next(s for s in series if s.images[0].kind == "image")
-        assert png.is_single_image and png.key == f"{SINGLE_IMAGE_PREFIX}{png.images[0].id}"
+        assert png.is_single_image
+        assert png.key == f"{SINGLE_IMAGE_PREFIX}{png.images[0].id}"
         assert series_by_key(project, [chest.key])[0].image_ids == chest.image_ids
         with pytest.raises(KeyError, match="1 series not in this project"):
             series_by_key(project, ["no-such-series"])
