@@ -41,6 +41,7 @@ from ept_studio.services.project.gallery import (
     class_counts,
     gallery_items,
     image_count,
+    series_gallery_items,
     unlabelled_count,
 )
 from ept_studio.services.project.gallery_review import (
@@ -135,6 +136,14 @@ from ept_studio.services.project.run_actions import (
     result_runs,
     trained_runs,
 )
+from ept_studio.services.project.series import (
+    Series,
+    SeriesSummary,
+    label_series,
+    project_series,
+    series_summary,
+    set_series_role,
+)
 from ept_studio.services.project.test_split import (
     apply_test_split,
     suggest_test_split,
@@ -228,6 +237,8 @@ __all__ = [
     "ResultsScope",
     "Role",
     "RunResults",
+    "Series",
+    "SeriesSummary",
     "SetResults",
     "Severity",
     "SmallerModelRefused",
@@ -262,6 +273,7 @@ __all__ = [
     "iter_import_from_pacs",
     "iter_pacs_import",
     "iter_preview",
+    "label_series",
     "latest_prediction_run",
     "load_pacs_entries",
     "metadata_rows",
@@ -282,6 +294,7 @@ __all__ = [
     "prediction_runs",
     "preview_caption",
     "preview_heatmap",
+    "project_series",
     "readme_path",
     "reliability_selection",
     "render_view",
@@ -294,7 +307,10 @@ __all__ = [
     "search_pacs",
     "search_pacs_series",
     "search_studies",
+    "series_gallery_items",
+    "series_summary",
     "servers_file",
+    "set_series_role",
     "suggest_test_split",
     "train_on_project",
     "trained_runs",

@@ -25,6 +25,13 @@ from ept_studio.services.project.gallery_review import (
 )
 from ept_studio.services.project.importing import THUMBNAIL_SIZE
 from ept_studio.services.project.results import prediction_words, scores_of_run
+from ept_studio.services.project.series import (
+    Series,
+    SeriesSummary,
+    project_series,
+    series_key,
+    series_summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,7 @@ __all__ = [
     "class_counts",
     "gallery_items",
     "image_count",
+    "series_gallery_items",
     "thumbnail_path",
     "unlabelled_count",
 ]
@@ -110,6 +118,18 @@ class GalleryItem:
     prediction_note: str = ""
     """What the model says besides: its set at its coverage, ``uncalibrated`` (may be empty)."""
     scores: dict[str, float] = dataclasses.field(default_factory=dict, compare=False)
+    member_ids: tuple[int, ...] = ()
+    """A series tile: every slice it stands for (``image_id`` is the representative one);
+    empty on an image tile."""
+
+    @property
+    def image_ids(self) -> tuple[int, ...]:
+        """The images a label, a role or a drag of this tile acts on."""
+        return self.member_ids or (self.image_id,)
+
+    @property
+    def slice_count(self) -> int:
+        return len(self.image_ids)
 
 
 def gallery_items(project: Project, selection: GalleryFilter | None = None) -> list[GalleryItem]:
@@ -141,6 +161,46 @@ def gallery_items(project: Project, selection: GalleryFilter | None = None) -> l
             )
         )
     return items
+
+
+def series_gallery_items(
+    project: Project, selection: GalleryFilter | None = None
+) -> list[GalleryItem]:
+    """One tile per series with an image that ``selection`` lists: its representative slice's
+    thumbnail, a caption with the slice count, and the classes its slices carry (``mixed
+    labels`` when they differ). A loose image is its own tile, as in :func:`gallery_items`."""
+    listed = _images(project, selection or GalleryFilter())
+    everything = {one.key: one for one in project_series(project)}
+    keys = list(dict.fromkeys(series_key(image) for image in listed))
+    chosen = [everything[key] for key in keys if key in everything]
+    representatives = [one.representative.id for one in chosen]
+    items = gallery_items(project, GalleryFilter.chosen(representatives, ""))
+    names = {info.id: info.name for info in project.labels.classes()}
+    summaries = series_summary(project, chosen)
+    return [
+        item if one.slice_count == 1 else _series_item(item, one, summary, names)
+        for item, one, summary in zip(items, chosen, summaries, strict=True)
+    ]
+
+
+def _series_item(
+    item: GalleryItem, one: Series, summary: SeriesSummary, names: dict[int, str]
+) -> GalleryItem:
+    labels = [names.get(c, "?") for c in summary.class_ids]
+    if not summary.labels_uniform:
+        labels = ["mixed labels"]
+    caption = f"{caption_for(one.representative, labels)} · {one.slice_count} slices"
+    role = summary.role.value if summary.role else ("train and test" if summary.roles else None)
+    return dataclasses.replace(
+        item,
+        caption=caption,
+        class_ids=summary.class_ids,
+        role=role,
+        prediction=None,
+        prediction_note="",
+        scores={},
+        member_ids=summary.image_ids,
+    )
 
 
 def _images(project: Project, selection: GalleryFilter) -> list[ImageRecord]:

@@ -5,7 +5,9 @@ think) or blocking (training cannot start). The blocking items are the training 
 rule (:func:`~ept_studio.services.project.trainable.training_blockers`), so nothing fails after the press
 for a reason the checklist could have named, plus one the checklist adds: the same image (equal
 decoded pixels) in train and in test (:func:`~ept_studio.services.project.duplicates.pixel_duplicates`),
-which would test the model on an image it learned. Qt-free and torch-free.
+which would test the model on an image it learned, and its neighbour: slices of one DICOM series in
+train and in test. A class whose training images all come from one series is a warning: many
+slices of one scan look like many examples but teach one. Qt-free and torch-free.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from enum import Enum
 
 from ept_studio.data.store import LabelMode, Project, Role
 from ept_studio.services.project.duplicates import DuplicateGroup, straddling_duplicates
+from ept_studio.services.project.series import Series, project_series
 from ept_studio.services.project.trainable import training_blockers
 from ept_studio.services.project.training import TrainingItem, TrainingSet, training_set
 
@@ -84,8 +87,10 @@ class Readiness:
 
 def check_readiness(project: Project) -> Readiness:
     """The checklist for the project's current labels (images whose file is missing left out)."""
-    readiness = readiness_of(training_set(project))
+    tset = training_set(project)
+    readiness = readiness_of(tset)
     extra = [_same_image_item(group) for group in straddling_duplicates(project)]
+    extra += series_items(tset, project_series(project))
     if not project.has_key:
         extra.append(_missing_key_item())
     return dataclasses.replace(readiness, items=(*readiness.items, *extra))
@@ -212,6 +217,50 @@ def _left_out_item(reason: str, count: int) -> ReadinessItem:
     images = "1 labelled image is" if count == 1 else f"{count} labelled images are"
     why = _LEFT_OUT_WORDS.get(reason, reason)
     return ReadinessItem(f"left-out:{reason}", Severity.WARNING, f"{images} left out: {why}.")
+
+
+def series_items(tset: TrainingSet, series: Sequence[Series]) -> list[ReadinessItem]:
+    """Series in train and in test (blocking), and classes taught by a single series (warning).
+
+    Only series of two or more slices count; a loose image is a series of its own.
+    """
+    key_of = {i: one.key for one in series if one.slice_count > 1 for i in one.image_ids}
+    roles: dict[str, set[Role]] = {}
+    for item in tset.items:
+        if item.image_id in key_of:
+            roles.setdefault(key_of[item.image_id], set()).add(item.role)
+    straddling = sum(len(r) > 1 for r in roles.values())
+    items = [_series_split_item(straddling)] if straddling else []
+    train = tset.of_role(Role.TRAIN)
+    for k, name in enumerate(tset.classes):
+        taught = [item for item in train if _has(item.target, k)]
+        keys = {key_of.get(item.image_id, f"image:{item.image_id}") for item in taught}
+        if len(taught) >= 2 and len(keys) == 1:
+            items.append(_one_series_item(name, len(taught)))
+    return items
+
+
+def _series_split_item(count: int) -> ReadinessItem:
+    """Slices of one scan on both sides: the test would see near copies of training slices."""
+    which = "1 series has" if count == 1 else f"{count} series have"
+    return ReadinessItem(
+        "series-split",
+        Severity.BLOCKING,
+        f"{which} slices in both train and test: neighbouring slices look almost the same, so "
+        "the accuracy would look better than it is. Press 'Split for me', or select the series "
+        "and press T to keep it on one side.",
+        SPLIT_ACTION,
+    )
+
+
+def _one_series_item(name: str, count: int) -> ReadinessItem:
+    """Many slices of one scan look like many examples but show the model one patient's scan."""
+    return ReadinessItem(
+        f"one-series:{name}",
+        Severity.WARNING,
+        f"All {count} training images of {name} are slices of one series (one scan): the model "
+        f"may learn that scan rather than {name}. Label images of {name} from other scans.",
+    )
 
 
 def _names(names: Sequence[str]) -> str:

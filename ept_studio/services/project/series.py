@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
-from ept_studio.data.store import Project
+from ept_studio.data.store import Project, Role
 from ept_studio.data.store_records import ImageRecord
 
 SINGLE_IMAGE_PREFIX = "image:"
@@ -86,3 +86,81 @@ def series_by_key(project: Project, keys: Sequence[str]) -> list[Series]:
 def _slice_order(image: ImageRecord) -> tuple[int, int, int]:
     number = image.instance_number
     return (0 if number is not None else 1, number if number is not None else 0, image.id)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesSummary:
+    """What a series tile shows: its slice count, the classes and roles its slices carry.
+
+    ``class_ids`` is every class any slice carries (in class order); ``labels_uniform`` is True
+    when every slice carries the same classes (all unlabelled counts as uniform too).
+    """
+
+    key: str
+    representative_id: int
+    image_ids: tuple[int, ...]
+    class_ids: tuple[int, ...]
+    labels_uniform: bool
+    roles: frozenset[Role]
+
+    @property
+    def slice_count(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.class_ids)
+
+    @property
+    def role(self) -> Role | None:
+        """The role every labelled slice has, or None (unlabelled, or train and test mixed)."""
+        return next(iter(self.roles)) if len(self.roles) == 1 else None
+
+
+def series_summary(project: Project, series: Sequence[Series]) -> list[SeriesSummary]:
+    """The tile data of each of ``series``, in that order."""
+    order = {info.id: position for position, info in enumerate(project.labels.classes())}
+    carried: dict[int, set[int]] = {}
+    roles: dict[int, set[Role]] = {}
+    for label in project.labels.all():
+        carried.setdefault(label.image_id, set()).add(label.class_id)
+        roles.setdefault(label.image_id, set()).add(label.role)
+    summaries = []
+    for one in series:
+        sets = [frozenset(carried.get(image_id, ())) for image_id in one.image_ids]
+        union = set().union(*sets)
+        summaries.append(
+            SeriesSummary(
+                key=one.key,
+                representative_id=one.representative.id,
+                image_ids=one.image_ids,
+                class_ids=tuple(sorted(union, key=lambda c: order.get(c, len(order)))),
+                labels_uniform=len(set(sets)) <= 1,
+                roles=frozenset(r for i in one.image_ids for r in roles.get(i, ())),
+            )
+        )
+    return summaries
+
+
+def label_series(
+    project: Project, keys: Sequence[str], class_id: int | None, role: Role | str | None = None
+) -> tuple[int, ...]:
+    """Label every slice of the series named by ``keys`` with ``class_id`` (None clears them).
+
+    One undoable step however many slices; ``role`` None keeps each slice's role. Returns the
+    images whose labels changed.
+    """
+    ids = [image_id for one in series_by_key(project, keys) for image_id in one.image_ids]
+    return project.labels.set_label(ids, class_id, role) if ids else ()
+
+
+def set_series_role(project: Project, keys: Sequence[str], role: Role | str) -> tuple[int, ...]:
+    """Move every labelled slice of the series named by ``keys`` to ``role``: one undoable step."""
+    ids = [image_id for one in series_by_key(project, keys) for image_id in one.image_ids]
+    return project.labels.set_role(ids, role) if ids else ()
+
+
+def series_of_images(project: Project, image_ids: Iterable[int]) -> list[Series]:
+    """The series the given images belong to (each once, in project order)."""
+    wanted = set(image_ids)
+    return [one for one in project_series(project) if wanted & set(one.image_ids)]

@@ -1,9 +1,10 @@
 """ "Split for me": a patient-disjoint, stratified test set chosen in one undoable step.
 
 Images of one patient (the same salted patient hash) always land on the same side, so the test
-accuracy is measured on patients the model never saw, and so do the files of one image (the same
-decoded pixels); an image without a patient hash or a twin is its own group. Each class keeps at least one training image, and gets at least one test image when it has
-two groups or more. The split only moves images from train to test: test images the user already
+accuracy is measured on patients the model never saw; so do the files of one image (the same
+decoded pixels) and the slices of one DICOM series (a series without a patient hash is grouped by
+its series alone). An image without a patient hash, a twin or a series is its own group. Each class
+keeps at least one training image, and gets at least one test image when it has two groups or more. The split only moves images from train to test: test images the user already
 chose stay (their patients' other images join them when every class can spare them), so the change
 is a single :meth:`~ept_studio.data.store_labels.LabelBook.set_role` step that one undo reverts.
 """
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from ept_studio.common.errors import ConfigError
 from ept_studio.data.store import Project, Role
 from ept_studio.services.project.duplicates import pixel_duplicates
+from ept_studio.services.project.series import project_series
 from ept_studio.services.project.training import TrainingItem, TrainingSet, training_set
 
 DEFAULT_TEST_FRACTION = 0.2
@@ -65,8 +67,9 @@ def suggest_test_split(
     """About ``fraction`` of each class's labelled images for testing, whole patients at a time."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"the test share must be between 0 and 1, got {fraction!r}")
-    same_image = [group.image_ids for group in pixel_duplicates(project)]
-    return split_training_set(training_set(project), fraction, seed, same_image)
+    together = [group.image_ids for group in pixel_duplicates(project)]
+    together += [one.image_ids for one in project_series(project) if one.slice_count > 1]
+    return split_training_set(training_set(project), fraction, seed, together)
 
 
 def apply_test_split(project: Project, split: SplitSuggestion) -> tuple[int, ...]:
@@ -80,7 +83,8 @@ def split_training_set(
     tset: TrainingSet, fraction: float, seed: int, same_image: Sequence[Sequence[int]] = ()
 ) -> SplitSuggestion:
     """The split of :func:`suggest_test_split` for an already-read training set; the image ids
-    of each ``same_image`` group (one image in several files) move together."""
+    of each ``same_image`` group (one image in several files, the slices of a series) move
+    together."""
     classes = len(tset.classes)
     groups = _groups(tset.items, same_image)
     train = [0] * classes
