@@ -2,7 +2,8 @@
 
 Files dropped from the file manager are handed on as ``files_dropped``; images dragged out carry
 their ids (:data:`~ept_studio.gui.drops.IMAGE_IDS_MIME`) to the class bins. Keys 0-9 with the
-selection are ``digit_pressed``.
+selection are ``digit_pressed``. A series tile stands for all its slices: dragging it, or asking
+for the selected images, gives every slice's id.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ept_studio.gui.hints import draw_hint
 from ept_studio.gui.thumbnail_delegate import (
     CLASS_COLOURS_ROLE,
     LABEL_ROLE_ROLE,
+    SLICE_COUNT_ROLE,
     ThumbnailDelegate,
 )
 from ept_studio.services.project import GalleryItem
@@ -43,6 +45,8 @@ from ept_studio.services.project import GalleryItem
 ICON_SIZE = 128
 IMAGE_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 CLASS_IDS_ROLE = Qt.ItemDataRole.UserRole + 4
+MEMBER_IDS_ROLE = Qt.ItemDataRole.UserRole + 6
+"""Every image a tile stands for (a series tile: all its slices; an image tile: itself)."""
 _Index = QModelIndex | QPersistentModelIndex
 
 
@@ -80,6 +84,11 @@ class GalleryModel(QAbstractListModel):
             return self._icon(item.thumbnail)
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = f"{item.caption} ({item.role or 'no role'})"
+            if item.member_ids:
+                tip += (
+                    f"\nOne tile for the {item.slice_count} slices of a series: a label or the "
+                    "train / test role given here goes to every slice"
+                )
             if item.prediction:
                 note = f" ({item.prediction_note})" if item.prediction_note else ""
                 tip += f"\nModel: {item.prediction}{note}"
@@ -95,6 +104,10 @@ class GalleryModel(QAbstractListModel):
             return [self._class_colours.get(c, QColor("gray")) for c in item.class_ids]
         if role == LABEL_ROLE_ROLE:
             return item.role
+        if role == MEMBER_IDS_ROLE:
+            return list(item.image_ids)
+        if role == SLICE_COUNT_ROLE:
+            return item.slice_count
         return None
 
     def flags(self, index: _Index) -> Qt.ItemFlag:
@@ -106,7 +119,7 @@ class GalleryModel(QAbstractListModel):
 
     def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:
         rows = sorted({index.row() for index in indexes if index.isValid()})
-        return image_ids_mime([self._items[row].image_id for row in rows])
+        return image_ids_mime([i for row in rows for i in self._items[row].image_ids])
 
     def supportedDragActions(self) -> Qt.DropAction:
         return Qt.DropAction.CopyAction | Qt.DropAction.MoveAction
@@ -165,9 +178,10 @@ class GalleryView(QListView):
             draw_hint(self.viewport(), self.empty_hint)
 
     def selected_image_ids(self) -> list[int]:
+        """The selected images; a selected series tile gives every slice of its series."""
         rows = sorted(index.row() for index in self.selectionModel().selectedIndexes())
         model = self.model()
-        return [int(model.data(model.index(row, 0), IMAGE_ID_ROLE)) for row in rows]
+        return [int(i) for row in rows for i in model.data(model.index(row, 0), MEMBER_IDS_ROLE)]
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():

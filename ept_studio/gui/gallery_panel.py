@@ -5,6 +5,9 @@ reliability bar in the Results tab): the filter list then names them, and "All i
 
 It also owns what acts on the selected thumbnails besides the bins: keys 0-9, the train / test
 toggle (key T) and the right-click menu (take one class off, clear, toggle the role).
+
+"One tile per series" (remembered between sessions) shows a DICOM series as one tile, its middle
+slice: keys, bins, T and the menu then act on every slice of the selected series at once.
 """
 
 from __future__ import annotations
@@ -20,27 +23,41 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ept_studio.gui.gallery import GalleryModel, GalleryView
 from ept_studio.gui.session import ProjectSession
-from ept_studio.services.project import REVIEW_VIEWS, GalleryFilter
+from ept_studio.gui.settings import AppSettings
+from ept_studio.services.project import REVIEW_VIEWS, GalleryFilter, GalleryItem
 from ept_studio.services.project import GalleryView as Show
+from ept_studio.services.project import series_gallery_items as series_items
 
 IMPORT_HINT = "Drop DICOM, PNG or JPEG files or folders here, or File > Import…"
 NO_MATCH_HINT = "No image matches this filter"
 PREDICT_FIRST_HINT = "Predict images in the Results tab first"
 NO_PROJECT_HINT = "Create or open a project first (File > New project…)"
+SERIES_TILES_TIP = (
+    "Show the slices of each CT or MR series as one tile (its middle slice). A label, a class "
+    "bin or the train / test role given to the tile goes to every slice of the series. Images "
+    "that are not part of a series keep their own tile."
+)
 
 
 class GalleryPanel(QWidget):
     """Filter (all / unlabelled / per class / train / test / review) and what it lets through."""
 
-    def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        session: ProjectSession,
+        parent: QWidget | None = None,
+        settings: AppSettings | None = None,
+    ) -> None:
         super().__init__(parent)
         self.session = session
+        self.settings = settings or AppSettings()
         self.model = GalleryModel(self)
         self.view = GalleryView()
         self.view.setModel(self.model)
@@ -60,11 +77,19 @@ class GalleryPanel(QWidget):
         self.show_all.setToolTip("Back to every image of the project")
         self.show_all.clicked.connect(self.show_all_images)
         self.show_all.hide()
+        self.series_tiles_action = QAction("One tile per series", self)
+        self.series_tiles_action.setCheckable(True)
+        self.series_tiles_action.setChecked(self.settings.gallery_series_tiles)
+        self.series_tiles_action.setToolTip(SERIES_TILES_TIP)
+        self.series_tiles_action.toggled.connect(self._on_series_tiles)
+        self.series_tiles = QToolButton()
+        self.series_tiles.setDefaultAction(self.series_tiles_action)
         self.summary = QLabel()
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Show:"))
         bar.addWidget(self.filter, 1)
         bar.addWidget(self.show_all)
+        bar.addWidget(self.series_tiles)
         bar.addStretch(0)
         bar.addWidget(self.summary)
         layout = QVBoxLayout(self)
@@ -142,12 +167,16 @@ class GalleryPanel(QWidget):
         """Reload the items of the current filter; the selected images stay selected."""
         selected = set(self.view.selected_image_ids())
         colours = {info.id: info.colour for info in self.session.classes()}
-        self.model.set_items(self.session.items(self.current_filter()), colours)
+        items = self._items()
+        self.model.set_items(items, colours)
         self._select(selected)
         total = self.session.image_count()
         chosen = self.current_filter().view is Show.IMAGES
         self.show_all.setVisible(chosen)
-        text = f"{self.model.rowCount()} shown of {total} images"
+        text = f"{len(items)} shown of {total} images"
+        if self.series_tiles_action.isChecked():
+            images = sum(item.slice_count for item in items)
+            text = f"{len(items)} tiles ({images} images) shown of {total} images"
         no_run = (
             self.current_filter().view in REVIEW_VIEWS and self.session.prediction_run() is None
         )
@@ -155,6 +184,18 @@ class GalleryPanel(QWidget):
             text = "No inference run with predictions yet"
         self.summary.setText(text)
         self.view.set_empty_hint(self.empty_hint(total, no_run))
+
+    def _items(self) -> list[GalleryItem]:
+        """The tiles of the current filter: one per image, or one per series."""
+        project = self.session.project
+        if project is not None and self.series_tiles_action.isChecked():
+            return series_items(project, self.current_filter())
+        return self.session.items(self.current_filter())
+
+    @Slot(bool)
+    def _on_series_tiles(self, on: bool) -> None:
+        self.settings.set_gallery_series_tiles(on)
+        self.refresh()
 
     def empty_hint(self, total: int, no_run: bool) -> str:
         """What the empty gallery says: import, predict first, or that the filter matches none.

@@ -70,7 +70,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings
         self.session = ProjectSession(self)
-        self.gallery = GalleryPanel(self.session)
+        self.gallery = GalleryPanel(self.session, settings=settings)
         self.bins = ClassBinsPanel(self.session)
         self.jobs = ProjectJobs(self.session, self)
         self.training = TrainingPanel(self.jobs)

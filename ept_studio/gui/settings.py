@@ -1,5 +1,6 @@
 """What the app remembers between sessions (QSettings): the notice accepted, the recent projects,
-the project open when the app last closed and where new projects were last put."""
+the project open when the app last closed, where new projects were last put and whether the gallery
+shows one tile per series."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ _NOTICE_KEY = "notice/accepted"
 _RECENT_KEY = "projects/recent"
 _LAST_KEY = "projects/last"
 _PARENT_KEY = "projects/new_parent"
+_SERIES_TILES_KEY = "gallery/series_tiles"
 
 
 class AppSettings:
@@ -67,4 +69,13 @@ class AppSettings:
 
     def set_new_project_parent(self, parent: Path) -> None:
         self._settings.setValue(_PARENT_KEY, str(Path(parent).absolute()))
+        self._settings.sync()
+
+    @property
+    def gallery_series_tiles(self) -> bool:
+        """Whether the gallery shows one tile per series (off: one per image)."""
+        return str(self._settings.value(_SERIES_TILES_KEY, "false")).lower() == "true"
+
+    def set_gallery_series_tiles(self, on: bool) -> None:
+        self._settings.setValue(_SERIES_TILES_KEY, "true" if on else "false")
         self._settings.sync()

@@ -2,7 +2,8 @@
 
 The band runs along the bottom of the thumbnail, split evenly between the image's classes (one
 colour in a single-label project, several in a multi-label one); unlabelled images have none. The
-badge marks images held out to test the model, so the split is visible while labelling.
+badge marks images held out to test the model, so the split is visible while labelling. A series
+tile (one tile for the slices of a series) carries a second badge with its slice count.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ CLASS_COLOURS_ROLE = Qt.ItemDataRole.UserRole + 2
 """The colours of an image's classes (a list of QColor), in class order."""
 LABEL_ROLE_ROLE = Qt.ItemDataRole.UserRole + 3
 """``"train"``, ``"test"`` or None (unlabelled)."""
+SLICE_COUNT_ROLE = Qt.ItemDataRole.UserRole + 5
+"""How many images a tile stands for (more than 1: a series tile)."""
 
 BAND_HEIGHT = 8
 CAPTION_LINES = 3
@@ -44,6 +47,9 @@ class ThumbnailDelegate(QStyledItemDelegate):
                 self._paint_band(painter, icon, list(colours))
             if index.data(LABEL_ROLE_ROLE) == "test":
                 self._paint_badge(painter, icon, "test")
+            slices = index.data(SLICE_COUNT_ROLE) or 1
+            if slices > 1:
+                self._paint_badge(painter, icon, f"{slices} slices", left=True)
         finally:
             painter.restore()
 
@@ -72,14 +78,15 @@ class ThumbnailDelegate(QStyledItemDelegate):
             painter.fillRect(QRect(left, top, right - left, BAND_HEIGHT), colour)
 
     @staticmethod
-    def _paint_badge(painter: QPainter, icon: QRect, text: str) -> None:
+    def _paint_badge(painter: QPainter, icon: QRect, text: str, left: bool = False) -> None:
         font = QFont(painter.font())
         font.setBold(True)
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         painter.setFont(font)
         metrics = painter.fontMetrics()
         width, height = metrics.horizontalAdvance(text) + 8, metrics.height() + 2
-        badge = QRect(icon.right() - width - 2, icon.top() + 3, width, height)
+        x = icon.left() + 2 if left else icon.right() - width - 2
+        badge = QRect(x, icon.top() + 3, width, height)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(BADGE_COLOUR)
