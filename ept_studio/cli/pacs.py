@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ept_studio.cli.console import Console
+from ept_studio.cli.series_report import add_export_sr_command
 from ept_studio.common.errors import EptStudioError
 
 
@@ -55,6 +56,7 @@ def add_pacs_commands(sub: Any, show_report: Callable[[Any, Console, str | None]
     )
     fetch.add_argument("--no-thumbnails", action="store_true", help="do not cache thumbnails")
     fetch.set_defaults(handler=run_import_pacs, show_report=show_report)
+    add_export_sr_command(sub)
 
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
