@@ -64,6 +64,7 @@ def test_series_tiles_show_one_tile_per_series_and_label_every_slice(
     model = gallery.model
     assert model.rowCount() == 4
     assert gallery.summary.text() == "4 tiles (10 images) shown of 10 images"
+    assert not gallery.view.grab().isNull()  # the delegate paints the slice-count badges
     chest = _row(series_window, 5)
     caption = str(model.data(model.index(chest, 0), Qt.ItemDataRole.DisplayRole))
     assert caption.endswith("unlabelled · CT · 5 slices")
