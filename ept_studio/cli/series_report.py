@@ -53,15 +53,16 @@ def add_export_sr_command(sub: Any) -> None:
 
 
 def run_export_sr(args: argparse.Namespace, console: Console) -> None:
-    from ept_studio.services.project import Project
-    from ept_studio.services.project.series_predictions import series_predictions
-    from ept_studio.services.project.series_report import describe_model, write_series_report
+    import ept_studio.services.project as project_services
+    from ept_studio.services.project import Project, describe_model, write_series_report
 
     server = _server(args.store_to, args.password_env) if args.store_to else None
     written: list[Path] = []
     with Project.open(args.folder) as project:
         model = describe_model(project, args.run)
-        predictions = series_predictions(project, args.run, args.aggregate)
+        # An attribute, not ``from ... import``: the function shares its module's name, and
+        # import-linter would read the import as one of the module behind the facade.
+        predictions = project_services.series_predictions(project, args.run, args.aggregate)
         dicom = [p for p in predictions if _all_dicom(project, p.image_ids)]
         for done, prediction in enumerate(dicom, start=1):
             name = f"sr-run{args.run}-image{prediction.image_ids[0]}.dcm"
@@ -73,7 +74,7 @@ def run_export_sr(args: argparse.Namespace, console: Console) -> None:
     if len(dicom) < len(predictions):
         console.note(f"{len(predictions) - len(dicom)} series of non-DICOM images have no report")
     if server is not None:
-        from ept_studio.services.project.pacs_store import store_to_pacs
+        from ept_studio.services.project import store_to_pacs
 
         stored = store_to_pacs(server, written)
         console.line(f"stored on PACS    {stored} reports on {args.store_to}")
@@ -86,8 +87,7 @@ def _all_dicom(project: Any, image_ids: tuple[int, ...]) -> bool:
 
 def _server(name: str, password_env: str | None) -> Any:
     """The saved PACS named ``name``, with its password or token when it needs one."""
-    from ept_studio.services.project.pacs_credentials import CredentialStore
-    from ept_studio.services.project.pacs_servers import load_pacs_entries
+    from ept_studio.services.project import CredentialStore, load_pacs_entries
 
     entries = {entry.name: entry for entry in load_pacs_entries()}
     if name not in entries:

@@ -96,6 +96,7 @@ from ept_studio.services.project.pacs_servers import (
     search_pacs_series,
     servers_file,
 )
+from ept_studio.services.project.pacs_store import store_to_pacs
 from ept_studio.services.project.preview import (
     ImagePreview,
     iter_preview,
@@ -143,6 +144,12 @@ from ept_studio.services.project.series import (
     project_series,
     series_summary,
     set_series_role,
+)
+from ept_studio.services.project.series_report import (
+    ModelDescription,
+    SeriesReportError,
+    describe_model,
+    write_series_report,
 )
 from ept_studio.services.project.test_split import (
     apply_test_split,
@@ -219,6 +226,7 @@ __all__ = [
     "Interval",
     "LabelMode",
     "MetadataRow",
+    "ModelDescription",
     "OnnxExportResult",
     "PacsEntry",
     "PacsError",
@@ -238,6 +246,7 @@ __all__ = [
     "Role",
     "RunResults",
     "Series",
+    "SeriesReportError",
     "SeriesSummary",
     "SetResults",
     "Severity",
@@ -257,6 +266,7 @@ __all__ = [
     "create_project",
     "default_demo_folder",
     "default_projects_parent",
+    "describe_model",
     "export_predictions_csv",
     "export_project_key",
     "export_prompt_file",
@@ -311,6 +321,7 @@ __all__ = [
     "series_summary",
     "servers_file",
     "set_series_role",
+    "store_to_pacs",
     "suggest_test_split",
     "train_on_project",
     "trained_runs",
@@ -318,4 +329,5 @@ __all__ = [
     "unlabelled_count",
     "view_summary",
     "write_model_card",
+    "write_series_report",
 ]
