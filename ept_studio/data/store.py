@@ -218,6 +218,11 @@ class Project:
         store_schema.attach_locations(db, private / f"{project_id}.db")
         return cls(folder, db, KeyStore(private))
 
+    @property
+    def locations_dir(self) -> Path:
+        """This machine's folder of the project's location index and patient key (never shared)."""
+        return self._keys.folder
+
     def close(self) -> None:
         self.db.close()
 

@@ -45,7 +45,11 @@ NOT_UTF8_REASON = "the file name is not valid UTF-8; rename the file (or its fol
 """Why a file whose path is not UTF-8 (possible on Linux) is skipped: the project's location index
 stores text, and such a name would not be found again the same way."""
 PACS_CACHE = Path("cache", "pacs")
-"""Where instances retrieved from a PACS are kept, relative to the project folder."""
+"""Where projects made before :func:`pacs_cache_dir` moved out kept their PACS copies, relative
+to the project folder: those copies are still images of the project (found through the location
+index) and may be imported again, so :func:`_collect` keeps them."""
+PACS_COPIES = "pacs"
+"""The folder of PACS copies in the location-index folder, one sub-folder per project id."""
 _TEXT_MODALITIES = frozenset({"US", "SC", "XC", "OT", "DOC"})
 """Modalities whose pixels often carry burned-in text (ultrasound, secondary capture, photos)."""
 
@@ -155,7 +159,7 @@ def _collect(
     """Every file under ``paths`` (hidden files and folders left out), each real file once.
 
     The project's own folder (its database, caches and runs) is never imported, except the copies
-    retrieved from a PACS (:func:`pacs_cache_dir`), which are the images themselves.
+    an older project kept of PACS instances (:data:`PACS_CACHE`), which are the images themselves.
     """
     found: list[_Candidate] = []
     seen: set[Path] = set()
@@ -321,8 +325,13 @@ def _thumbnail(path: Path, spec: RenderingSpec, folder: Path, sha: str) -> None:
 
 
 def pacs_cache_dir(project: Project) -> Path:
-    """The project's copies of instances retrieved from a PACS (the PACS itself is never written)."""
-    return project.folder / PACS_CACHE
+    """The project's copies of instances retrieved from a PACS (the PACS itself is never written).
+
+    They keep their full DICOM headers (patient name, ID, birth date), so they live on this
+    machine beside the location index (``<locations dir>/pacs/<project id>/``), never in the
+    project folder, which a user shares.
+    """
+    return project.locations_dir / PACS_COPIES / project.project_id
 
 
 def missing_or_changed(project: Project, image_ids: Sequence[int] | None = None) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """A PACS as a source of images: search it (QIDO-RS) and import studies from it (WADO-RS).
 
-The PACS is only read. Each retrieved instance is written into the project's own cache
-(:func:`~ept_studio.services.project.importing.pacs_cache_dir`, named by the sha256 of its bytes)
+The PACS is only read. Each retrieved instance is written into this machine's copies for the
+project (:func:`~ept_studio.services.project.importing.pacs_cache_dir`, beside the location index,
+outside the project folder; named by the sha256 of its bytes)
 and then goes through the same import as a file from disk, so hashing, patient keys and duplicate
 checks are one code path. All instances are retrieved before any is imported: a PACS that fails
 half way (down, wrong password, timeout, a study deleted meanwhile) leaves the project as it was.
@@ -228,7 +229,7 @@ def iter_pacs_import(
         instances += _instances_of(server, client, uid)
     instances = only_series(instances, series_uids, _where(server.url))
     cache = pacs_cache_dir(project)
-    cache.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)  # full headers: owner only
     files: list[Path] = []
     new_files: list[Path] = []
     try:

@@ -178,7 +178,7 @@ def iter_dimse_import(
                 item for uid in dict.fromkeys(study_uids) for item in _instances(server, assoc, uid)
             ]
             instances = only_series(instances, series_uids, server.where)
-            cache.mkdir(parents=True, exist_ok=True)
+            cache.mkdir(mode=0o700, parents=True, exist_ok=True)  # full headers: owner only
             for done, instance in enumerate(instances, start=1):
                 if cancel is not None and cancel():
                     logger.info("PACS import cancelled after %d of %d", done - 1, len(instances))
