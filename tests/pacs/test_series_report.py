@@ -23,6 +23,7 @@ from ept_studio.services.project.series_report import (
     RESEARCH_NOTICE,
     ModelDescription,
     SeriesReportError,
+    describe_model,
     write_series_report,
 )
 
@@ -228,3 +229,20 @@ def test_a_pacs_that_is_down_is_told(tmp_path: Path, project: Project, sources: 
     dimse = DimseServer("NOBODY", "127.0.0.1", port, timeout_s=2)
     with pytest.raises(PacsError, match=rf"cannot reach the PACS at NOBODY@127\.0\.0\.1:{port}"):
         store_to_pacs(dimse, [path])
+
+
+def _run(project: Project, config: dict[str, object]) -> int:
+    return project.record_run(
+        config=config, seed=0, versions={}, backbone="vit_small_patch14", backbone_sha256="ab" * 32
+    )
+
+
+def test_an_inference_run_is_described_by_its_training_run(project: Project) -> None:
+    trained = _run(project, {"method": {"method": "ept", "length": 10, "blocks": None}})
+    inferred = _run(project, {"kind": "inference", "method": "ept", "source_run": trained})
+    outside = _run(project, {"kind": "inference", "method": "lora", "source_run": None})
+    assert describe_model(project, inferred) == ModelDescription(
+        "Embedded Prompt Tuning (EPT), 10 prompts in every block", "vit_small_patch14", inferred
+    )
+    assert describe_model(project, outside).run_id == outside
+    assert describe_model(project, outside).method == "Low-rank adaptation (LoRA)"

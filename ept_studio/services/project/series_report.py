@@ -25,18 +25,19 @@ Content tree (the codes of scheme ``99EPTSTUDIO`` are this app's own)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ept_studio.common.errors import ExportError
+from ept_studio.common.errors import ExportError, ProjectError
 from ept_studio.common.files import atomic_write_bytes
 from ept_studio.data.store import Project
 from ept_studio.data.store_records import ImageRecord
-from ept_studio.services.project.model_card import method_description
+from ept_studio.services.project.model_card import _method_name, method_description
 from ept_studio.services.project.series_predictions import SeriesPrediction
 
 if TYPE_CHECKING:
@@ -62,9 +63,21 @@ class ModelDescription:
 
 
 def describe_model(project: Project, run_id: int) -> ModelDescription:
-    """The method, backbone and id of one of ``project``'s runs."""
+    """The method, backbone and id of one of ``project``'s runs.
+
+    An inference run made with a model trained in this project is described by that training
+    run's method (its full settings); otherwise by the method the model file names.
+    """
     run = project.run(run_id)
-    return ModelDescription(method_description(run.config.get("method", {})), run.backbone, run_id)
+    method: Any = run.config.get("method", {})
+    source = run.config.get("source_run")
+    if isinstance(source, int) and source != run_id:
+        with contextlib.suppress(ProjectError):  # deleted: keep the model file's method
+            method = project.run(source).config.get("method", method)
+    if not isinstance(method, Mapping):
+        method = {"method": str(method)}
+        return ModelDescription(_method_name(method), run.backbone, run_id)
+    return ModelDescription(method_description(method), run.backbone, run_id)
 
 
 def write_series_report(
