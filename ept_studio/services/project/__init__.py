@@ -145,6 +145,12 @@ from ept_studio.services.project.series import (
     series_summary,
     set_series_role,
 )
+from ept_studio.services.project.series_predictions import (
+    AGGREGATION_HELP,
+    AGGREGATIONS,
+    SeriesPrediction,
+    series_predictions,
+)
 from ept_studio.services.project.series_report import (
     ModelDescription,
     SeriesReportError,
@@ -199,6 +205,8 @@ from ept_studio.services.project.viewer_preview import (
 )
 
 __all__ = [
+    "AGGREGATIONS",
+    "AGGREGATION_HELP",
     "CAPTION",
     "REVIEW_VIEWS",
     "SPLIT_ACTION",
@@ -246,6 +254,7 @@ __all__ = [
     "Role",
     "RunResults",
     "Series",
+    "SeriesPrediction",
     "SeriesReportError",
     "SeriesSummary",
     "SetResults",
@@ -318,6 +327,7 @@ __all__ = [
     "search_pacs_series",
     "search_studies",
     "series_gallery_items",
+    "series_predictions",
     "series_summary",
     "servers_file",
     "set_series_role",
