@@ -109,6 +109,7 @@ from ept_studio.services.project.readiness import (
 )
 from ept_studio.services.project.reports import (
     export_predictions_csv,
+    export_series_csv,
     readme_path,
     write_model_card,
 )
@@ -280,6 +281,7 @@ __all__ = [
     "export_project_key",
     "export_prompt_file",
     "export_run_onnx",
+    "export_series_csv",
     "gallery_items",
     "held_out_sizes",
     "image_caption",

@@ -29,10 +29,23 @@ from ept_studio.core.temperature import Calibration
 from ept_studio.data.store import ImageRecord, Project
 from ept_studio.services.model.run_record import TrainingRecord
 from ept_studio.services.project.model_card import card_runs, card_text
-from ept_studio.services.project.results import RunResults, load_run_record, run_results
+from ept_studio.services.project.results import (
+    RunResults,
+    load_run_record,
+    model_run_of,
+    run_results,
+    trained_hashes,
+)
+from ept_studio.services.project.series_predictions import (
+    AGGREGATION_HELP,
+    Aggregation,
+    SeriesPrediction,
+    series_predictions,
+)
 
 CSV_KIND = "predictions-csv"
 CARD_KIND = "model-card"
+SERIES_CSV_KIND = "series-predictions-csv"
 README_SUFFIX = ".README.txt"
 SCORE_MEANING = (
     "score_<class> is the model score of each class: the model's softmax output (multi-label: "
@@ -83,6 +96,104 @@ def export_predictions_csv(
             lambda: _csv_text(project, results, relative_paths, _sets(model)),
         )
     return destination
+
+
+def export_series_csv(
+    folder_or_project: Path | Project,
+    run_id: int,
+    destination: Path,
+    *,
+    aggregation: Aggregation | str = "mean",
+    locations_dir: Path | None = None,
+) -> list[SeriesPrediction]:
+    """Write run ``run_id``'s per-series predictions to ``destination`` (CSV, UTF-8), record the
+    export, and return the predictions written.
+
+    Columns: ``series`` (the series' number in the project), ``slices`` (slices scored),
+    ``aggregation``, ``trained_on`` (``yes`` when the model learned from any of its slices,
+    ``unknown`` when its run record cannot be read), ``predicted_class``, ``score_<class>`` per
+    class, ``decisive_image_id`` (the slice that scores the predicted class highest). No UID, file
+    name or path: a series is named by its number. The notice and what the scores are go to
+    :func:`readme_path` beside it.
+    """
+    with _opened(folder_or_project, locations_dir) as project:
+        predictions = series_predictions(project, run_id, aggregation)
+        run = project.run(run_id)
+        model = model_run_of(project, run)
+        record = load_run_record(project, model) if model is not None else None
+        trained = _trained_series(project, predictions, trained_hashes(project, run))
+        text = _series_csv_text(predictions, trained)
+        _write_text(
+            readme_path(destination),
+            SERIES_CSV_KIND,
+            lambda: _series_readme_text(run_id, predictions, destination, record),
+        )
+        _write(project, run_id, destination, SERIES_CSV_KIND, lambda: text)
+    return predictions
+
+
+def _trained_series(
+    project: Project, predictions: Sequence[SeriesPrediction], trained: frozenset[str] | None
+) -> dict[str, str]:
+    """series key -> ``yes``, ``no`` or ``unknown``: did the model learn from any of its slices."""
+    if trained is None:
+        return {p.series_key: "unknown" for p in predictions}
+    sha = {image.id: image.sha256 for image in project.images()}
+    return {
+        p.series_key: "yes" if any(sha.get(i) in trained for i in p.image_ids) else "no"
+        for p in predictions
+    }
+
+
+def _series_csv_text(predictions: Sequence[SeriesPrediction], trained: dict[str, str]) -> str:
+    classes = list(predictions[0].probabilities) if predictions else []
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header = ["series", "slices", "aggregation", "trained_on", "predicted_class"]
+    writer.writerow([*header, *(f"score_{name}" for name in classes), "decisive_image_id"])
+    for item in predictions:
+        writer.writerow(
+            [
+                str(item.series_number),
+                str(item.slice_count),
+                item.aggregation,
+                trained[item.series_key],
+                item.predicted_class,
+                *(f"{item.probabilities.get(name, math.nan):.6f}" for name in classes),
+                str(item.decisive_image_id),
+            ]
+        )
+    return out.getvalue()
+
+
+def _series_readme_text(
+    run_id: int,
+    predictions: Sequence[SeriesPrediction],
+    csv_path: Path,
+    record: TrainingRecord | None,
+) -> str:
+    slices = sum(p.slice_count for p in predictions)
+    lines = [
+        RESEARCH_USE_NOTICE,
+        "",
+        f"{Path(csv_path).name}: the predictions of run {run_id}, one row per series "
+        f"({len(predictions)} series, {slices} images scored; an image that is not part of a "
+        "DICOM series is a series of one slice).",
+        "Only rows with trained_on = no say anything about how the model does on new images.",
+        "",
+        SCORE_MEANING.replace("score_<class> is", "Per slice, score_<class> is"),
+        f"A series' score_<class> combines its slices' scores. {AGGREGATION_HELP} "
+        "With max, each class's highest score is divided by the sum of those highest scores, "
+        "so the row still adds up to 1.",
+        _calibration_words(record),
+        "",
+        "Columns: series (the series' number in the project), slices (slices scored), "
+        "aggregation (mean or max), trained_on (the model learned from at least one of its "
+        "slices), predicted_class, score_<class>, decisive_image_id (the image number of the "
+        "slice that scores the predicted class highest: open it to see its attention overlay).",
+        "No file name, path or DICOM UID is written: they can identify a patient.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _model_record(project: Project, results: RunResults) -> TrainingRecord | None:
