@@ -10,6 +10,7 @@ from ept_studio.cli.console import Console
 from ept_studio.common.errors import ConfigError
 from ept_studio.common.files import check_output_file, display_path
 from ept_studio.common.training_events import EpochFinished, RunStarted, StepFinished
+from ept_studio.services.model import DEFAULT_SLICES_PER_SERIES
 from ept_studio.services.model import parse_blocks as parse_block_list
 
 METHODS = ("ept", "linear", "full", "bias", "vpt", "lora")
@@ -170,6 +171,14 @@ def add_train_command(commands: Any) -> None:
         "then not scored as test images) instead of the held-out training images",
     )
     train.add_argument(
+        "--slices-per-series",
+        type=int,
+        default=DEFAULT_SLICES_PER_SERIES,
+        metavar="N",
+        help="with --project: train on at most N slices of each DICOM series, evenly spaced "
+        f"(default {DEFAULT_SLICES_PER_SERIES}; 0: every slice)",
+    )
+    train.add_argument(
         "--compact",
         action="store_true",
         help="also write the inference-only compact EPT prompt file",
@@ -273,6 +282,7 @@ def run_project_train(args: argparse.Namespace, console: Console) -> None:
         coverage=args.coverage,
         calibrate_on_test=args.calibrate_on_test,
         hold_out=args.hold_out,
+        slices_per_series=args.slices_per_series,
     )
     for event in events:
         if isinstance(event, ProjectDataReady):

@@ -64,6 +64,7 @@ from ept_studio.services.model.training import (
     train_on_folder,
 )
 from ept_studio.services.model.training_options import (
+    DEFAULT_SLICES_PER_SERIES,
     METHOD_CHOICES,
     RECIPE_CHOICES,
     TrainingOptions,
@@ -74,6 +75,7 @@ from ept_studio.services.model.training_options import (
 )
 
 __all__ = [
+    "DEFAULT_SLICES_PER_SERIES",
     "METHOD_CHOICES",
     "RECIPE_CHOICES",
     "RUN_RECORD_FORMAT",

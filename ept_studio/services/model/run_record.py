@@ -65,6 +65,11 @@ class RecordedData:
     calibration: tuple[RecordedImage, ...] = ()
     """The images the temperature and the prediction sets were fitted on when they are not
     training images (project runs calibrated on test images); neither trained on nor scored."""
+    slices_per_series: int | None = None
+    """Project runs only: at most this many training slices were taken from one series, evenly
+    spaced over its slice order (0: every slice; None: not recorded)."""
+    slices_not_taken: int | None = None
+    """Project runs only: training slices of longer series left out by that limit."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,6 +283,8 @@ def _parse(document: Mapping[str, Any]) -> TrainingRecord:
             skipped_files=_optional_int(data.get("skipped_files")),
             copies_left_out=_optional_int(data.get("copies_left_out")),
             calibration=tuple(_image(i) for i in data.get("calibration") or ()),
+            slices_per_series=_optional_int(data.get("slices_per_series")),
+            slices_not_taken=_optional_int(data.get("slices_not_taken")),
         ),
         training=_training(training),
         evaluation=Evaluation(

@@ -146,6 +146,26 @@ def recipe_choice(key: str) -> RecipeChoice:
 BF16_SETTINGS = ("auto", "on", "off")
 """The recipe's ``bf16`` settings (:class:`ept_studio.core.training.recipe.Bf16Mode`'s values)."""
 
+DEFAULT_SLICES_PER_SERIES = 8
+"""Training slices taken from one series, evenly spaced over its slice order.
+
+A support set is a handful of images a class; every slice of a 300-slice CT would make that one
+series outweigh a class of a single image, and neighbouring slices are near copies that teach the
+model little more than one of them. Eight evenly spaced slices still span the series from end to
+end (in a 300-slice CT, one slice every ~43) and keep a series within the weight of a few images,
+the scale of the few-shot recipe (batches of 4, 8 to 16 images a class)."""
+
+
+def slices_per_series_error(slices: int) -> str | None:
+    """Why ``slices`` cannot be a per-series slice limit, in plain words; None when it can."""
+    if slices < 0:
+        return (
+            "the slices taken from each series must be a whole number of at least 1 "
+            f"(0: every slice), not {slices}"
+        )
+    return None
+
+
 MIN_COVERAGE = 0.5
 """The lowest coverage a user may ask for: below it a set misses the true class more often than
 not."""
@@ -186,6 +206,8 @@ class TrainingOptions:
     bf16: str = "auto"
     """bfloat16 autocast: ``auto`` (the recipe's: on where this machine runs it faster), ``on``
     or ``off``."""
+    slices_per_series: int = DEFAULT_SLICES_PER_SERIES
+    """At most this many training slices of one series, evenly spaced (0: every slice)."""
 
     def __post_init__(self) -> None:
         method_choice(self.method)
@@ -200,6 +222,9 @@ class TrainingOptions:
             raise ConfigError(f"device must be auto, cpu, cuda or mps, not {self.device!r}")
         if self.bf16 not in BF16_SETTINGS:
             raise ConfigError(f"bf16 must be auto, on or off, not {self.bf16!r}")
+        slices_problem = slices_per_series_error(self.slices_per_series)
+        if slices_problem:
+            raise ConfigError(slices_problem)
 
     def method_config(self) -> dict[str, Any]:
         """The method config dict (``{"method": "ept", "length": 100, ...}``)."""

@@ -28,8 +28,14 @@ from ept_studio.data.render import RenderingSpec, render_file
 from ept_studio.data.store import ImageStatus, LabelMode, PredictionRow, Project, Role
 from ept_studio.services.model import fitting
 from ept_studio.services.model.run_record import Evaluation, RecordedData, RecordedImage, Target
-from ept_studio.services.model.training_options import coverage_error
+from ept_studio.services.model.training_options import (
+    DEFAULT_SLICES_PER_SERIES,
+    coverage_error,
+    slices_per_series_error,
+)
 from ept_studio.services.project.duplicates import straddling_duplicates
+from ept_studio.services.project.series import series_key
+from ept_studio.services.project.series_sampling import split_units, thin_series
 from ept_studio.services.project.trainable import training_blockers
 
 if TYPE_CHECKING:
@@ -55,6 +61,14 @@ class TrainingItem:
     target: Target
     role: Role
     patient_hash: str | None
+    series_key: str = ""
+    """The series it is a slice of (:func:`~ept_studio.services.project.series.series_key`;
+    a loose image is a series of its own); empty: not known."""
+
+    @property
+    def unit(self) -> str:
+        """What is never split between training and held-out or calibration images."""
+        return self.series_key or f"image:{self.image_id}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +79,15 @@ class TrainingSet:
     label_mode: LabelMode
     items: tuple[TrainingItem, ...]
     excluded: dict[str, int]
+    slices_per_series: int = 0
+    """At most this many training slices were taken from one series (0: every slice)."""
+    thinned: tuple[tuple[int, int], ...] = ()
+    """(slices, slices taken) of each training series the limit applied to, in project order."""
+
+    @property
+    def slices_not_taken(self) -> int:
+        """Training slices left out by the per-series limit."""
+        return sum(slices - taken for slices, taken in self.thinned)
 
     def of_role(self, role: Role) -> list[TrainingItem]:
         return [item for item in self.items if item.role is role]
@@ -75,8 +98,17 @@ class TrainingSet:
         return len(train & {i.patient_hash for i in self.of_role(Role.TEST) if i.patient_hash})
 
 
-def training_set(project: Project) -> TrainingSet:
-    """Every labelled image whose file is in place, with its rendering spec, target and role."""
+def training_set(project: Project, slices_per_series: int = 0) -> TrainingSet:
+    """Every labelled image whose file is in place, with its rendering spec, target and role.
+
+    ``slices_per_series`` (0: no limit) keeps at most that many training slices of each series,
+    evenly spaced over its slice order (:func:`~.series_sampling.thin_series`): the one place a
+    run's training images are sampled, so the plan, the run and its record agree. Test images
+    are all kept.
+    """
+    problem = slices_per_series_error(slices_per_series)
+    if problem:
+        raise ConfigError(problem)
     classes = project.labels.classes()
     index = {c.id: k for k, c in enumerate(classes)}
     by_image: dict[int, list[tuple[int, Role]]] = {}
@@ -99,11 +131,21 @@ def training_set(project: Project) -> TrainingSet:
         spec = RenderingSpec.from_dict(image.rendering)
         items.append(
             TrainingItem(
-                image.id, image.sha256, image.path, spec, target, labels[0][1], image.patient_hash
+                image.id,
+                image.sha256,
+                image.path,
+                spec,
+                target,
+                labels[0][1],
+                image.patient_hash,
+                series_key(image),
             )
         )
+    training = {item.image_id for item in items if item.role is Role.TRAIN}
+    dropped, thinned = thin_series(project, training, slices_per_series)
+    kept = [item for item in items if item.image_id not in dropped]
     names = tuple(c.name for c in classes)
-    return TrainingSet(names, project.label_mode, tuple(items), excluded)
+    return TrainingSet(names, project.label_mode, tuple(kept), excluded, slices_per_series, thinned)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +195,7 @@ def train_on_project(
     hold_out: bool = False,
     coverage: float = DEFAULT_COVERAGE,
     calibrate_on_test: bool = False,
+    slices_per_series: int = DEFAULT_SLICES_PER_SERIES,
 ) -> Generator[object, None, None]:
     """Train on the project in ``folder``; yields events (see the module docstring).
 
@@ -165,7 +208,10 @@ def train_on_project(
     ``coverage``: how often a prediction set should contain the true class. The temperature and the
     sets are fitted on the held-out images; ``calibrate_on_test`` fits them on a seeded half of each
     class's test images instead, and those images are then recorded as calibration images and not
-    scored as test images.
+    scored as test images. Neither splits a series: its slices are held out, or calibrate,
+    together.
+    ``slices_per_series``: at most this many training slices of one series, evenly spaced
+    (0: every slice; see :func:`training_set`).
     """
     from ept_studio.core.backbones import load_backbone
 
@@ -178,7 +224,7 @@ def train_on_project(
     full_recipe = recipe_from_settings({**recipe, "seed": seed})
     method_config = config_from_dict(method)
     with Project.open(folder, locations_dir=locations_dir) as project:
-        tset = training_set(project)
+        tset = training_set(project, slices_per_series)
         _check_disjoint(project)
         rendered, unreadable = _render(project, tset)
         loaded = backbone or load_backbone(backbone_name, weights=backbone_weights)
@@ -190,6 +236,8 @@ def train_on_project(
             "hold_out": hold_out,
             "coverage": coverage,
             "calibrate_on_test": calibrate_on_test,
+            "slices_per_series": slices_per_series,
+            "slices_not_taken": tset.slices_not_taken,
         }
         run_id = project.record_run(
             config=config,
@@ -340,7 +388,7 @@ def _train_and_save(
         model=model,
         loaded=run.loaded,
         recipe=run.config["recipe"],
-        data=_recorded_data(run.rendered, test_pairs, calibration_pairs),
+        data=_recorded_data(run, test_pairs, calibration_pairs),
         training=training,
         evaluation=evaluation,
         rendering=_rendering_summary(run.rendered),
@@ -362,10 +410,13 @@ def support_split(
     (:mod:`ept_studio.core.hold_out`).
 
     Single-label only (a multi-label image belongs to several classes at once); otherwise, or with
-    too few images, everything trains and nothing is held out.
+    too few images, everything trains and nothing is held out. A series counts as one (its first
+    slice's class) and is held out whole or not at all; loose images count one each.
     """
-    targets = [item.target for item, _ in train]
-    held = held_out_indices(targets, hold_out, seed, mode is LabelMode.SINGLE)
+    units = split_units([item.unit for item, _ in train])
+    targets = [train[members[0]][0].target for members in units]
+    held_units = held_out_indices(targets, hold_out, seed, mode is LabelMode.SINGLE)
+    held = {k for u in held_units for k in units[u]}
     support = [pair for k, pair in enumerate(train) if k not in held]
     return support, [pair for k, pair in enumerate(train) if k in held]
 
@@ -375,10 +426,13 @@ def test_split(
 ) -> tuple[list[tuple[TrainingItem, Any]], list[tuple[TrainingItem, Any]]]:
     """(calibration, scored test): with ``calibrate_on_test`` a seeded half of each class's test
     images (:func:`~ept_studio.core.hold_out.calibration_half`) calibrates the scores and is
-    never scored as test; otherwise every test image is scored."""
+    never scored as test; otherwise every test image is scored. A series counts as one and goes
+    whole to one side."""
     if not calibrate_on_test:
         return [], list(test)
-    chosen = calibration_half([item.target for item, _ in test], seed)
+    units = split_units([item.unit for item, _ in test])
+    halves = calibration_half([test[members[0]][0].target for members in units], seed)
+    chosen = {k for u in halves for k in units[u]}
     calibration = [pair for k, pair in enumerate(test) if k in chosen]
     return calibration, [pair for k, pair in enumerate(test) if k not in chosen]
 
@@ -425,12 +479,14 @@ def _save_run(run: _Run, fitted: fitting.FittedRun) -> ProjectTrainingSaved:
 
 
 def _recorded_data(
-    rendered: _Rendered,
+    run: _Run,
     test: list[tuple[TrainingItem, Any]],
     calibration: list[tuple[TrainingItem, Any]],
 ) -> RecordedData:
     """The run record's data: each image by content hash, with its target and rendering spec;
-    test images calibrated on are recorded as calibration images, not test images."""
+    test images calibrated on are recorded as calibration images, not test images; the
+    per-series slice limit and the training slices it left out."""
+    rendered = run.rendered
 
     def images(pairs: list[tuple[TrainingItem, Any]]) -> tuple[RecordedImage, ...]:
         return tuple(
@@ -443,6 +499,8 @@ def _recorded_data(
         train=images(rendered.train),
         test=images(test),
         calibration=images(calibration),
+        slices_per_series=int(run.config.get("slices_per_series", 0)),
+        slices_not_taken=int(run.config.get("slices_not_taken", 0)),
     )
 
 

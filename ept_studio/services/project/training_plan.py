@@ -11,18 +11,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from ept_studio.core.conformal import minimum_images
-from ept_studio.core.hold_out import HOLD_OUT_MINIMUM, calibration_half
+from ept_studio.core.hold_out import HOLD_OUT_MINIMUM
 from ept_studio.core.run_length import PRESET_LENGTHS, RunLength
 from ept_studio.core.temperature import MIN_CALIBRATION_IMAGES
 from ept_studio.data.store import LabelMode, Project, Role
 from ept_studio.services.model.training_options import TrainingOptions
 from ept_studio.services.project.readiness import class_counts
 from ept_studio.services.project.run_timing import estimate_seconds
-from ept_studio.services.project.training import TrainingSet, held_out_sizes, training_set
+from ept_studio.services.project.training import (
+    TrainingItem,
+    TrainingSet,
+    support_split,
+    test_split,
+    training_set,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +86,11 @@ def _plan(
     backbone_name: str | None,
     gpu_names: Sequence[str] | None,
 ) -> TrainingPlan:
-    tset = training_set(project)
-    counts = [n for n in class_counts(tset, tset.of_role(Role.TRAIN)) if n]
-    held = tuple(held_out_sizes(counts, options.hold_out, tset.label_mode))
+    tset = training_set(project, options.slices_per_series)
+    every = class_counts(tset, tset.of_role(Role.TRAIN))
+    counts = [n for n in every if n]
+    held_items = _held_out(tset, options)
+    held = tuple(n for n, c in zip(class_counts(tset, held_items), every, strict=True) if c)
     preset = PRESET_LENGTHS[options.recipe]
     length = RunLength(
         options.epochs or preset.epochs, options.batch_size or preset.batch_size, preset.min_steps
@@ -92,6 +101,7 @@ def _plan(
     name = backbone_name or _default_backbone_name()
     estimate, basis = estimate_seconds(project, steps, kind, name, options.method)
     notes = [
+        *_series_notes(tset),
         *_length_notes(length, support, options.epochs is not None),
         *_hold_out_notes(tset, counts, options, held),
         *_calibration_notes(tset, options, held),
@@ -164,6 +174,30 @@ def _length_notes(length: RunLength, support: int, asked: bool) -> list[str]:
     ]
 
 
+def _held_out(tset: TrainingSet, options: TrainingOptions) -> list[TrainingItem]:
+    """The training images the run will keep aside: the run's own split (whole series), so the
+    plan's counts are the run's."""
+    pairs = [(item, None) for item in tset.of_role(Role.TRAIN)]
+    _, held = support_split(pairs, options.hold_out, options.seed, tset.label_mode)
+    return [item for item, _ in held]
+
+
+def _series_notes(tset: TrainingSet) -> list[str]:
+    """How many slices the run takes from long series: ``3 series of 40 slices: 8 slices taken
+    from each``."""
+    if not tset.thinned:
+        return []
+    groups = sorted(Counter(tset.thinned).items(), key=lambda group: -group[0][0])
+    taken = "; ".join(
+        f"{n} series of {slices} slices: {kept} slices taken from each"
+        for (slices, kept), n in groups
+    )
+    return [
+        f"{taken} (evenly spaced from first to last), so one series weighs no more than "
+        f"{tset.slices_per_series} images; {tset.slices_not_taken} slices are not trained on."
+    ]
+
+
 def _hold_out_notes(
     tset: TrainingSet, counts: Sequence[int], options: TrainingOptions, held: Sequence[int]
 ) -> list[str]:
@@ -173,15 +207,19 @@ def _hold_out_notes(
     if tset.label_mode is LabelMode.MULTI:
         return ["Hold-out for picking the best pass is off: it needs single-label classes."]
     if not any(held):
-        train = class_counts(tset, tset.of_role(Role.TRAIN))
+        firsts: dict[str, TrainingItem] = {}
+        for item in tset.of_role(Role.TRAIN):
+            firsts.setdefault(item.unit, item)  # a series counts once, as its first slice
+        train = class_counts(tset, list(firsts.values()))
         short = [
             f"{name} has {n}"
             for name, n in zip(tset.classes, train, strict=True)
             if 0 < n < HOLD_OUT_MINIMUM
         ]
+        series = " (a series counts as one)" if len(firsts) < sum(counts) else ""
         return [
             "Hold-out for picking the best pass is off: every class needs "
-            f"{HOLD_OUT_MINIMUM} training images ({', '.join(short)})."
+            f"{HOLD_OUT_MINIMUM} training images{series} ({', '.join(short)})."
         ]
     note = f"{sum(held)} training images are kept aside to pick the best pass"
     if options.patience:
@@ -195,8 +233,8 @@ def _calibration_notes(
     """Whether the run's scores will be calibrated and get prediction sets, and on which images:
     known before the run, so said before it."""
     if options.calibrate_on_test:
-        targets = [item.target for item in tset.of_role(Role.TEST)]
-        count = len(calibration_half(targets, options.seed))
+        test = [(item, None) for item in tset.of_role(Role.TEST)]
+        count = len(test_split(test, True, options.seed)[0])
         images = f"{count} test images (half of each class's)"
         fix = "Add test images or untick 'Calibrate on half of the test images'."
     else:

@@ -93,6 +93,7 @@ def tune_project(
         hold_out=options.hold_out,
         coverage=options.coverage,
         calibrate_on_test=options.calibrate_on_test,
+        slices_per_series=options.slices_per_series,
     )
     try:
         for event in events:
