@@ -25,8 +25,9 @@ SLICE_SCORES = ((0.2, 0.8), (0.4, 0.6), (0.9, 0.1), (0.3, 0.7))
 LOOSE_SCORES = ((0.7, 0.3), (0.25, 0.75))
 
 
-def series_project(tmp_path: Path) -> Project:
-    """The project (open; the caller closes it): the series imported first, then the PNGs."""
+def series_project(tmp_path: Path, locations: Path | None = None) -> Project:
+    """The project (open; the caller closes it): the series imported first, then the PNGs.
+    ``locations``: its location index folder (default ``tmp_path / "locations"``)."""
     write_series(tmp_path / "data" / "ct", len(SLICE_SCORES))
     loose = tmp_path / "data" / "photos"
     loose.mkdir(parents=True)
@@ -34,7 +35,8 @@ def series_project(tmp_path: Path) -> Project:
     for index in range(len(LOOSE_SCORES)):
         crop = retina[100 * index : 100 * index + 64, 200:264]
         Image.fromarray(crop).save(loose / f"photo{index}.png")
-    project = Project.create(tmp_path / "project", "single", locations_dir=tmp_path / "locations")
+    where = locations or tmp_path / "locations"
+    project = Project.create(tmp_path / "project", "single", locations_dir=where)
     import_paths(project, [tmp_path / "data" / "ct", loose], thumbnails=False)
     return project
 
@@ -89,5 +91,5 @@ def _row(image_id: int, scores: Sequence[float]) -> PredictionRow:
         image_id,
         CLASSES[int(np.argmax(scores))],
         dict(zip(CLASSES, scores, strict=True)),
-        np.zeros((2, 16), dtype=np.float32),
+        np.linspace(0.0, 1.0, 32, dtype=np.float32).reshape(2, 16),  # 2 heads, 4 x 4 patches
     )

@@ -140,6 +140,7 @@ class MainWindow(QMainWindow):
         self.gallery.view.doubleClicked.connect(self._on_open_image)
         self.results.predictions_changed.connect(self._on_predictions)
         self.results.view.images_chosen.connect(self.show_chosen_images)
+        self.results.series.slice_opened.connect(self.open_with_attention)
         self.setAcceptDrops(True)
         self.gallery.view.files_dropped.connect(self._on_files_dropped)
         self.session.import_finished.connect(self._on_import_finished)
@@ -315,6 +316,14 @@ class MainWindow(QMainWindow):
         if not self.viewer.show_image(image_id):
             return False
         self.main_tabs.setCurrentWidget(self.viewer)
+        return True
+
+    @Slot(int, int)
+    def open_with_attention(self, image_id: int, run_id: int) -> bool:
+        """Show one image in the Viewer with run ``run_id``'s attention over it (a series row)."""
+        if not self.open_image(image_id):
+            return False
+        self.viewer.set_overlay(run_id)
         return True
 
     @Slot(object)

@@ -43,6 +43,7 @@ from ept_studio.gui.export_dialog import (
 from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.results_preview import PreviewBox
 from ept_studio.gui.results_view import ResultsView
+from ept_studio.gui.series_results import SeriesResultsView
 from ept_studio.services.model import BatchPredicted, InferenceStarted, StageStarted
 from ept_studio.services.project import (
     ExportCancelled,
@@ -126,6 +127,7 @@ class ResultsPanel(QWidget):
         self.state = QLabel("")
         self.state.setWordWrap(True)
         self.view = ResultsView()
+        self.series = SeriesResultsView()  # double-click: MainWindow opens the slice
         self.preview = PreviewBox(jobs)
         layout = QVBoxLayout(self)
         layout.addLayout(pickers)
@@ -133,6 +135,7 @@ class ResultsPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.state)
         layout.addWidget(self.preview)
+        layout.addWidget(self.series)
         layout.addWidget(self.view, 1)
         self.setAcceptDrops(True)
         self.model.currentIndexChanged.connect(self._on_model)
@@ -223,6 +226,7 @@ class ResultsPanel(QWidget):
             return
         self._stale = False
         folder, run_id = self.jobs.session.folder, self.shown_run
+        self.series.show_run(folder, run_id)
         if folder is None or run_id is None:
             self.view.show_results(None)
             return
@@ -416,10 +420,7 @@ class ResultsPanel(QWidget):
         return self.preview.try_file(path, self.model_run)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _dropped_file(dropped_paths(event.mimeData())):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+        self.dragMoveEvent(event)  # a drag enter is a drag move: the same test
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if _dropped_file(dropped_paths(event.mimeData())):

@@ -1,0 +1,99 @@
+"""The Results tab's per-series table in the real window (offscreen), on a real project whose
+inference run stored chosen scores (``series_runs``): one row per series with its slice count,
+the max aggregation changes a row's score to what the service computes, and a double-click opens
+the decisive slice in the Viewer with the run's attention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+from series_runs import inference_run, series_project, slice_ids
+
+import ept_studio.services.project as project_services
+from ept_studio.gui.main_window import MainWindow
+from ept_studio.gui.series_results import AGGREGATION_TOOLTIP
+from ept_studio.services.project import open_project
+
+pytestmark = pytest.mark.gui
+
+
+def _project(tmp_path: Path) -> tuple[Path, int]:
+    project = series_project(tmp_path, tmp_path / "app-data" / "locations")  # the app's own
+    run_id = inference_run(project, calibrated=True)
+    folder = project.folder
+    project.close()
+    return folder, run_id
+
+
+def _open(qtbot: QtBot, window: MainWindow, folder: Path, run_id: int) -> None:
+    assert window.file_menu.open_project_at(folder)
+    window.show_results()
+    qtbot.waitUntil(lambda: window.results.view.results is not None, timeout=10_000)
+    assert window.results.shown_run == run_id
+
+
+def _cells(window: MainWindow) -> list[list[str]]:
+    table = window.results.series.table
+    return [
+        [table.item(row, column).text() for column in range(table.columnCount())]
+        for row in range(table.rowCount())
+    ]
+
+
+def test_series_rows_and_the_max_aggregation(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    folder, run_id = _project(tmp_path)
+    _open(qtbot, window, folder, run_id)
+    series = window.results.series
+    assert "'is the finding present anywhere'" in series.aggregation.toolTip()
+    assert series.aggregation.toolTip() == AGGREGATION_TOOLTIP
+    assert series.chosen_aggregation == "mean"
+    with open_project(folder) as project:
+        first = slice_ids(project)[0]
+        third = slice_ids(project)[2]
+        by_max = project_services.series_predictions(project, run_id, "max")
+    assert _cells(window) == [
+        ["1", "4", "Bone 55 %", f"image {first}"],
+        ["2", "1", "Brain 70 %", f"image {by_max[1].decisive_image_id}"],
+        ["3", "1", "Bone 75 %", f"image {by_max[2].decisive_image_id}"],
+    ]
+    series.set_aggregation("max")
+    assert by_max[0].probability == pytest.approx(0.9 / 1.7)
+    assert _cells(window)[0] == [
+        "1",
+        "4",
+        f"Brain {by_max[0].probability * 100:.0f} %",
+        f"image {third}",
+    ]
+    assert _cells(window)[0][2] == "Brain 53 %"
+    assert [row[:3] for row in _cells(window)[1:]] == [
+        ["2", "1", "Brain 70 %"],
+        ["3", "1", "Bone 75 %"],
+    ]
+
+
+def test_a_double_click_opens_the_decisive_slice_with_attention(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    folder, run_id = _project(tmp_path)
+    _open(qtbot, window, folder, run_id)
+    series = window.results.series
+    series.set_aggregation("max")
+    with open_project(folder) as project:
+        third = slice_ids(project)[2]
+    table = series.table
+    item = table.item(0, 0)
+    table.scrollToItem(item)
+    centre = table.visualItemRect(item).center()
+    opened = []
+    series.slice_opened.connect(lambda image, run: opened.append((image, run)))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.mouseDClick(table.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+    assert opened == [(third, run_id)]
+    assert window.main_tabs.currentWidget() is window.viewer
+    assert window.viewer.image_id == third
+    assert window.viewer.overlay_shown
