@@ -1,4 +1,5 @@
-"""The evidence harness's commands: ``ept-studio bench accuracy``, ``tune-time``, ``sweep-report``.
+"""The evidence harness's commands: ``ept-studio bench accuracy``, ``tune-time``, ``pacs-retrieve``,
+``sweep-report``.
 
 Registered on the existing ``bench`` group by :func:`add_bench_commands`. The harness
 (:mod:`ept_studio.evidence`) is imported only when a command runs, and the desktop bundle leaves it
@@ -162,6 +163,14 @@ def add_bench_commands(bench_subparsers: Any) -> None:
         "turns it on here; off,on times bf16 anyway)",
     )
     tune_time.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    pacs = bench_subparsers.add_parser(
+        "pacs-retrieve",
+        help="series per second a PACS import takes from a local Orthanc, vs plain dicomweb-client",
+    )
+    pacs.set_defaults(handler=run_pacs_retrieve)
+    pacs.add_argument("--rounds", type=int, default=3, help="timed rounds, median shown (3)")
+    pacs.add_argument("--series", type=int, default=12, help="series on the PACS (12)")
+    pacs.add_argument("--slices", type=int, default=8, help="slices in each series (8)")
     report = bench_subparsers.add_parser(
         "sweep-report",
         help="many bench accuracy results as one table, each method against prototype",
@@ -258,6 +267,14 @@ def run_tune_time(args: argparse.Namespace, console: Console) -> None:
         args.shots, args.classes, presets, method=args.method, device=args.device, plan=plan
     )
     console.report(tune_time_markdown(report), args.out)
+
+
+def run_pacs_retrieve(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.evidence.bench_pacs import run_pacs_benchmark
+
+    console.note("starting a local Orthanc, then timing both sides")
+    result = run_pacs_benchmark(args.rounds, args.series, args.slices)
+    console.report(result.markdown())
 
 
 def run_sweep_report(args: argparse.Namespace, console: Console) -> None:

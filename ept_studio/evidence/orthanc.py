@@ -97,8 +97,8 @@ def find_orthanc(places: Sequence[str] = ORTHANC_PLACES) -> str:
     found = shutil.which("Orthanc") or next((p for p in places if Path(p).is_file()), None)
     if found is None:
         raise OrthancUnavailable(
-            "Orthanc is not installed: the PACS tests need it (Debian packages orthanc and "
-            "orthanc-dicomweb); install them with `bash packaging/dev.sh setup` (as root)"
+            "Orthanc is not installed: the PACS tests and benchmark need it (Debian packages orthanc "
+            "and orthanc-dicomweb); install them with `bash packaging/dev.sh setup` (as root)"
         )
     return found
 
