@@ -241,6 +241,7 @@ class TrainingPanel(QWidget):
             patience=self.patience.value() or None,
             coverage=self.coverage.value() / 100,
             calibrate_on_test=self.advanced.calibrate_on_test.isChecked(),
+            slices_per_series=self.advanced.slices_per_series.value(),
         )
 
     @Slot()

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from ept_studio.common.errors import EptStudioError
 from ept_studio.services.model import (
+    DEFAULT_SLICES_PER_SERIES,
     RECIPE_CHOICES,
     backbone_choices,
     device_choices,
@@ -31,6 +32,7 @@ from ept_studio.services.model import (
 )
 
 DEFAULT = "recipe default"
+ALL_SLICES = "All"
 
 
 class AdvancedSettings(QWidget):
@@ -79,6 +81,8 @@ class AdvancedSettings(QWidget):
         self.learning_rate.setSingleStep(0.0001)
         self.learning_rate.setSpecialValueText(DEFAULT)
         self.batch_size = _spin(0, 256, DEFAULT)
+        self.slices_per_series = _spin(0, 1000, ALL_SLICES)
+        self.slices_per_series.setValue(DEFAULT_SLICES_PER_SERIES)
         self.seed = _spin(0, 2**31 - 1, "")
         self.hold_out = QCheckBox("Keep a fifth aside to pick the best pass")
         self.hold_out.setChecked(True)
@@ -103,6 +107,7 @@ class AdvancedSettings(QWidget):
             ("Training passes", self.epochs),
             ("Learning speed", self.learning_rate),
             ("Images per step", self.batch_size),
+            ("Slices per series", self.slices_per_series),
             ("Repeatable random start", self.seed),
             ("", self.hold_out),
             ("Stop early after", self.patience),
@@ -133,6 +138,10 @@ class AdvancedSettings(QWidget):
             "backbone's weights under full fine-tuning"
         )
         self.batch_size.setToolTip("batch size: images per optimiser step")
+        self.slices_per_series.setToolTip(
+            "slices per series: training takes this many evenly spaced slices of each series, "
+            "so one long CT series does not outweigh the others; All (0) takes every slice"
+        )
         self.seed.setToolTip("seed: the same seed and labels give the same model")
         self.hold_out.setToolTip(
             "hold-out validation: a seeded fifth of each class's training images picks the best "
@@ -161,7 +170,7 @@ class AdvancedSettings(QWidget):
         for combo in (self.recipe, self.device):
             combo.currentIndexChanged.connect(self._on_changed)
         spins = (self.length, self.epochs, self.batch_size, self.seed, self.patience, self.coverage)
-        for spin in spins:
+        for spin in (*spins, self.slices_per_series):
             spin.valueChanged.connect(self._on_changed)
         self.learning_rate.valueChanged.connect(self._on_changed)
         self.blocks.textChanged.connect(self._on_changed)
