@@ -2,7 +2,8 @@
 
 PyInstaller follows imports, but several of EPT Studio's dependencies are found at run time in ways
 it cannot see: pydicom's pixel-data handlers find the pylibjpeg plugins (libjpeg, openjpeg, rle)
-through entry points (so their distribution metadata must be in the bundle), pydicom's sample CT
+through entry points (so their distribution metadata must be in the bundle), as keyring finds its
+OS backends; highdicom reads the DICOM standard's tables from JSON files; pydicom's sample CT
 and MR files are the ONNX export's parity check images, services import ``core`` lazily, and
 pip (for the offline backbone's wheel) runs as ``ept-studio -m pip``. The evidence harness
 (``ept_studio.evidence``: the accuracy protocol, datasets and benchmarks) is left out: the app never
@@ -52,6 +53,10 @@ METADATA = (
     "sqlite-utils",
     "platformdirs",
     "pip",
+    "keyring",
+    "highdicom",
+    "pynetdicom",
+    "dicomweb-client",
 )
 EVIDENCE = "ept_studio.evidence"
 # Dev, benchmark and compiler packages the app never imports at run time (triton: torch.compile),
@@ -115,6 +120,10 @@ def collected() -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[str]
         hidden += package_hidden
     datas += collect_data_files("pydicom")  # charsets, palettes and the sample files
     datas += collect_data_files("pip")  # its CA bundle
+    # The series report: highdicom reads the standard's IOD / module tables (JSON) when it builds an SR.
+    datas += collect_data_files("highdicom")
+    # PACS passwords: keyring finds its OS backends through entry points (its metadata, above).
+    hidden += collect_submodules("keyring.backends")
     for distribution in METADATA:
         if _installed(distribution):
             datas += copy_metadata(distribution)
