@@ -155,8 +155,11 @@ from ept_studio.services.project.series_predictions import (
 from ept_studio.services.project.series_report import (
     ModelDescription,
     SeriesReportError,
+    SeriesReportsWritten,
     describe_model,
+    report_file_name,
     write_series_report,
+    write_series_reports,
 )
 from ept_studio.services.project.test_split import (
     apply_test_split,
@@ -257,6 +260,7 @@ __all__ = [
     "Series",
     "SeriesPrediction",
     "SeriesReportError",
+    "SeriesReportsWritten",
     "SeriesSummary",
     "SetResults",
     "Severity",
@@ -319,6 +323,7 @@ __all__ = [
     "readme_path",
     "reliability_selection",
     "render_view",
+    "report_file_name",
     "result_runs",
     "rough_duration",
     "run_results",
@@ -342,4 +347,5 @@ __all__ = [
     "view_summary",
     "write_model_card",
     "write_series_report",
+    "write_series_reports",
 ]

@@ -29,16 +29,19 @@ import contextlib
 import dataclasses
 import hashlib
 import io
-from collections.abc import Mapping, Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ept_studio.common.errors import ExportError, ProjectError
-from ept_studio.common.files import atomic_write_bytes
+from ept_studio.common.files import atomic_write_bytes, display_path
 from ept_studio.data.store import Project
 from ept_studio.data.store_records import ImageRecord
 from ept_studio.services.project.model_card import _method_name, method_description
-from ept_studio.services.project.series_predictions import SeriesPrediction
+from ept_studio.services.project.series_predictions import SeriesPrediction, series_predictions
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -51,6 +54,80 @@ MANUFACTURER = "EPT Studio"
 
 class SeriesReportError(ExportError):
     """A series' report cannot be written; the message says why and names no patient data."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesReportsWritten:
+    """What one export of a run's reports wrote: a file per DICOM series, in series order, and
+    how many series had none (some slice of theirs is not a DICOM file)."""
+
+    paths: tuple[Path, ...]
+    skipped: int
+
+
+def report_file_name(run_id: int, prediction: SeriesPrediction) -> str:
+    """The report's file name: the run and the series' first image, never a UID or a name."""
+    return f"sr-run{run_id}-image{prediction.image_ids[0]}.dcm"
+
+
+def write_series_reports(
+    project: Project,
+    run_id: int,
+    aggregation: str,
+    folder: Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> SeriesReportsWritten:
+    """Write run ``run_id``'s per-series results (``aggregation``: ``mean`` or ``max``) as one
+    report per DICOM series into ``folder``, all of them or none.
+
+    The reports are written into a hidden folder inside ``folder`` first and moved in once every
+    one is whole, so a source that stops the export leaves no report of this export behind.
+    ``progress(done, total)`` is called after each report.
+    """
+    predictions = series_predictions(project, run_id, aggregation)
+    dicom = [p for p in predictions if _all_dicom(project, p.image_ids)]
+    skipped = len(predictions) - len(dicom)
+    if not dicom:
+        return SeriesReportsWritten((), skipped)
+    model = describe_model(project, run_id)
+    staging = _staging_folder(Path(folder))
+    try:
+        staged = []
+        for done, prediction in enumerate(dicom, start=1):
+            out = staging / report_file_name(run_id, prediction)
+            staged.append(write_series_report(project, prediction, out, model_description=model))
+            if progress is not None:
+                progress(done, len(dicom))
+        paths = tuple(_move_in(path, Path(folder)) for path in staged)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return SeriesReportsWritten(paths, skipped)
+
+
+def _all_dicom(project: Project, image_ids: tuple[int, ...]) -> bool:
+    return bool(image_ids) and all(project.image(i).kind == "dicom" for i in image_ids)
+
+
+def _staging_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".sr-partial-", dir=folder))
+    except OSError as err:
+        raise SeriesReportError(
+            f"{display_path(folder)}: the reports cannot be written there ({err.strerror or err})"
+        ) from err
+
+
+def _move_in(staged: Path, folder: Path) -> Path:
+    target = folder / staged.name
+    try:
+        os.replace(staged, target)
+    except OSError as err:
+        raise SeriesReportError(
+            f"{display_path(target)}: the report cannot be written ({err.strerror or err})"
+        ) from err
+    return target
 
 
 @dataclasses.dataclass(frozen=True)
