@@ -53,36 +53,26 @@ def add_export_sr_command(sub: Any) -> None:
 
 
 def run_export_sr(args: argparse.Namespace, console: Console) -> None:
-    import ept_studio.services.project as project_services
-    from ept_studio.services.project import Project, describe_model, write_series_report
+    from ept_studio.services.project import Project, write_series_reports
 
     server = _server(args.store_to, args.password_env) if args.store_to else None
-    written: list[Path] = []
     with Project.open(args.folder) as project:
-        model = describe_model(project, args.run)
-        # An attribute, not ``from ... import``: the function shares its module's name, and
-        # import-linter would read the import as one of the module behind the facade.
-        predictions = project_services.series_predictions(project, args.run, args.aggregate)
-        dicom = [p for p in predictions if _all_dicom(project, p.image_ids)]
-        for done, prediction in enumerate(dicom, start=1):
-            name = f"sr-run{args.run}-image{prediction.image_ids[0]}.dcm"
-            written.append(
-                write_series_report(project, prediction, args.out / name, model_description=model)
-            )
-            console.progress(done, len(dicom), "reports written")
-    console.line(f"reports           {len(written)} in {display_path(args.out)}")
-    if len(dicom) < len(predictions):
-        console.note(f"{len(predictions) - len(dicom)} series of non-DICOM images have no report")
+        written = write_series_reports(
+            project,
+            args.run,
+            args.aggregate,
+            args.out,
+            progress=lambda done, total: console.progress(done, total, "reports written"),
+        )
+    console.line(f"reports           {len(written.paths)} in {display_path(args.out)}")
+    if written.skipped:
+        console.note(f"{written.skipped} series of non-DICOM images have no report")
     if server is not None:
         from ept_studio.services.project import store_to_pacs
 
-        stored = store_to_pacs(server, written)
+        stored = store_to_pacs(server, written.paths)
         console.line(f"stored on PACS    {stored} reports on {args.store_to}")
     console.note(RESEARCH_USE_NOTICE)
-
-
-def _all_dicom(project: Any, image_ids: tuple[int, ...]) -> bool:
-    return bool(image_ids) and all(project.image(i).kind == "dicom" for i in image_ids)
 
 
 def _server(name: str, password_env: str | None) -> Any:
