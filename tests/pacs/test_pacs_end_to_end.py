@@ -126,6 +126,7 @@ def test_pacs_to_reports_on_the_pacs(
     tmp_path: Path,
     orthanc_factory: Callable[[], Orthanc],
     monkeypatch: pytest.MonkeyPatch,
+    app_log: Path,
 ) -> None:
     monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "user-data"))
     orthanc = orthanc_factory()
@@ -247,3 +248,8 @@ def test_pacs_to_reports_on_the_pacs(
     assert _sha256(cache) == copies_before
     assert not any(cache.rglob("sr-*"))
     assert all(path.parent == out for path in written.values())
+    # The app's log (DEBUG) names no patient and no study, series or instance.
+    log = app_log.read_text(encoding="utf-8")
+    assert "PACS import" in log
+    named = [*PATIENTS, *study_uids, *uploaded, *(u for uids in uploaded.values() for u in uids)]
+    assert [value for value in named if value in log] == []
