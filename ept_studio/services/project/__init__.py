@@ -158,6 +158,7 @@ from ept_studio.services.project.series_report import (
     SeriesReportsWritten,
     describe_model,
     report_file_name,
+    reportable_series,
     write_series_report,
     write_series_reports,
 )
@@ -324,6 +325,7 @@ __all__ = [
     "reliability_selection",
     "render_view",
     "report_file_name",
+    "reportable_series",
     "result_runs",
     "rough_duration",
     "run_results",

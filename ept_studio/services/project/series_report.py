@@ -86,7 +86,7 @@ def write_series_reports(
     ``progress(done, total)`` is called after each report.
     """
     predictions = series_predictions(project, run_id, aggregation)
-    dicom = [p for p in predictions if _all_dicom(project, p.image_ids)]
+    dicom = reportable_series(project, predictions)
     skipped = len(predictions) - len(dicom)
     if not dicom:
         return SeriesReportsWritten((), skipped)
@@ -105,8 +105,15 @@ def write_series_reports(
     return SeriesReportsWritten(paths, skipped)
 
 
+def reportable_series(
+    project: Project, predictions: Sequence[SeriesPrediction]
+) -> list[SeriesPrediction]:
+    """The predictions a report can be written for: series whose slices are all DICOM files."""
+    return [p for p in predictions if p.image_ids and _all_dicom(project, p.image_ids)]
+
+
 def _all_dicom(project: Project, image_ids: tuple[int, ...]) -> bool:
-    return bool(image_ids) and all(project.image(i).kind == "dicom" for i in image_ids)
+    return all(project.image(i).kind == "dicom" for i in image_ids)
 
 
 def _staging_folder(folder: Path) -> Path:
