@@ -368,6 +368,7 @@ class MainWindow(QMainWindow):
             return
         self.jobs.stop()
         self.app_tasks.wait()
+        self.results.series.stop()  # a report save or PACS send still running
         if self.file_menu.pacs_dialog is not None:
             self.file_menu.pacs_dialog.stop()
         self.session.close()
