@@ -71,7 +71,7 @@ def run_export_sr(args: argparse.Namespace, console: Console) -> None:
         from ept_studio.services.project import store_to_pacs
 
         stored = store_to_pacs(server, written.paths)
-        console.line(f"stored on PACS    {stored} reports on {args.store_to}")
+        console.line(f"stored on PACS    {stored} on {args.store_to}")
     console.note(RESEARCH_USE_NOTICE)
 
 

@@ -159,7 +159,7 @@ def test_stored_on_a_saved_pacs_by_name(
     capsys.readouterr()
     by_name = ["--store-to", "Research PACS", "--password-env", "PACS_PASSWORD"]
     assert _export(folder, run_id, out, *by_name) == 0
-    assert "stored on PACS    1 reports on Research PACS" in capsys.readouterr().out
+    assert "stored on PACS    1 on Research PACS" in capsys.readouterr().out
     path = out / f"sr-run{run_id}-image{slices[0]}.dcm"
     sop_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
     assert _held(orthanc, sop_uid) == 1
@@ -167,7 +167,7 @@ def test_stored_on_a_saved_pacs_by_name(
 
     again = tmp_path / "reports-dimse"
     assert _export(folder, run_id, again, "--store-to", "Research DIMSE") == 0
-    assert "stored on PACS    1 reports on Research DIMSE" in capsys.readouterr().out
+    assert "stored on PACS    1 on Research DIMSE" in capsys.readouterr().out
     second = str(pydicom.dcmread(next(again.iterdir()), stop_before_pixels=True).SOPInstanceUID)
     assert second != sop_uid
     assert _held(orthanc, second) == 1
