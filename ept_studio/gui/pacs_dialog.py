@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.pacs_results import PacsResultsTable, PacsRow
+from ept_studio.gui.pacs_secret import ask_pacs_secret, server_with_secret
 from ept_studio.gui.pacs_server_dialog import PacsServerDialog
 from ept_studio.gui.pacs_worker import PacsImportWorker
 from ept_studio.gui.session import ProjectSession
@@ -227,17 +227,8 @@ class PacsDialog(QDialog):
 
     def _server_with_secret(self, entry: PacsEntry) -> PacsServer | DimseServer | None:
         """The server to use, asking for its password or token once when none is kept."""
-        secret = self.credentials.get(entry) if entry.needs_secret else None
-        if entry.needs_secret and secret is None:
-            what = "token" if entry.auth == "bearer" else f"password for {entry.user}"
-            secret, ok = QInputDialog.getText(
-                self, entry.name, f"The {what} at {entry.where}:", QLineEdit.EchoMode.Password
-            )
-            if not ok or not secret:
-                return None
-            self.credentials.put(entry, secret)
         try:
-            return entry.server(secret)
+            return server_with_secret(entry, self.credentials, lambda e: ask_pacs_secret(self, e))
         except EptStudioError as err:
             self._tell(str(err), error=True)
             return None

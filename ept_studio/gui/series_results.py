@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QInputDialog,
     QLabel,
-    QLineEdit,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -36,6 +35,7 @@ from PySide6.QtWidgets import (
 import ept_studio.services.project as project_services
 from ept_studio.common.errors import EptStudioError
 from ept_studio.common.files import display_path
+from ept_studio.gui.pacs_secret import SecretQuestion, ask_pacs_secret, server_with_secret
 from ept_studio.gui.tasks import TaskRunner
 from ept_studio.services.project import (
     AGGREGATIONS,
@@ -88,7 +88,6 @@ STOP_WAIT_MS = 120_000
 
 FolderQuestion = Callable[[], Path | None]
 ServerQuestion = Callable[[Sequence[PacsEntry]], PacsEntry | None]
-SecretQuestion = Callable[[PacsEntry], str | None]
 
 
 class SeriesResultsView(QWidget):
@@ -278,14 +277,8 @@ class SeriesResultsView(QWidget):
 
     def _server_with_secret(self, entry: PacsEntry) -> PacsServer | DimseServer | None:
         """The server to send to, asking for its password or token once when none is kept."""
-        secret = self.credentials.get(entry) if entry.needs_secret else None
-        if entry.needs_secret and secret is None:
-            secret = self.ask_secret(entry)
-            if not secret:
-                return None
-            self.credentials.put(entry, secret)
         try:
-            return entry.server(secret)
+            return server_with_secret(entry, self.credentials, self.ask_secret)
         except EptStudioError as err:
             self._tell(f"Nothing was sent: {err}")
             return None
@@ -334,11 +327,7 @@ class SeriesResultsView(QWidget):
         return entries[names.index(name)] if ok and name in names else None
 
     def _ask_secret(self, entry: PacsEntry) -> str | None:
-        what = "token" if entry.auth == "bearer" else f"password for {entry.user}"
-        secret, ok = QInputDialog.getText(
-            self, entry.name, f"The {what} at {entry.where}:", QLineEdit.EchoMode.Password
-        )
-        return secret if ok and secret else None
+        return ask_pacs_secret(self, entry)
 
 
 def saved_text(written: SeriesReportsWritten) -> str:
