@@ -1,11 +1,13 @@
 """A PACS as a source of images: search it (QIDO-RS) and import studies from it (WADO-RS).
 
-The PACS is only read. Each retrieved instance is written into this machine's copies for the
-project (:func:`~ept_studio.services.project.importing.pacs_cache_dir`, beside the location index,
-outside the project folder; named by the sha256 of its bytes)
-and then goes through the same import as a file from disk, so hashing, patient keys and duplicate
-checks are one code path. All instances are retrieved before any is imported: a PACS that fails
-half way (down, wrong password, timeout, a study deleted meanwhile) leaves the project as it was.
+The PACS is only read. The studies' instances are listed (QIDO-RS, one request per study), then
+fetched with one WADO-RS request per series, streamed so that progress and cancel still work
+instance by instance. Each retrieved instance is written into this machine's copies for the project
+(:func:`~ept_studio.services.project.importing.pacs_cache_dir`, beside the location index, outside
+the project folder; named by the sha256 of its bytes) and then goes through the same import as a
+file from disk, so hashing, patient keys and duplicate checks are one code path. All instances are
+retrieved before any is imported: a PACS that fails half way (down, wrong password, timeout, a
+study deleted meanwhile) leaves the project as it was.
 
 Credentials are passed in with the :class:`PacsServer` and live only as long as it does: they are
 never written to the project, the settings or the log. Search results carry the patient's name and
@@ -18,7 +20,7 @@ import dataclasses
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,6 +59,11 @@ _SERIES_FIELDS = (
     "SeriesNumber",
     "NumberOfSeriesRelatedInstances",
 )
+
+
+_AS_STORED = (("application/dicom", "*"),)
+"""Ask for instances in the transfer syntax they are stored in: the server need not transcode
+(which it may not be able to, e.g. from JPEG 2000)."""
 
 
 class PacsError(EptStudioError):
@@ -130,6 +137,8 @@ class PacsRetrieved:
 
 
 PacsImportEvent = PacsRetrieved | ImportProgress | ImportFinished
+InstanceKey = tuple[str, str, str]
+"""An instance on a PACS: its study, series and SOP instance UIDs."""
 
 
 def search_studies(
@@ -189,8 +198,8 @@ def sort_series(found: Sequence[PacsSeries]) -> list[PacsSeries]:
 
 
 def only_series(
-    instances: Sequence[tuple[str, str, str]], series_uids: Collection[str] | None, where: str
-) -> list[tuple[str, str, str]]:
+    instances: Sequence[InstanceKey], series_uids: Collection[str] | None, where: str
+) -> list[InstanceKey]:
     """The instances of the series asked for (all when None); a series with none left is told."""
     if series_uids is None:
         return list(instances)
@@ -216,24 +225,26 @@ def iter_pacs_import(
 
     ``series_uids``: only these series of the studies (all of them when None).
 
-    Yields a :class:`PacsRetrieved` per instance, then the import's own events (an
-    :class:`ImportProgress` per file, then :class:`ImportFinished`). ``cancel`` is asked between
+    Each series is fetched with one streamed request. Yields a :class:`PacsRetrieved` per
+    instance, then the import's own events (an :class:`ImportProgress` per file, then
+    :class:`ImportFinished`), the files in the same order as the search. ``cancel`` is asked between
     instances: cancelled while retrieving, the copies made so far are removed and the report is
     empty; cancelled while importing, the import keeps what it added (as a file import does).
     Raises :class:`PacsError` when the PACS fails; the project is then unchanged.
     """
     client = _client(server)
     wanted = list(dict.fromkeys(study_uids))
-    instances: list[tuple[str, str, str]] = []
+    instances: list[InstanceKey] = []
     for uid in wanted:
         instances += _instances_of(server, client, uid)
     instances = only_series(instances, series_uids, _where(server.url))
     cache = pacs_cache_dir(project)
     cache.mkdir(mode=0o700, parents=True, exist_ok=True)  # full headers: owner only
-    files: list[Path] = []
+    kept: dict[InstanceKey, Path] = {}
     new_files: list[Path] = []
+    stream = _retrieve_by_series(server, client, instances)
     try:
-        for done, (study, series, sop) in enumerate(instances, start=1):
+        for done in range(1, len(instances) + 1):
             if cancel is not None and cancel():
                 logger.info(
                     "PACS import cancelled after %d of %d instances", done - 1, len(instances)
@@ -241,15 +252,18 @@ def iter_pacs_import(
                 remove_copies(new_files)
                 yield ImportFinished(ImportReport())
                 return
-            dataset = _call(server, client.retrieve_instance, study, series, sop)
+            key, dataset = _call(server, next, stream)
             path, is_new = _keep(cache, dataset)
-            files.append(path)
+            kept[key] = path
             if is_new:
                 new_files.append(path)
             yield PacsRetrieved(done, len(instances))
     except BaseException:
         remove_copies(new_files)
         raise
+    finally:
+        stream.close()
+    files = [kept[key] for key in instances]
     logger.info("PACS import: %d instances retrieved (%d new)", len(files), len(new_files))
     yield from iter_import(project, files, thumbnails=thumbnails, cancel=cancel)
 
@@ -318,11 +332,10 @@ def _call(server: PacsServer, request: Callable[..., Any], *args: Any, **kwargs:
             "the certificate authority's file"
         ) from None
     except requests.exceptions.Timeout:
-        raise PacsError(
-            f"the PACS at {where} did not answer within {server.timeout_s:g} s: try again later, "
-            "or allow it more time"
-        ) from None
-    except requests.exceptions.ConnectionError:
+        raise PacsError(_timeout_message(where, server.timeout_s)) from None
+    except requests.exceptions.ConnectionError as err:
+        if _stalled(err):
+            raise PacsError(_timeout_message(where, server.timeout_s)) from None
         raise PacsError(
             f"cannot reach the PACS at {where}: is the server running, and the address right?"
         ) from None
@@ -331,6 +344,21 @@ def _call(server: PacsServer, request: Callable[..., Any], *args: Any, **kwargs:
         raise PacsError(_http_message(where, status)) from None
     except requests.exceptions.RequestException as err:
         raise PacsError(f"the PACS at {where} could not be asked: {type(err).__name__}") from None
+
+
+def _stalled(err: Exception) -> bool:
+    """Whether a connection error is a streamed answer that stopped coming (requests reports a
+    read timeout while streaming as a connection error)."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    return any(isinstance(arg, ReadTimeoutError) for arg in err.args)
+
+
+def _timeout_message(where: str, timeout_s: float) -> str:
+    return (
+        f"the PACS at {where} did not answer within {timeout_s:g} s: try again later, "
+        "or allow it more time"
+    )
 
 
 def _http_message(where: str, status: int | None) -> str:
@@ -356,9 +384,7 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
-def _instances_of(
-    server: PacsServer, client: DICOMwebClient, study_uid: str
-) -> list[tuple[str, str, str]]:
+def _instances_of(server: PacsServer, client: DICOMwebClient, study_uid: str) -> list[InstanceKey]:
     found = _call(
         server,
         lambda: client.search_for_instances(
@@ -377,6 +403,37 @@ def _instances_of(
             "have been deleted; search again"
         )
     return sorted(instances)
+
+
+def _retrieve_by_series(
+    server: PacsServer, client: DICOMwebClient, instances: Sequence[InstanceKey]
+) -> Generator[tuple[InstanceKey, Any], None, None]:
+    """Each instance asked for with its dataset, one streamed WADO-RS request per series.
+
+    Instances the series gained since the search are passed over; one it lost is told as a
+    deleted study. Requests are made only as the instances are asked for, so a caller that stops
+    asking (cancel) stops the download.
+    """
+    for (study, series), asked in _by_series(instances).items():
+        remaining = set(asked)
+        for dataset in _call(server, client.iter_series, study, series, _AS_STORED):
+            key = (study, series, str(dataset.get("SOPInstanceUID", "")))
+            if key in remaining:
+                remaining.discard(key)
+                yield key, dataset
+        if remaining:
+            raise PacsError(
+                f"a study asked for is not on the PACS at {_where(server.url)} (an instance is "
+                "missing): it may have been deleted; search again"
+            )
+
+
+def _by_series(instances: Sequence[InstanceKey]) -> dict[tuple[str, str], list[InstanceKey]]:
+    """The instances grouped by (study, series), in the order their series first appear."""
+    grouped: dict[tuple[str, str], list[InstanceKey]] = {}
+    for instance in instances:
+        grouped.setdefault(instance[:2], []).append(instance)
+    return grouped
 
 
 def _keep(cache: Path, dataset: Any) -> tuple[Path, bool]:
