@@ -10,8 +10,9 @@ Each round times both sides on the same series, their order alternating from rou
 one untimed pass of each (warm caches and imports):
 
 - the app: :func:`~ept_studio.services.project.iter_pacs_import` over DICOMweb into a new project,
-  with the server settings the app uses (search the studies' instances, retrieve each one, keep a
-  copy named by its sha256, hash, decode, thumbnail, one SQLite row per image);
+  with the server settings the app uses (search the studies' instances, retrieve them one
+  streamed request per series, keep a copy named by its sha256, hash, decode, thumbnail, one
+  SQLite row per image);
 - the baseline: a plain loop of ``DICOMwebClient.search_for_series`` then ``retrieve_series`` per
   series, each instance written to a folder with pydicom's ``dcmwrite``.
 
@@ -52,7 +53,8 @@ DEFAULT_SERIES = 12
 DEFAULT_SLICES = 8
 APP_DOES = (
     "EPT Studio's PACS import (DICOMweb) into a new project: instances searched per study, "
-    "retrieved one by one, kept, hashed, decoded, thumbnailed, one SQLite row each"
+    "retrieved one streamed request per series, kept, hashed, decoded, thumbnailed, one SQLite "
+    "row each"
 )
 BASELINE_DOES = (
     "plain dicomweb-client: search_for_series, then retrieve_series per series, each instance "
