@@ -30,8 +30,10 @@ from ept_studio.services.model.export import (
     OnnxExportResult,
 )
 from ept_studio.services.project.demo import (
+    DemoInfo,
     create_demo_project,
     default_demo_folder,
+    demo_info,
 )
 from ept_studio.services.project.gallery import (
     REVIEW_VIEWS,
@@ -100,6 +102,11 @@ from ept_studio.services.project.pacs_store import store_to_pacs
 from ept_studio.services.project.preview import (
     ImagePreview,
     iter_preview,
+)
+from ept_studio.services.project.project_meta import (
+    is_demo_project,
+    remember_backbone,
+    remembered_backbone,
 )
 from ept_studio.services.project.readiness import (
     SPLIT_ACTION,
@@ -222,6 +229,7 @@ __all__ = [
     "ClassInfo",
     "ColourStop",
     "CredentialStore",
+    "DemoInfo",
     "DimseServer",
     "ExportCancelled",
     "GalleryFilter",
@@ -281,6 +289,7 @@ __all__ = [
     "create_project",
     "default_demo_folder",
     "default_projects_parent",
+    "demo_info",
     "describe_model",
     "export_predictions_csv",
     "export_project_key",
@@ -293,6 +302,7 @@ __all__ = [
     "image_count",
     "import_paths",
     "import_project_key",
+    "is_demo_project",
     "is_project_folder",
     "iter_dimse_import",
     "iter_import",
@@ -323,6 +333,8 @@ __all__ = [
     "project_series",
     "readme_path",
     "reliability_selection",
+    "remember_backbone",
+    "remembered_backbone",
     "render_view",
     "report_file_name",
     "reportable_series",

@@ -44,6 +44,7 @@ from ept_studio.common.errors import DatasetError, ProjectError
 from ept_studio.data.packaged_dicom import installed_dicom_files
 from ept_studio.data.store import DB_NAME, LOCATIONS_ENV, ImageFilter, Project, Role
 from ept_studio.services.project.importing import ImportReport, import_paths
+from ept_studio.services.project.project_meta import is_demo_project, mark_demo_project
 
 PROJECT_DIR = "project"
 IMAGES_DIR = "demo-images"
@@ -109,6 +110,38 @@ class DemoSummary:
         return sum(self.train_counts.values()) + sum(self.test_counts.values()) + self.unlabelled
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoInfo:
+    """What the open demo holds now (the user may have changed its labels): for its notes."""
+
+    classes: tuple[str, ...]
+    train_counts: dict[str, int]
+    test_images: int
+
+    @property
+    def train_per_class(self) -> int | None:
+        """The training images of each class when every class has as many (None otherwise)."""
+        counts = set(self.train_counts.values())
+        return counts.pop() if len(counts) == 1 else None
+
+    @property
+    def points_per_test_image(self) -> float | None:
+        """How many accuracy points one test image is worth (None without test images)."""
+        return 100 / self.test_images if self.test_images else None
+
+
+def demo_info(project: Project) -> DemoInfo | None:
+    """The demo's classes and counts, or None when ``project`` is not the demo."""
+    if not is_demo_project(project):
+        return None
+    counts = project.labels.counts_per_class()
+    return DemoInfo(
+        classes=tuple(c.name for c in counts),
+        train_counts={c.name: c.train for c in counts},
+        test_images=sum(c.test for c in counts),
+    )
+
+
 def default_demo_folder() -> Path:
     """Where ``ept-studio --demo`` puts the demo: ``$EPT_STUDIO_DATA/demo`` or the user data dir."""
     override = os.environ.get(LOCATIONS_ENV)
@@ -140,6 +173,7 @@ def create_demo_project(
     images = _copy(available, folder / IMAGES_DIR)
     with Project.create(project_folder, "single", locations_dir=locations_dir) as project:
         reports = _import(project, images, thumbnails)
+        mark_demo_project(project)
         skipped += [f"{path.name}: {reason}" for r in reports for path, reason in r.skipped]
         return _summary(folder, project, tuple(skipped))
 
