@@ -40,6 +40,7 @@ from ept_studio.gui.export_dialog import (
     refused_text,
     standard_destination,
 )
+from ept_studio.gui.hints import DEMO_TOOLTIP, demo_results_note, show_note
 from ept_studio.gui.jobs import ProjectJobs
 from ept_studio.gui.results_preview import PreviewBox
 from ept_studio.gui.results_view import ResultsView
@@ -53,6 +54,7 @@ from ept_studio.services.project import (
     ResultsScope,
     SmallerModelRefused,
     TrainedRun,
+    demo_info,
     export_predictions_csv,
     export_prompt_file,
     export_run_onnx,
@@ -196,8 +198,18 @@ class ResultsPanel(QWidget):
         ids = [run.run_id for run in self.model_runs]
         self.model.setCurrentIndex(ids.index(keep) if keep in ids else (0 if ids else -1))
         self.model.blockSignals(False)
+        self._show_demo_note()
         self._on_model()
         self._on_busy(self.jobs.busy)
+
+    def _show_demo_note(self) -> None:
+        """Beside the score: why the demo's number means little (nothing for other projects)."""
+        project = self.jobs.session.project
+        info = demo_info(project) if project is not None else None
+        if info is None:
+            show_note(self.view.note, "")
+        else:
+            show_note(self.view.note, demo_results_note(info), DEMO_TOOLTIP)
 
     @Slot()
     def _on_model(self) -> None:

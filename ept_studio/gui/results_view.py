@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ept_studio.gui.hints import note_label
 from ept_studio.services.model import metric_tooltip, plain_metric_name
 from ept_studio.services.project import (
     TRAINING_VIEW_NAME,
@@ -266,6 +267,8 @@ class ResultsView(QWidget):
         self.warnings = QLabel("")
         self.warnings.setWordWrap(True)
         self.warnings.setStyleSheet("color: #9a5b00;")
+        self.note = note_label()
+        """What the score means for this project (the demo's note; hidden for other projects)."""
         self.per_class = QTableWidget(0, len(PER_CLASS_COLUMNS))
         self._label_per_class_columns()
         self.per_class.setToolTip("each metric, then its 95 % bootstrap interval")
@@ -296,6 +299,7 @@ class ResultsView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.headline)
+        layout.addWidget(self.note)
         layout.addWidget(self.warnings)
         layout.addWidget(self.sets)
         layout.addWidget(self.per_class)
