@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.backbone_dialog import BackbonePicker
+from ept_studio.gui.hints import DEMO_TOOLTIP, demo_train_note, note_label, show_note
 from ept_studio.gui.jobs import TRAINING, ProjectJobs
 from ept_studio.gui.readiness_view import ReadinessView
 from ept_studio.gui.training_run import LOSS, RunView, format_eta
@@ -52,7 +53,10 @@ from ept_studio.services.project import (
     TrainingPlan,
     apply_test_split,
     check_readiness,
+    demo_info,
     plan_training,
+    remember_backbone,
+    remembered_backbone,
     suggest_test_split,
 )
 
@@ -112,6 +116,8 @@ class TrainingPanel(QWidget):
         self._alias_settings(self.advanced)
         body = QWidget()
         layout = QVBoxLayout(body)
+        self.demo_note = note_label()
+        layout.addWidget(self.demo_note)
         layout.addWidget(self.settings_box)
         layout.addLayout(self._train_row())
         layout.addWidget(self.plan_label)
@@ -196,11 +202,11 @@ class TrainingPanel(QWidget):
             session.labels_changed,
             session.classes_changed,
             session.images_changed,
-            session.project_changed,
             self.jobs.runs_changed,
             self.advanced.changed,
         ):
             signal.connect(self.refresh)
+        session.project_changed.connect(self._on_project)
         self.method.currentIndexChanged.connect(self._on_method)
         self.backbone.changed.connect(self._on_backbone)
         self.train_button.clicked.connect(self.start)
@@ -245,8 +251,27 @@ class TrainingPanel(QWidget):
         )
 
     @Slot()
+    def _on_project(self) -> None:
+        """A project opened: its demo note, and the backbone it remembers (shown even when it is
+        not on this computer, so that Train says how to get it instead of using another)."""
+        project = self.jobs.session.project
+        info = demo_info(project) if project is not None else None
+        if info is None:
+            show_note(self.demo_note, "")
+        else:
+            show_note(self.demo_note, demo_train_note(info), DEMO_TOOLTIP)
+        self.backbone.choose(remembered_backbone(project) if project is not None else None)
+
+    @Slot()
     def _on_backbone(self) -> None:
+        """Train on the chosen backbone from the next run, and remember it in the project."""
         self.jobs.backbone_name = self.backbone.name
+        project = self.jobs.session.project
+        if project is not None:
+            try:
+                remember_backbone(project, self.backbone.name)
+            except EptStudioError as err:
+                self.state.setText(str(err))
         self.refresh()
 
     def set_recipe(self, key: str) -> None:

@@ -8,6 +8,9 @@ what it is. A project without a key simply has no such fact (older demos are not
 
 from __future__ import annotations
 
+import sqlite3
+
+from ept_studio.common.errors import ProjectError
 from ept_studio.data.store import Project
 
 DEMO_KEY = "demo"
@@ -23,18 +26,23 @@ def meta_value(project: Project, key: str) -> str | None:
 
 
 def set_meta_value(project: Project, key: str, value: str | None) -> None:
-    """Store ``value`` under ``key`` (None removes it); nothing is written when it is unchanged."""
+    """Store ``value`` under ``key`` (None removes it); nothing is written when it is unchanged.
+
+    A project that cannot be written (a read-only folder) is a ProjectError naming it."""
     if meta_value(project, key) == value:
         return
-    with project.db.atomic():
-        if value is None:
-            project.db.execute("DELETE FROM meta WHERE key = ?", [key])
-        else:
-            project.db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )
+    try:
+        with project.db.atomic():
+            if value is None:
+                project.db.execute("DELETE FROM meta WHERE key = ?", [key])
+            else:
+                project.db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [key, value],
+                )
+    except sqlite3.Error as err:
+        raise ProjectError(f"{project.folder}: the project cannot be written ({err})") from err
 
 
 def mark_demo_project(project: Project) -> None:
