@@ -62,7 +62,8 @@ def _images(count: int) -> str:
 
 def demo_train_note(info: DemoInfo) -> str:
     """What the demo asks of the model, and how little it learns from (Train tab)."""
-    kinds = " or ".join(info.classes) if info.classes else "no classes yet"
+    names = list(info.classes)
+    kinds = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
     each = info.train_per_class
     train = (
         f"only {each} training {'image' if each == 1 else 'images'} a class"

@@ -27,7 +27,7 @@ def test_the_demo_notes_say_what_it_shows_and_what_its_score_is_worth(
     window.side.setCurrentWidget(window.training)
     note = window.training.demo_note
     qtbot.waitUntil(note.isVisible, timeout=5_000)
-    assert "(CT or MR or US)" in note.text()
+    assert "(CT, MR or US)" in note.text()
     assert "only 2 training images a class and 12 images to test on" in note.text()
     assert "label more images of your own" in note.text()
     assert "few-shot" not in note.text().lower()  # the ML terms only in the tooltip
