@@ -67,11 +67,12 @@ def _plugin() -> Path:
     return _or_fail(lambda: orthanc.find_dicomweb_plugin(PLUGIN_PLACES))
 
 
-def start_orthanc(folder: Path) -> Orthanc:
-    """An Orthanc on free loopback ports, storing under ``folder``, answering /system."""
+def start_orthanc(folder: Path, *, tls: bool = False) -> Orthanc:
+    """An Orthanc on free loopback ports, storing under ``folder``, answering /system; ``tls``:
+    HTTPS and DICOM TLS only, its certificate authority in :attr:`Orthanc.ca_file`."""
     return _or_fail(
         lambda: orthanc.start_orthanc(
-            folder, orthanc_places=ORTHANC_PLACES, plugin_places=PLUGIN_PLACES
+            folder, orthanc_places=ORTHANC_PLACES, plugin_places=PLUGIN_PLACES, tls=tls
         )
     )
 
