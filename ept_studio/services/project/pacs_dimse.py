@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import re
 import socket
+import ssl
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,9 @@ class DimseServer:
 
     ``ae_title``: the PACS's own (the *called* AE title); ``calling_ae_title``: this computer's,
     as the PACS knows it. DIMSE has no password: a PACS admits callers by AE title and address.
+    ``tls``: every association is encrypted (DICOM TLS), the PACS's certificate checked against
+    ``ca_file`` (a PEM file of certificate authorities) or, without one, this computer's trusted
+    authorities, and its name against ``host``.
     """
 
     ae_title: str
@@ -80,6 +84,8 @@ class DimseServer:
     port: int
     calling_ae_title: str = DEFAULT_CALLING_AET
     timeout_s: float = DEFAULT_TIMEOUT_S
+    tls: bool = False
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         for name, title in (("PACS", self.ae_title), ("calling", self.calling_ae_title)):
@@ -94,6 +100,8 @@ class DimseServer:
             raise PacsError(f"the PACS's port {self.port} is not between 1 and 65535")
         if self.timeout_s <= 0:
             raise PacsError("the time to wait for the PACS must be more than 0 s")
+        if self.ca_file is not None and not self.tls:
+            raise PacsError("a certificate authority file is only used with TLS: turn TLS on")
 
     @classmethod
     def parse(
@@ -101,6 +109,9 @@ class DimseServer:
         address: str,
         calling_ae_title: str = DEFAULT_CALLING_AET,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        *,
+        tls: bool = False,
+        ca_file: str | None = None,
     ) -> DimseServer:
         """A server from ``AET@host:port`` (an IPv6 host in brackets)."""
         match = _ADDRESS.match(address.strip())
@@ -110,7 +121,8 @@ class DimseServer:
                 "ORTHANC@pacs.example.org:4242"
             )
         host = match["host"].strip("[]")
-        return cls(match["aet"], host, int(match["port"]), calling_ae_title, timeout_s)
+        port = int(match["port"])
+        return cls(match["aet"], host, port, calling_ae_title, timeout_s, tls, ca_file)
 
     @property
     def where(self) -> str:
@@ -240,7 +252,12 @@ def _association(server: DimseServer, receiver: _Receiver | None = None) -> Iter
             roles.append(build_role(storage, scp_role=True))
         handlers.append((evt.EVT_C_STORE, receiver.on_store))
     assoc = ae.associate(
-        server.host, server.port, ae_title=server.ae_title, ext_neg=roles, evt_handlers=handlers
+        server.host,
+        server.port,
+        ae_title=server.ae_title,
+        ext_neg=roles,
+        evt_handlers=handlers,
+        tls_args=tls_args(server),
     )
     if not assoc.is_established:
         raise PacsError(_not_established(server, assoc))
@@ -251,11 +268,28 @@ def _association(server: DimseServer, receiver: _Receiver | None = None) -> Iter
             assoc.release()
 
 
-def _check_reachable(server: DimseServer) -> None:
-    """Tell a server that is down from one that does not answer (pynetdicom aborts on both)."""
+def tls_args(server: DimseServer) -> tuple[ssl.SSLContext, str] | None:
+    """pynetdicom's TLS setting for the server: a client context and the name to check."""
+    if not server.tls:
+        return None
     try:
-        with socket.create_connection((server.host, server.port), timeout=server.timeout_s):
-            pass
+        context = ssl.create_default_context(cafile=server.ca_file)
+    except (OSError, ssl.SSLError) as err:
+        raise PacsError(
+            f"cannot use the certificate authority file {server.ca_file} for the PACS at "
+            f"{server.where}: {getattr(err, 'strerror', None) or err}"
+        ) from None
+    return context, server.host
+
+
+def _check_reachable(server: DimseServer) -> None:
+    """Tell a server that is down from one that does not answer (pynetdicom aborts on both), and
+    one whose encryption fails (TLS) from both."""
+    context = tls_args(server)
+    try:
+        with socket.create_connection((server.host, server.port), timeout=server.timeout_s) as sock:
+            if context is not None:
+                _handshake(server, context[0], sock)
     except TimeoutError:
         raise PacsError(_timeout_message(server)) from None
     except OSError:
@@ -265,13 +299,55 @@ def _check_reachable(server: DimseServer) -> None:
         ) from None
 
 
+def _handshake(server: DimseServer, context: ssl.SSLContext, sock: socket.socket) -> None:
+    """Open the encrypted connection once, so that a failure is told in words."""
+    try:
+        with context.wrap_socket(sock, server_hostname=server.host):
+            pass
+    except ssl.SSLCertVerificationError:
+        raise PacsError(
+            f"the PACS at {server.where} is not the server it claims to be, or this computer does "
+            "not trust its certificate: give the certificate authority file of your hospital "
+            f"(TLS certificate check: {_verify_reason(server)})"
+        ) from None
+    except (ssl.SSLError, ConnectionError):
+        raise PacsError(
+            f"the PACS at {server.where} did not accept an encrypted connection (TLS): is TLS "
+            "on at this port, or is it a port without encryption? Ask its administrator"
+        ) from None
+
+
+def _verify_reason(server: DimseServer) -> str:
+    return f"not signed by {server.ca_file}" if server.ca_file else "not signed by a trusted one"
+
+
 def _not_established(server: DimseServer, assoc: Association) -> str:
     if assoc.is_rejected:
         return (
             f"the PACS at {server.where} refused the connection: check its AE title, and that it "
             f"admits this computer's AE title ({server.calling_ae_title})"
         )
+    if not server.tls and _speaks_tls(server):
+        return (
+            f"the PACS at {server.where} only takes encrypted connections: turn on TLS for it "
+            "(with the certificate authority file of your hospital if it has its own)"
+        )
     return _timeout_message(server)
+
+
+def _speaks_tls(server: DimseServer) -> bool:
+    """Whether the port answers a TLS handshake (the certificate is not checked: only asked)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((server.host, server.port), timeout=server.timeout_s) as sock,
+            context.wrap_socket(sock),
+        ):
+            return True
+    except OSError:
+        return False
 
 
 def _timeout_message(server: DimseServer) -> str:

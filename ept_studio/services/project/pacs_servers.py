@@ -49,7 +49,9 @@ class PacsEntry:
     """A PACS as the user added it: a name to show, and where and how to reach it.
 
     ``protocol`` ``dicomweb`` uses ``url``, ``auth``, ``user`` and ``verify_tls``; ``dimse`` uses
-    ``ae_title``, ``host``, ``port`` and ``calling_ae_title``. It never holds a secret.
+    ``ae_title``, ``host``, ``port``, ``calling_ae_title`` and ``tls`` (DICOM TLS). ``ca_file``
+    (both; empty: this computer's trusted authorities) checks the server's certificate with a
+    hospital's own certificate authority. It never holds a secret.
     """
 
     name: str
@@ -63,6 +65,8 @@ class PacsEntry:
     port: int = 0
     calling_ae_title: str = DEFAULT_CALLING_AET
     timeout_s: float = DEFAULT_TIMEOUT_S
+    tls: bool = False
+    ca_file: str = ""
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -94,14 +98,20 @@ class PacsEntry:
         """The server to search or import from, with the password or token when it needs one."""
         if self.protocol == "dimse":
             return DimseServer(
-                self.ae_title, self.host, self.port, self.calling_ae_title, self.timeout_s
+                self.ae_title,
+                self.host,
+                self.port,
+                self.calling_ae_title,
+                self.timeout_s,
+                tls=self.tls,
+                ca_file=self.ca_file or None,
             )
         return PacsServer(
             self.url,
             self.auth,
             self.user or None,
             secret if self.needs_secret else None,
-            self.verify_tls,
+            self.ca_file if self.verify_tls and self.ca_file else self.verify_tls,
             self.timeout_s,
         )
 

@@ -19,6 +19,7 @@ from ept_studio.services.project.pacs_dimse import (
     _check_reachable,
     _not_established,
     _status,
+    tls_args,
 )
 
 if TYPE_CHECKING:
@@ -77,7 +78,9 @@ def _c_store(server: DimseServer, datasets: list[Dataset]) -> None:
         {(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets}
     ):
         ae.add_requested_context(sop_class, [syntax])
-    assoc = ae.associate(server.host, server.port, ae_title=server.ae_title)
+    assoc = ae.associate(
+        server.host, server.port, ae_title=server.ae_title, tls_args=tls_args(server)
+    )
     if not assoc.is_established:
         raise PacsError(_not_established(server, assoc))
     try:
