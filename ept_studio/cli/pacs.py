@@ -1,7 +1,8 @@
 """``ept-studio project search-pacs|import-pacs``: find studies on a PACS and import them.
 
 The PACS is reached by DICOMweb (``--url``) or by DIMSE (``--dimse AE_TITLE@host:port``, C-FIND and
-C-GET). A DICOMweb password or token is read from an environment variable (``--password-env`` / ``--token-env``)
+C-GET; ``--tls`` for DICOM TLS). ``--ca-file`` checks either's certificate with a hospital's own
+certificate authority. A DICOMweb password or token is read from an environment variable (``--password-env`` / ``--token-env``)
 or asked for at the prompt, never taken from the command line, where other users and the shell's
 history would see it.
 """
@@ -82,12 +83,25 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     secret.add_argument(
         "--token-env", metavar="VAR", help="environment variable holding a bearer token"
     )
-    tls = parser.add_mutually_exclusive_group()
-    tls.add_argument(
-        "--ca-bundle", type=Path, help="check the server's certificate with this CA file"
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="with --dimse: encrypt the connection (DICOM TLS); DICOMweb encrypts https:// URLs",
     )
-    tls.add_argument(
-        "--no-verify-tls", action="store_true", help="do not check the server's certificate"
+    check = parser.add_mutually_exclusive_group()
+    check.add_argument(
+        "--ca-file",
+        "--ca-bundle",
+        dest="ca_file",
+        metavar="FILE",
+        type=Path,
+        help="check the server's certificate with this certificate authority file (PEM), e.g. "
+        "the hospital's own; default: this computer's trusted ones",
+    )
+    check.add_argument(
+        "--no-verify-tls",
+        action="store_true",
+        help="DICOMweb: do not check the server's certificate (a test server only)",
     )
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds to wait per request")
 
@@ -98,8 +112,17 @@ def _server(args: argparse.Namespace) -> Any:
     if args.dimse:
         if args.user or args.password_env or args.token_env:
             raise EptStudioError("a DIMSE PACS takes no user, password or token (only --url does)")
-        return DimseServer.parse(args.dimse, args.calling_aet, args.timeout)
-    verify: bool | str = str(args.ca_bundle) if args.ca_bundle else not args.no_verify_tls
+        if args.no_verify_tls:
+            raise EptStudioError("--no-verify-tls is for --url only: DICOM TLS always checks")
+        if args.ca_file and not args.tls:
+            raise EptStudioError("--ca-file with --dimse needs --tls")
+        ca_file = str(args.ca_file) if args.ca_file else None
+        return DimseServer.parse(
+            args.dimse, args.calling_aet, args.timeout, tls=args.tls, ca_file=ca_file
+        )
+    if args.tls:
+        raise EptStudioError("--tls is for --dimse: a DICOMweb URL is encrypted when https://")
+    verify: bool | str = str(args.ca_file) if args.ca_file else not args.no_verify_tls
     common = {"verify_tls": verify, "timeout_s": args.timeout}
     if args.token_env:
         return PacsServer(args.url, "bearer", secret=_from_env(args.token_env), **common)
