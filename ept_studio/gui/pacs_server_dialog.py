@@ -9,9 +9,12 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -47,6 +50,7 @@ class PacsServerDialog(QDialog):
         self.form.addRow("Connect by:", self.kind)
         self.web_rows = self._web_rows()
         self.dimse_rows = self._dimse_rows()
+        self.form.addRow("Certificate authority file:", self._ca_row())
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet("QLabel { color: #a33; }")
@@ -112,7 +116,42 @@ class PacsServerDialog(QDialog):
         self.form.addRow("Host:", self.host)
         self.form.addRow("Port:", self.port)
         self.form.addRow("This computer (AE title):", self.calling)
-        return [self.ae_title, self.host, self.port, self.calling]
+        self.use_tls = QCheckBox("Use TLS (encrypted connection)")
+        self.use_tls.setToolTip(
+            "DICOM TLS: encrypts the connection and checks the PACS's certificate; the PACS must "
+            "have TLS on at this port"
+        )
+        self.form.addRow("", self.use_tls)
+        return [self.ae_title, self.host, self.port, self.calling, self.use_tls]
+
+    def _ca_row(self) -> QWidget:
+        """The optional certificate authority file: a path, and a button to choose it."""
+        self.ca_file = QLineEdit()
+        self.ca_file.setPlaceholderText("none: this computer's trusted ones")
+        self.ca_file.setToolTip(
+            "For a hospital's own certificate authority: a PEM file of the CA certificates that "
+            "sign the PACS's TLS certificate. Empty = this computer's trusted ones"
+        )
+        choose = QPushButton("Certificate authority file…")
+        choose.setToolTip(self.ca_file.toolTip())
+        choose.clicked.connect(self._choose_ca_file)
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.ca_file)
+        layout.addWidget(choose)
+        return row
+
+    @Slot()
+    def _choose_ca_file(self) -> None:
+        path, _filter = QFileDialog.getOpenFileName(
+            self,
+            "Certificate authority file",
+            self.ca_file.text(),
+            "Certificates (*.pem *.crt *.cer);;All files (*)",
+        )
+        if path:
+            self.ca_file.setText(path)
 
     def _fill(self, entry: PacsEntry) -> None:
         self.name.setText(entry.name)
@@ -125,6 +164,8 @@ class PacsServerDialog(QDialog):
         self.host.setText(entry.host)
         self.port.setValue(entry.port or 104)
         self.calling.setText(entry.calling_ae_title)
+        self.use_tls.setChecked(entry.tls)
+        self.ca_file.setText(entry.ca_file)
         self.secret.setPlaceholderText("unchanged")
 
     @Slot()
@@ -152,6 +193,8 @@ class PacsServerDialog(QDialog):
                 host=self.host.text().strip(),
                 port=self.port.value(),
                 calling_ae_title=self.calling.text().strip(),
+                tls=self.use_tls.isChecked(),
+                ca_file=self.ca_file.text().strip(),
             )
         return PacsEntry(
             self.name.text().strip(),
@@ -160,6 +203,7 @@ class PacsServerDialog(QDialog):
             auth=self.auth.currentData(),
             user=self.user.text().strip() if self.auth.currentData() == "basic" else "",
             verify_tls=self.check_tls.isChecked(),
+            ca_file=self.ca_file.text().strip(),
         )
 
     def typed_secret(self) -> str | None:
