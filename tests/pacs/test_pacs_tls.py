@@ -253,3 +253,33 @@ def test_the_command_line_searches_and_imports_over_dicom_tls(
     assert "certificate check" in capsys.readouterr().err
     with Project.open(Path(folder)) as project:
         assert image_count(project) == HELD
+
+
+def test_a_missing_ca_file_is_told(secure_orthanc: Orthanc, tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-ca.pem")
+    server = _dimse(secure_orthanc.dicom_port, tls=True, ca_file=missing)
+    with pytest.raises(PacsError, match=r"cannot use the certificate authority file .*no-such-ca"):
+        search_pacs(server)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--url", "https://pacs.example.org/dicom-web", "--tls"], "--tls is for --dimse"),
+        (["--dimse", "P@h:104", "--ca-file", "ca.pem"], "--ca-file with --dimse needs --tls"),
+        (["--dimse", "P@h:104", "--tls", "--no-verify-tls"], "--no-verify-tls is for --url"),
+    ],
+)
+def test_tls_options_that_do_not_fit_are_told(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
+) -> None:
+    monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "user-data"))
+    folder = str(tmp_path / "cli-project")
+    assert main(["project", "new", folder]) == 0
+    capsys.readouterr()
+    assert main(["project", "search-pacs", folder, *options]) != 0
+    assert message in capsys.readouterr().err
