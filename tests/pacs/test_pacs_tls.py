@@ -258,8 +258,14 @@ def test_the_command_line_searches_and_imports_over_dicom_tls(
 def test_a_missing_ca_file_is_told(secure_orthanc: Orthanc, tmp_path: Path) -> None:
     missing = str(tmp_path / "no-such-ca.pem")
     server = _dimse(secure_orthanc.dicom_port, tls=True, ca_file=missing)
-    with pytest.raises(PacsError, match=r"cannot use the certificate authority file .*no-such-ca"):
+    with pytest.raises(
+        PacsError, match=r"certificate authority file .*no-such-ca.pem .* not there"
+    ):
         search_pacs(server)
+    with pytest.raises(
+        PacsError, match=r"certificate authority file .*no-such-ca.pem .* not there"
+    ):
+        search_pacs(_web(secure_orthanc, missing))
 
 
 @pytest.mark.parametrize(
