@@ -21,18 +21,6 @@ pytestmark = pytest.mark.gui
 REG4 = "dinov2-vits14-reg4"
 
 
-@pytest.fixture
-def one_backbone_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Only dinov2-vits14-reg4 is here (a file that is not safetensors); the checkout's manifest."""
-    models = tmp_path / "models"
-    models.mkdir()
-    weights = models / f"{REG4}.safetensors"
-    weights.write_bytes(b"not weights")
-    monkeypatch.setenv("EPT_STUDIO_MODELS", str(models))
-    monkeypatch.setenv("EPT_STUDIO_CACHE", str(tmp_path / "cache"))
-    return weights
-
-
 def rows(dialog: BackboneDialog) -> list[tuple[str, ...]]:
     table, shown = dialog.table, []
     for row in range(table.rowCount()):

@@ -21,18 +21,6 @@ REG4 = "dinov2-vits14-reg4"
 DEFAULT_SHOWN = "Offline default (DINOv2 ViT-S/14)"
 
 
-@pytest.fixture
-def reg4_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Only dinov2-vits14-reg4 is here (a file that is not safetensors); the checkout's manifest."""
-    models = tmp_path / "models"
-    models.mkdir()
-    weights = models / f"{REG4}.safetensors"
-    weights.write_bytes(b"not weights")
-    monkeypatch.setenv("EPT_STUDIO_MODELS", str(models))
-    monkeypatch.setenv("EPT_STUDIO_CACHE", str(tmp_path / "cache"))
-    return weights
-
-
 def _reopen(window: MainWindow, settings: AppSettings, qtbot: QtBot) -> MainWindow:
     """Close the project and its window; a new window opens the same project folder."""
     folder = window.session.folder
@@ -54,7 +42,7 @@ def test_the_chosen_backbone_is_shown_and_trains_after_reopening(
     app_settings: AppSettings,
     tmp_path: Path,
     qtbot: QtBot,
-    reg4_here: Path,
+    one_backbone_here: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from PySide6.QtWidgets import QMessageBox
@@ -76,12 +64,16 @@ def test_the_chosen_backbone_is_shown_and_trains_after_reopening(
     with qtbot.waitSignal(again.jobs.failed, timeout=60_000) as blocker:
         assert panel.start()
     assert blocker.args[0] == TRAINING
-    assert f"{reg4_here} is not a readable safetensors file" in blocker.args[1]
+    assert f"{one_backbone_here} is not a readable safetensors file" in blocker.args[1]
     again.session.close()
 
 
 def test_a_remembered_backbone_missing_here_stays_chosen_and_says_how_to_get_it(
-    window: MainWindow, app_settings: AppSettings, tmp_path: Path, qtbot: QtBot, reg4_here: Path
+    window: MainWindow,
+    app_settings: AppSettings,
+    tmp_path: Path,
+    qtbot: QtBot,
+    one_backbone_here: Path,
 ) -> None:
     label_project(window, tmp_path, qtbot, train=4, test=2)
     window.training.backbone.choose("rad-dino")
