@@ -115,6 +115,11 @@ def add_bench_commands(bench_subparsers: Any) -> None:
         help="the head's start: class prototypes (default preset) or N(0, 0.01) (paper)",
     )
     accuracy.add_argument(
+        "--trained-share",
+        type=float,
+        help="keep this share (0-1) of what training changed; the rest is the prototype classifier",
+    )
+    accuracy.add_argument(
         "--bf16",
         choices=("auto", "on", "off"),
         help="bfloat16 autocast: auto (the presets' setting: CUDA with bf16, or a CPU with "
@@ -201,6 +206,7 @@ def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
         "head_init": args.head_init,
         "bf16": args.bf16,
         "tie_break": args.tie_break,
+        "trained_share": args.trained_share,
     }
     settings: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     settings["preset"] = args.recipe

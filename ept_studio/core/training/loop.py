@@ -164,6 +164,7 @@ def _run_attempts(run: _TrainingRun, val_set: Sequence[Sample] | None) -> Iterat
     for attempt in range(retries + 1):
         outcome = yield from _run_epochs(run, val_set)
         if isinstance(outcome, RunFinished):
+            run.keep_trained_share()
             collapse = run.collapse()
             if collapse is None or not run.loss_rose() or attempt == retries:
                 warnings = () if collapse is None else (collapse,)
@@ -275,6 +276,20 @@ class _TrainingRun:
         """Back to the initial tensors and the seeded data order, at ``lr_scale`` x the rates."""
         self.model.load_trainable_state(self.initial_state)
         self._start_attempt(lr_scale)
+
+    def keep_trained_share(self) -> None:
+        """Move every trainable tensor back toward the run's start (the prototype classifier)
+        so that only ``recipe.trained_share`` of the trained change stays."""
+        share = self.recipe.trained_share
+        if share >= 1.0:
+            return
+        trained = self.model.trainable_state()
+        self.model.load_trainable_state(
+            {
+                name: start.to(trained[name]) + share * (trained[name] - start.to(trained[name]))
+                for name, start in self.initial_state.items()
+            }
+        )
 
     def collapse(self) -> str | None:
         """The collapse message if every support image gets the same class (single-label)."""

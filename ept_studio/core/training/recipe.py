@@ -90,7 +90,10 @@ class TrainRecipe:
     (a 1-shot support set of 3 images is one step per epoch). The warmup is the larger of
     ``warmup_steps`` and ``warmup_fraction`` of the run's steps (rounded up).
     ``head_init="prototype"`` starts the head from the support set's class prototypes, with
-    logits about ``prototype_scale`` times a cosine similarity. A run whose loss diverges (or whose
+    logits about ``prototype_scale`` times a cosine similarity. ``trained_share`` below 1 keeps
+    only that share of what training changed: every trainable tensor ends at
+    ``start + trained_share * (trained - start)``, so 0 is the prototype classifier itself and 1
+    the trained model (it needs the prototype head, the start it shrinks toward). A run whose loss diverges (or whose
     model collapses to one class while its loss rose) restarts from its initial tensors at a tenth
     of the learning rates, at most ``divergence_retries`` times.
     """
@@ -118,6 +121,7 @@ class TrainRecipe:
     divergence_retries: int = 2
     full_lr: float | None = None
     tie_break: TieBreak = TieBreak.EARLIEST
+    trained_share: float = 1.0
 
     def __post_init__(self) -> None:
         self._coerce_enums()
@@ -146,9 +150,20 @@ class TrainRecipe:
         if not _finite_number(self.prototype_scale, above=0.0):
             raise ConfigError(f"prototype_scale must be a number > 0, got {self.prototype_scale!r}")
         _check_count("divergence_retries", self.divergence_retries, minimum=0)
+        self._check_trained_share()
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
             raise ConfigError(
                 f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}"
+            )
+
+    def _check_trained_share(self) -> None:
+        share = self.trained_share
+        if not (_finite_number(share, at_least=0.0) and share <= 1.0):
+            raise ConfigError(f"trained_share must be a number in [0, 1], got {share!r}")
+        if share < 1.0 and self.head_init is not HeadInit.PROTOTYPE:
+            raise ConfigError(
+                "trained_share below 1 shrinks the tuned model toward the prototype classifier it "
+                "started from, so it needs head_init='prototype'"
             )
 
     def _coerce_enums(self) -> None:
@@ -194,6 +209,8 @@ class TrainRecipe:
         parts = [f"{optimizer} {rates}"]
         if self.head_init is HeadInit.PROTOTYPE:
             parts.append("prototype head")
+        if self.trained_share < 1.0:
+            parts.append(f"keeps {self.trained_share:.0%} of the trained change")
         parts.append(f">= {self.min_steps} steps" if self.min_steps else f"{self.epochs} epochs")
         parts.append(f"batch {self.batch_size}")
         return ", ".join(parts)
