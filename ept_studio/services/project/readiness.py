@@ -19,7 +19,7 @@ from enum import Enum
 from ept_studio.data.store import LabelMode, Project, Role
 from ept_studio.services.project.duplicates import DuplicateGroup, straddling_duplicates
 from ept_studio.services.project.series import Series, project_series
-from ept_studio.services.project.trainable import training_blockers
+from ept_studio.services.project.trainable import series_split_reason, training_blockers
 from ept_studio.services.project.training import TrainingItem, TrainingSet, training_set
 
 IMBALANCE_RATIO = 3
@@ -225,11 +225,7 @@ def series_items(tset: TrainingSet, series: Sequence[Series]) -> list[ReadinessI
     Only series of two or more slices count; a loose image is a series of its own.
     """
     key_of = {i: one.key for one in series if one.slice_count > 1 for i in one.image_ids}
-    roles: dict[str, set[Role]] = {}
-    for item in tset.items:
-        if item.image_id in key_of:
-            roles.setdefault(key_of[item.image_id], set()).add(item.role)
-    straddling = sum(len(r) > 1 for r in roles.values())
+    straddling = len(tset.series_in_both_roles())
     items = [_series_split_item(straddling)] if straddling else []
     train = tset.of_role(Role.TRAIN)
     for k, name in enumerate(tset.classes):
@@ -242,12 +238,10 @@ def series_items(tset: TrainingSet, series: Sequence[Series]) -> list[ReadinessI
 
 def _series_split_item(count: int) -> ReadinessItem:
     """Slices of one scan on both sides: the test would see near copies of training slices."""
-    which = "1 series has" if count == 1 else f"{count} series have"
     return ReadinessItem(
         "series-split",
         Severity.BLOCKING,
-        f"{which} slices in both train and test: neighbouring slices look almost the same, so "
-        "the accuracy would look better than it is. Press 'Split for me', or select the series "
+        f"{_sentence(series_split_reason(count))} Press 'Split for me', or select the series "
         "and press T to keep it on one side.",
         SPLIT_ACTION,
     )

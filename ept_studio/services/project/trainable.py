@@ -12,6 +12,16 @@ from collections.abc import Sequence
 NO_TRAINING_IMAGE = "no labelled image has the train role: label some images first"
 
 
+def series_split_reason(count: int) -> str:
+    """Why ``count`` series with slices in train and in test stop a run (the checklist's item and
+    the training service's refusal start with it)."""
+    which = "1 series has" if count == 1 else f"{count} series have"
+    return (
+        f"{which} slices in both train and test: neighbouring slices look almost the same, so "
+        "the accuracy would look better than it is"
+    )
+
+
 def training_blockers(
     classes: Sequence[str], single_label: bool, train_counts: Sequence[int]
 ) -> list[str]:

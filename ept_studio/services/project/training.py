@@ -36,7 +36,7 @@ from ept_studio.services.model.training_options import (
 from ept_studio.services.project.duplicates import straddling_duplicates
 from ept_studio.services.project.series import series_key
 from ept_studio.services.project.series_sampling import split_units, thin_series
-from ept_studio.services.project.trainable import training_blockers
+from ept_studio.services.project.trainable import series_split_reason, training_blockers
 
 if TYPE_CHECKING:
     import torch
@@ -96,6 +96,22 @@ class TrainingSet:
         """Patients (by salted hash) with images in train and in test: an optimistic test."""
         train = {i.patient_hash for i in self.of_role(Role.TRAIN) if i.patient_hash}
         return len(train & {i.patient_hash for i in self.of_role(Role.TEST) if i.patient_hash})
+
+    def series_in_both_roles(self) -> dict[str, tuple[int, ...]]:
+        """Series with slices in train and in test: each one's test slices (image ids).
+
+        A loose image is a series of its own and is on one side only.
+        """
+        roles: dict[str, set[Role]] = {}
+        for item in self.items:
+            if item.series_key:
+                roles.setdefault(item.series_key, set()).add(item.role)
+        both = {key for key, seen in roles.items() if len(seen) > 1}
+        test: dict[str, list[int]] = {key: [] for key in sorted(both)}
+        for item in self.of_role(Role.TEST):
+            if item.series_key in both:
+                test[item.series_key].append(item.image_id)
+        return {key: tuple(ids) for key, ids in test.items()}
 
 
 def training_set(project: Project, slices_per_series: int = 0) -> TrainingSet:
@@ -225,6 +241,7 @@ def train_on_project(
     method_config = config_from_dict(method)
     with Project.open(folder, locations_dir=locations_dir) as project:
         tset = training_set(project, slices_per_series)
+        _check_series_apart(tset, folder)
         _check_disjoint(project)
         rendered, unreadable = _render(project, tset)
         loaded = backbone or load_backbone(backbone_name, weights=backbone_weights)
@@ -277,6 +294,21 @@ def _render(project: Project, tset: TrainingSet) -> tuple[_Rendered, int]:
     rendered = _Rendered(tset.classes, tset.label_mode, pairs[Role.TRAIN], pairs[Role.TEST])
     _check_trainable(rendered)
     return rendered, unreadable
+
+
+def _check_series_apart(tset: TrainingSet, folder: Path) -> None:
+    """The checklist's series rule: no series with slices in train and in test (its neighbouring
+    slices are near copies), told with the fix in the app and on the command line."""
+    straddling = tset.series_in_both_roles()
+    if not straddling:
+        return
+    test_slices = " ".join(str(i) for ids in straddling.values() for i in ids)
+    reason = series_split_reason(len(straddling))
+    raise DatasetError(
+        f"{reason[:1].upper()}{reason[1:]}. Press 'Split for me' on the Train tab of the app, "
+        "or keep each series on one side: "
+        f"`ept-studio project role {folder} train {test_slices}` moves their test slices to train."
+    )
 
 
 def _check_disjoint(project: Project) -> None:
