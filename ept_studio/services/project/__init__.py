@@ -114,6 +114,9 @@ from ept_studio.services.project.readiness import (
     Severity,
     check_readiness,
 )
+from ept_studio.services.project.removal import (
+    remove_from_project,
+)
 from ept_studio.services.project.reports import (
     export_predictions_csv,
     export_series_csv,
@@ -335,6 +338,7 @@ __all__ = [
     "reliability_selection",
     "remember_backbone",
     "remembered_backbone",
+    "remove_from_project",
     "render_view",
     "report_file_name",
     "reportable_series",

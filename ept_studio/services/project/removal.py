@@ -1,0 +1,48 @@
+"""Taking images out of a project, and the PACS copies that only they used.
+
+The project's records go (:meth:`~ept_studio.data.store.Project.remove_images`: labels and the
+location too); a file is deleted only when it is a copy this app made of a PACS instance, in this
+project's own PACS folder (:func:`~ept_studio.services.project.importing.pacs_cache_dir`), and
+no image left in the project refers to it. A user's own files are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ept_studio.data.store import Project
+from ept_studio.services.project.importing import pacs_cache_dir
+
+logger = logging.getLogger(__name__)
+
+_COPY_NAME = re.compile(r"[0-9a-f]{64}\.dcm")
+"""How the PACS import names a copy: the sha256 of its bytes."""
+
+
+def remove_from_project(project: Project, image_ids: Sequence[int]) -> tuple[Path, ...]:
+    """Take ``image_ids`` out of ``project``; returns the PACS copies deleted with them."""
+    wanted = set(image_ids)
+    was_at = {image.path for image in project.images() if image.id in wanted and image.path}
+    project.remove_images(list(image_ids))
+    still_used = {image.path for image in project.images() if image.path}
+    cache = pacs_cache_dir(project)
+    orphans = tuple(path for path in sorted(was_at - still_used) if is_pacs_copy_of(path, cache))
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    if orphans:
+        logger.info("removed %d PACS copies no image of the project uses", len(orphans))
+    return orphans
+
+
+def is_pacs_copy_of(path: Path, cache: Path) -> bool:
+    """Whether ``path`` is a copy the PACS import made in ``cache`` (by name and place; a link is
+    never one)."""
+    if not _COPY_NAME.fullmatch(path.name) or path.is_symlink() or not path.is_file():
+        return False
+    try:
+        return path.parent.resolve() == cache.resolve()
+    except OSError:
+        return False
