@@ -7,8 +7,10 @@ pydicom-data, no start), the test fails with its message, naming ``bash packagin
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil  # noqa: F401 (tests patch ``orthanc_support.shutil.which``)
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -41,6 +43,7 @@ __all__ = [
     "_executable",
     "_free_ports",
     "_plugin",
+    "move_destination",
     "start_orthanc",
     "upload_files",
 ]
@@ -80,3 +83,18 @@ def start_orthanc(folder: Path, *, tls: bool = False) -> Orthanc:
 def upload_files() -> list[Path]:
     """The real CT / MR / US files the PACS holds (pydicom's, pydicom-data's)."""
     return _or_fail(orthanc.upload_files)
+
+
+@contextlib.contextmanager
+def move_destination(
+    server: Orthanc, ae_title: str, port: int, host: str = "127.0.0.1"
+) -> Iterator[None]:
+    """The Orthanc knows ``ae_title`` at ``host``:``port`` (one of its DicomModalities, set through
+    its REST API) until the end: a C-MOVE destination, and a caller it lets ask for C-MOVE."""
+    name = f"move-{ae_title.lower()}"
+    modality = {"AET": ae_title, "Host": host, "Port": port}
+    server.rest("PUT", f"/modalities/{name}", data=json.dumps(modality).encode())
+    try:
+        yield
+    finally:
+        server.rest("DELETE", f"/modalities/{name}")

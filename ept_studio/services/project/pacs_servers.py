@@ -32,7 +32,10 @@ from ept_studio.services.project.pacs import (
 )
 from ept_studio.services.project.pacs_dimse import (
     DEFAULT_CALLING_AET,
+    DEFAULT_MOVE_AET,
+    DEFAULT_MOVE_PORT,
     DimseServer,
+    Retrieve,
     iter_dimse_import,
     search_dimse_series,
     search_dimse_studies,
@@ -49,7 +52,8 @@ class PacsEntry:
     """A PACS as the user added it: a name to show, and where and how to reach it.
 
     ``protocol`` ``dicomweb`` uses ``url``, ``auth``, ``user`` and ``verify_tls``; ``dimse`` uses
-    ``ae_title``, ``host``, ``port``, ``calling_ae_title`` and ``tls`` (DICOM TLS). ``ca_file``
+    ``ae_title``, ``host``, ``port``, ``calling_ae_title``, ``tls`` (DICOM TLS) and ``retrieve``
+    (``get``, or ``move`` to ``move_ae_title`` at this computer's ``move_port``). ``ca_file``
     (both; empty: this computer's trusted authorities) checks the server's certificate with a
     hospital's own certificate authority. It never holds a secret.
     """
@@ -67,6 +71,9 @@ class PacsEntry:
     timeout_s: float = DEFAULT_TIMEOUT_S
     tls: bool = False
     ca_file: str = ""
+    retrieve: Retrieve = "get"
+    move_ae_title: str = DEFAULT_MOVE_AET
+    move_port: int = DEFAULT_MOVE_PORT
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -105,6 +112,9 @@ class PacsEntry:
                 self.timeout_s,
                 tls=self.tls,
                 ca_file=self.ca_file or None,
+                retrieve=self.retrieve,
+                move_ae_title=self.move_ae_title,
+                move_port=self.move_port,
             )
         return PacsServer(
             self.url,
