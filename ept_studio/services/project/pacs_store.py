@@ -33,6 +33,7 @@ _WARNINGS = (0x0001, 0xB000, 0xB006, 0xB007)  # stored, with a coercion or eleme
 
 def store_to_pacs(server: PacsServer | DimseServer, files: Sequence[Path]) -> int:
     """Send ``files`` to the PACS; how many it stored (all of them, or :class:`PacsError`)."""
+    check_ca_file(server)
     datasets = [_read(path) for path in files]
     if not datasets:
         return 0
@@ -42,6 +43,16 @@ def store_to_pacs(server: PacsServer | DimseServer, files: Sequence[Path]) -> in
         _stow(server, datasets)
     logger.info("stored %d files on the PACS", len(datasets))
     return len(datasets)
+
+
+def check_ca_file(server: PacsServer | DimseServer) -> None:
+    """A certificate authority file that is not there is told before any connection, in the
+    words search and import use."""
+    ca_file = server.ca_file if isinstance(server, DimseServer) else server.verify_tls
+    if isinstance(ca_file, str) and not Path(ca_file).is_file():
+        raise PacsError(
+            f"the certificate authority file {ca_file} for the PACS is not there: choose it again"
+        )
 
 
 def _read(path: Path) -> Dataset:
