@@ -1,7 +1,8 @@
 """``ept-studio project search-pacs|import-pacs``: find studies on a PACS and import them.
 
 The PACS is reached by DICOMweb (``--url``) or by DIMSE (``--dimse AE_TITLE@host:port``, C-FIND and
-C-GET; ``--tls`` for DICOM TLS). ``--ca-file`` checks either's certificate with a hospital's own
+C-GET; ``--tls`` for DICOM TLS; ``--retrieve move`` for C-MOVE to ``--move-ae`` at this computer's
+``--move-port``). ``--ca-file`` checks either's certificate with a hospital's own
 certificate authority. A DICOMweb password or token is read from an environment variable (``--password-env`` / ``--token-env``)
 or asked for at the prompt, never taken from the command line, where other users and the shell's
 history would see it.
@@ -44,10 +45,12 @@ def add_pacs_commands(sub: Any, show_report: Callable[[Any, Console, str | None]
     search.set_defaults(handler=run_search_pacs)
     fetch = sub.add_parser(
         "import-pacs",
-        help="retrieve studies from a PACS (DICOMweb WADO-RS, or DIMSE C-GET) and add their images",
+        help="retrieve studies from a PACS (DICOMweb WADO-RS, or DIMSE C-GET / C-MOVE) and add "
+        "their images",
     )
     fetch.add_argument("folder", type=Path, help="the project folder")
     _add_server_options(fetch)
+    _add_retrieve_options(fetch)
     fetch.add_argument("study_uids", nargs="+", metavar="STUDY_UID", help="see `search-pacs`")
     fetch.add_argument(
         "--series",
@@ -106,9 +109,48 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds to wait per request")
 
 
+def _add_retrieve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retrieve",
+        choices=("get", "move"),
+        default="get",
+        help="with --dimse: how the PACS sends the images: get (C-GET, on the same connection; "
+        "default) or move (C-MOVE: the PACS connects back to this computer, which it must know "
+        "by --move-ae, address and --move-port)",
+    )
+    parser.add_argument(
+        "--move-ae",
+        metavar="AE_TITLE",
+        help="with --retrieve move: this computer's AE title as the PACS's destination "
+        "(default EPTSTUDIO)",
+    )
+    parser.add_argument(
+        "--move-port",
+        type=int,
+        metavar="PORT",
+        help="with --retrieve move: the port this computer receives the images on (default 11113)",
+    )
+
+
+def _retrieve_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The DIMSE retrieve options given (none for ``search-pacs``); options that do not fit are
+    told."""
+    retrieve = getattr(args, "retrieve", "get")
+    move_ae, move_port = getattr(args, "move_ae", None), getattr(args, "move_port", None)
+    if retrieve != "move":
+        if move_ae is not None or move_port is not None:
+            raise EptStudioError("--move-ae and --move-port go with --retrieve move")
+        return {}
+    if args.url:
+        raise EptStudioError("--retrieve move is for --dimse: DICOMweb retrieves by WADO-RS")
+    given = {"move_ae_title": move_ae, "move_port": move_port}
+    return {"retrieve": "move", **{key: value for key, value in given.items() if value is not None}}
+
+
 def _server(args: argparse.Namespace) -> Any:
     from ept_studio.services.project import DimseServer, PacsServer
 
+    retrieve = _retrieve_settings(args)
     if args.dimse:
         if args.user or args.password_env or args.token_env:
             raise EptStudioError("a DIMSE PACS takes no user, password or token (only --url does)")
@@ -118,7 +160,7 @@ def _server(args: argparse.Namespace) -> Any:
             raise EptStudioError("--ca-file with --dimse needs --tls")
         ca_file = str(args.ca_file) if args.ca_file else None
         return DimseServer.parse(
-            args.dimse, args.calling_aet, args.timeout, tls=args.tls, ca_file=ca_file
+            args.dimse, args.calling_aet, args.timeout, tls=args.tls, ca_file=ca_file, **retrieve
         )
     if args.tls:
         raise EptStudioError("--tls is for --dimse: a DICOMweb URL is encrypted when https://")

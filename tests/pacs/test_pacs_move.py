@@ -14,6 +14,7 @@ import pytest
 from orthanc_support import Orthanc, _free_ports, move_destination
 from phi_support import MARK
 
+from ept_studio.cli import main
 from ept_studio.data.store_records import ImageRecord
 from ept_studio.services.project import (
     DimseServer,
@@ -230,3 +231,34 @@ def test_a_study_deleted_while_it_is_moved_is_told(own_orthanc: Orthanc, project
 def test_wrong_move_settings_are_told(settings: dict[str, object], message: str) -> None:
     with pytest.raises(PacsError, match=message):
         DimseServer("ORTHANC", "127.0.0.1", 4242, retrieve="move", **settings)  # type: ignore[arg-type]
+
+
+def test_import_by_c_move_from_the_command_line(
+    orthanc: Orthanc,
+    receiving_port: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "user-data"))
+    folder = str(tmp_path / "project")
+    assert main(["project", "new", folder]) == 0
+    server = ["--dimse", f"EPTTEST@127.0.0.1:{orthanc.dicom_port}", "--retrieve", "move"]
+    capsys.readouterr()
+    unknown = [*server, "--move-ae", "ELSEWHERE", "--move-port", str(receiving_port)]
+    assert main(["project", "import-pacs", folder, *unknown, CT_SMALL_STUDY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the PACS at EPTTEST@127.0.0.1:")
+    assert "does not know this computer as ELSEWHERE" in err
+    assert len(err.splitlines()) == 1
+    moved = [*server, "--move-ae", RECEIVER, "--move-port", str(receiving_port)]
+    assert main(["project", "import-pacs", folder, *moved, CT_SMALL_STUDY]) == 0
+    assert "added 1, duplicates 0" in capsys.readouterr().out
+    with Project.open(Path(folder)) as project:
+        assert image_count(project) == 1
+    url = ["--url", orthanc.dicomweb_url, "--retrieve", "move"]
+    assert main(["project", "import-pacs", folder, *url, CT_SMALL_STUDY]) == 2
+    assert "--retrieve move is for --dimse" in capsys.readouterr().err
+    no_move = ["--dimse", f"EPTTEST@127.0.0.1:{orthanc.dicom_port}", "--move-port", "11113"]
+    assert main(["project", "import-pacs", folder, *no_move, CT_SMALL_STUDY]) == 2
+    assert "--move-ae and --move-port go with --retrieve move" in capsys.readouterr().err
