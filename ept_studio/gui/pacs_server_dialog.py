@@ -28,6 +28,10 @@ _KINDS = (
     ("DICOM network (DIMSE)", "dimse"),
 )
 _AUTHS = (("No log-in", "none"), ("User name and password", "basic"), ("Access token", "bearer"))
+_RETRIEVES = (
+    ("Get (one connection)", "get"),
+    ("Move (the archive connects back to this computer)", "move"),
+)
 
 
 class PacsServerDialog(QDialog):
@@ -43,7 +47,8 @@ class PacsServerDialog(QDialog):
             self.kind.addItem(text, value)
         self.kind.setToolTip(
             "How EPT Studio talks to the PACS: DICOMweb (QIDO-RS search, WADO-RS retrieve) over "
-            "HTTP(S), or the classic DICOM network protocol (DIMSE: C-FIND search, C-GET retrieve)"
+            "HTTP(S), or the classic DICOM network protocol (DIMSE: C-FIND search, C-GET or "
+            "C-MOVE retrieve)"
         )
         self.form = QFormLayout()
         self.form.addRow("Name:", self.name)
@@ -65,11 +70,13 @@ class PacsServerDialog(QDialog):
         layout.addWidget(self.buttons)
         self.kind.currentIndexChanged.connect(self._on_kind)
         self.auth.currentIndexChanged.connect(self._on_auth)
+        self.retrieve.currentIndexChanged.connect(self._on_retrieve)
         self.setMinimumWidth(520)
         if entry is not None:
             self._fill(entry)
         self._on_kind()
         self._on_auth()
+        self._on_retrieve()
 
     def _web_rows(self) -> list[QWidget]:
         self.url = QLineEdit()
@@ -122,7 +129,41 @@ class PacsServerDialog(QDialog):
             "have TLS on at this port"
         )
         self.form.addRow("", self.use_tls)
-        return [self.ae_title, self.host, self.port, self.calling, self.use_tls]
+        return [self.ae_title, self.host, self.port, self.calling, self.use_tls, *self._move_rows()]
+
+    def _move_rows(self) -> list[QWidget]:
+        """How the archive sends the images, and where this computer receives them by Move."""
+        self.retrieve = QComboBox()
+        for text, value in _RETRIEVES:
+            self.retrieve.addItem(text, value)
+        self.retrieve.setToolTip(
+            "Get (C-GET): the images come back on the connection EPT Studio opens; nothing to set "
+            "on the archive. Move (C-MOVE), for an archive that does not offer Get: the archive "
+            "opens a connection to this computer, so it must know this computer's AE title, "
+            "address and port (its administrator adds them); not with TLS"
+        )
+        self.move_ae_title = QLineEdit("EPTSTUDIO")
+        self.move_ae_title.setToolTip(
+            "The AE title (application entity title) the archive knows this computer by, as "
+            "where to send the images (C-MOVE destination)"
+        )
+        self.move_port = QSpinBox()
+        self.move_port.setRange(1, 65535)
+        self.move_port.setValue(11113)
+        self.move_port.setToolTip(
+            "The port this computer listens on while it receives images; the archive must have "
+            "this port, and no firewall may block it"
+        )
+        self.move_hint = QLabel(
+            "By Move, the archive connects back to this computer: it must know this computer's "
+            "AE title, address and port."
+        )
+        self.move_hint.setWordWrap(True)
+        self.form.addRow("How the archive sends images:", self.retrieve)
+        self.form.addRow("Receive as (AE title):", self.move_ae_title)
+        self.form.addRow("Receive on port:", self.move_port)
+        self.form.addRow("", self.move_hint)
+        return [self.retrieve, self.move_ae_title, self.move_port, self.move_hint]
 
     def _ca_row(self) -> QWidget:
         """The optional certificate authority file: a path, and a button to choose it."""
@@ -165,6 +206,9 @@ class PacsServerDialog(QDialog):
         self.port.setValue(entry.port or 104)
         self.calling.setText(entry.calling_ae_title)
         self.use_tls.setChecked(entry.tls)
+        self.retrieve.setCurrentIndex(self.retrieve.findData(entry.retrieve))
+        self.move_ae_title.setText(entry.move_ae_title)
+        self.move_port.setValue(entry.move_port)
         self.ca_file.setText(entry.ca_file)
         self.secret.setPlaceholderText("unchanged")
 
@@ -175,6 +219,12 @@ class PacsServerDialog(QDialog):
             self.form.setRowVisible(widget, not dimse)
         for widget in self.dimse_rows:
             self.form.setRowVisible(widget, dimse)
+
+    @Slot()
+    def _on_retrieve(self) -> None:
+        move = self.retrieve.currentData() == "move"
+        for widget in (self.move_ae_title, self.move_port, self.move_hint):
+            widget.setEnabled(move)
 
     @Slot()
     def _on_auth(self) -> None:
@@ -195,6 +245,9 @@ class PacsServerDialog(QDialog):
                 calling_ae_title=self.calling.text().strip(),
                 tls=self.use_tls.isChecked(),
                 ca_file=self.ca_file.text().strip(),
+                retrieve=self.retrieve.currentData(),
+                move_ae_title=self.move_ae_title.text().strip(),
+                move_port=self.move_port.value(),
             )
         return PacsEntry(
             self.name.text().strip(),
