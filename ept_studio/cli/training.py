@@ -91,6 +91,7 @@ def recipe_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "optimizer",
         "device",
         "warmup_steps",
+        "trained_share",
     )
     chosen = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     return {"preset": getattr(args, "recipe", "paper"), **chosen}
@@ -145,6 +146,13 @@ def add_train_command(commands: Any) -> None:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--head-lr", type=float)
+    train.add_argument(
+        "--trained-share",
+        type=float,
+        metavar="SHARE",
+        help="keep this share (0-1) of what training changed; the rest is the prototype "
+        "(nearest-centroid) classifier training started from (needs the prototype head)",
+    )
     train.add_argument(
         "--full-lr", type=float, help="the backbone weights' rate under --method full"
     )

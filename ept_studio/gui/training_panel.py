@@ -248,6 +248,7 @@ class TrainingPanel(QWidget):
             coverage=self.coverage.value() / 100,
             calibrate_on_test=self.advanced.calibrate_on_test.isChecked(),
             slices_per_series=self.advanced.slices_per_series.value(),
+            trained_share=self.advanced.chosen_trained_share(),
         )
 
     @Slot()

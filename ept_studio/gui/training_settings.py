@@ -83,6 +83,9 @@ class AdvancedSettings(QWidget):
         self.batch_size = _spin(0, 256, DEFAULT)
         self.slices_per_series = _spin(0, 1000, ALL_SLICES)
         self.slices_per_series.setValue(DEFAULT_SLICES_PER_SERIES)
+        self.trained_share = _spin(-1, 100, DEFAULT)
+        self.trained_share.setValue(-1)
+        self.trained_share.setSuffix(" %")
         self.seed = _spin(0, 2**31 - 1, "")
         self.hold_out = QCheckBox("Keep a fifth aside to pick the best pass")
         self.hold_out.setChecked(True)
@@ -108,6 +111,7 @@ class AdvancedSettings(QWidget):
             ("Learning speed", self.learning_rate),
             ("Images per step", self.batch_size),
             ("Slices per series", self.slices_per_series),
+            ("Keep of what training learned", self.trained_share),
             ("Repeatable random start", self.seed),
             ("", self.hold_out),
             ("Stop early after", self.patience),
@@ -142,6 +146,12 @@ class AdvancedSettings(QWidget):
             "slices per series: training takes this many evenly spaced slices of each series, "
             "so one long CT series does not outweigh the others; All (0) takes every slice"
         )
+        self.trained_share.setToolTip(
+            "trained share: the model ends at the nearest-centroid (prototype) classifier it "
+            "started from plus this share of what training changed (weight-space interpolation "
+            "of the prompts and the head). 0 % is the prototype classifier, 100 % the fully "
+            "trained model. Only with the few-shot recipe, which starts from the prototypes."
+        )
         self.seed.setToolTip("seed: the same seed and labels give the same model")
         self.hold_out.setToolTip(
             "hold-out validation: a seeded fifth of each class's training images picks the best "
@@ -170,7 +180,7 @@ class AdvancedSettings(QWidget):
         for combo in (self.recipe, self.device):
             combo.currentIndexChanged.connect(self._on_changed)
         spins = (self.length, self.epochs, self.batch_size, self.seed, self.patience, self.coverage)
-        for spin in (*spins, self.slices_per_series):
+        for spin in (*spins, self.slices_per_series, self.trained_share):
             spin.valueChanged.connect(self._on_changed)
         self.learning_rate.valueChanged.connect(self._on_changed)
         self.blocks.textChanged.connect(self._on_changed)
@@ -179,7 +189,14 @@ class AdvancedSettings(QWidget):
 
     @Slot()
     def _on_changed(self) -> None:
+        self.trained_share.setEnabled(self.recipe.currentData() != "paper")
         self.changed.emit()
+
+    def chosen_trained_share(self) -> float | None:
+        """The share box as a fraction, None for the recipe's own (or a recipe without one)."""
+        if not self.trained_share.isEnabled() or self.trained_share.value() < 0:
+            return None
+        return self.trained_share.value() / 100
 
 
 def _spin(low: int, high: int, special: str) -> QSpinBox:

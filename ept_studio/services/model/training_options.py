@@ -208,6 +208,9 @@ class TrainingOptions:
     or ``off``."""
     slices_per_series: int = DEFAULT_SLICES_PER_SERIES
     """At most this many training slices of one series, evenly spaced (0: every slice)."""
+    trained_share: float | None = None
+    """How much of what training changed the model keeps, 0-1 (None: the recipe's); the rest
+    is the nearest-centroid classifier training started from."""
 
     def __post_init__(self) -> None:
         method_choice(self.method)
@@ -225,6 +228,10 @@ class TrainingOptions:
         slices_problem = slices_per_series_error(self.slices_per_series)
         if slices_problem:
             raise ConfigError(slices_problem)
+        if self.trained_share is not None and not 0.0 <= self.trained_share <= 1.0:
+            raise ConfigError(
+                f"the share of training to keep must be between 0 and 1, got {self.trained_share}"
+            )
 
     def method_config(self) -> dict[str, Any]:
         """The method config dict (``{"method": "ept", "length": 100, ...}``)."""
@@ -254,6 +261,7 @@ class TrainingOptions:
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "early_stopping_patience": self.patience,
+            "trained_share": self.trained_share,
         }
         overrides: dict[str, Any] = {k: v for k, v in chosen.items() if v is not None}
         overrides["device"] = self.device

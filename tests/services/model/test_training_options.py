@@ -92,3 +92,15 @@ def test_bf16_overrides_the_recipe_only_when_chosen() -> None:
         assert recipe_from_settings(overrides).bf16.value == setting
     with pytest.raises(ConfigError, match="bf16 must be auto, on or off, not 'fast'"):
         TrainingOptions(bf16="fast")
+
+
+def test_the_share_of_training_to_keep_overrides_the_recipe_only_when_chosen() -> None:
+    assert "trained_share" not in TrainingOptions().recipe_overrides()
+    overrides = TrainingOptions(trained_share=0.25).recipe_overrides()
+    assert overrides["trained_share"] == 0.25
+    assert recipe_from_settings(overrides).trained_share == 0.25
+    with pytest.raises(ConfigError, match="share of training to keep must be between 0 and 1"):
+        TrainingOptions(trained_share=1.5)
+    paper = TrainingOptions(recipe="paper", trained_share=0.5).recipe_overrides()
+    with pytest.raises(ConfigError, match="needs head_init='prototype'"):
+        recipe_from_settings(paper)
