@@ -5,7 +5,9 @@ next through the gallery's filter, window presets, reset, invert, fit, and the h
 caption line (label, role, the latest run's model score, kind and size), the image with the model
 attention legend beside it, and the window readout with the attention controls below. The DICOM
 header is collapsed until asked for, then shown beside the image. Keys, while the focus is in the
-viewer: Left / Right (or Page Up / Down) previous / next, 1-9 / 0 / T label the shown image. An
+viewer: Left / Right (or Page Up / Down) previous / next, Up / Down the previous / next slice of the
+shown image's series (in slice order, also when the gallery shows one tile per series), 1-9 / 0 / T
+label the shown image. An
 image file dropped on it is shown (read only, not imported) and tried on the model
 (:mod:`ept_studio.gui.viewer_drop`).
 
@@ -40,7 +42,7 @@ from ept_studio.gui.viewer_drop import DroppedFilePreview, ModelRunSource
 from ept_studio.gui.viewer_header import HeaderTable
 from ept_studio.gui.viewer_labels import SCOPE, ImageCaptionBar, LabelKeys
 from ept_studio.gui.viewer_layout import image_column, row, tool_row
-from ept_studio.gui.viewer_nav import SequenceNavigator, SequenceSource
+from ept_studio.gui.viewer_nav import SequenceNavigator, SequenceSource, SliceStepper
 from ept_studio.gui.viewer_window import WindowControls
 from ept_studio.services.project import (
     ImageCaption,
@@ -53,6 +55,7 @@ from ept_studio.services.project import (
     preview_caption,
     preview_heatmap,
     render_view,
+    series_slices,
     view_summary,
 )
 
@@ -62,6 +65,7 @@ PLACEHOLDER = "Double-click a thumbnail in the Gallery to see it here."
 DROP_PLACEHOLDER = "Or drop an image file here to try the model on it (it is not imported)."
 VIEWER_KEYS = (
     ("Left / Right, Page Up / Down", "Viewer: previous / next image of the gallery's filter"),
+    ("Up / Down", "Viewer: previous / next slice of the shown image's series"),
     ("1 – 9, 0, T", "Viewer: label the shown image with class N, clear it, train / test"),
 )
 """The viewer's keys (while the focus is in it), for a list of shortcuts."""
@@ -96,7 +100,7 @@ class ViewerPanel(QWidget):
         session.project_changed.connect(self.clear)
         session.labels_changed.connect(self._on_labels_changed)
         session.classes_changed.connect(self._on_labels_changed)
-        session.images_changed.connect(self.navigator.refresh)
+        session.images_changed.connect(self._on_images_changed)
         self.clear()
 
     # -- building -----------------------------------------------------------------------------
@@ -116,6 +120,8 @@ class ViewerPanel(QWidget):
         self.fit_button.clicked.connect(self.canvas.fit)
         self.navigator = SequenceNavigator()
         self.navigator.image_requested.connect(self.show_image)
+        self.slice_stepper = SliceStepper()
+        self.slice_stepper.image_requested.connect(self.show_image)
         self.image_caption = ImageCaptionBar()
         self.attention = AttentionControls(self.session)
         self.attention.changed.connect(self._on_attention_changed)
@@ -131,6 +137,7 @@ class ViewerPanel(QWidget):
     def _lay_out(self) -> None:
         tools = (
             self.navigator,
+            self.slice_stepper,
             self.presets,
             self.reset_button,
             self.invert_box,
@@ -153,7 +160,7 @@ class ViewerPanel(QWidget):
         layout.addWidget(self.splitter)
 
     def _add_keys(self) -> None:
-        for action in self.navigator.actions_for_keys:
+        for action in (*self.navigator.actions_for_keys, *self.slice_stepper.actions_for_keys):
             action.setShortcutContext(SCOPE)
             self.addAction(action)
         self.label_keys = LabelKeys(self)
@@ -182,7 +189,7 @@ class ViewerPanel(QWidget):
         self.message.hide()
         self.window_controls.show_view(view)
         self.header.show_view(view)
-        self.navigator.set_current(view.image_id)
+        self._set_position(view.image_id)
         self.attention.show_image(view.image_id)
         self._update_image_caption()
         self._render(fit=True)
@@ -200,7 +207,7 @@ class ViewerPanel(QWidget):
         self.canvas.clear()
         self.header.show_view(None)
         self.image_caption.clear()
-        self.navigator.set_current(None)
+        self._set_position(None)
         self.attention.refresh(has_image=False)
         self._set_enabled(False)
 
@@ -208,9 +215,24 @@ class ViewerPanel(QWidget):
         # an ImageDecodeError's message starts with the path, which may carry a patient name
         reason = err.reason if isinstance(err, ImageDecodeError) else str(err)
         self.clear()
-        self.navigator.set_current(image_id)  # previous / next still lead on from here
+        self._set_position(image_id)  # previous / next still lead on from here
         self.message.setText(f"Image #{image_id} cannot be shown: {reason}")
         self.message.show()
+
+    def _set_position(self, image_id: int | None) -> None:
+        """Where the image stands in the gallery's list and among its series' slices."""
+        project = self.session.project
+        slices = series_slices(project, image_id) if project and image_id is not None else ()
+        self.navigator.set_current(image_id, slices)
+        self.slice_stepper.set_slices(slices, image_id)
+
+    @Slot()
+    def _on_images_changed(self) -> None:
+        """Images came or went: the shown one's series may have more slices, or fewer."""
+        if self.image_id is not None:
+            self._set_position(self.image_id)
+        else:
+            self.navigator.refresh()
 
     def _set_enabled(self, enabled: bool) -> None:
         self.window_controls.set_enabled(enabled)

@@ -519,11 +519,16 @@ def test_the_viewer_keys_are_scoped_to_it_and_listed(small_panel: ViewerPanel) -
         for action in small_panel.actions()
         if action.shortcutContext() == Qt.ShortcutContext.WidgetWithChildrenShortcut
     ]
-    assert sorted(scoped) == sorted(["Left", "Right", "T", *(str(digit) for digit in range(10))])
+    keys = ["Left", "Right", "Up", "Down", "T", *(str(digit) for digit in range(10))]
+    assert sorted(scoped) == sorted(keys)
     navigator = small_panel.navigator
     assert [key.toString() for key in navigator.next_action.shortcuts()] == ["Right", "PgDown"]
     assert [key.toString() for key in navigator.previous_action.shortcuts()] == ["Left", "PgUp"]
-    assert [keys for keys, _ in VIEWER_KEYS] == ["Left / Right, Page Up / Down", "1 – 9, 0, T"]
+    assert [keys for keys, _ in VIEWER_KEYS] == [
+        "Left / Right, Page Up / Down",
+        "Up / Down",
+        "1 – 9, 0, T",
+    ]
 
 
 def test_the_empty_viewer_says_how_to_fill_it(small_panel: ViewerPanel) -> None:

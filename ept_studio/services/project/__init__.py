@@ -153,6 +153,7 @@ from ept_studio.services.project.series import (
     SeriesSummary,
     label_series,
     project_series,
+    series_slices,
     series_summary,
     set_series_role,
 )
@@ -353,6 +354,7 @@ __all__ = [
     "search_studies",
     "series_gallery_items",
     "series_predictions",
+    "series_slices",
     "series_summary",
     "servers_file",
     "set_series_role",

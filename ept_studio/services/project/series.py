@@ -164,3 +164,16 @@ def series_of_images(project: Project, image_ids: Iterable[int]) -> list[Series]
     """The series the given images belong to (each once, in project order)."""
     wanted = set(image_ids)
     return [one for one in project_series(project) if wanted & set(one.image_ids)]
+
+
+def series_slices(project: Project, image_id: int) -> tuple[int, ...]:
+    """The image ids of the series ``image_id`` is a slice of, in slice order: the order a viewer
+    steps through it (just ``image_id`` for an image that is a series of its own; empty for an id
+    not in the project)."""
+    images = project.images()
+    shown = next((image for image in images if image.id == image_id), None)
+    if shown is None:
+        return ()
+    key = series_key(shown)
+    (series,) = group_series(image for image in images if series_key(image) == key)
+    return series.image_ids
