@@ -40,6 +40,7 @@ from ept_studio.services.project.pacs_dimse import (
     search_dimse_series,
     search_dimse_studies,
 )
+from ept_studio.services.project.pacs_store import check_ca_file
 
 Protocol = Literal["dicomweb", "dimse"]
 SERVERS_FILE = "pacs-servers.json"
@@ -167,7 +168,7 @@ def search_pacs(
     description: str | None = None,
 ) -> list[PacsStudy]:
     """The studies matching every given filter, by DICOMweb or DIMSE as the server speaks."""
-    _check_ca_file(server)
+    check_ca_file(server)
     if isinstance(server, DimseServer):
         return search_dimse_studies(
             server,
@@ -189,7 +190,7 @@ def search_pacs(
 
 def search_pacs_series(server: PacsServer | DimseServer, study_uid: str) -> list[PacsSeries]:
     """The series of a study, by DICOMweb or DIMSE as the server speaks."""
-    _check_ca_file(server)
+    check_ca_file(server)
     if isinstance(server, DimseServer):
         return search_dimse_series(server, study_uid)
     return search_series(server, study_uid)
@@ -206,7 +207,7 @@ def iter_import_from_pacs(
 ) -> Iterator[PacsImportEvent]:
     """Retrieve and import the studies (only ``series_uids`` of them when given), by DICOMweb or
     DIMSE as the server speaks."""
-    _check_ca_file(server)
+    check_ca_file(server)
     if isinstance(server, DimseServer):
         return iter_dimse_import(
             project,
@@ -219,12 +220,3 @@ def iter_import_from_pacs(
     return iter_pacs_import(
         project, server, study_uids, series_uids=series_uids, thumbnails=thumbnails, cancel=cancel
     )
-
-
-def _check_ca_file(server: PacsServer | DimseServer) -> None:
-    """A certificate authority file that is not there is told before any connection."""
-    ca_file = server.ca_file if isinstance(server, DimseServer) else server.verify_tls
-    if isinstance(ca_file, str) and not Path(ca_file).is_file():
-        raise PacsError(
-            f"the certificate authority file {ca_file} for the PACS is not there: choose it again"
-        )
