@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from orthanc_support import Orthanc, _free_ports, move_destination
+from orthanc_support import PYDICOM_FILES, Orthanc, _free_ports, move_destination
 from phi_support import MARK
 
 from ept_studio.cli import main
@@ -141,6 +141,43 @@ def test_cancel_while_moving_keeps_nothing_and_frees_the_port(
     assert finished.report.files_seen == 0
     assert _unchanged(project)
     assert _port_is_free(receiving_port)
+
+
+def test_an_image_not_asked_for_is_refused(
+    orthanc: Orthanc, project: Project, receiving_port: int
+) -> None:
+    server = _server(orthanc, receiving_port)
+    study = search_dimse_studies(server, patient=MARK)[0]
+    intruder = pydicom.dcmread(PYDICOM_FILES / "MR_small.dcm")
+    answers: list[int] = []
+
+    def push_between_instances() -> bool:  # the storage server is listening meanwhile
+        if not answers:
+            answers.append(_store(intruder, receiving_port))
+        return False
+
+    events = _import(project, server, [study.study_uid], cancel=push_between_instances)
+    finished = events[-1]
+    assert isinstance(finished, ImportFinished)
+    assert answers == [0xA900]
+    assert len(finished.report.added) == study.instances == 4
+    assert len(_cached(project)) == 4
+    kept = {str(pydicom.dcmread(path).SOPInstanceUID) for path in _cached(project)}
+    assert str(intruder.SOPInstanceUID) not in kept
+
+
+def _store(dataset: pydicom.Dataset, port: int) -> int:
+    """C-STORE ``dataset`` to this computer's storage server: its answer's status."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title="INTRUDER")
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port)
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_store(dataset).Status)
+    finally:
+        assoc.release()
 
 
 def test_a_pacs_that_does_not_know_the_destination_is_told(

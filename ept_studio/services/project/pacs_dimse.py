@@ -270,13 +270,15 @@ def iter_dimse_import(
 
 class _Receiver:
     """Keeps what the PACS sends (C-STORE sub-operations, on the association's own thread, or on
-    the storage server's for C-MOVE); only the instance asked for when ``expected`` is set."""
+    the storage server's for C-MOVE). ``only_expected``: only the instance ``expected`` is kept
+    (none between two requests); the storage server admits anyone who connects."""
 
     def __init__(self, cache: Path) -> None:
         self.cache = cache
         self.files: list[Path] = []
         self.new_files: list[Path] = []
         self.failure: str | None = None
+        self.only_expected = False
         self.expected: str | None = None
         self.connections = 0
 
@@ -285,7 +287,7 @@ class _Receiver:
 
     def on_store(self, event: Event) -> int:
         sent = getattr(event.request, "AffectedSOPInstanceUID", None)
-        if self.expected is not None and sent != self.expected:
+        if self.only_expected and (sent is None or sent != self.expected):
             return _NOT_ASKED_FOR
         try:
             path, is_new = keep_instance(self.cache, event.encoded_dataset())
@@ -468,6 +470,7 @@ def _retriever(
         yield functools.partial(_get, server, assoc, receiver)
         return
     address = assoc.requestor.address  # where this computer reaches the PACS from
+    receiver.only_expected = True
     storage = _storage_server(server, address, receiver)
     try:
         yield functools.partial(_move, server, assoc, receiver, address)
