@@ -56,7 +56,7 @@ python_packages() {
     local pins
     pins=$(mktemp)
     "$VENV/bin/python" -c 'import torch, torchvision; v = lambda m: m.__version__.split("+")[0]; print(f"torch=={v(torch)}\ntorchvision=={v(torchvision)}")' >"$pins"
-    "${pip[@]}" install -c "$pins" -e ".[dev]"
+    "${pip[@]}" install -c "$pins" -e ".[dev,cluster]"
     rm -f "$pins"
     echo "$want" >"$stamp"
 }

@@ -17,7 +17,7 @@ from typing import Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
-from ept_studio.common.errors import ConfigError
+from ept_studio.common.errors import ConfigError, TrainingError
 
 DATASETS = ("dicom-modality", "mri-planes", "textiles", "lfw-faces")
 METHOD_NAMES = ("ept", "linear", "vpt", "lora", "bias", "full", "prototype")
@@ -149,6 +149,13 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     )
     accuracy.add_argument("--seed", type=int, default=0)
     accuracy.add_argument("--out", type=Path, default=Path("accuracy-results"))
+    add_ray_option(accuracy, "run each training run as a task on a Ray cluster")
+    accuracy.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="with --ray: tries again a run whose task failed this many times (2)",
+    )
     tune_time = bench_subparsers.add_parser(
         "tune-time", help="seconds the app's Train takes on K shots x C classes, per preset"
     )
@@ -191,6 +198,19 @@ def add_bench_commands(bench_subparsers: Any) -> None:
         nargs=2,
         metavar=("REFERENCE", "OTHER"),
         help="recipe OTHER against REFERENCE, method by method on the same draws",
+    )
+
+
+def add_ray_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--ray [ADDRESS]``: the address of a Ray cluster (``pip install 'ept-studio[cluster]'``)."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help=f"{what}: HOST:PORT of the head node, auto (a cluster started on this computer "
+        "with `ray start --head`) or local (the default: a Ray for this command only); needs "
+        "pip install 'ept-studio[cluster]'",
     )
 
 
@@ -245,7 +265,11 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
         set_coverage=args.coverage,
         calibration_fraction=args.calibration_fraction,
     )
-    for event in run_accuracy(request):
+    if args.ray is None:
+        events = run_accuracy(request)
+    else:
+        events = _accuracy_on_ray(request, args)
+    for event in events:
         if isinstance(event, AccuracyPlanned):
             _show_plan(event, console)
         elif isinstance(event, EpisodeDone):
@@ -261,7 +285,34 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
                 f"wrote {event.results_json}, {event.results_md} and {len(event.plots)} plots"
             )
             console.note(f"wall time {event.wall_seconds / 60:.1f} min")
+        else:
+            _show_ray_event(event, request.out, console)
     console.note(RESEARCH_USE_NOTICE)
+
+
+def _accuracy_on_ray(request: Any, args: argparse.Namespace) -> Any:
+    from ept_studio.services.model import require_ray
+
+    require_ray()
+    from ept_studio.evidence.ray_sweep import run_accuracy_on_ray
+
+    if args.retries < 0:
+        raise ConfigError(f"--retries must be 0 or more, got {args.retries}")
+    return run_accuracy_on_ray(request, args.ray, retries=args.retries)
+
+
+def _show_ray_event(event: Any, out: Path, console: Console) -> None:
+    """A run that failed on every try, and the end of a sweep with such runs (exit 2)."""
+    from ept_studio.evidence.ray_sweep import EpisodeFailed, SweepIncomplete
+
+    if isinstance(event, EpisodeFailed):
+        console.note(f"run failed: {event.run}: {event.reason}")
+    elif isinstance(event, SweepIncomplete):
+        raise TrainingError(
+            f"{len(event.failed)} of {event.total} runs failed on every try (listed above); no "
+            f"results were written. The {event.finished} finished runs are saved in {out}: run "
+            "the same command again to run only the missing ones"
+        )
 
 
 def run_tune_time(args: argparse.Namespace, console: Console) -> None:
@@ -311,6 +362,8 @@ def _show_plan(event: Any, console: Console) -> None:
     for note in event.notes:
         console.note(f"note: {note}")
     console.note(f"{event.runs} training runs planned")
+    if event.finished:
+        console.note(f"{event.finished} of them already in the results folder: not run again")
 
 
 _PATH_OPTIONS = ("--medfmc", "--weights")

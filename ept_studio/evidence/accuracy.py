@@ -2,7 +2,9 @@
 and plots.
 
 ``run_accuracy`` is a generator: it yields :class:`AccuracyPlanned`, one :class:`EpisodeDone` per
-training run, then :class:`AccuracySaved`. The engine (``core``) is imported inside the functions, so
+training run, then :class:`AccuracySaved`. Each run is saved in its own file as it finishes and
+a sweep into the same folder skips the runs already there (:mod:`ept_studio.evidence.sweep_runs`);
+:mod:`ept_studio.evidence.ray_sweep` runs the same runs as Ray tasks. The engine (``core``) is imported inside the functions, so
 importing this module does not load torch.
 """
 
@@ -10,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +33,27 @@ from ept_studio.evidence.accuracy_report import (
 from ept_studio.evidence.datasets import LabelledDataset, MedfmcData, load_dataset, load_medfmc
 from ept_studio.evidence.datasets.base import shrink
 from ept_studio.evidence.protocol_calibration import DEFAULT_RESPLITS
+from ept_studio.evidence.sweep_runs import (
+    RunKey,
+    episode_result,
+    finished_runs,
+    run_record,
+    save_run,
+    sweep_fingerprint,
+)
 
 if TYPE_CHECKING:
     import torch
 
     from ept_studio.core.backbones import LoadedBackbone
-    from ept_studio.evidence.protocol import EpisodeResult, FewShotPool, SupportDraw
+    from ept_studio.core.training import TrainRecipe
+    from ept_studio.evidence.protocol import (
+        Episode,
+        EpisodeResult,
+        FewShotPool,
+        ProtocolConfig,
+        SupportDraw,
+    )
 
 DEFAULT_METHODS = ("ept", "linear", "vpt", "lora", "bias", "full")
 CACHE_MAX_SIDE = 512
@@ -96,6 +114,8 @@ class AccuracyPlanned:
     runs: int
     notes: tuple[str, ...]
     skipped: int
+    finished: int = 0
+    """Runs already saved in the results folder for the same settings: not run again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,17 +157,79 @@ def run_accuracy(
     backbone: LoadedBackbone | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Iterator[object]:
-    """Run the protocol (see the module docstring); ``backbone`` replaces the requested one."""
+    """Run the protocol (see the module docstring); ``backbone`` replaces the requested one.
+
+    Runs already saved in ``request.out`` for the same settings are skipped (see
+    :mod:`ept_studio.evidence.sweep_runs`); each finished run is saved at once."""
     from ept_studio.core.backbones import load_backbone
-    from ept_studio.core.training import recipe_from_settings
-    from ept_studio.evidence.protocol import (
-        ProtocolConfig,
-        method_configs,
-        plan_episodes,
-        run_episode,
-    )
 
     start = time.perf_counter()
+    sweep = prepare_sweep(request)
+    loaded = backbone or load_backbone(request.backbone, weights=request.backbone_weights)
+    fingerprint = sweep_fingerprint(request, loaded.weights_sha256)
+    records = finished_runs(request.out, fingerprint, sweep.keys)
+    missing = [key for key in sweep.keys if key not in records]
+    yield sweep.planned(len(records))
+    for index, key in enumerate(missing, start=1):
+        record = run_sweep_episode(sweep, key, loaded, cancel)
+        save_run(request.out, key, record)
+        records[key] = record
+        yield sweep.episode_done(record, index, len(missing), time.perf_counter() - start)
+    yield save_sweep(sweep, loaded, records, start)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PreparedSweep:
+    """A request's data read and its runs planned: what every machine of a sweep rebuilds alike
+    (the plan is seeded), so that a run is named by its :class:`RunKey` alone."""
+
+    request: AccuracyRequest
+    config: ProtocolConfig
+    recipe: TrainRecipe
+    plan: _Plan
+    episodes: dict[RunKey, Episode]
+    notes: tuple[str, ...]
+    images: _ImageCache
+
+    @property
+    def keys(self) -> list[RunKey]:
+        """Every run, in the plan's order (the order of the results)."""
+        return list(self.episodes)
+
+    def planned(self, finished: int) -> AccuracyPlanned:
+        return AccuracyPlanned(
+            self.plan.title,
+            self.plan.dataset.counts(),
+            len(self.episodes),
+            self.notes + self.plan.dataset.notes,
+            len(self.plan.dataset.skipped),
+            finished,
+        )
+
+    def episode_done(
+        self, record: Mapping[str, Any], index: int, total: int, elapsed: float
+    ) -> EpisodeDone:
+        """The progress event of the ``index``-th run of ``total`` run this time."""
+        result = record["result"]
+        metric = "map" if self.plan.dataset.label_mode == "multi" else "accuracy"
+        value = result["metrics"][metric]
+        return EpisodeDone(
+            index,
+            total,
+            result["method"],
+            result["shots"],
+            metric,
+            math.nan if value is None else float(value),
+            float(result["train_seconds"]),
+            elapsed / index * (total - index),
+        )
+
+
+def prepare_sweep(request: AccuracyRequest) -> PreparedSweep:
+    """Read ``request``'s data (names and labels; pixels on first use) and plan its runs."""
+    from ept_studio.core.training import recipe_from_settings
+    from ept_studio.evidence.protocol import ProtocolConfig, method_configs, plan_episodes
+
     config = ProtocolConfig(
         shots=request.shots,
         draws=request.draws,
@@ -163,43 +245,52 @@ def run_accuracy(
     recipe = recipe_from_settings(request.recipe)
     methods = method_configs(_checked_methods(request.methods))
     plan = _plan(request, config)
-    episodes = plan_episodes(plan.draws, methods, config)
+    episodes = {
+        RunKey(e.method, e.draw.shots, e.draw.draw, e.seed_index): e
+        for e in plan_episodes(plan.draws, methods, config)
+    }
     notes = tuple(sorted({note for draw in plan.draws for note in draw.notes}))
-    yield AccuracyPlanned(
-        plan.title,
-        plan.dataset.counts(),
-        len(episodes),
-        notes + plan.dataset.notes,
-        len(plan.dataset.skipped),
+    return PreparedSweep(request, config, recipe, plan, episodes, notes, _ImageCache(plan.dataset))
+
+
+def run_sweep_episode(
+    sweep: PreparedSweep,
+    key: RunKey,
+    backbone: LoadedBackbone,
+    cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one run of the sweep; its run record (plain data, see
+    :func:`~ept_studio.evidence.sweep_runs.run_record`). The serial sweep and a Ray task both
+    call this: the same key on the same kind of device gives the same numbers."""
+    from ept_studio.evidence.protocol import run_episode
+
+    result = run_episode(
+        sweep.episodes[key],
+        sweep.plan.pool,
+        sweep.images,
+        backbone,
+        sweep.recipe,
+        cancel,
+        sweep.config.hold_out,
+        sweep.config.calibration(),
     )
-    loaded = backbone or load_backbone(request.backbone, weights=request.backbone_weights)
-    images = _ImageCache(plan.dataset)
-    results: list[EpisodeResult] = []
-    for index, episode in enumerate(episodes, start=1):
-        result = run_episode(
-            episode,
-            plan.pool,
-            images,
-            loaded,
-            recipe,
-            cancel,
-            config.hold_out,
-            config.calibration(),
-        )
-        results.append(result)
-        elapsed = time.perf_counter() - start
-        metric = "map" if plan.dataset.label_mode == "multi" else "accuracy"
-        yield EpisodeDone(
-            index,
-            len(episodes),
-            result.method,
-            result.shots,
-            metric,
-            result.metrics[metric],
-            result.train_seconds,
-            elapsed / index * (len(episodes) - index),
-        )
-    yield _save(request, plan, config, recipe.to_dict(), loaded, results, notes, start)
+    fingerprint = sweep_fingerprint(sweep.request, backbone.weights_sha256)
+    return run_record(key, fingerprint, result)
+
+
+def save_sweep(
+    sweep: PreparedSweep,
+    loaded: LoadedBackbone,
+    records: Mapping[RunKey, Mapping[str, Any]],
+    start: float,
+) -> AccuracySaved:
+    """Write ``results.json``, the plots and ``results.md`` from every run's record, in the
+    plan's order."""
+    results = [episode_result(records[key]) for key in sweep.keys]
+    recipe = sweep.recipe.to_dict()
+    return _save(
+        sweep.request, sweep.plan, sweep.config, recipe, loaded, results, sweep.notes, start
+    )
 
 
 def _checked_methods(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -22,6 +22,13 @@ from ept_studio.services.model.backbones import (
     get_backbone,
     list_backbones,
 )
+from ept_studio.services.model.cluster import (
+    LOCAL_RAY,
+    RAY_MISSING,
+    connect_ray,
+    gpus_per_task,
+    require_ray,
+)
 from ept_studio.services.model.export import (
     check_images,
     export_prompt_to_onnx,
@@ -76,7 +83,9 @@ from ept_studio.services.model.training_options import (
 
 __all__ = [
     "DEFAULT_SLICES_PER_SERIES",
+    "LOCAL_RAY",
     "METHOD_CHOICES",
+    "RAY_MISSING",
     "RECIPE_CHOICES",
     "RUN_RECORD_FORMAT",
     "BackboneChoice",
@@ -97,6 +106,7 @@ __all__ = [
     "backbone_choices",
     "backbone_licence",
     "check_images",
+    "connect_ray",
     "coverage_error",
     "device_choices",
     "doctor",
@@ -104,6 +114,7 @@ __all__ = [
     "export_prompt_to_onnx",
     "get_backbone",
     "get_offline_backbone",
+    "gpus_per_task",
     "iter_predictions",
     "list_backbones",
     "load_tuned_model",
@@ -118,5 +129,6 @@ __all__ = [
     "query_cap_problem",
     "read_run_record",
     "reference_check_files",
+    "require_ray",
     "train_on_folder",
 ]
