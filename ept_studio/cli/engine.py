@@ -151,6 +151,8 @@ def run_predict(args: argparse.Namespace, console: Console) -> None:
         raise ConfigError("give a prompt file, or --onnx MODEL, before the image files")
     if args.overlays is not None:
         raise ConfigError("attention overlays come from an exported model: use --onnx MODEL")
+    if args.ray is not None:
+        raise ConfigError("--ray runs an exported model on a cluster: use --onnx MODEL")
     from ept_studio.services.model import load_tuned_model, predict_files
 
     cli_onnx.check_predict_outputs(args)

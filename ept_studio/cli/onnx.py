@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ept_studio import RESEARCH_USE_NOTICE
 from ept_studio.cli.console import Console
+from ept_studio.cli.evidence import add_ray_option
 from ept_studio.common.errors import DatasetError
 from ept_studio.common.files import (
     atomic_write_text,
@@ -76,6 +77,7 @@ def add_predict_onnx_options(predict: argparse.ArgumentParser) -> None:
     predict.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="ONNX Runtime provider"
     )
+    add_ray_option(predict, "with --onnx: score the images on a Ray cluster (give it after them)")
 
 
 def add_bench_latency(bench_commands: Any) -> None:
@@ -137,6 +139,10 @@ def run_predict_onnx(args: argparse.Namespace, console: Console) -> None:
     )
 
     check_predict_outputs(args)
+    if args.ray is not None:
+        from ept_studio.services.model import require_ray
+
+        require_ray()
     runner = open_onnx_model(args.onnx, device=args.device)
     if runner.info.precision is not None:
         console.note(
@@ -148,10 +154,13 @@ def run_predict_onnx(args: argparse.Namespace, console: Console) -> None:
         overlays = OverlayOptions(
             args.overlays, alpha=args.alpha, head=args.head, rollout=args.rollout
         )
-    events = iter_predictions(
-        runner, args.paths, batch_size=args.batch_size, workers=args.workers, overlays=overlays
-    )
-    finished = _follow(events, console)
+    if args.ray is not None:
+        finished = _predict_on_ray(runner, args, overlays, console)
+    else:
+        events = iter_predictions(
+            runner, args.paths, batch_size=args.batch_size, workers=args.workers, overlays=overlays
+        )
+        finished = _follow(events, console)
     show_skipped(finished.failed, console)
     require_predictions(finished.predictions, finished.failed)
     if args.csv:
@@ -166,6 +175,19 @@ def run_predict_onnx(args: argparse.Namespace, console: Console) -> None:
         calibration=runner.info.calibration,
         conformal=runner.info.conformal,
     )
+
+
+def _predict_on_ray(
+    runner: Any, args: argparse.Namespace, overlays: Any, console: Console
+) -> InferenceFinished:
+    from ept_studio.services.model import predict_onnx_on_ray
+
+    console.note(f"scoring on the Ray cluster ({args.ray})")
+    finished = predict_onnx_on_ray(
+        runner, args.paths, address=args.ray, batch_size=args.batch_size, overlays=overlays
+    )
+    console.note(f"ran on {finished.provider} in {finished.seconds:.1f}s")
+    return finished
 
 
 def check_predict_outputs(args: argparse.Namespace) -> None:

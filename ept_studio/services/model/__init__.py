@@ -56,6 +56,9 @@ from ept_studio.services.model.onnx_inference import (
     open_onnx_model,
     predict_paths,
 )
+from ept_studio.services.model.onnx_ray import (
+    predict_onnx_on_ray,
+)
 from ept_studio.services.model.run_record import (
     RUN_RECORD_FORMAT,
     TrainingRecord,
@@ -125,6 +128,7 @@ __all__ = [
     "parse_blocks",
     "plain_metric_name",
     "predict_files",
+    "predict_onnx_on_ray",
     "predict_paths",
     "query_cap_problem",
     "read_run_record",
