@@ -1,5 +1,5 @@
-"""The project commands: ``ept-studio project new|import|classes|label|role|undo|redo|list|check|
-runs|export|export-key|import-key`` (``search-pacs|import-pacs``: :mod:`ept_studio.cli.pacs`;
+"""The project commands: ``ept-studio project new|import|remove|classes|label|role|undo|redo|list|
+check|runs|export|export-key|import-key`` (``search-pacs|import-pacs``: :mod:`ept_studio.cli.pacs`;
 ``ept-studio train --project``: :mod:`ept_studio.cli.training`).
 
 Images are named by their id in the project (``project list`` shows ids, status and files).
@@ -38,6 +38,13 @@ def add_commands(commands: Any) -> None:
     )
     add.add_argument("--no-thumbnails", action="store_true", help="do not cache thumbnails")
     add.set_defaults(handler=run_import)
+    remove = sub.add_parser(
+        "remove",
+        help="take images (by id) out of the project; the files on your disk stay where they are",
+    )
+    remove.add_argument("folder", type=Path, help="the project folder")
+    remove.add_argument("ids", type=int, nargs="+", help="image ids (see `project list`)")
+    remove.set_defaults(handler=run_remove)
     classes = sub.add_parser("classes", help="list the classes, or add one")
     classes.add_argument("folder", type=Path)
     classes.add_argument("--add", metavar="NAME", help="add a class with this name")
@@ -185,6 +192,26 @@ def _show_report(report: Any, console: Console, without_key: str | None = None) 
         f"added {len(report.added)}, duplicates {len(report.duplicates)}, relinked "
         f"{len(report.relinked)}, changed {len(report.changed)}, skipped {len(report.skipped)}"
     )
+
+
+def run_remove(args: argparse.Namespace, console: Console) -> None:
+    """``project remove FOLDER ID ...``: the images and their labels go; the user's files stay."""
+    from ept_studio.services.project import Project, remove_from_project
+
+    with Project.open(args.folder) as project:
+        deleted = remove_from_project(project, args.ids)
+    count = len(set(args.ids))
+    console.line(f"{count} {_images(count)} taken out of the project, with their labels")
+    copies = "copy" if len(deleted) == 1 else "copies"
+    console.line(
+        f"{len(deleted)} PACS {copies} deleted (made by the PACS import in the project's own "
+        "folder, and used by no image left)"
+    )
+    console.line("the files you imported from your disk are not deleted: they stay where they are")
+
+
+def _images(count: int) -> str:
+    return "image" if count == 1 else "images"
 
 
 def run_classes(args: argparse.Namespace, console: Console) -> None:

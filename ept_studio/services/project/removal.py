@@ -3,7 +3,8 @@
 The project's records go (:meth:`~ept_studio.data.store.Project.remove_images`: labels and the
 location too); a file is deleted only when it is a copy this app made of a PACS instance, in this
 project's own PACS folder (:func:`~ept_studio.services.project.importing.pacs_cache_dir`), and
-no image left in the project refers to it. A user's own files are never touched.
+no image left in the project refers to it. A user's own files are never touched. Ids that are not
+in the project are refused before anything is taken out.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from ept_studio.common.errors import ProjectError
 from ept_studio.data.store import Project
 from ept_studio.services.project.importing import pacs_cache_dir
 
@@ -23,9 +25,14 @@ _COPY_NAME = re.compile(r"[0-9a-f]{64}\.dcm")
 
 
 def remove_from_project(project: Project, image_ids: Sequence[int]) -> tuple[Path, ...]:
-    """Take ``image_ids`` out of ``project``; returns the PACS copies deleted with them."""
+    """Take ``image_ids`` out of ``project``; returns the PACS copies deleted with them.
+
+    Raises :class:`ProjectError`, with nothing taken out, when an id is not in the project.
+    """
     wanted = set(image_ids)
-    was_at = {image.path for image in project.images() if image.id in wanted and image.path}
+    images = project.images()
+    check_in_project(wanted, {image.id for image in images})
+    was_at = {image.path for image in images if image.id in wanted and image.path}
     project.remove_images(list(image_ids))
     still_used = {image.path for image in project.images() if image.path}
     cache = pacs_cache_dir(project)
@@ -35,6 +42,15 @@ def remove_from_project(project: Project, image_ids: Sequence[int]) -> tuple[Pat
     if orphans:
         logger.info("removed %d PACS copies no image of the project uses", len(orphans))
     return orphans
+
+
+def check_in_project(wanted: set[int], known: set[int]) -> None:
+    """Refuse ids that are not among the project's images, naming the first few."""
+    unknown = sorted(wanted - known)
+    if unknown:
+        shown = ", ".join(str(i) for i in unknown[:5]) + (", …" if len(unknown) > 5 else "")
+        count = "1 image is" if len(unknown) == 1 else f"{len(unknown)} images are"
+        raise ProjectError(f"{count} not in this project (id {shown}): nothing was taken out")
 
 
 def is_pacs_copy_of(path: Path, cache: Path) -> bool:
