@@ -183,6 +183,14 @@ def add_bench_commands(bench_subparsers: Any) -> None:
     pacs.add_argument("--rounds", type=int, default=3, help="timed rounds, median shown (3)")
     pacs.add_argument("--series", type=int, default=12, help="series on the PACS (12)")
     pacs.add_argument("--slices", type=int, default=8, help="slices in each series (8)")
+    ray_sweep = bench_subparsers.add_parser(
+        "ray-sweep",
+        help="a small bench accuracy sweep serially and on a local Ray: the wall time ratio",
+    )
+    ray_sweep.set_defaults(handler=run_ray_sweep)
+    ray_sweep.add_argument("--runs", type=int, default=8, help="training runs, a multiple of 4")
+    ray_sweep.add_argument("--cpus", type=int, default=2, help="CPUs the local Ray gets (2)")
+    ray_sweep.add_argument("--out", type=Path, help="also write the table to this markdown file")
     report = bench_subparsers.add_parser(
         "sweep-report",
         help="many bench accuracy results as one table, each method against prototype",
@@ -332,6 +340,16 @@ def run_pacs_retrieve(args: argparse.Namespace, console: Console) -> None:
     console.note("starting a local Orthanc, then timing both sides")
     result = run_pacs_benchmark(args.rounds, args.series, args.slices)
     console.report(result.markdown())
+
+
+def run_ray_sweep(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.model import require_ray
+
+    require_ray()
+    from ept_studio.evidence.bench_ray import run_ray_sweep_bench
+
+    console.note(f"{args.runs} runs serially, then on a local Ray with {args.cpus} CPUs")
+    console.report(run_ray_sweep_bench(args.runs, args.cpus).markdown(), args.out)
 
 
 def run_sweep_report(args: argparse.Namespace, console: Console) -> None:
