@@ -4,7 +4,8 @@ Besides the fixed filters, the bar can show chosen images (a confusion-matrix ce
 reliability bar in the Results tab): the filter list then names them, and "All images" goes back.
 
 It also owns what acts on the selected thumbnails besides the bins: keys 0-9, the train / test
-toggle (key T) and the right-click menu (take one class off, clear, toggle the role).
+toggle (key T) and the right-click menu (take one class off, clear, toggle the role, take the
+images out of the project: also the Delete key, after a confirmation).
 
 "One tile per series" (remembered between sessions) shows a DICOM series as one tile, its middle
 slice: keys, bins, T and the menu then act on every slice of the selected series at once.
@@ -14,13 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPoint, Qt, Slot
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QMainWindow,
     QMenu,
+    QMessageBox,
     QPushButton,
     QSizePolicy,
     QToolButton,
@@ -28,10 +31,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ept_studio.common.errors import EptStudioError
 from ept_studio.gui.gallery import GalleryModel, GalleryView
 from ept_studio.gui.session import ProjectSession
 from ept_studio.gui.settings import AppSettings
-from ept_studio.services.project import REVIEW_VIEWS, GalleryFilter, GalleryItem
+from ept_studio.services.project import (
+    REVIEW_VIEWS,
+    GalleryFilter,
+    GalleryItem,
+    pacs_copies_among,
+)
 from ept_studio.services.project import GalleryView as Show
 from ept_studio.services.project import series_gallery_items as series_items
 
@@ -44,10 +53,18 @@ SERIES_TILES_TIP = (
     "bin or the train / test role given to the tile goes to every slice of the series. Images "
     "that are not part of a series keep their own tile."
 )
+REMOVE_TITLE = "Remove from project"
+REMOVE_TIP = (
+    "Take the selected images out of this project, with their labels. The files on your disk "
+    "stay where they are."
+)
 
 
 class GalleryPanel(QWidget):
     """Filter (all / unlabelled / per class / train / test / review) and what it lets through."""
+
+    images_removed = Signal(int)
+    """Images were taken out of the project (how many): results that scored them are stale."""
 
     def __init__(
         self,
@@ -68,6 +85,15 @@ class GalleryPanel(QWidget):
         self.toggle_role_action.setToolTip("Hold the selected images out for testing, or back")
         self.toggle_role_action.triggered.connect(self.toggle_role)
         self.addAction(self.toggle_role_action)
+        self.remove_action = QAction("Remove from project…", self)
+        self.remove_action.setShortcuts(QKeySequence.StandardKey.Delete)
+        self.remove_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.remove_action.setToolTip(REMOVE_TIP)
+        self.remove_action.triggered.connect(self.ask_remove)
+        self.view.addAction(self.remove_action)  # the Delete key while the gallery has focus
+        self.running_task: Callable[[], str | None] = lambda: None
+        """The name of a task that is running (training, predicting), which images must not be
+        taken out under; the main window tells it."""
         self.filter = QComboBox()
         self.filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.filter.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
@@ -248,7 +274,39 @@ class GalleryPanel(QWidget):
         clear.triggered.connect(_call(self.session.label, ids, None))
         menu.addSeparator()
         menu.addAction(self.toggle_role_action)
+        menu.addSeparator()
+        menu.addAction(self.remove_action)
         return menu
+
+    @Slot()
+    def ask_remove(self) -> bool:
+        """Take the selected images (every slice of a selected series tile) out of the project,
+        once the user has said yes; False when nothing was taken out."""
+        project, ids = self.session.project, self.view.selected_image_ids()
+        if project is None or not ids:
+            return False
+        running = "An import" if self.session.importing else self.running_task()
+        if running:
+            QMessageBox.information(
+                self, REMOVE_TITLE, f"{running} is running: let it finish, then take images out."
+            )
+            return False
+        question = removal_question(len(ids), pacs_copies_among(project, ids))
+        if QMessageBox.question(self, REMOVE_TITLE, question) != QMessageBox.StandardButton.Yes:
+            return False
+        try:
+            count = self.session.remove_images(ids)
+        except EptStudioError as err:
+            QMessageBox.warning(self, "EPT Studio", str(err))
+            return False
+        self.images_removed.emit(count)
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            window.statusBar().showMessage(
+                f"{_images(count).capitalize()} taken out of the project. The files on your disk "
+                "stay where they are."
+            )
+        return True
 
     def _class_ids(self, image_id: int) -> tuple[int, ...]:
         item = self.model.item(image_id)
@@ -258,6 +316,31 @@ class GalleryPanel(QWidget):
     def _on_context_menu(self, point: QPoint) -> None:
         if self.session.project is not None and self.view.selected_image_ids():
             self.selection_menu().exec(self.view.viewport().mapToGlobal(point))
+
+
+def removal_question(count: int, pacs_copies: int = 0) -> str:
+    """What the user is asked before ``count`` images leave the project (``pacs_copies`` of them
+    fetched from a PACS, whose copies on this computer go too)."""
+    one = count == 1
+    text = f"Take {_images(count)} out of this project? " + (
+        "Its labels go too. The file on your disk stays where it is."
+        if one
+        else "Their labels go too. The files on your disk stay where they are."
+    )
+    if pacs_copies:
+        which = "It" if one else "They" if pacs_copies == count else f"{pacs_copies} of them"
+        copies = "the copy" if pacs_copies == 1 else "the copies"
+        go = "goes" if pacs_copies == 1 else "go"
+        text += (
+            f"\n\n{which} came from a PACS: {copies} kept on this computer {go} too (the PACS "
+            "keeps its own)."
+        )
+    back = "it" if one else "them"
+    return f"{text}\n\nThis cannot be undone: import {back} again to bring {back} back."
+
+
+def _images(count: int) -> str:
+    return "1 image" if count == 1 else f"{count} images"
 
 
 def _call(action: Callable[..., None], *args: object) -> Callable[[], None]:

@@ -138,6 +138,8 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         self.training.run_saved.connect(self._on_run_saved)
         self.gallery.view.doubleClicked.connect(self._on_open_image)
+        self.gallery.running_task = lambda: self.jobs.current  # no removal under a running task
+        self.gallery.images_removed.connect(self.results.refresh)
         self.results.predictions_changed.connect(self._on_predictions)
         self.results.view.images_chosen.connect(self.show_chosen_images)
         self.results.series.slice_opened.connect(self.open_with_attention)

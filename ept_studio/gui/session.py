@@ -29,6 +29,7 @@ from ept_studio.services.project import (
     image_count,
     latest_prediction_run,
     open_project,
+    remove_from_project,
     unlabelled_count,
 )
 
@@ -189,6 +190,21 @@ class ProjectSession(QObject):
         order.insert(new, order.pop(old))
         self._open().labels.reorder_classes(order)
         self.classes_changed.emit()
+
+    def remove_images(self, image_ids: list[int]) -> int:
+        """Take the images out of the project, their labels too (not undoable); returns how many.
+
+        The files on the user's disk stay; copies this app made of PACS images that no image
+        left uses are deleted. Refused (:class:`~ept_studio.common.errors.ProjectError`) with
+        nothing taken out when an id is not in the project.
+        """
+        ids = list(dict.fromkeys(image_ids))
+        if not ids:
+            return 0
+        remove_from_project(self._open(), ids)
+        self.images_changed.emit()
+        self.labels_changed.emit()
+        return len(ids)
 
     def undo(self) -> None:
         if self.project is not None and self.project.labels.undo():

@@ -115,6 +115,7 @@ from ept_studio.services.project.readiness import (
     check_readiness,
 )
 from ept_studio.services.project.removal import (
+    pacs_copies_among,
     remove_from_project,
 )
 from ept_studio.services.project.reports import (
@@ -327,6 +328,7 @@ __all__ = [
     "overlay_caption",
     "overlay_pixels",
     "pacs_cache_dir",
+    "pacs_copies_among",
     "pacs_import",
     "plan_training",
     "predict_project",

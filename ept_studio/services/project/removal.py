@@ -44,6 +44,17 @@ def remove_from_project(project: Project, image_ids: Sequence[int]) -> tuple[Pat
     return orphans
 
 
+def pacs_copies_among(project: Project, image_ids: Sequence[int]) -> int:
+    """How many of ``image_ids`` are PACS copies that taking them out would delete (one copy is
+    one image's: copies are named by their content)."""
+    wanted, cache = set(image_ids), pacs_cache_dir(project)
+    return sum(
+        1
+        for image in project.images()
+        if image.id in wanted and image.path is not None and is_pacs_copy_of(image.path, cache)
+    )
+
+
 def check_in_project(wanted: set[int], known: set[int]) -> None:
     """Refuse ids that are not among the project's images, naming the first few."""
     unknown = sorted(wanted - known)
