@@ -168,6 +168,7 @@ class MainWindow(QMainWindow):
         for action in (self.undo_action, self.redo_action, add_class):
             menu.addAction(action)
         menu.addAction(self.gallery.toggle_role_action)
+        menu.addAction(self.gallery.remove_action)  # also Delete in the gallery, and its menu
         menu.addAction(self.training.split_action)  # "Split for me": hold out test images
 
     @Slot()

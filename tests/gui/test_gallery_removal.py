@@ -11,12 +11,13 @@ import pytest
 from gui_support import select_rows
 from labelled_projects import write_layout, write_series
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QMenu, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 from recorded_runs import CLASSES, record_training_run
 
 from ept_studio.gui.gallery import MEMBER_IDS_ROLE
 from ept_studio.gui.gallery_panel import removal_question
+from ept_studio.gui.help import menu_shortcuts
 from ept_studio.gui.main_window import MainWindow
 from ept_studio.gui.thumbnail_delegate import SLICE_COUNT_ROLE
 from ept_studio.services.project import Project, import_paths, open_project, pacs_cache_dir
@@ -161,6 +162,9 @@ def test_the_right_click_menu_offers_it_and_a_pacs_copy_goes_with_its_image(
     menu = gallery.selection_menu()
     texts = [action.text() for action in menu.actions()]
     assert "Remove from project…" in texts
+    edit_menus = [m for m in window.menuBar().findChildren(QMenu) if m.title() == "&Edit"]
+    assert len(edit_menus) == 1
+    assert ("Del", "Remove from project") in menu_shortcuts(edit_menus)  # listed in Help
     yes = _answer(monkeypatch, QMessageBox.StandardButton.Yes)
     next(action for action in menu.actions() if action.text() == "Remove from project…").trigger()
     assert yes.asked == [removal_question(2, 1)]
