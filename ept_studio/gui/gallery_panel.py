@@ -63,8 +63,9 @@ REMOVE_TIP = (
 class GalleryPanel(QWidget):
     """Filter (all / unlabelled / per class / train / test / review) and what it lets through."""
 
-    images_removed = Signal(int)
-    """Images were taken out of the project (how many): results that scored them are stale."""
+    images_removed = Signal(list)
+    """Images were taken out of the project (their ids): results that scored them are stale, a
+    viewer showing one of them must let it go."""
 
     def __init__(
         self,
@@ -299,7 +300,7 @@ class GalleryPanel(QWidget):
         except EptStudioError as err:
             QMessageBox.warning(self, "EPT Studio", str(err))
             return False
-        self.images_removed.emit(count)
+        self.images_removed.emit(ids)
         window = self.window()
         if isinstance(window, QMainWindow):
             window.statusBar().showMessage(

@@ -140,6 +140,7 @@ class MainWindow(QMainWindow):
         self.gallery.view.doubleClicked.connect(self._on_open_image)
         self.gallery.running_task = lambda: self.jobs.current  # no removal under a running task
         self.gallery.images_removed.connect(self.results.refresh)
+        self.gallery.images_removed.connect(self._on_images_removed)
         self.results.predictions_changed.connect(self._on_predictions)
         self.results.view.images_chosen.connect(self.show_chosen_images)
         self.results.series.slice_opened.connect(self.open_with_attention)
@@ -170,6 +171,12 @@ class MainWindow(QMainWindow):
         menu.addAction(self.gallery.toggle_role_action)
         menu.addAction(self.gallery.remove_action)  # also Delete in the gallery, and its menu
         menu.addAction(self.training.split_action)  # "Split for me": hold out test images
+
+    @Slot(list)
+    def _on_images_removed(self, image_ids: list[int]) -> None:
+        """The viewer lets go of an image taken out of the project (its keys would label it)."""
+        if self.viewer.image_id in image_ids:
+            self.viewer.clear()
 
     @Slot()
     def show_results(self) -> None:

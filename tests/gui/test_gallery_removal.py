@@ -1,7 +1,8 @@
 """Taking images out of a project from the gallery, in the real window on a real project: the
 right-click menu and the Delete key ask first (the question is Qt's dialog, answered here), then
 the records, the gallery, the class bins and the Train checklist follow; the user's files stay,
-a PACS copy goes; a run that scored removed images still shows its results."""
+a PACS copy goes; a run that scored removed images still shows its results, and the viewer lets
+go of a removed image."""
 
 from __future__ import annotations
 
@@ -213,5 +214,9 @@ def test_results_of_a_run_that_scored_removed_images_are_shown_again_without_the
     assert sorted(i.image_id for i in after.scored) == test[1:-1]
     assert after.scores is not None
     assert after.scores.evaluated == len(test) - 2
-    window.results.view.grab()
-    window.viewer.grab()
+    assert window.viewer.image_id is None  # it let go of the removed image
+    window.session.add_class("Third")
+    labels_before = _stored(folder)[1]
+    for key in (Qt.Key.Key_3, Qt.Key.Key_T):  # the viewer's keys have no image to act on
+        qtbot.keyClick(window.viewer.canvas, key)
+    assert _stored(folder)[1] == labels_before
