@@ -85,6 +85,7 @@ def _add_bench(commands: Any) -> None:
     )
     speed.add_argument("--out", type=Path, help="also write the markdown report here")
     cli_onnx.add_bench_latency(bench_commands)
+    cli_onnx.add_bench_ray_predict(bench_commands)
     add_accuracy_bench(bench_commands)
 
 

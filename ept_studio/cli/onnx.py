@@ -1,9 +1,10 @@
-"""ONNX commands: ``export PROMPT --onnx OUT.onnx``, ``predict --onnx MODEL PATHS...``, ``bench latency``.
+"""ONNX commands: ``export PROMPT --onnx OUT.onnx``, ``predict --onnx MODEL PATHS...``, ``bench
+latency``, ``bench ray-predict``.
 
 ``predict --onnx`` runs without torch: it imports only the ONNX Runtime runner, the decoders and the
 overlay code. Its parser options come from :func:`add_predict_onnx_options`, its handler is
-:func:`run_predict_onnx`; ``bench latency`` is added to the ``bench`` sub-commands with
-:func:`add_bench_latency`.
+:func:`run_predict_onnx`; ``bench latency`` and ``bench ray-predict`` are added to the ``bench``
+sub-commands with :func:`add_bench_latency` and :func:`add_bench_ray_predict`.
 """
 
 from __future__ import annotations
@@ -90,6 +91,19 @@ def add_bench_latency(bench_commands: Any) -> None:
 
     add_bench_options(latency)
     latency.add_argument("--out", type=Path, help="also write the markdown report here")
+
+
+def add_bench_ray_predict(bench_commands: Any) -> None:
+    """Register ``bench ray-predict`` under the ``bench`` sub-commands."""
+    ray_predict = bench_commands.add_parser(
+        "ray-predict",
+        help="predict --onnx on a folder of images locally and on a local Ray: images per second",
+    )
+    ray_predict.set_defaults(handler=run_bench_ray_predict)
+    ray_predict.add_argument("--images", type=int, default=200, help="images in the folder (200)")
+    ray_predict.add_argument("--cpus", type=int, default=2, help="CPUs the local Ray gets (2)")
+    ray_predict.add_argument("--batch-size", type=int, default=8, help="images per batch (8)")
+    ray_predict.add_argument("--out", type=Path, help="also write the table to this markdown file")
 
 
 def run_export(args: argparse.Namespace, console: Console) -> None:
@@ -297,6 +311,23 @@ def run_bench_latency(args: argparse.Namespace, console: Console) -> None:
     if args.out is not None:
         check_output_file(args.out, "benchmark report")
     show_report(format_inference_bench(bench_from_args(args)), args.out, console)
+
+
+def run_bench_ray_predict(args: argparse.Namespace, console: Console) -> None:
+    from ept_studio.services.model import require_ray
+
+    require_ray()
+    if args.out is not None:
+        check_output_file(args.out, "benchmark report")
+    from ept_studio.evidence.bench_ray_predict import run_ray_predict_bench
+
+    console.note(
+        f"{args.images} images by predict --onnx, then on a local Ray with {args.cpus} CPUs"
+    )
+    bench = run_ray_predict_bench(
+        write_predictions_csv, images=args.images, cpus=args.cpus, batch_size=args.batch_size
+    )
+    show_report(bench.markdown(), args.out, console)
 
 
 def show_report(markdown: str, out: Path | None, console: Console) -> None:
