@@ -20,7 +20,8 @@ def test_twelve_images_score_the_same_locally_and_on_ray() -> None:
     assert (bench.images, bench.dicom, bench.cpus) == (12, DICOM_COPIES, 2)
     assert bench.provider == "Ray (1 ONNX Runtime actors, CPU)"
     for figure in (bench.local_ips, bench.ray_ips, bench.ratio, bench.ray_start_s):
-        assert math.isfinite(figure) and figure > 0
+        assert math.isfinite(figure)
+        assert figure > 0
     assert bench.ratio == pytest.approx(bench.local_s / bench.ray_s)
     table = bench.markdown()
     assert f"| {bench.ray_ips:.1f} |" in table
