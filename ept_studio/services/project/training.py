@@ -241,8 +241,8 @@ def train_on_project(
     method_config = config_from_dict(method)
     with Project.open(folder, locations_dir=locations_dir) as project:
         tset = training_set(project, slices_per_series)
-        _check_series_apart(tset, folder)
         _check_disjoint(project)
+        _check_series_apart(tset, folder)
         rendered, unreadable = _render(project, tset)
         loaded = backbone or load_backbone(backbone_name, weights=backbone_weights)
         config = {
