@@ -307,6 +307,7 @@ def test_the_plan_says_what_the_recipe_changes_before_the_press(labelled: MainWi
     panel = labelled.training
     panel.set_recipe("default")
     panel.device.setCurrentIndex(panel.device.findData("cpu"))
+    panel.advanced.trained_share.setValue(100)  # its note has a test of its own
     panel.epochs.setValue(2)
     assert panel.plan is not None
     assert (panel.plan.steps, panel.plan.epochs) == (50, 25)  # 8 training images, batch 4

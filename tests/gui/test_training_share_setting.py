@@ -1,6 +1,6 @@
-"""The Train tab's "Keep of what training learned" box (offscreen, the real window): the recipe's own
-share until the user sets one, a percentage as a fraction of the run's recipe, and off under the
-paper's recipe, which does not start from the prototype classifier."""
+"""The Train tab's "Keep of what training learned" box (offscreen, the real window): 50 % unless the
+user sets another, a percentage as a fraction of the run's recipe, said in the plan, and off under
+the paper's recipe, which does not start from the prototype classifier."""
 
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ def test_the_share_box_reaches_the_recipe_and_is_off_for_the_paper_recipe(
     panel = window.training
     box = panel.advanced.trained_share
     assert box.isEnabled()
-    assert box.value() == -1
-    assert box.text() == "recipe default"
-    assert panel.options().trained_share is None
+    assert box.value() == 50
+    assert panel.options().trained_share == 0.5
     assert "0 % is the prototype classifier" in box.toolTip()
 
     box.setValue(25)
@@ -33,7 +32,8 @@ def test_the_share_box_reaches_the_recipe_and_is_off_for_the_paper_recipe(
     recipe_box = panel.advanced.recipe
     recipe_box.setCurrentIndex(recipe_box.findData("paper"))
     assert not box.isEnabled()
-    assert panel.options().trained_share is None
+    assert panel.options().kept_share() is None
+    assert "trained_share" not in panel.options().recipe_overrides()
     recipe_box.setCurrentIndex(recipe_box.findData("default"))
     assert box.isEnabled()
     assert panel.options().trained_share == 0.25

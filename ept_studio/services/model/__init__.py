@@ -75,7 +75,9 @@ from ept_studio.services.model.training import (
 )
 from ept_studio.services.model.training_options import (
     DEFAULT_SLICES_PER_SERIES,
+    DEFAULT_TRAINED_SHARE,
     METHOD_CHOICES,
+    PROTOTYPE_START_RECIPES,
     RECIPE_CHOICES,
     TrainingOptions,
     coverage_error,
@@ -86,8 +88,10 @@ from ept_studio.services.model.training_options import (
 
 __all__ = [
     "DEFAULT_SLICES_PER_SERIES",
+    "DEFAULT_TRAINED_SHARE",
     "LOCAL_RAY",
     "METHOD_CHOICES",
+    "PROTOTYPE_START_RECIPES",
     "RAY_MISSING",
     "RECIPE_CHOICES",
     "RUN_RECORD_FORMAT",

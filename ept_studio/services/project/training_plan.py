@@ -107,6 +107,7 @@ def _plan(
         *_calibration_notes(tset, options, held),
         *_patience_notes(options, held),
         *_bf16_notes(kind),
+        *_share_notes(options),
     ]
     return TrainingPlan(
         steps=steps,
@@ -195,6 +196,23 @@ def _series_notes(tset: TrainingSet) -> list[str]:
     return [
         f"{taken} (evenly spaced from first to last), so one series weighs no more than "
         f"{tset.slices_per_series} images; {tset.slices_not_taken} slices are not trained on."
+    ]
+
+
+def _share_notes(options: TrainingOptions) -> list[str]:
+    """How much of the training the model keeps, when not all of it."""
+    share = options.kept_share()
+    if share is None or share >= 1.0:
+        return []
+    if share == 0.0:
+        return [
+            "The model keeps none of what training learns: it stays the class-centre "
+            "classifier it starts from ('Keep of what training learned': 0 %)."
+        ]
+    return [
+        f"The model keeps {share:.0%} of what training learns, on top of the class-centre "
+        "classifier it starts from, so it cannot drift far from that ('Keep of what training "
+        "learned')."
     ]
 
 

@@ -6,12 +6,16 @@ import pytest
 
 from ept_studio.common.errors import ConfigError
 from ept_studio.core.training import recipe_from_settings
-from ept_studio.services.model.training_options import TrainingOptions
+from ept_studio.services.model.training_options import (
+    DEFAULT_TRAINED_SHARE,
+    PROTOTYPE_START_RECIPES,
+    TrainingOptions,
+)
 
 
 def test_only_the_settings_the_user_changed_override_the_preset() -> None:
     overrides = TrainingOptions(method="ept", device="cpu").recipe_overrides()
-    assert overrides == {"device": "cpu", "preset": "default"}
+    assert overrides == {"device": "cpu", "preset": "default", "trained_share": 0.5}
     recipe = recipe_from_settings(overrides)
     assert (recipe.lr, recipe.head_learning_rate) == (3e-4, 3e-4)
 
@@ -25,6 +29,7 @@ def test_the_learning_rate_box_sets_the_rate_the_method_trains_at() -> None:
         "epochs": 3,
         "device": "auto",
         "preset": "default",
+        "trained_share": 0.5,
     }
     full = recipe_from_settings(full_options.recipe_overrides())
     assert (full.method_learning_rate("full"), full.head_learning_rate) == (2e-5, 3e-4)
@@ -94,13 +99,22 @@ def test_bf16_overrides_the_recipe_only_when_chosen() -> None:
         TrainingOptions(bf16="fast")
 
 
-def test_the_share_of_training_to_keep_overrides_the_recipe_only_when_chosen() -> None:
-    assert "trained_share" not in TrainingOptions().recipe_overrides()
+def test_the_app_keeps_half_of_the_training_unless_told_otherwise() -> None:
+    assert TrainingOptions().recipe_overrides()["trained_share"] == DEFAULT_TRAINED_SHARE == 0.5
+    assert recipe_from_settings(TrainingOptions().recipe_overrides()).trained_share == 0.5
     overrides = TrainingOptions(trained_share=0.25).recipe_overrides()
     assert overrides["trained_share"] == 0.25
     assert recipe_from_settings(overrides).trained_share == 0.25
+    assert "trained_share" not in TrainingOptions(trained_share=None).recipe_overrides()
     with pytest.raises(ConfigError, match="share of training to keep must be between 0 and 1"):
         TrainingOptions(trained_share=1.5)
-    paper = TrainingOptions(recipe="paper", trained_share=0.5).recipe_overrides()
-    with pytest.raises(ConfigError, match="needs head_init='prototype'"):
-        recipe_from_settings(paper)
+
+
+def test_only_recipes_that_start_from_the_prototypes_take_a_share() -> None:
+    from ept_studio.core.training import RECIPES, HeadInit
+
+    starts = {name for name, r in RECIPES.items() if r.head_init is HeadInit.PROTOTYPE}
+    assert starts == PROTOTYPE_START_RECIPES
+    paper = TrainingOptions(recipe="paper").recipe_overrides()
+    assert "trained_share" not in paper
+    assert recipe_from_settings(paper).trained_share == 1.0

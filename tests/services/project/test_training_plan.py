@@ -85,7 +85,9 @@ NO_HELD_OUT_CALIBRATION = (
 
 
 def test_the_plan_says_what_the_recipe_changes(projects: dict[str, Project]) -> None:
-    plan = plan_training(projects["six"], TrainingOptions(epochs=2), gpu_names=[])
+    plan = plan_training(
+        projects["six"], TrainingOptions(epochs=2, trained_share=None), gpu_names=[]
+    )
     assert (plan.steps, plan.epochs, plan.epochs_requested) == (50, 25, 2)
     assert plan.notes == (
         "You asked for 2 passes; the recipe needs at least 50 steps, so it will run 25 passes "
@@ -109,7 +111,9 @@ def test_the_plan_says_what_the_recipe_changes(projects: dict[str, Project]) -> 
 def test_the_recipes_own_passes_are_named_when_the_user_set_none(
     projects: dict[str, Project],
 ) -> None:
-    plan = plan_training(projects["twelve"], TrainingOptions(patience=3), gpu_names=[])
+    plan = plan_training(
+        projects["twelve"], TrainingOptions(patience=3, trained_share=None), gpu_names=[]
+    )
     assert plan.notes == (
         "The recipe's 10 passes would be 30 steps; the recipe needs at least 50 steps, so it "
         "will run 17 passes (51 steps).",
@@ -227,13 +231,17 @@ def test_stopping_early_without_held_out_images_is_said_to_be_off(
     projects: dict[str, Project],
 ) -> None:
     """Patience needs held-out images to judge by: when there are none, the plan says so."""
-    too_few = plan_training(projects["six"], TrainingOptions(patience=3), gpu_names=[])
+    too_few = plan_training(
+        projects["six"], TrainingOptions(patience=3, trained_share=None), gpu_names=[]
+    )
     assert too_few.notes[-1] == (
         "Stopping early after 3 passes without improvement is off too: it is judged on the "
         "held-out images."
     )
     unticked = plan_training(
-        projects["twenty-one"], TrainingOptions(patience=3, hold_out=False), gpu_names=[]
+        projects["twenty-one"],
+        TrainingOptions(patience=3, hold_out=False, trained_share=None),
+        gpu_names=[],
     )
     assert unticked.notes[-1] == (
         "Stopping early after 3 passes without improvement is off: it needs 'Keep a fifth "
@@ -318,3 +326,18 @@ def test_the_plan_is_silent_about_bf16_on_a_cpu_without_it(projects: dict[str, P
     assert gpu.notes[-1] == (
         "bfloat16 is decided when training starts: on if the NVIDIA GPU supports it."
     )
+
+
+def test_the_plan_says_how_much_of_the_training_the_model_keeps(
+    projects: dict[str, Project],
+) -> None:
+    half = plan_training(projects["six"], TrainingOptions(), gpu_names=[])
+    assert half.notes[-1] == (
+        "The model keeps 50% of what training learns, on top of the class-centre classifier it "
+        "starts from, so it cannot drift far from that ('Keep of what training learned')."
+    )
+    none = plan_training(projects["six"], TrainingOptions(trained_share=0.0), gpu_names=[])
+    assert "keeps none of what training learns" in none.notes[-1]
+    for options in (TrainingOptions(trained_share=1.0), TrainingOptions(recipe="paper")):
+        notes = plan_training(projects["six"], options, gpu_names=[]).notes
+        assert not [note for note in notes if "of what training learns" in note]
