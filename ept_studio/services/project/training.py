@@ -31,6 +31,7 @@ from ept_studio.services.model.run_record import Evaluation, RecordedData, Recor
 from ept_studio.services.model.training_options import (
     DEFAULT_SLICES_PER_SERIES,
     coverage_error,
+    share_for,
     slices_per_series_error,
 )
 from ept_studio.services.project.duplicates import straddling_duplicates
@@ -96,6 +97,21 @@ class TrainingSet:
         """Patients (by salted hash) with images in train and in test: an optimistic test."""
         train = {i.patient_hash for i in self.of_role(Role.TRAIN) if i.patient_hash}
         return len(train & {i.patient_hash for i in self.of_role(Role.TEST) if i.patient_hash})
+
+    def smallest_class(self) -> int:
+        """Training images of the class with the fewest (a series counts once; classes
+        without training images left out; 0 when there are none)."""
+        units: dict[int, set[str]] = {}
+        for item in self.of_role(Role.TRAIN):
+            target = item.target
+            carried = (
+                [k for k, flag in enumerate(target) if flag]
+                if isinstance(target, tuple)
+                else [target]
+            )
+            for k in carried:
+                units.setdefault(k, set()).add(item.unit)
+        return min((len(found) for found in units.values()), default=0)
 
     def series_in_both_roles(self) -> dict[str, tuple[int, ...]]:
         """Series with slices in train and in test: each one's test slices (image ids).
@@ -212,6 +228,7 @@ def train_on_project(
     coverage: float = DEFAULT_COVERAGE,
     calibrate_on_test: bool = False,
     slices_per_series: int = DEFAULT_SLICES_PER_SERIES,
+    share_minimum: int = 0,
 ) -> Generator[object, None, None]:
     """Train on the project in ``folder``; yields events (see the module docstring).
 
@@ -228,6 +245,9 @@ def train_on_project(
     together.
     ``slices_per_series``: at most this many training slices of one series, evenly spaced
     (0: every slice; see :func:`training_set`).
+    ``share_minimum``: the recipe's ``trained_share`` applies only when every class has at least
+    this many training images (a series once); with fewer the run keeps all of its training,
+    and its recorded recipe says so (the Train tab's plan says it before the run).
     """
     from ept_studio.core.backbones import load_backbone
 
@@ -237,10 +257,13 @@ def train_on_project(
     from ept_studio.core.methods import config_from_dict
     from ept_studio.core.training import recipe_from_settings
 
-    full_recipe = recipe_from_settings({**recipe, "seed": seed})
+    recipe_from_settings({**recipe, "seed": seed})  # a bad recipe is told before any work
     method_config = config_from_dict(method)
     with Project.open(folder, locations_dir=locations_dir) as project:
         tset = training_set(project, slices_per_series)
+        full_recipe = recipe_from_settings(
+            {**_with_share_rule(recipe, tset, share_minimum), "seed": seed}
+        )
         _check_disjoint(project)
         _check_series_apart(tset, folder)
         rendered, unreadable = _render(project, tset)
@@ -255,6 +278,7 @@ def train_on_project(
             "calibrate_on_test": calibrate_on_test,
             "slices_per_series": slices_per_series,
             "slices_not_taken": tset.slices_not_taken,
+            "share_minimum": share_minimum,
         }
         run_id = project.record_run(
             config=config,
@@ -274,6 +298,18 @@ def train_on_project(
             project.finish_run(run_id, "failed")
             raise
         yield saved
+
+
+def _with_share_rule(
+    recipe: dict[str, Any], tset: TrainingSet, share_minimum: int
+) -> dict[str, Any]:
+    """``recipe`` without its ``trained_share`` when a class has too few training images."""
+    share = share_for(recipe.get("trained_share"), tset.smallest_class(), share_minimum)
+    return (
+        {**recipe, "trained_share": share}
+        if share is not None
+        else {key: value for key, value in recipe.items() if key != "trained_share"}
+    )
 
 
 def _render(project: Project, tset: TrainingSet) -> tuple[_Rendered, int]:

@@ -20,7 +20,7 @@ from ept_studio.core.hold_out import HOLD_OUT_MINIMUM
 from ept_studio.core.run_length import PRESET_LENGTHS, RunLength
 from ept_studio.core.temperature import MIN_CALIBRATION_IMAGES
 from ept_studio.data.store import LabelMode, Project, Role
-from ept_studio.services.model.training_options import TrainingOptions
+from ept_studio.services.model.training_options import SHARE_MINIMUM, TrainingOptions, share_for
 from ept_studio.services.project.readiness import class_counts
 from ept_studio.services.project.run_timing import estimate_seconds
 from ept_studio.services.project.training import (
@@ -107,7 +107,7 @@ def _plan(
         *_calibration_notes(tset, options, held),
         *_patience_notes(options, held),
         *_bf16_notes(kind),
-        *_share_notes(options),
+        *_share_notes(options, tset.smallest_class()),
     ]
     return TrainingPlan(
         steps=steps,
@@ -199,11 +199,18 @@ def _series_notes(tset: TrainingSet) -> list[str]:
     ]
 
 
-def _share_notes(options: TrainingOptions) -> list[str]:
+def _share_notes(options: TrainingOptions, smallest_class: int) -> list[str]:
     """How much of the training the model keeps, when not all of it."""
-    share = options.kept_share()
-    if share is None or share >= 1.0:
+    asked = options.kept_share()
+    if asked is None or asked >= 1.0:
         return []
+    share = share_for(asked, smallest_class, SHARE_MINIMUM)
+    if share is None:
+        return [
+            f"The model keeps all of what training learns: 'Keep of what training learned' "
+            f"starts at {SHARE_MINIMUM} training images a class, because the class centre of "
+            "fewer is a weak anchor."
+        ]
     if share == 0.0:
         return [
             "The model keeps none of what training learns: it stays the class-centre "

@@ -26,7 +26,7 @@ from ept_studio.common.training_events import (
     StepFinished,
     TrainEvent,
 )
-from ept_studio.services.model.training_options import TrainingOptions
+from ept_studio.services.model.training_options import SHARE_MINIMUM, TrainingOptions
 from ept_studio.services.project.training import (
     ProjectDataReady,
     ProjectTrainingSaved,
@@ -94,6 +94,7 @@ def tune_project(
         coverage=options.coverage,
         calibrate_on_test=options.calibrate_on_test,
         slices_per_series=options.slices_per_series,
+        share_minimum=SHARE_MINIMUM,
     )
     try:
         for event in events:

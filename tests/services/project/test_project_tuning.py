@@ -65,3 +65,25 @@ def test_a_cancel_ends_the_run_with_the_steps_done(tmp_path: Path, class_folders
     assert steps == [1, 2]
     assert events[-1] == TuningCancelled(ready.run_id, 2)
     assert not any(isinstance(event, (RunFinished, ProjectTrainingSaved)) for event in events)
+
+
+def _recorded_share(tmp_path: Path, per_class: int) -> float:
+    from support import write_class_folders
+
+    folders = write_class_folders(tmp_path / f"data-{per_class}", per_class=per_class)
+    locations = tmp_path / "locations"
+    with Project.create(tmp_path / f"project-{per_class}", locations_dir=locations) as project:
+        import_paths(project, [folders], folders_as_classes=True, thumbnails=False)
+        folder = project.folder
+    options = TrainingOptions(method="linear", epochs=1, device="cpu", hold_out=False)
+    events = list(tune_project(folder, options, backbone=tiny_backbone(), locations_dir=locations))
+    assert isinstance(events[-1], ProjectTrainingSaved)
+    with Project.open(folder, locations_dir=locations) as project:
+        config = project.runs()[-1].config
+    assert config["share_minimum"] == 5
+    return float(config["recipe"]["trained_share"])
+
+
+def test_the_app_keeps_half_of_the_training_from_five_images_a_class(tmp_path: Path) -> None:
+    assert _recorded_share(tmp_path, per_class=5) == 0.5
+    assert _recorded_share(tmp_path, per_class=4) == 1.0

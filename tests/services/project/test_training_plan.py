@@ -331,13 +331,23 @@ def test_the_plan_is_silent_about_bf16_on_a_cpu_without_it(projects: dict[str, P
 def test_the_plan_says_how_much_of_the_training_the_model_keeps(
     projects: dict[str, Project],
 ) -> None:
-    half = plan_training(projects["six"], TrainingOptions(), gpu_names=[])
+    half = plan_training(projects["twenty-one"], TrainingOptions(), gpu_names=[])
     assert half.notes[-1] == (
         "The model keeps 50% of what training learns, on top of the class-centre classifier it "
         "starts from, so it cannot drift far from that ('Keep of what training learned')."
     )
-    none = plan_training(projects["six"], TrainingOptions(trained_share=0.0), gpu_names=[])
+    none = plan_training(projects["twenty-one"], TrainingOptions(trained_share=0.0), gpu_names=[])
     assert "keeps none of what training learns" in none.notes[-1]
     for options in (TrainingOptions(trained_share=1.0), TrainingOptions(recipe="paper")):
-        notes = plan_training(projects["six"], options, gpu_names=[]).notes
+        notes = plan_training(projects["twenty-one"], options, gpu_names=[]).notes
         assert not [note for note in notes if "of what training learns" in note]
+
+
+def test_with_fewer_than_five_images_a_class_the_model_keeps_all_of_its_training(
+    projects: dict[str, Project],
+) -> None:
+    few = plan_training(projects["six"], TrainingOptions(), gpu_names=[])  # 3 images a class
+    assert few.notes[-1] == (
+        "The model keeps all of what training learns: 'Keep of what training learned' starts "
+        "at 5 training images a class, because the class centre of fewer is a weak anchor."
+    )
