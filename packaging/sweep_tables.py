@@ -34,6 +34,8 @@ CALIBRATION_RUNS = "calib-"
 recipe), so the accuracy tables leave them out, and the calibration table checks that their
 whole-query accuracies are the sweep's, run for run."""
 """The document whose marked blocks quote the sweep's tables."""
+APP_RECIPE = "default + trained_share=0.5"
+"""What the app trains with: the default preset keeping half of what training learned."""
 
 VERSUS: dict[str, tuple[tuple[str, str], ...]] = {
     "head-init.md": (("default", "default + head_init=normal"),),
@@ -49,6 +51,7 @@ VERSUS: dict[str, tuple[tuple[str, str], ...]] = {
         ("default", "default + crop_scale=0.8-1"),
     ),
     "bf16.md": (("default", "default + bf16=on"),),
+    "trained-share.md": (("default", "default + trained_share=0.5"),),
 }
 """Each table made of recipe-against-recipe comparisons, in the order they are printed."""
 
@@ -98,10 +101,12 @@ def tables() -> dict[str, str]:
     return out
 
 
-def default_verdicts(table: str) -> str:
-    """The default recipe's beats / ties / below lines of ``table.md``."""
+def default_verdicts(table: str, recipe: str = "default") -> str:
+    """``recipe``'s beats / ties / below lines of ``table.md``."""
     lines = [
-        line for line in table.splitlines() if line.startswith("- ") and "(default recipe)" in line
+        line
+        for line in table.splitlines()
+        if line.startswith("- ") and f"({recipe} recipe)" in line
     ]
     return "\n".join(lines) + "\n"
 
@@ -136,7 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if recalibrate_results(path.parent):
                 sys.stdout.write(f"recalibrated {path.relative_to(ROOT)}\n")
     made = tables()
-    blocks = dict(made, **{"default-verdicts": default_verdicts(made["table.md"])})
+    blocks = dict(
+        made,
+        **{
+            "default-verdicts": default_verdicts(made["table.md"]),
+            "share-verdicts": default_verdicts(made["table.md"], APP_RECIPE),
+        },
+    )
     targets: dict[Path, str] = {SWEEP / name: text for name, text in made.items()}
     document = fill_blocks(EVIDENCE.read_text(encoding="utf-8"), blocks)
     targets[EVIDENCE] = CALIBRATION_BLOCK.sub(
