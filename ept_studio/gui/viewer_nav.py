@@ -64,14 +64,9 @@ class SequenceNavigator(QWidget):
         self.next_action = _action(self, "Next image", "▶", ("Right", "PgDown"))
         self.previous_action.triggered.connect(self.show_previous)
         self.next_action.triggered.connect(self.show_next)
-        self.position = QLabel()
-        self.position.setToolTip("Position in the gallery's current filter")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
-        layout.addWidget(_button(self.previous_action))
-        layout.addWidget(self.position)
-        layout.addWidget(_button(self.next_action))
+        self.position = _stepper_row(
+            self, self.previous_action, self.next_action, "Position in the gallery's current filter"
+        )
         self.refresh()
 
     @property
@@ -154,14 +149,12 @@ class SliceStepper(QWidget):
         self.next_action = _slice_action(self, "Next slice", "▼", "Down")
         self.previous_action.triggered.connect(self.show_previous)
         self.next_action.triggered.connect(self.show_next)
-        self.position = QLabel()
-        self.position.setToolTip("This image's place in its series (scan), in slice order")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
-        layout.addWidget(_button(self.previous_action))
-        layout.addWidget(self.position)
-        layout.addWidget(_button(self.next_action))
+        self.position = _stepper_row(
+            self,
+            self.previous_action,
+            self.next_action,
+            "This image's place in its series (scan), in slice order",
+        )
         self.set_slices((), None)
 
     @property
@@ -209,6 +202,21 @@ def _slice_action(parent: QWidget, text: str, icon_text: str, key: str) -> QActi
     action.setShortcut(QKeySequence(key))
     action.setToolTip(f"{text} of this series, in slice order ({QKeySequence(key).toString()})")
     return action
+
+
+def _stepper_row(
+    owner: QWidget, previous: QAction, following: QAction, position_tip: str
+) -> QLabel:
+    """◀ position ▶ across ``owner``; returns the position label."""
+    position = QLabel()
+    position.setToolTip(position_tip)
+    layout = QHBoxLayout(owner)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    layout.addWidget(_button(previous))
+    layout.addWidget(position)
+    layout.addWidget(_button(following))
+    return position
 
 
 def _button(action: QAction) -> QToolButton:

@@ -29,6 +29,13 @@ from ept_studio.evidence.orthanc import (
     OrthancUnavailable,
 )
 from ept_studio.evidence.orthanc import free_ports as _free_ports
+from ept_studio.services.project import (
+    DimseServer,
+    PacsImportEvent,
+    Project,
+    iter_dimse_import,
+    pacs_cache_dir,
+)
 
 __all__ = [
     "ORTHANC_PLACES",
@@ -98,3 +105,19 @@ def move_destination(
         yield
     finally:
         server.rest("DELETE", f"/modalities/{name}")
+
+
+def dimse_import(
+    project: Project,
+    server: DimseServer,
+    uids: list[str],
+    cancel: Callable[[], bool] | None = None,
+) -> list[PacsImportEvent]:
+    """Every event of a DIMSE import (C-GET or C-MOVE, as ``server`` says) of ``uids``."""
+    return list(iter_dimse_import(project, server, uids, cancel=cancel))
+
+
+def cached_copies(project: Project) -> list[Path]:
+    """The PACS copies the project keeps on this computer, sorted."""
+    folder = pacs_cache_dir(project)
+    return sorted(folder.iterdir()) if folder.exists() else []

@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from orthanc_support import PASSWORD, USER, Orthanc
+from orthanc_support import PASSWORD, USER, Orthanc, cached_copies, dimse_import
 from phi_support import MARK, MARKERS, every_file, leaks
 
 from ept_studio.services.project import (
     DimseServer,
     ImportFinished,
     PacsError,
-    PacsImportEvent,
     PacsRetrieved,
     Project,
     image_count,
-    iter_dimse_import,
     pacs_cache_dir,
     search_dimse_studies,
     search_studies,
@@ -33,20 +30,6 @@ CT_SMALL_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
 
 def _server(orthanc: Orthanc, timeout_s: float = 10) -> DimseServer:
     return DimseServer("EPTTEST", "127.0.0.1", orthanc.dicom_port, timeout_s=timeout_s)
-
-
-def _import(
-    project: Project,
-    server: DimseServer,
-    uids: list[str],
-    cancel: Callable[[], bool] | None = None,
-) -> list[PacsImportEvent]:
-    return list(iter_dimse_import(project, server, uids, cancel=cancel))
-
-
-def _cached(project: Project) -> list[Path]:
-    folder = pacs_cache_dir(project)
-    return sorted(folder.iterdir()) if folder.exists() else []
 
 
 def test_search_finds_what_dicomweb_finds(orthanc: Orthanc) -> None:
@@ -79,16 +62,16 @@ def test_importing_a_study_by_c_get_adds_its_instances_once(
     uids = [CT_SMALL_STUDY, marked[0].study_uid]
     held = sum(orthanc.instance_count(uid) for uid in uids)
     assert held == 5
-    events = _import(project, server, uids)
+    events = dimse_import(project, server, uids)
     retrieved = [e for e in events if isinstance(e, PacsRetrieved)]
     assert [(e.done, e.total) for e in retrieved] == [(i, held) for i in range(1, held + 1)]
     finished = events[-1]
     assert isinstance(finished, ImportFinished)
     assert (len(finished.report.added), finished.report.skipped) == (held, [])
     assert image_count(project) == held
-    assert len(_cached(project)) == held
+    assert len(cached_copies(project)) == held
     assert {image.patient_hash for image in project.images()} != {None}
-    again = _import(project, server, uids)[-1]
+    again = dimse_import(project, server, uids)[-1]
     assert isinstance(again, ImportFinished)
     assert (len(again.report.added), len(again.report.duplicates)) == (0, held)
     assert image_count(project) == held
@@ -104,9 +87,9 @@ def test_a_pacs_that_is_down_is_told_and_changes_nothing(project: Project) -> No
     with pytest.raises(PacsError, match=expected):
         search_dimse_studies(server)
     with pytest.raises(PacsError, match=expected):
-        _import(project, server, [CT_SMALL_STUDY])
+        dimse_import(project, server, [CT_SMALL_STUDY])
     assert image_count(project) == 0
-    assert _cached(project) == []
+    assert cached_copies(project) == []
 
 
 def test_a_pacs_that_does_not_answer_times_out(project: Project) -> None:
@@ -120,9 +103,9 @@ def test_a_pacs_that_does_not_answer_times_out(project: Project) -> None:
         ):
             search_dimse_studies(server)
         with pytest.raises(PacsError, match=r"did not answer within 0\.5 s"):
-            _import(project, server, [CT_SMALL_STUDY])
+            dimse_import(project, server, [CT_SMALL_STUDY])
     assert image_count(project) == 0
-    assert _cached(project) == []
+    assert cached_copies(project) == []
 
 
 def test_a_study_deleted_after_the_search_is_told(own_orthanc: Orthanc, project: Project) -> None:
@@ -131,9 +114,9 @@ def test_a_study_deleted_after_the_search_is_told(own_orthanc: Orthanc, project:
     assert CT_SMALL_STUDY in uids
     own_orthanc.rest("DELETE", f"/studies/{own_orthanc.study_id(CT_SMALL_STUDY)}")
     with pytest.raises(PacsError, match=r"a study asked for is not on the PACS .*deleted"):
-        _import(project, server, uids)
+        dimse_import(project, server, uids)
     assert image_count(project) == 0
-    assert _cached(project) == []
+    assert cached_copies(project) == []
 
 
 def test_a_study_deleted_while_it_is_retrieved_is_told(
@@ -151,10 +134,10 @@ def test_a_study_deleted_while_it_is_retrieved_is_told(
         return False
 
     with pytest.raises(PacsError, match=r"an image asked for is not on the PACS .*deleted"):
-        _import(project, server, [study.study_uid], cancel=delete_after_the_first)
+        dimse_import(project, server, [study.study_uid], cancel=delete_after_the_first)
     assert len(asked) == 2
     assert image_count(project) == 0
-    assert _cached(project) == []
+    assert cached_copies(project) == []
 
 
 def test_cancel_while_retrieving_keeps_nothing(orthanc: Orthanc, project: Project) -> None:
@@ -165,13 +148,13 @@ def test_cancel_while_retrieving_keeps_nothing(orthanc: Orthanc, project: Projec
         asked.append(1)
         return len(asked) > 2
 
-    events = _import(project, _server(orthanc), [study.study_uid], cancel=cancel)
+    events = dimse_import(project, _server(orthanc), [study.study_uid], cancel=cancel)
     assert len([e for e in events if isinstance(e, PacsRetrieved)]) == 2
     finished = events[-1]
     assert isinstance(finished, ImportFinished)
     assert finished.report.files_seen == 0
     assert image_count(project) == 0
-    assert _cached(project) == []
+    assert cached_copies(project) == []
 
 
 def test_no_patient_detail_reaches_the_log_or_the_database(
@@ -180,7 +163,7 @@ def test_no_patient_detail_reaches_the_log_or_the_database(
     server = _server(orthanc)
     marked = search_dimse_studies(server, patient=MARK, patient_id=f"{MARK}-0")
     assert len(marked) == 1
-    events = _import(project, server, [marked[0].study_uid])
+    events = dimse_import(project, server, [marked[0].study_uid])
     assert len([e for e in events if isinstance(e, PacsRetrieved)]) == 4
     for handler in logging.getLogger().handlers:
         handler.flush()

@@ -5,13 +5,20 @@ that sends elsewhere or one that breaks off told in one line, the project left a
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from orthanc_support import PYDICOM_FILES, Orthanc, _free_ports, move_destination
+from orthanc_support import (
+    PYDICOM_FILES,
+    Orthanc,
+    _free_ports,
+    cached_copies,
+    dimse_import,
+    move_destination,
+)
 from phi_support import MARK
 
 from ept_studio.cli import main
@@ -20,12 +27,9 @@ from ept_studio.services.project import (
     DimseServer,
     ImportFinished,
     PacsError,
-    PacsImportEvent,
     PacsRetrieved,
     Project,
     image_count,
-    iter_dimse_import,
-    pacs_cache_dir,
     search_dimse_studies,
 )
 
@@ -53,22 +57,8 @@ def _server(orthanc: Orthanc, port: int, move_ae_title: str = RECEIVER) -> Dimse
     )
 
 
-def _import(
-    project: Project,
-    server: DimseServer,
-    uids: list[str],
-    cancel: Callable[[], bool] | None = None,
-) -> list[PacsImportEvent]:
-    return list(iter_dimse_import(project, server, uids, cancel=cancel))
-
-
-def _cached(project: Project) -> list[Path]:
-    folder = pacs_cache_dir(project)
-    return sorted(folder.iterdir()) if folder.exists() else []
-
-
 def _unchanged(project: Project) -> bool:
-    return image_count(project) == 0 and _cached(project) == []
+    return image_count(project) == 0 and cached_copies(project) == []
 
 
 def _port_is_free(port: int) -> bool:
@@ -88,7 +78,7 @@ def test_a_study_by_c_move_gives_the_images_c_get_gives(
     uids = [CT_SMALL_STUDY, marked[0].study_uid]
     held = sum(orthanc.instance_count(uid) for uid in uids)
     assert held == 5
-    events = _import(project, server, uids)
+    events = dimse_import(project, server, uids)
     retrieved = [e for e in events if isinstance(e, PacsRetrieved)]
     assert [(e.done, e.total) for e in retrieved] == [(i, held) for i in range(1, held + 1)]
     finished = events[-1]
@@ -97,15 +87,15 @@ def test_a_study_by_c_move_gives_the_images_c_get_gives(
     assert _port_is_free(receiving_port)  # the storage server is stopped
     by_get = DimseServer("EPTTEST", "127.0.0.1", orthanc.dicom_port, timeout_s=10)
     with Project.create(tmp_path / "by-get", "single") as other:
-        assert isinstance(_import(other, by_get, uids)[-1], ImportFinished)
+        assert isinstance(dimse_import(other, by_get, uids)[-1], ImportFinished)
         moved = [_record(image) for image in project.images()]
         got = [_record(image) for image in other.images()]
         assert len(moved) == held
         assert sorted(moved) == sorted(got)
-        assert [p.name for p in _cached(project)] == [p.name for p in _cached(other)]
-        for mine, theirs in zip(_cached(project), _cached(other), strict=True):
+        assert [p.name for p in cached_copies(project)] == [p.name for p in cached_copies(other)]
+        for mine, theirs in zip(cached_copies(project), cached_copies(other), strict=True):
             assert np.array_equal(_pixels(mine), _pixels(theirs))
-    again = _import(project, server, uids)[-1]
+    again = dimse_import(project, server, uids)[-1]
     assert isinstance(again, ImportFinished)
     assert (len(again.report.added), len(again.report.duplicates)) == (0, held)
     assert image_count(project) == held
@@ -134,7 +124,7 @@ def test_cancel_while_moving_keeps_nothing_and_frees_the_port(
         asked.append(1)
         return len(asked) > 2
 
-    events = _import(project, server, [study.study_uid], cancel=cancel)
+    events = dimse_import(project, server, [study.study_uid], cancel=cancel)
     assert len([e for e in events if isinstance(e, PacsRetrieved)]) == 2
     finished = events[-1]
     assert isinstance(finished, ImportFinished)
@@ -156,13 +146,13 @@ def test_an_image_not_asked_for_is_refused(
             answers.append(_store(intruder, receiving_port))
         return False
 
-    events = _import(project, server, [study.study_uid], cancel=push_between_instances)
+    events = dimse_import(project, server, [study.study_uid], cancel=push_between_instances)
     finished = events[-1]
     assert isinstance(finished, ImportFinished)
     assert answers == [0xA900]
     assert len(finished.report.added) == study.instances == 4
-    assert len(_cached(project)) == 4
-    kept = {str(pydicom.dcmread(path).SOPInstanceUID) for path in _cached(project)}
+    assert len(cached_copies(project)) == 4
+    kept = {str(pydicom.dcmread(path).SOPInstanceUID) for path in cached_copies(project)}
     assert str(intruder.SOPInstanceUID) not in kept
 
 
@@ -190,7 +180,7 @@ def test_a_pacs_that_does_not_know_the_destination_is_told(
         rf"add ELSEWHERE on the PACS with address 127\.0\.0\.1 and port {port} \(status 0x"
     )
     with pytest.raises(PacsError, match=expected):
-        _import(project, server, [CT_SMALL_STUDY])
+        dimse_import(project, server, [CT_SMALL_STUDY])
     assert _unchanged(project)
     assert _port_is_free(port)
 
@@ -202,7 +192,7 @@ def test_a_port_in_use_is_told(orthanc: Orthanc, project: Project, receiving_por
         with pytest.raises(
             PacsError, match=rf"^port {receiving_port} of this computer is already in use"
         ):
-            _import(project, _server(orthanc, receiving_port), [CT_SMALL_STUDY])
+            dimse_import(project, _server(orthanc, receiving_port), [CT_SMALL_STUDY])
     assert _unchanged(project)
 
 
@@ -212,14 +202,14 @@ def test_images_sent_elsewhere_are_told(
     with move_destination(orthanc, "ITSELF", orthanc.dicom_port):  # it stores them to itself
         server = _server(orthanc, receiving_port, move_ae_title="ITSELF")
         with pytest.raises(PacsError, match=r"says it sent an image, but none reached this"):
-            _import(project, server, [CT_SMALL_STUDY])
+            dimse_import(project, server, [CT_SMALL_STUDY])
     assert _unchanged(project)
 
 
 def test_a_caller_not_allowed_to_move_is_told(orthanc: Orthanc, project: Project) -> None:
     (port,) = _free_ports(1)  # the PACS knows no modality: it lets nobody ask for C-MOVE
     with pytest.raises(PacsError, match=r"broke off .* may not allow Move for .*\(EPTSTUDIO\)"):
-        _import(project, _server(orthanc, port), [CT_SMALL_STUDY])
+        dimse_import(project, _server(orthanc, port), [CT_SMALL_STUDY])
     assert _unchanged(project)
     assert _port_is_free(port)
 
@@ -232,7 +222,7 @@ def test_a_pacs_that_does_not_answer_times_out(project: Project) -> None:
             "SILENT", "127.0.0.1", silent.getsockname()[1], timeout_s=0.5, retrieve="move"
         )
         with pytest.raises(PacsError, match=r"did not answer within 0\.5 s"):
-            _import(project, server, [CT_SMALL_STUDY])
+            dimse_import(project, server, [CT_SMALL_STUDY])
     assert _unchanged(project)
 
 
@@ -252,7 +242,7 @@ def test_a_study_deleted_while_it_is_moved_is_told(own_orthanc: Orthanc, project
         move_destination(own_orthanc, RECEIVER, port),
         pytest.raises(PacsError, match=r"an image asked for is not on the PACS .*deleted"),
     ):
-        _import(project, server, [study.study_uid], cancel=delete_after_the_first)
+        dimse_import(project, server, [study.study_uid], cancel=delete_after_the_first)
     assert len(asked) == 2
     assert _unchanged(project)
 
