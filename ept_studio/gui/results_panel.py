@@ -130,6 +130,7 @@ class ResultsPanel(QWidget):
         self.state.setWordWrap(True)
         self.view = ResultsView()
         self.series = SeriesResultsView()  # double-click: MainWindow opens the slice
+        self.series.hide()  # shown while the shown results have a series of slices
         self.preview = PreviewBox(jobs)
         layout = QVBoxLayout(self)
         layout.addLayout(pickers)
@@ -239,6 +240,7 @@ class ResultsPanel(QWidget):
         self._stale = False
         folder, run_id = self.jobs.session.folder, self.shown_run
         self.series.show_run(folder, run_id)
+        self.series.setVisible(self.series.has_slices)  # only series of slices need a table
         if folder is None or run_id is None:
             self.view.show_results(None)
             return

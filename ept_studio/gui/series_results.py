@@ -154,6 +154,12 @@ class SeriesResultsView(QWidget):
         self._update_buttons()
 
     @property
+    def has_slices(self) -> bool:
+        """Whether a shown series has two slices or more (else each row is just one image and
+        the table adds nothing to the results)."""
+        return any(prediction.slice_count > 1 for prediction in self.predictions)
+
+    @property
     def chosen_aggregation(self) -> str:
         return str(self.aggregation.currentData())
 
