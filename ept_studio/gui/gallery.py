@@ -127,9 +127,6 @@ class GalleryModel(QAbstractListModel):
     def image_id(self, row: int) -> int:
         return self._items[row].image_id
 
-    def item(self, image_id: int) -> GalleryItem | None:
-        return next((item for item in self._items if item.image_id == image_id), None)
-
     def _icon(self, path: Path | None) -> QIcon:
         if path is None:
             return QIcon()
@@ -182,6 +179,12 @@ class GalleryView(QListView):
         rows = sorted(index.row() for index in self.selectionModel().selectedIndexes())
         model = self.model()
         return [int(i) for row in rows for i in model.data(model.index(row, 0), MEMBER_IDS_ROLE)]
+
+    def selected_class_ids(self) -> set[int]:
+        """Every class the selected tiles carry; a series tile: any of its slices."""
+        model = self.model()
+        rows = {index.row() for index in self.selectionModel().selectedIndexes()}
+        return {int(c) for row in rows for c in model.data(model.index(row, 0), CLASS_IDS_ROLE)}
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():

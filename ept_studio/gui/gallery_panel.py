@@ -4,7 +4,7 @@ Besides the fixed filters, the bar can show chosen images (a confusion-matrix ce
 reliability bar in the Results tab): the filter list then names them, and "All images" goes back.
 
 It also owns what acts on the selected thumbnails besides the bins: keys 0-9, the train / test
-toggle (key T) and the right-click menu (take one class off, clear, toggle the role, take the
+toggle (key T) and the right-click menu (take one label off, clear, toggle the role, take the
 images out of the project: also the Delete key, after a confirmation).
 
 "One tile per series" (remembered between sessions) shows a DICOM series as one tile, its middle
@@ -263,11 +263,10 @@ class GalleryPanel(QWidget):
     def selection_menu(self) -> QMenu:
         """The right-click menu for the selected thumbnails."""
         menu = QMenu(self)
-        ids = self.view.selected_image_ids()
-        carried = {c for image_id in ids for c in self._class_ids(image_id)}
+        ids, carried = self.view.selected_image_ids(), self.view.selected_class_ids()
         for info in self.session.classes():
             if info.id in carried:
-                action = menu.addAction(f"Remove from “{info.name}”")
+                action = menu.addAction(f"Take off label “{info.name}”")
                 action.setData(info.id)
                 action.triggered.connect(_call(self.session.remove_label, ids, info.id))
         clear = menu.addAction("Clear all labels")
@@ -308,10 +307,6 @@ class GalleryPanel(QWidget):
                 "stay where they are."
             )
         return True
-
-    def _class_ids(self, image_id: int) -> tuple[int, ...]:
-        item = self.model.item(image_id)
-        return item.class_ids if item is not None else ()
 
     @Slot(QPoint)
     def _on_context_menu(self, point: QPoint) -> None:

@@ -114,3 +114,47 @@ def test_a_series_tile_opens_its_middle_slice_and_the_choice_is_remembered(
     qtbot.addWidget(again)
     assert again.gallery.series_tiles_action.isChecked()
     again.session.close()
+
+
+def _menu_entry(window: MainWindow, text: str) -> list[str]:
+    """The texts of the gallery's right-click menu entries that start with ``text``."""
+    menu = window.gallery.selection_menu()
+    return [action.text() for action in menu.actions() if action.text().startswith(text)]
+
+
+def test_taking_a_label_off_a_series_tile_takes_it_off_every_slice_in_one_step(
+    qtbot: QtBot, series_window: MainWindow, tmp_path: Path
+) -> None:
+    gallery, session = series_window.gallery, series_window.session
+    folder = tmp_path / "project"
+    model = gallery.model
+    ct, mr = session.add_class("CT"), session.add_class("MR")
+    project = session.project
+    assert project is not None
+    numbers = {image.id: image.instance_number for image in project.images()}
+    gallery.series_tiles_action.setChecked(True)
+    chest_ids = _members(model, _row(series_window, 5))
+    middle = next(i for i in chest_ids if numbers[i] == 3)
+    first = next(i for i in chest_ids if numbers[i] == 1)
+    session.label(chest_ids, ct.id)
+    session.label([first], mr.id)  # one slice (not the tile's own) carries another class
+    before = stored(folder)
+    assert before[middle] == (ct.id, "train")
+    assert before[first] == (mr.id, "train")
+    select_rows(series_window, [_row(series_window, 5)])
+    offered = _menu_entry(series_window, "Take off label")
+    assert offered == ["Take off label “CT”", "Take off label “MR”"]
+    assert _menu_entry(series_window, "Remove from") == ["Remove from project…"]
+    menu = gallery.selection_menu()
+    next(a for a in menu.actions() if a.text() == "Take off label “MR”").trigger()
+    assert stored(folder) == {i: (ct.id, "train") for i in chest_ids if i != first}
+    select_rows(series_window, [_row(series_window, 5)])
+    menu = gallery.selection_menu()
+    next(a for a in menu.actions() if a.text() == "Take off label “CT”").trigger()
+    assert stored(folder) == {}  # every slice of the series, not just the tile's middle one
+    caption = str(model.data(model.index(_row(series_window, 5), 0), Qt.ItemDataRole.DisplayRole))
+    assert caption.endswith("unlabelled · CT · 5 slices")
+    series_window.undo_action.trigger()  # the five slices were one step
+    assert stored(folder) == {i: (ct.id, "train") for i in chest_ids if i != first}
+    series_window.undo_action.trigger()
+    assert stored(folder) == before

@@ -220,7 +220,7 @@ def test_multi_label_drops_add_keys_toggle_and_unlabelled_clears(
     assert stored_label_sets(folder) == {i: {effusion.id} for i in ids}
     qtbot.keyClick(gallery.view, Qt.Key.Key_2)
     menu = gallery.selection_menu()
-    remove = [a for a in menu.actions() if a.text() == "Remove from “effusion”"]
+    remove = [a for a in menu.actions() if a.text() == "Take off label “effusion”"]
     remove[0].trigger()
     assert stored_label_sets(folder) == {
         ids[0]: {effusion.id},
