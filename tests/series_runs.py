@@ -55,11 +55,16 @@ def loose_ids(project: Project) -> list[int]:
     ]
 
 
-def inference_run(project: Project, *, calibrated: bool) -> int:
+def inference_run(
+    project: Project, *, calibrated: bool, scored: Sequence[int] | None = None
+) -> int:
     """An inference run that stored the chosen scores; its model is a recorded training run whose
-    scores were calibrated (temperature scaling) or not."""
+    scores were calibrated (temperature scaling) or not. ``scored``: the images it scored (default
+    every image)."""
     ids = slice_ids(project) + loose_ids(project)
     scores = dict(zip(ids, SLICE_SCORES + LOOSE_SCORES, strict=True))
+    if scored is not None:
+        scores = {image_id: scores[image_id] for image_id in scored}
     block = (
         Calibration(
             temperature=1.5,

@@ -52,7 +52,7 @@ from ept_studio.services.project import (
     write_series_reports,
 )
 
-COLUMNS = ("Series", "Slices", "Prediction", "Key slice")
+COLUMNS = ("Series", "Prediction", "Key slice")
 AGGREGATION_LABELS = {
     "mean": "Average over slices",
     "max": "Highest slice score",
@@ -65,7 +65,8 @@ AGGREGATION_TOOLTIP = (
     "highest score on any slice, rescaled so the series' scores add up to 100 %."
 )
 TABLE_TOOLTIP = (
-    "One row per series (an image outside a DICOM series is a series of one slice). "
+    "One row per series (an image outside a DICOM series is a series of one slice), named by "
+    "the image number its tile in the gallery shows, with its number of slices. "
     "Double-click a row to open its key slice, the one that scores the series' predicted class "
     "highest, in the Viewer with the model attention over it."
 )
@@ -201,14 +202,13 @@ class SeriesResultsView(QWidget):
         self.table.setRowCount(len(self.predictions))
         for row, prediction in enumerate(self.predictions):
             cells = (
-                str(prediction.series_number),
-                str(prediction.slice_count),
+                series_name(prediction),
                 f"{prediction.predicted_class} {prediction.probability * 100:.0f} %",
                 f"image {prediction.decisive_image_id}",
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if column < 2:
+                if column == 0:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.table.setItem(row, column, item)
         if self.predictions and not self.predictions[0].calibrated:
@@ -334,6 +334,12 @@ class SeriesResultsView(QWidget):
 
     def _ask_secret(self, entry: PacsEntry) -> str | None:
         return ask_pacs_secret(self, entry)
+
+
+def series_name(prediction: SeriesPrediction) -> str:
+    """The series as the gallery shows it (its tile's image number) and its slice count."""
+    slices = "slice" if prediction.slice_count == 1 else "slices"
+    return f"#{prediction.representative_id} ({prediction.slice_count} {slices})"
 
 
 def saved_text(written: SeriesReportsWritten) -> str:

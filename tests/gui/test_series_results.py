@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTableWidget, QTableWidgetItem
 from pytestqt.qtbot import QtBot
-from series_runs import inference_run, series_project, slice_ids
+from series_runs import inference_run, loose_ids, series_project, slice_ids
 
 import ept_studio.services.project as project_services
 from ept_studio.gui.main_window import MainWindow
@@ -63,27 +63,23 @@ def test_series_rows_and_the_max_aggregation(
     assert series.aggregation.toolTip() == AGGREGATION_TOOLTIP
     assert series.chosen_aggregation == "mean"
     with open_project(folder) as project:
-        first = slice_ids(project)[0]
-        third = slice_ids(project)[2]
+        first, middle, third = slice_ids(project)[:3]
+        photo0, photo1 = loose_ids(project)
         by_max = project_services.series_predictions(project, run_id, "max")
-    assert _cells(window) == [
-        ["1", "4", "Bone 55 %", f"image {first}"],
-        ["2", "1", "Brain 70 %", f"image {by_max[1].decisive_image_id}"],
-        ["3", "1", "Bone 75 %", f"image {by_max[2].decisive_image_id}"],
+    assert _cells(window) == [  # each series as the gallery's tile shows it: its middle slice
+        [f"#{middle} (4 slices)", "Bone 55 %", f"image {first}"],
+        [f"#{photo0} (1 slice)", "Brain 70 %", f"image {photo0}"],
+        [f"#{photo1} (1 slice)", "Bone 75 %", f"image {photo1}"],
     ]
     series.set_aggregation("max")
     assert by_max[0].probability == pytest.approx(0.9 / 1.7)
     assert _cells(window)[0] == [
-        "1",
-        "4",
+        f"#{middle} (4 slices)",
         f"Brain {by_max[0].probability * 100:.0f} %",
         f"image {third}",
     ]
-    assert _cells(window)[0][2] == "Brain 53 %"
-    assert [row[:3] for row in _cells(window)[1:]] == [
-        ["2", "1", "Brain 70 %"],
-        ["3", "1", "Bone 75 %"],
-    ]
+    assert _cells(window)[0][1] == "Brain 53 %"
+    assert [row[1] for row in _cells(window)[1:]] == ["Brain 70 %", "Bone 75 %"]
 
 
 def test_a_double_click_opens_the_decisive_slice_with_attention(

@@ -3,7 +3,8 @@
 A series' probabilities are the mean of its slices' probabilities (the default) or, for "finding
 present" tasks, the maximum over slices of each class's probability, renormalised to sum to one.
 The decisive slice is the slice with the highest probability for the series' predicted class: its
-attention overlay is what the app shows for the series.
+attention overlay is what the app shows for the series. A series is named by its representative
+slice, the one its gallery tile shows.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class SeriesPrediction:
     """Whether the slice scores were calibrated (temperature scaling) when the run made them."""
     series_number: int = 0
     """The series' 1-based position among the project's series (0: not known)."""
+    representative_id: int = 0
+    """The image id of the slice the series' gallery tile shows (0: not known): the middle one of
+    all the series' slices in the project, scored by the run or not."""
 
     @property
     def slice_count(self) -> int:
@@ -71,10 +75,10 @@ def series_predictions(
     rows = {row.image_id: row for row in project.predictions(run_id)}
     classes, model = scores_of_run(project, run_id)
     calibrated = model.calibration is not None
-    numbers = {one.key: n for n, one in enumerate(group_series(project.images()), start=1)}
+    whole = {one.key: (n, one) for n, one in enumerate(group_series(project.images()), start=1)}
     scored = group_series(image for image in project.images() if image.id in rows)
     return [
-        _series_prediction(run_id, one, rows, classes, chosen, calibrated, numbers.get(one.key, 0))
+        _series_prediction(run_id, one, rows, classes, chosen, calibrated, *whole[one.key])
         for one in scored
     ]
 
@@ -104,7 +108,9 @@ def _series_prediction(
     aggregation: Aggregation,
     calibrated: bool,
     number: int,
+    in_project: Series,
 ) -> SeriesPrediction:
+    """``series``: the slices the run scored; ``in_project``: all of that series' slices."""
     slices = [rows[image_id] for image_id in series.image_ids]
     names = list(classes) or list(slices[0].scores)
     probabilities = aggregate_scores([row.scores for row in slices], names, aggregation)
@@ -120,6 +126,7 @@ def _series_prediction(
         decisive_image_id=slices[int(np.argmax(on_slices))].image_id,
         calibrated=calibrated,
         series_number=number,
+        representative_id=in_project.representative.id,
     )
 
 

@@ -29,6 +29,7 @@ def test_mean_of_the_slice_probabilities(project: Project) -> None:
     assert first.image_ids == tuple(slice_ids(project))
     assert first.slice_count == 4
     assert first.series_number == 1
+    assert first.representative_id == slice_ids(project)[1]  # the middle slice (first of two)
     assert first.aggregation == "mean"
     assert first.predicted_class == "Bone"
     assert first.probabilities == pytest.approx({"Brain": 0.45, "Bone": 0.55})
@@ -51,12 +52,13 @@ def test_loose_images_are_series_of_one_slice(project: Project) -> None:
     predictions = series_predictions(project, run_id, "max")
     assert [p.slice_count for p in predictions] == [4, 1, 1]
     assert [p.series_number for p in predictions] == [1, 2, 3]
+    assert [p.representative_id for p in predictions[1:]] == loose_ids(project)
     photo0, photo1 = predictions[1:]
     assert photo0.image_ids == (loose_ids(project)[0],)
     assert photo0.decisive_image_id == loose_ids(project)[0]
     # one slice: max renormalised is the slice's own scores
-    assert (photo0.predicted_class, photo0.probability) == ("Brain", pytest.approx(0.7))
-    assert (photo1.predicted_class, photo1.probability) == ("Bone", pytest.approx(0.75))
+    assert [photo0.predicted_class, photo1.predicted_class] == ["Brain", "Bone"]
+    assert [photo0.probability, photo1.probability] == pytest.approx([0.7, 0.75])
 
 
 def test_calibrated_flag_follows_the_model_run(project: Project) -> None:
@@ -86,3 +88,18 @@ def test_the_facade_exports_the_service(project: Project) -> None:
     assert project_services.series_predictions(project, run_id) == series_predictions(
         project, run_id
     )
+
+
+def test_the_representative_is_the_gallery_tile_s_slice(project: Project) -> None:
+    run_id = inference_run(project, calibrated=True)
+    tiles = project_services.series_summary(project, project_services.project_series(project))
+    predictions = series_predictions(project, run_id)
+    assert [p.representative_id for p in predictions] == [t.representative_id for t in tiles]
+
+
+def test_a_run_of_some_slices_names_the_series_by_its_gallery_tile(project: Project) -> None:
+    last_two = slice_ids(project)[2:]
+    run_id = inference_run(project, calibrated=True, scored=last_two)
+    (first,) = series_predictions(project, run_id)
+    assert first.image_ids == tuple(last_two)
+    assert first.representative_id == slice_ids(project)[1]  # not among the slices scored
