@@ -10,7 +10,7 @@ changed behind the user's back. The work runs in :class:`~ept_studio.gui.jobs.Pr
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QFont
 from PySide6.QtWidgets import (
     QComboBox,
@@ -187,6 +187,19 @@ class TrainingPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         self.body = body
+        self.scroll_area = scroll
+        self.advanced.toggle.toggled.connect(self._on_advanced_shown)
+
+    @Slot(bool)
+    def _on_advanced_shown(self, shown: bool) -> None:
+        """Opening Advanced scrolls it into view: on a short screen it opens below the fold."""
+        if shown:
+            QTimer.singleShot(0, self._scroll_to_advanced)
+
+    def _scroll_to_advanced(self) -> None:
+        bar = self.scroll_area.verticalScrollBar()
+        top = self.advanced.mapTo(self.body, QPoint(0, 0)).y()
+        bar.setValue(min(bar.maximum(), top))
 
     @property
     def last_saved(self) -> ProjectTrainingSaved | None:

@@ -9,7 +9,8 @@ from typing import TypeVar
 
 import pytest
 from gui_support import label_project
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from ept_studio.common.training_events import EpochFinished, RunStarted, StepFinished
@@ -395,3 +396,26 @@ def test_the_tab_is_narrow_and_its_settings_speak_plainly(window: MainWindow) ->
         assert widget.toolTip().startswith(term)
     assert not panel.train_button.isEnabled()
     assert panel.plan_label.text() == "Cannot train yet: Create or open a project first."
+
+
+def test_opening_advanced_on_a_short_window_scrolls_it_into_view(
+    labelled: MainWindow, qtbot: QtBot
+) -> None:
+    labelled.resize(1280, 480)
+    labelled.side.setCurrentWidget(labelled.training)
+    panel = labelled.training
+    viewport = panel.scroll_area.viewport()
+
+    def in_view(widget: QWidget) -> bool:
+        top = widget.mapTo(viewport, QPoint(0, 0)).y()
+        return top >= 0 and top + widget.height() <= viewport.height()
+
+    qtbot.waitUntil(lambda: panel.scroll_area.verticalScrollBar().maximum() > 0, timeout=5_000)
+    panel.advanced.toggle.setChecked(True)
+
+    def heading_at_top() -> bool:  # the heading, then as many of its settings as fit
+        return 0 <= panel.advanced.toggle.mapTo(viewport, QPoint(0, 0)).y() < viewport.height() // 8
+
+    qtbot.waitUntil(heading_at_top, timeout=5_000)
+    assert in_view(panel.advanced.recipe)
+    assert in_view(panel.advanced.trained_share)
