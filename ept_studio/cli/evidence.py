@@ -115,6 +115,13 @@ def add_bench_commands(bench_subparsers: Any) -> None:
         help="the head's start: class prototypes (default preset) or N(0, 0.01) (paper)",
     )
     accuracy.add_argument(
+        "--input-size",
+        type=int,
+        metavar="PX",
+        help="build the backbone for PX x PX images instead of its own size (DINOv2: a multiple "
+        "of 14, e.g. 336 or 448; about (PX/224)^2 times the compute)",
+    )
+    accuracy.add_argument(
         "--trained-share",
         type=float,
         help="keep this share (0-1) of what training changed; the rest is the prototype classifier",
@@ -264,6 +271,7 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
         methods=args.methods,
         backbone=args.backbone,
         backbone_weights=args.weights,
+        input_size=args.input_size,
         recipe=recipe,
         queries_per_class=args.queries_per_class,
         resamples=args.resamples,

@@ -83,6 +83,8 @@ class AccuracyRequest:
     methods: tuple[str, ...] = DEFAULT_METHODS
     backbone: str | None = None
     backbone_weights: Path | None = None
+    input_size: int | None = None
+    """Build the backbone for this input size instead of its own (None: its own)."""
     recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
     queries_per_class: int | None = None
     resamples: int = 1000
@@ -165,7 +167,9 @@ def run_accuracy(
 
     start = time.perf_counter()
     sweep = prepare_sweep(request)
-    loaded = backbone or load_backbone(request.backbone, weights=request.backbone_weights)
+    loaded = backbone or load_backbone(
+        request.backbone, weights=request.backbone_weights, img_size=request.input_size
+    )
     fingerprint = sweep_fingerprint(request, loaded.weights_sha256)
     records = finished_runs(request.out, fingerprint, sweep.keys)
     missing = [key for key in sweep.keys if key not in records]

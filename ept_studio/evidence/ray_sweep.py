@@ -64,13 +64,16 @@ class ManifestBackbone:
 
     name: str | None = None
     weights: Path | None = None
+    img_size: int | None = None
 
     def __call__(self) -> LoadedBackbone:
         from ept_studio.core.backbones import load_backbone
 
         if self not in _BACKBONES:
             _BACKBONES.clear()
-            _BACKBONES[self] = load_backbone(self.name, weights=self.weights)
+            _BACKBONES[self] = load_backbone(
+                self.name, weights=self.weights, img_size=self.img_size
+            )
         return _BACKBONES[self]
 
 
@@ -93,7 +96,9 @@ def run_accuracy_on_ray(
     start = time.perf_counter()
     ray = connect_ray(address)
     sweep = prepare_sweep(request)
-    loader = backbone or ManifestBackbone(request.backbone, request.backbone_weights)
+    loader = backbone or ManifestBackbone(
+        request.backbone, request.backbone_weights, request.input_size
+    )
     loaded = loader()
     fingerprint = sweep_fingerprint(request, loaded.weights_sha256)
     records = finished_runs(request.out, fingerprint, sweep.keys)

@@ -6,6 +6,7 @@ whose sha256 differs from the manifest's is refused before any tensor is read.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -107,14 +108,26 @@ def verify_sha256(path: Path, expected: str | None) -> str:
 def load_backbone(
     name: str | None = None, *, weights: Path | None = None, img_size: int | None = None
 ) -> LoadedBackbone:
-    """Load a manifest backbone (``None``: the default) frozen, in eval mode, without a head."""
+    """Load a manifest backbone (``None``: the default) frozen, in eval mode, without a head.
+
+    ``img_size`` builds it for another input size than the manifest's (the position embedding
+    is resampled to the new patch grid); the returned spec then carries that size, so the
+    images are resized to it."""
     manifest = load_manifest()
     default_name = default_spec(manifest).name
     spec = get_spec(name or default_name, manifest)
+    if img_size is not None:
+        spec = dataclasses.replace(spec, input_size=img_size)
     path = resolve_weights(spec, weights, is_default=spec.name == default_name)
     sha = verify_sha256(path, expected_sha256(spec, path))
     tensors = read_weights(path)
     model = build_model(spec.timm_name, img_size=img_size or spec.input_size)
+    patch = int(model.patch_embed.patch_size[0])
+    if spec.input_size % patch:
+        raise BackboneError(
+            f"{spec.name} cuts images into {patch} px patches: choose an input size that is a "
+            f"multiple of {patch} (e.g. {spec.input_size // patch * patch}), not {spec.input_size}"
+        )
     load_weights_into(model, tensors, origin=str(path))
     return LoadedBackbone(model=freeze(model), spec=spec, weights_sha256=sha, weights_path=path)
 
