@@ -122,7 +122,7 @@ def load_backbone(
     sha = verify_sha256(path, expected_sha256(spec, path))
     tensors = read_weights(path)
     model = build_model(spec.timm_name, img_size=img_size or spec.input_size)
-    patch = int(model.patch_embed.patch_size[0])
+    patch = _patch_size(model)
     if spec.input_size % patch:
         raise BackboneError(
             f"{spec.name} cuts images into {patch} px patches: choose an input size that is a "
@@ -130,6 +130,12 @@ def load_backbone(
         )
     load_weights_into(model, tensors, origin=str(path))
     return LoadedBackbone(model=freeze(model), spec=spec, weights_sha256=sha, weights_path=path)
+
+
+def _patch_size(model: nn.Module) -> int:
+    """The side of the square patches a timm ViT cuts its input into."""
+    size: Any = getattr(model, "patch_embed").patch_size  # noqa: B009 (a timm module)
+    return int(size[0])
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
