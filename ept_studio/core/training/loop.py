@@ -286,7 +286,7 @@ class _TrainingRun:
         trained = self.model.trainable_state()
         self.model.load_trainable_state(
             {
-                name: start.to(trained[name]) + share * (trained[name] - start.to(trained[name]))
+                name: torch.lerp(start.to(trained[name]), trained[name], share)
                 for name, start in self.initial_state.items()
             }
         )

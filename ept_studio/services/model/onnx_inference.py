@@ -138,14 +138,19 @@ def image_decoder(rendering: Mapping[str, Any]) -> Decoder:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Loaded:
+class LoadedImage:
+    """One file ready for the model: its content hash, its preprocessed pixels, and the rendered
+    image when an overlay will be drawn on it."""
+
     path: Path
     sha256: str
     pixels: np.ndarray
     image: np.ndarray | None
 
 
-def _load(path: Path, decode: Decoder, info: ModelInfo, keep_image: bool) -> _Loaded | ImageFailed:
+def load_for_model(
+    path: Path, decode: Decoder, info: ModelInfo, keep_image: bool
+) -> LoadedImage | ImageFailed:
     """Runs in the pool: decode, render, hash and preprocess one file; failures become results."""
     from ept_studio.core.model_io import preprocess_image
 
@@ -159,7 +164,7 @@ def _load(path: Path, decode: Decoder, info: ModelInfo, keep_image: bool) -> _Lo
         return ImageFailed(path, str(err))
     except OSError as err:
         return ImageFailed(path, f"file cannot be read ({err.strerror or err})")
-    return _Loaded(path, sha256, pixels, image if keep_image else None)
+    return LoadedImage(path, sha256, pixels, image if keep_image else None)
 
 
 def iter_predictions(
@@ -177,8 +182,8 @@ def iter_predictions(
         raise ConfigError(f"batch size and workers must be >= 1, got {batch_size} and {workers}")
     start = time.perf_counter()
     if overlays is not None:
-        _check_head(overlays, runner.info)
-        _prepare_folder(overlays.folder)
+        check_overlay_head(overlays, runner.info)
+        prepare_overlay_folder(overlays.folder)
     files, failed = collect_files(paths)
     job = _Job(runner, overlays, decode or image_decoder(runner.info.rendering))
     total = len(files) + len(failed)
@@ -232,8 +237,8 @@ class _Job:
     ) -> Generator[tuple[tuple[ImagePrediction, ...], tuple[ImageFailed, ...]], None, None]:
         queue = iter(files)
         ahead = batch_size * 2 + 2
-        pending: deque[Future[_Loaded | ImageFailed]] = deque()
-        loaded: list[_Loaded] = []
+        pending: deque[Future[LoadedImage | ImageFailed]] = deque()
+        loaded: list[LoadedImage] = []
         failed: list[ImageFailed] = []
         try:
             self._top_up(pool, queue, pending, ahead)
@@ -258,7 +263,7 @@ class _Job:
         self,
         pool: ThreadPoolExecutor,
         queue: Iterator[Path],
-        pending: deque[Future[_Loaded | ImageFailed]],
+        pending: deque[Future[LoadedImage | ImageFailed]],
         ahead: int,
     ) -> None:
         keep = self.overlays is not None
@@ -266,18 +271,18 @@ class _Job:
             path = next(queue, None)
             if path is None:
                 return
-            pending.append(pool.submit(_load, path, self.decode, self.runner.info, keep))
+            pending.append(pool.submit(load_for_model, path, self.decode, self.runner.info, keep))
 
     def _predict(
-        self, pool: ThreadPoolExecutor, loaded: Sequence[_Loaded]
+        self, pool: ThreadPoolExecutor, loaded: Sequence[LoadedImage]
     ) -> tuple[ImagePrediction, ...]:
         if not loaded:
             return ()
         outputs = self.runner.run(np.stack([item.pixels for item in loaded]))
-        predictions = _predictions(loaded, outputs, self.runner.info, self.overlays)
+        predictions = predictions_of(loaded, outputs, self.runner.info, self.overlays)
         if self.overlays is not None:
             writes = [
-                pool.submit(_write_overlay, item, prediction, self.runner.info, self.overlays)
+                pool.submit(write_overlay, item, prediction, self.runner.info, self.overlays)
                 for item, prediction in zip(loaded, predictions, strict=True)
             ]
             for write in writes:
@@ -285,8 +290,8 @@ class _Job:
         return predictions
 
 
-def _predictions(
-    loaded: Sequence[_Loaded],
+def predictions_of(
+    loaded: Sequence[LoadedImage],
     outputs: ModelOutputs,
     info: ModelInfo,
     overlays: OverlayOptions | None,
@@ -312,14 +317,14 @@ def _predictions(
     return tuple(results)
 
 
-def _check_head(options: OverlayOptions, info: ModelInfo) -> None:
+def check_overlay_head(options: OverlayOptions, info: ModelInfo) -> None:
     if options.head is not None and not 0 <= options.head < info.heads:
         raise ConfigError(
             f"head {options.head} does not exist: this model has heads 0..{info.heads - 1}"
         )
 
 
-def _prepare_folder(folder: Path) -> None:
+def prepare_overlay_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -328,8 +333,8 @@ def _prepare_folder(folder: Path) -> None:
         ) from err
 
 
-def _write_overlay(
-    item: _Loaded, prediction: ImagePrediction, info: ModelInfo, options: OverlayOptions
+def write_overlay(
+    item: LoadedImage, prediction: ImagePrediction, info: ModelInfo, options: OverlayOptions
 ) -> None:
     from ept_studio.data.overlay import caption_text, save_overlay
 

@@ -25,14 +25,14 @@ from ept_studio.services.model.images import ImageFailed, collect_files
 from ept_studio.services.model.onnx_inference import (
     ImagePrediction,
     InferenceFinished,
+    LoadedImage,
     OverlayOptions,
-    _check_head,
-    _load,
-    _Loaded,
-    _predictions,
-    _prepare_folder,
-    _write_overlay,
+    check_overlay_head,
     image_decoder,
+    load_for_model,
+    predictions_of,
+    prepare_overlay_folder,
+    write_overlay,
 )
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ def predict_onnx_on_ray(
     start = time.perf_counter()
     info = runner.info
     if overlays is not None:
-        _check_head(overlays, info)
-        _prepare_folder(overlays.folder)
+        check_overlay_head(overlays, info)
+        prepare_overlay_folder(overlays.folder)
     files, failed = collect_files(paths)
     if not files:
         return InferenceFinished((), tuple(failed), "Ray", time.perf_counter() - start, False)
@@ -109,13 +109,13 @@ def _default_actors(ray: Any, gpus: int) -> int:
 
 def _decode_batch(batch: Batch, info: ModelInfo, keep_image: bool) -> Batch:
     """A Ray Data task: decode, render, hash and preprocess a batch of files (the local path's
-    :func:`_load`); a file that fails keeps its row, with the reason and zero pixels."""
+    :func:`load_for_model`); a file that fails keeps its row, with the reason and zero pixels."""
     decode = image_decoder(info.rendering)
     size = info.input_size
     pixels = np.zeros((len(batch["path"]), 3, size, size), dtype=np.float32)
     sha256, errors, images, shapes = [], [], [], []
     for row, name in enumerate(batch["path"]):
-        loaded = _load(Path(str(name)), decode, info, keep_image)
+        loaded = load_for_model(Path(str(name)), decode, info, keep_image)
         if isinstance(loaded, ImageFailed):
             sha256.append("")
             errors.append(loaded.reason)
@@ -191,7 +191,7 @@ def _prediction(
     if overlays is not None:
         shape = tuple(int(v) for v in row["image_shape"])
         image = np.frombuffer(row["image"], dtype=np.uint8).reshape(shape)
-    loaded = _Loaded(path, str(row["sha256"]), np.empty(0, np.float32), image)
+    loaded = LoadedImage(path, str(row["sha256"]), np.empty(0, np.float32), image)
     sets = None
     if bool(row["has_sets"]):
         sets = (tuple(int(c) for c in np.flatnonzero(row["in_set"])),)
@@ -203,7 +203,7 @@ def _prediction(
         provider="Ray",
         sets=sets,
     )
-    predictions = _predictions([loaded], outputs, info, overlays)
+    predictions = predictions_of([loaded], outputs, info, overlays)
     if overlays is not None:
-        _write_overlay(loaded, predictions[0], info, overlays)
+        write_overlay(loaded, predictions[0], info, overlays)
     return predictions

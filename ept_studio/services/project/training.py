@@ -305,11 +305,8 @@ def _with_share_rule(
 ) -> dict[str, Any]:
     """``recipe`` without its ``trained_share`` when a class has too few training images."""
     share = share_for(recipe.get("trained_share"), tset.smallest_class(), share_minimum)
-    return (
-        {**recipe, "trained_share": share}
-        if share is not None
-        else {key: value for key, value in recipe.items() if key != "trained_share"}
-    )
+    rest = {key: value for key, value in recipe.items() if key != "trained_share"}
+    return rest if share is None else {**rest, "trained_share": share}
 
 
 def _render(project: Project, tset: TrainingSet) -> tuple[_Rendered, int]:
