@@ -122,6 +122,13 @@ def add_bench_commands(bench_subparsers: Any) -> None:
         "of 14, e.g. 336 or 448; about (PX/224)^2 times the compute)",
     )
     accuracy.add_argument(
+        "--detail",
+        type=int,
+        metavar="PX",
+        help="average each trained method's class probabilities with the untrained prototype's "
+        "on the backbone built for PX x PX images (e.g. 448): the app's detail view",
+    )
+    accuracy.add_argument(
         "--trained-share",
         type=float,
         help="keep this share (0-1) of what training changed; the rest is the prototype classifier",
@@ -272,6 +279,7 @@ def run_bench_accuracy(args: argparse.Namespace, console: Console) -> None:
         backbone=args.backbone,
         backbone_weights=args.weights,
         input_size=args.input_size,
+        detail_size=args.detail,
         recipe=recipe,
         queries_per_class=args.queries_per_class,
         resamples=args.resamples,

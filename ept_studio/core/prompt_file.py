@@ -35,6 +35,7 @@ from ept_studio.common.errors import BackboneMismatchError, ConfigError, PromptF
 from ept_studio.core.attention import compact_prompts
 from ept_studio.core.backbones.manifest import load_manifest
 from ept_studio.core.conformal import ConformalSets
+from ept_studio.core.detail import DETAIL_BIAS, DETAIL_PREFIX, DETAIL_WEIGHT
 from ept_studio.core.methods import (
     EptConfig,
     EptEmbedding,
@@ -108,6 +109,9 @@ class PromptFileMetadata:
     seed: int | None = None
     calibration: Calibration | None = None
     conformal: ConformalSets | None = None
+    detail_input_size: int | None = None
+    """The detail view's input size (:mod:`ept_studio.core.detail`): the file then also holds its
+    prototype head, ``detail.weight`` and ``detail.bias``. None: no detail view."""
 
     def __post_init__(self) -> None:
         try:
@@ -132,6 +136,8 @@ class PromptFileMetadata:
             block = data.pop(name)
             if block is not None:
                 data[name] = block.to_dict()
+        if data["detail_input_size"] is None:
+            del data["detail_input_size"]
         return data
 
     def to_json(self) -> str:
@@ -157,7 +163,7 @@ def _known_fields(data: Mapping[str, Any]) -> dict[str, Any]:
             f"of EPT Studio ({__version__}) reads; update EPT Studio to open it"
         )
     names = {f.name for f in dataclasses.fields(PromptFileMetadata)}
-    missing = sorted(names - set(data) - set(_OPTIONAL))
+    missing = sorted(names - set(data) - set(_OPTIONAL) - {"detail_input_size"})
     if missing:
         raise _Reject(f"metadata is missing the required keys {missing}")
     unknown = sorted(set(data) - names)
@@ -206,6 +212,18 @@ def _validate(meta: PromptFileMetadata) -> None:
         _require_int("seed", meta.seed)
     object.__setattr__(meta, "method", _method(meta.method, meta.compact))
     _validate_blocks(meta)
+    _validate_detail(meta)
+
+
+def _validate_detail(meta: PromptFileMetadata) -> None:
+    size = meta.detail_input_size
+    if size is None:
+        return
+    _require_int("detail_input_size", size, minimum=meta.input_size + 1)
+    if size > MAX_INPUT_SIZE:
+        raise _Reject(f"its detail view's size {size} is above the {MAX_INPUT_SIZE}-pixel limit")
+    if meta.label_mode != "single":
+        raise _Reject("it has a detail view, which only single-label models have")
 
 
 def _validate_blocks(meta: PromptFileMetadata) -> None:
@@ -545,6 +563,28 @@ def _check_tensors(tensors: Mapping[str, torch.Tensor], metadata: PromptFileMeta
     if head.ndim != 2 or head.shape[0] != classes:
         raise _Reject(f"the head has shape {tuple(head.shape)} but there are {classes} class names")
     _check_method_shapes(tensors, metadata.method_config)
+    _check_detail_tensors(tensors, metadata, tuple(head.shape))
+
+
+def _check_detail_tensors(
+    tensors: Mapping[str, torch.Tensor], metadata: PromptFileMetadata, head: tuple[int, ...]
+) -> None:
+    """A file with a detail view holds its head (the shape of the tuned head); one without, none."""
+    stored = {name for name in tensors if name.startswith(DETAIL_PREFIX)}
+    if metadata.detail_input_size is None:
+        if stored:
+            raise _Reject(f"it holds detail-view tensors {sorted(stored)[:2]} but no detail size")
+        return
+    expected = {DETAIL_WEIGHT: head, DETAIL_BIAS: head[:1]}
+    if stored != set(expected):
+        raise _Reject(
+            f"its detail view needs the tensors {sorted(expected)}, the file holds {sorted(stored)}"
+        )
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise _Reject(
+                f"tensor {name!r} has shape {tuple(tensors[name].shape)}, the head's is {shape}"
+            )
 
 
 def _check_method_shapes(tensors: Mapping[str, torch.Tensor], config: MethodConfig) -> None:

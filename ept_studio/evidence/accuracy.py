@@ -85,6 +85,9 @@ class AccuracyRequest:
     backbone_weights: Path | None = None
     input_size: int | None = None
     """Build the backbone for this input size instead of its own (None: its own)."""
+    detail_size: int | None = None
+    """Also average each trained method's probabilities with the untrained prototype's on the
+    backbone built for this input size (:mod:`ept_studio.core.detail`); None: no detail view."""
     recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
     queries_per_class: int | None = None
     resamples: int = 1000
@@ -158,8 +161,10 @@ def run_accuracy(
     request: AccuracyRequest,
     backbone: LoadedBackbone | None = None,
     cancel: Callable[[], bool] | None = None,
+    detail: LoadedBackbone | None = None,
 ) -> Iterator[object]:
-    """Run the protocol (see the module docstring); ``backbone`` replaces the requested one.
+    """Run the protocol (see the module docstring); ``backbone`` replaces the requested one, and
+    ``detail`` the backbone built for ``request.detail_size``.
 
     Runs already saved in ``request.out`` for the same settings are skipped (see
     :mod:`ept_studio.evidence.sweep_runs`); each finished run is saved at once."""
@@ -170,12 +175,18 @@ def run_accuracy(
     loaded = backbone or load_backbone(
         request.backbone, weights=request.backbone_weights, img_size=request.input_size
     )
+    detail_view = detail or _detail_backbone(request)
+    if detail_view is not None and detail_view.spec.input_size <= loaded.spec.input_size:
+        raise ConfigError(
+            f"--detail {detail_view.spec.input_size} must be larger than the "
+            f"{loaded.spec.input_size} px the tuned model sees"
+        )
     fingerprint = sweep_fingerprint(request, loaded.weights_sha256)
     records = finished_runs(request.out, fingerprint, sweep.keys)
     missing = [key for key in sweep.keys if key not in records]
     yield sweep.planned(len(records))
     for index, key in enumerate(missing, start=1):
-        record = run_sweep_episode(sweep, key, loaded, cancel)
+        record = run_sweep_episode(sweep, key, loaded, cancel, detail_view)
         save_run(request.out, key, record)
         records[key] = record
         yield sweep.episode_done(record, index, len(missing), time.perf_counter() - start)
@@ -262,10 +273,12 @@ def run_sweep_episode(
     key: RunKey,
     backbone: LoadedBackbone,
     cancel: Callable[[], bool] | None = None,
+    detail: LoadedBackbone | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one run of the sweep; its run record (plain data, see
     :func:`~ept_studio.evidence.sweep_runs.run_record`). The serial sweep and a Ray task both
-    call this: the same key on the same kind of device gives the same numbers."""
+    call this: the same key on the same kind of device gives the same numbers. ``detail``: the
+    backbone built for ``detail_size``, when the request asks for the detail view."""
     from ept_studio.evidence.protocol import run_episode
 
     result = run_episode(
@@ -277,6 +290,7 @@ def run_sweep_episode(
         cancel,
         sweep.config.hold_out,
         sweep.config.calibration(),
+        detail,
     )
     fingerprint = sweep_fingerprint(sweep.request, backbone.weights_sha256)
     return run_record(key, fingerprint, result)
@@ -294,6 +308,17 @@ def save_sweep(
     recipe = sweep.recipe.to_dict()
     return _save(
         sweep.request, sweep.plan, sweep.config, recipe, loaded, results, sweep.notes, start
+    )
+
+
+def _detail_backbone(request: AccuracyRequest) -> LoadedBackbone | None:
+    """The backbone built for ``request.detail_size`` (None when the request has no detail view)."""
+    if request.detail_size is None:
+        return None
+    from ept_studio.core.backbones import load_backbone
+
+    return load_backbone(
+        request.backbone, weights=request.backbone_weights, img_size=request.detail_size
     )
 
 
@@ -438,7 +463,11 @@ def _document(
             "skipped_files": len(plan.dataset.skipped),
             "notes": list(plan.dataset.notes),
         },
-        "protocol": {**dataclasses.asdict(config), "shots": list(config.shots)},
+        "protocol": {
+            **dataclasses.asdict(config),
+            "shots": list(config.shots),
+            "detail_size": request.detail_size,
+        },
         "draw_notes": list(notes),
         "recipe": recipe,
         "preset": str(request.recipe.get("preset", "paper")),

@@ -31,6 +31,7 @@ import torch
 
 from ept_studio.common.errors import ConfigError, DatasetError
 from ept_studio.core.backbones import BackboneSpec, LoadedBackbone
+from ept_studio.core.detail import combine_logits, fit_detail_view
 from ept_studio.core.device import describe_device, resolve_device
 from ept_studio.core.hold_out import held_out_indices
 from ept_studio.core.methods import LinearConfig, MethodConfig, default_config
@@ -271,6 +272,7 @@ def run_episode(
     cancel: CancelCheck | None = None,
     hold_out: bool = False,
     calibration: CalibrationProtocol | None = None,
+    detail: LoadedBackbone | None = None,
 ) -> EpisodeResult:
     """Train a fresh copy of ``backbone`` with the episode's method, evaluate on its query set.
 
@@ -278,7 +280,10 @@ def run_episode(
     every class has at least 5) and ends on the epoch that scored best on it. With
     ``calibration`` the query's logits are also split into a calibration and an evaluation part,
     and the result carries the temperature, ECE and prediction-set numbers; the metrics stay
-    those of the whole query set."""
+    those of the whole query set. With ``detail`` (the backbone built for a larger input) a
+    trained method's query probabilities are averaged with those of the untrained prototype on
+    ``detail``, fitted on the whole support (:mod:`ept_studio.core.detail`; its seconds count as
+    training); the prototype baseline itself stays as it is."""
     draw = episode.draw
     remap = {label: head for head, label in enumerate(draw.classes)}
     support = [(images(i), _target(pool, i, remap)) for i in draw.support]
@@ -301,6 +306,10 @@ def run_episode(
         )
     seconds = time.perf_counter() - start
     logits, probabilities, targets = _query_scores(model, query, spec, pool.label_mode, recipe)
+    if detail is not None and episode.method != PROTOTYPE_BASELINE:
+        start = time.perf_counter()
+        logits, probabilities = _with_detail_view(logits, support, query, detail, recipe, pool)
+        seconds += time.perf_counter() - start
     return EpisodeResult(
         method=episode.method,
         shots=draw.shots,
@@ -325,6 +334,30 @@ def run_episode(
             logits, targets, draw.shots, draw.draw, calibration, pool.label_mode.value
         ),
     )
+
+
+def _with_detail_view(
+    logits: np.ndarray,
+    support: list[tuple[torch.Tensor, PoolTarget]],
+    query: list[tuple[torch.Tensor, PoolTarget]],
+    detail: LoadedBackbone,
+    recipe: TrainRecipe,
+    pool: FewShotPool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, probabilities) of the query: the tuned model's averaged with the detail view's."""
+    if pool.label_mode is LabelMode.MULTI:
+        raise ConfigError("the detail view combines single-label models only")
+    view = fit_detail_view(
+        detail,
+        [image for image, _ in support],
+        [int(target) for _, target in support],  # type: ignore[arg-type]
+        logits.shape[1],
+        recipe.prototype_scale,
+        device=str(resolve_device(recipe.device)),
+    )
+    detail_logits, _, _ = _query_scores(view, query, detail.spec, pool.label_mode, recipe)
+    combined = combine_logits(logits, detail_logits)
+    return combined, torch.from_numpy(combined).softmax(dim=-1).numpy()
 
 
 def _query_scores(

@@ -70,7 +70,8 @@ class ManifestBackbone:
         from ept_studio.core.backbones import load_backbone
 
         if self not in _BACKBONES:
-            _BACKBONES.clear()
+            if len(_BACKBONES) > 1:  # a sweep needs at most two: its backbone and the detail view
+                _BACKBONES.clear()
             _BACKBONES[self] = load_backbone(
                 self.name, weights=self.weights, img_size=self.img_size
             )
@@ -155,7 +156,12 @@ def _run_on_worker(
     if plan_id not in _SWEEPS:
         _SWEEPS.clear()
         _SWEEPS[plan_id] = prepare_sweep(request)
-    return run_sweep_episode(_SWEEPS[plan_id], key, backbone())
+    detail = (
+        None
+        if request.detail_size is None
+        else ManifestBackbone(request.backbone, request.backbone_weights, request.detail_size)()
+    )
+    return run_sweep_episode(_SWEEPS[plan_id], key, backbone(), detail=detail)
 
 
 def _one_line(err: BaseException) -> str:
