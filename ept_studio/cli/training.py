@@ -167,6 +167,13 @@ def add_train_command(commands: Any) -> None:
         help="how often a prediction set should contain the true class (default 0.90)",
     )
     train.add_argument(
+        "--detail",
+        action="store_true",
+        help="with --project: also score each image at twice the backbone's input size with the "
+        "untrained class centres of the training images, averaged with the tuned model (the "
+        "app's 'Also check fine detail'; single-label projects)",
+    )
+    train.add_argument(
         "--hold-out",
         action="store_true",
         help="with --project: keep a fifth of each class's training images (>= 5 a class) aside "
@@ -201,10 +208,10 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
         return
     if args.data is None or args.out is None:
         raise ConfigError("give a DATA folder and --out FILE, or --project FOLDER")
-    if args.calibrate_on_test or args.hold_out:
+    if args.calibrate_on_test or args.hold_out or args.detail:
         raise ConfigError(
-            "--hold-out and --calibrate-on-test need --project: a folder run trains on every "
-            "support image and is not calibrated"
+            "--hold-out, --calibrate-on-test and --detail need --project: a folder run trains on "
+            "every support image and is not calibrated"
         )
     from ept_studio.services.model import DataReady, TrainingSaved, TrainRequest, train_on_folder
 
@@ -291,6 +298,7 @@ def run_project_train(args: argparse.Namespace, console: Console) -> None:
         calibrate_on_test=args.calibrate_on_test,
         hold_out=args.hold_out,
         slices_per_series=args.slices_per_series,
+        detail=args.detail,
     )
     for event in events:
         if isinstance(event, ProjectDataReady):

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from ept_studio.core.backbones import LoadedBackbone
     from ept_studio.core.model import TunedModel
 
-DETAIL_INPUT_SIZE = 448
-"""The detail view's input size for the offline backbone (32 x 32 patches of 14 px)."""
+DETAIL_FACTOR = 2
+"""The detail view sees the image at this many times the backbone's own input size (448 px for
+the offline backbone's 224: 32 x 32 patches of 14 px). A multiple of the size is a multiple of
+the patch."""
 DETAIL_PREFIX = "detail."
 DETAIL_WEIGHT = "detail.weight"
 DETAIL_BIAS = "detail.bias"
@@ -58,23 +60,6 @@ def combine_logits(tuned: np.ndarray, detail: np.ndarray) -> np.ndarray:
     combined = np.logaddexp(log_softmax(tuned_array), log_softmax(detail_array)) - math.log(2.0)
     result: np.ndarray = combined.astype(np.float32)
     return result
-
-
-def detail_size_for(patch_size: int, own_size: int, requested: int = DETAIL_INPUT_SIZE) -> int:
-    """The detail view's input size for a backbone: ``requested``, which must be a multiple of the
-    patch size and larger than the backbone's own size (else the view adds nothing)."""
-    if requested <= own_size:
-        raise ConfigError(
-            f"the detail view must be larger than the backbone's own {own_size} px, got "
-            f"{requested} px"
-        )
-    if requested % patch_size:
-        raise ConfigError(
-            f"the detail view's size must be a multiple of the {patch_size} px patch, got "
-            f"{requested} px (try {requested - requested % patch_size} or "
-            f"{requested - requested % patch_size + patch_size})"
-        )
-    return requested
 
 
 def combine_logits_torch(tuned: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:

@@ -262,6 +262,7 @@ class TrainingPanel(QWidget):
             calibrate_on_test=self.advanced.calibrate_on_test.isChecked(),
             slices_per_series=self.advanced.slices_per_series.value(),
             trained_share=self.advanced.chosen_trained_share(),
+            detail=self.advanced.detail.isChecked(),
         )
 
     @Slot()

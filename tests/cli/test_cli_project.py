@@ -96,4 +96,4 @@ def test_calibrating_on_test_images_needs_a_project(
     out = tmp_path / "p.safetensors"
     code = main(["train", str(tmp_path), "--out", str(out), "--calibrate-on-test"])
     assert code != 0
-    assert "--calibrate-on-test need --project" in capsys.readouterr().err
+    assert "--calibrate-on-test and --detail need --project" in capsys.readouterr().err

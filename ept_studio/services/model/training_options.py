@@ -239,6 +239,11 @@ class TrainingOptions:
     own); the rest is the nearest-centroid classifier training started from. Only recipes that
     start from it (:data:`PROTOTYPE_START_RECIPES`) take it."""
 
+    detail: bool = True
+    """Also look at fine detail: average the tuned model's scores with the untrained class
+    centres of the training images seen at twice the size (448 px for the offline backbone;
+    single-label projects)."""
+
     def __post_init__(self) -> None:
         method_choice(self.method)
         coverage_problem = coverage_error(self.coverage)

@@ -230,6 +230,13 @@ def _method_section(run: RunRecord, record: TrainingRecord | None) -> str:
     if record is not None:
         lines.append(f"- Trainable parameters: {record.trainable_parameters:,}")
         lines.append(f"- Training as it ran: {training_description(record)}")
+    detail = config.get("detail_size")
+    if detail:
+        lines.append(
+            f"- Scores: the tuned model's averaged with those of the untrained class centres of "
+            f"the training images seen at {detail} px (the fine-detail check); every score and "
+            "metric here is of the two together"
+        )
     recipe = config.get("recipe", {})
     settings = [f"{k} = {recipe[k]}" for k in _RECIPE_SHOWN if recipe.get(k) is not None]
     if settings:

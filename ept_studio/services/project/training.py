@@ -22,6 +22,7 @@ from ept_studio.common.errors import (
     TrainingCancelled,
 )
 from ept_studio.core.conformal import DEFAULT_COVERAGE
+from ept_studio.core.detail import DETAIL_FACTOR
 from ept_studio.core.hold_out import calibration_half, held_out_indices
 from ept_studio.core.hold_out import held_out_sizes as core_held_out_sizes
 from ept_studio.data.render import RenderingSpec, render_file
@@ -229,6 +230,7 @@ def train_on_project(
     calibrate_on_test: bool = False,
     slices_per_series: int = DEFAULT_SLICES_PER_SERIES,
     share_minimum: int = 0,
+    detail: bool = False,
 ) -> Generator[object, None, None]:
     """Train on the project in ``folder``; yields events (see the module docstring).
 
@@ -248,6 +250,9 @@ def train_on_project(
     ``share_minimum``: the recipe's ``trained_share`` applies only when every class has at least
     this many training images (a series once); with fewer the run keeps all of its training,
     and its recorded recipe says so (the Train tab's plan says it before the run).
+    ``detail``: also fit the detail view (:mod:`ept_studio.core.detail`) at twice the backbone's
+    input size on the training images, and score with both (single-label projects; the run's
+    ``detail_size`` records the size, or None).
     """
     from ept_studio.core.backbones import load_backbone
 
@@ -279,6 +284,7 @@ def train_on_project(
             "slices_per_series": slices_per_series,
             "slices_not_taken": tset.slices_not_taken,
             "share_minimum": share_minimum,
+            "detail_size": detail_size(detail, tset.label_mode, loaded.spec.input_size),
         }
         run_id = project.record_run(
             config=config,
@@ -298,6 +304,12 @@ def train_on_project(
             project.finish_run(run_id, "failed")
             raise
         yield saved
+
+
+def detail_size(detail: bool, mode: LabelMode, input_size: int) -> int | None:
+    """The detail view's input size for a run: twice the backbone's, when asked for and the
+    project is single-label (a multi-label model's per-label scores are not combined); else None."""
+    return DETAIL_FACTOR * input_size if detail and mode is LabelMode.SINGLE else None
 
 
 def _with_share_rule(
@@ -419,6 +431,12 @@ def _train_and_save(
     training = yield from fitting.fit(
         model, samples, recipe, run.loaded, mode, cancel, val_set=validation or None
     )
+    size = run.config.get("detail_size")
+    detail = (
+        None
+        if size is None
+        else fitting.fit_detail(model, samples, run.loaded, int(size), recipe.prototype_scale)
+    )
     on_test = bool(run.config.get("calibrate_on_test"))
     calibration_pairs, test_pairs = test_split(run.rendered.test, on_test, recipe.seed)
     calibrated = fitting.calibrate(
@@ -428,6 +446,7 @@ def _train_and_save(
         mode,
         source=CALIBRATION_ON_TEST if on_test else CALIBRATION_ON_HELD_OUT,
         coverage=float(run.config.get("coverage", DEFAULT_COVERAGE)),
+        detail=detail,
     )
 
     def evaluated(
@@ -439,6 +458,7 @@ def _train_and_save(
             run.loaded,
             mode,
             temperature=calibrated.temperature,
+            detail=detail,
         )
         if probabilities is None:
             return evaluation, []
@@ -459,6 +479,7 @@ def _train_and_save(
         rendering=_rendering_summary(run.rendered),
         calibrated=calibrated,
         run_id=run.run_id,
+        detail=detail,
     )
     return _save_run(run, fitted)
 

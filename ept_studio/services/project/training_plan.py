@@ -108,6 +108,7 @@ def _plan(
         *_patience_notes(options, held),
         *_bf16_notes(kind),
         *_share_notes(options, tset.smallest_class()),
+        *_detail_notes(options, tset.label_mode),
     ]
     return TrainingPlan(
         steps=steps,
@@ -220,6 +221,23 @@ def _share_notes(options: TrainingOptions, smallest_class: int) -> list[str]:
         f"The model keeps {share:.0%} of what training learns, on top of the class-centre "
         "classifier it starts from, so it cannot drift far from that ('Keep of what training "
         "learned')."
+    ]
+
+
+def _detail_notes(options: TrainingOptions, mode: LabelMode) -> list[str]:
+    """What the fine-detail check adds, or why it is off although asked for."""
+    if not options.detail:
+        return []
+    if mode is LabelMode.MULTI:
+        return [
+            "The fine-detail check is off for this project: it averages one-label-per-image "
+            "scores, and images here may carry several labels."
+        ]
+    return [
+        "After training, each image is also looked at at twice the size (448 px with the "
+        "offline backbone), against the class centres of the training images there, and the two "
+        "opinions are averaged: fine texture counts. Scoring an image then takes about 5 times "
+        "as long ('Also check fine detail')."
     ]
 
 

@@ -95,6 +95,7 @@ def tune_project(
         calibrate_on_test=options.calibrate_on_test,
         slices_per_series=options.slices_per_series,
         share_minimum=SHARE_MINIMUM,
+        detail=options.detail,
     )
     try:
         for event in events:

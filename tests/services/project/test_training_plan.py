@@ -55,12 +55,12 @@ def test_the_presets_lengths_are_the_recipes_own() -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        TrainingOptions(),
-        TrainingOptions(epochs=2),
-        TrainingOptions(epochs=30, batch_size=3),
-        TrainingOptions(recipe="paper"),
-        TrainingOptions(recipe="paper", epochs=2, batch_size=8, hold_out=False),
-        TrainingOptions(batch_size=1, hold_out=False),
+        TrainingOptions(detail=False),
+        TrainingOptions(detail=False, epochs=2),
+        TrainingOptions(detail=False, epochs=30, batch_size=3),
+        TrainingOptions(detail=False, recipe="paper"),
+        TrainingOptions(detail=False, recipe="paper", epochs=2, batch_size=8, hold_out=False),
+        TrainingOptions(detail=False, batch_size=1, hold_out=False),
     ],
 )
 def test_the_plan_has_the_steps_the_run_will_take(
@@ -86,7 +86,7 @@ NO_HELD_OUT_CALIBRATION = (
 
 def test_the_plan_says_what_the_recipe_changes(projects: dict[str, Project]) -> None:
     plan = plan_training(
-        projects["six"], TrainingOptions(epochs=2, trained_share=None), gpu_names=[]
+        projects["six"], TrainingOptions(detail=False, epochs=2, trained_share=None), gpu_names=[]
     )
     assert (plan.steps, plan.epochs, plan.epochs_requested) == (50, 25, 2)
     assert plan.notes == (
@@ -96,7 +96,9 @@ def test_the_plan_says_what_the_recipe_changes(projects: dict[str, Project]) -> 
         "(fundus has 3, histology has 3).",
         NO_HELD_OUT_CALIBRATION,
     )
-    untouched = plan_training(projects["six"], TrainingOptions(recipe="paper"), gpu_names=[])
+    untouched = plan_training(
+        projects["six"], TrainingOptions(detail=False, recipe="paper"), gpu_names=[]
+    )
     assert (untouched.steps, untouched.epochs, untouched.notes) == (
         40,
         20,
@@ -112,7 +114,9 @@ def test_the_recipes_own_passes_are_named_when_the_user_set_none(
     projects: dict[str, Project],
 ) -> None:
     plan = plan_training(
-        projects["twelve"], TrainingOptions(patience=3, trained_share=None), gpu_names=[]
+        projects["twelve"],
+        TrainingOptions(detail=False, patience=3, trained_share=None),
+        gpu_names=[],
     )
     assert plan.notes == (
         "The recipe's 10 passes would be 30 steps; the recipe needs at least 50 steps, so it "
@@ -128,7 +132,10 @@ def test_without_earlier_runs_the_estimate_is_the_rough_figure(
     projects: dict[str, Project],
 ) -> None:
     plan = plan_training(
-        projects["twelve"], TrainingOptions(), backbone_name="dinov2-vits14-imgfocus", gpu_names=[]
+        projects["twelve"],
+        TrainingOptions(detail=False),
+        backbone_name="dinov2-vits14-imgfocus",
+        gpu_names=[],
     )
     assert plan.estimate_s == pytest.approx(51 * 1.2)
     assert plan.headline() == "51 steps on CPU, about 1 min"
@@ -140,9 +147,14 @@ def test_an_earlier_finished_run_on_this_device_sets_the_estimate(tmp_path: Path
     with labelled_project(tmp_path, layout) as project:
         _finished_run(project, "CPU (2 threads)", elapsed_s=30.0, epochs_run=5, train=8)
         _finished_run(project, "NVIDIA H200 (139 GiB)", elapsed_s=1.0, epochs_run=5, train=8)
-        plan = plan_training(project, TrainingOptions(recipe="paper"), backbone_name="vit-s")
+        plan = plan_training(
+            project, TrainingOptions(detail=False, recipe="paper"), backbone_name="vit-s"
+        )
         on_gpu = plan_training(
-            project, TrainingOptions(recipe="paper"), backbone_name="vit-s", gpu_names=["H200"]
+            project,
+            TrainingOptions(detail=False, recipe="paper"),
+            backbone_name="vit-s",
+            gpu_names=["H200"],
         )
     assert (plan.device, plan.steps) == ("CPU", 40)
     assert plan.estimate_s == pytest.approx(40 * 3.0)  # 30 s for 5 epochs of 2 steps
@@ -216,7 +228,7 @@ from ept_studio.services.project.training_plan import plan_training
 import ept_studio.gui.training_panel
 
 with Project.open(Path({str(folder)!r}), locations_dir=Path({str(folder.parent / "locations")!r})) as project:
-    plan = plan_training(project, TrainingOptions(epochs=2))
+    plan = plan_training(project, TrainingOptions(detail=False, epochs=2))
     ready = check_readiness(project).ready
     split = suggest_test_split(project)
 print(plan.steps, ready, split.test_images, "torch" in sys.modules)
@@ -232,7 +244,7 @@ def test_stopping_early_without_held_out_images_is_said_to_be_off(
 ) -> None:
     """Patience needs held-out images to judge by: when there are none, the plan says so."""
     too_few = plan_training(
-        projects["six"], TrainingOptions(patience=3, trained_share=None), gpu_names=[]
+        projects["six"], TrainingOptions(detail=False, patience=3, trained_share=None), gpu_names=[]
     )
     assert too_few.notes[-1] == (
         "Stopping early after 3 passes without improvement is off too: it is judged on the "
@@ -240,7 +252,7 @@ def test_stopping_early_without_held_out_images_is_said_to_be_off(
     )
     unticked = plan_training(
         projects["twenty-one"],
-        TrainingOptions(patience=3, hold_out=False, trained_share=None),
+        TrainingOptions(detail=False, patience=3, hold_out=False, trained_share=None),
         gpu_names=[],
     )
     assert unticked.notes[-1] == (
@@ -250,7 +262,7 @@ def test_stopping_early_without_held_out_images_is_said_to_be_off(
     assert all(
         "Stopping early" not in note
         for note in plan_training(
-            projects["twenty-one"], TrainingOptions(hold_out=False), gpu_names=[]
+            projects["twenty-one"], TrainingOptions(detail=False, hold_out=False), gpu_names=[]
         ).notes
     )
 
@@ -258,13 +270,15 @@ def test_stopping_early_without_held_out_images_is_said_to_be_off(
 def test_the_plan_says_before_the_run_when_scores_will_not_be_calibrated(
     projects: dict[str, Project],
 ) -> None:
-    held = plan_training(projects["twenty-one"], TrainingOptions(), gpu_names=[])
+    held = plan_training(projects["twenty-one"], TrainingOptions(detail=False), gpu_names=[])
     assert sum(held.held_out) == 4
     assert (
         "Scores will not be calibrated, so there will be no prediction sets: only 4 held-out "
         f"images, and at least 10 are needed. {CALIBRATION_TICK}"
     ) in held.notes
-    none = plan_training(projects["twenty-one"], TrainingOptions(hold_out=False), gpu_names=[])
+    none = plan_training(
+        projects["twenty-one"], TrainingOptions(detail=False, hold_out=False), gpu_names=[]
+    )
     assert (
         "Scores will not be calibrated, so there will be no prediction sets: no held-out "
         f"images, and at least 10 are needed. {CALIBRATION_TICK}"
@@ -276,13 +290,17 @@ def test_the_plan_names_the_test_images_that_will_calibrate(tmp_path: Path) -> N
     with labelled_project(tmp_path / "p", layout) as project:
         ids = [image.id for image in project.images()]
         project.labels.set_role(ids[:10] + ids[12:23], Role.TEST)
-        plan = plan_training(project, TrainingOptions(calibrate_on_test=True), gpu_names=[])
+        plan = plan_training(
+            project, TrainingOptions(detail=False, calibrate_on_test=True), gpu_names=[]
+        )
         assert (
             "10 test images (half of each class's) will calibrate the scores and make 90 % "
             "prediction sets; they are not scored as test images."
         ) in plan.notes
         fewer = plan_training(
-            project, TrainingOptions(calibrate_on_test=True, coverage=0.95), gpu_names=[]
+            project,
+            TrainingOptions(detail=False, calibrate_on_test=True, coverage=0.95),
+            gpu_names=[],
         )
         assert (
             "10 test images (half of each class's) will calibrate the scores and make 95 % "
@@ -306,7 +324,7 @@ def test_the_plan_says_whether_a_cpu_with_bf16_will_use_it(
     monkeypatch.setattr(bf16, "CPUINFO", cpuinfo)
     monkeypatch.setattr(bf16, "measure_cpu_bf16", no_check)
     monkeypatch.setenv("EPT_STUDIO_DATA", str(tmp_path / "user-data"))
-    options = TrainingOptions(recipe="paper")
+    options = TrainingOptions(detail=False, recipe="paper")
     before = plan_training(projects["six"], options, gpu_names=[]).notes[-1]
     assert before == (
         "bfloat16 is decided when training starts: this CPU has AVX512-BF16, and a check of a "
@@ -320,9 +338,13 @@ def test_the_plan_says_whether_a_cpu_with_bf16_will_use_it(
 
 
 def test_the_plan_is_silent_about_bf16_on_a_cpu_without_it(projects: dict[str, Project]) -> None:
-    notes = plan_training(projects["six"], TrainingOptions(recipe="paper"), gpu_names=[]).notes
+    notes = plan_training(
+        projects["six"], TrainingOptions(detail=False, recipe="paper"), gpu_names=[]
+    ).notes
     assert not any("bfloat16" in note for note in notes)
-    gpu = plan_training(projects["six"], TrainingOptions(recipe="paper"), gpu_names=["H200"])
+    gpu = plan_training(
+        projects["six"], TrainingOptions(detail=False, recipe="paper"), gpu_names=["H200"]
+    )
     assert gpu.notes[-1] == (
         "bfloat16 is decided when training starts: on if the NVIDIA GPU supports it."
     )
@@ -331,14 +353,19 @@ def test_the_plan_is_silent_about_bf16_on_a_cpu_without_it(projects: dict[str, P
 def test_the_plan_says_how_much_of_the_training_the_model_keeps(
     projects: dict[str, Project],
 ) -> None:
-    half = plan_training(projects["twenty-one"], TrainingOptions(), gpu_names=[])
+    half = plan_training(projects["twenty-one"], TrainingOptions(detail=False), gpu_names=[])
     assert half.notes[-1] == (
         "The model keeps 50% of what training learns, on top of the class-centre classifier it "
         "starts from, so it cannot drift far from that ('Keep of what training learned')."
     )
-    none = plan_training(projects["twenty-one"], TrainingOptions(trained_share=0.0), gpu_names=[])
+    none = plan_training(
+        projects["twenty-one"], TrainingOptions(detail=False, trained_share=0.0), gpu_names=[]
+    )
     assert "keeps none of what training learns" in none.notes[-1]
-    for options in (TrainingOptions(trained_share=1.0), TrainingOptions(recipe="paper")):
+    for options in (
+        TrainingOptions(detail=False, trained_share=1.0),
+        TrainingOptions(detail=False, recipe="paper"),
+    ):
         notes = plan_training(projects["twenty-one"], options, gpu_names=[]).notes
         assert not [note for note in notes if "of what training learns" in note]
 
@@ -346,8 +373,36 @@ def test_the_plan_says_how_much_of_the_training_the_model_keeps(
 def test_with_fewer_than_five_images_a_class_the_model_keeps_all_of_its_training(
     projects: dict[str, Project],
 ) -> None:
-    few = plan_training(projects["six"], TrainingOptions(), gpu_names=[])  # 3 images a class
+    few = plan_training(
+        projects["six"], TrainingOptions(detail=False), gpu_names=[]
+    )  # 3 images a class
     assert few.notes[-1] == (
         "The model keeps all of what training learns: 'Keep of what training learned' starts "
         "at 5 training images a class, because the class centre of fewer is a weak anchor."
     )
+
+
+DETAIL_NOTE = (
+    "After training, each image is also looked at at twice the size (448 px with the offline "
+    "backbone), against the class centres of the training images there, and the two opinions "
+    "are averaged: fine texture counts. Scoring an image then takes about 5 times as long "
+    "('Also check fine detail')."
+)
+
+
+def test_the_plan_says_what_the_fine_detail_check_adds(projects: dict[str, Project]) -> None:
+    on = plan_training(projects["six"], TrainingOptions(), gpu_names=[])
+    assert on.notes[-1] == DETAIL_NOTE
+    off = plan_training(projects["six"], TrainingOptions(detail=False), gpu_names=[])
+    assert off.notes == on.notes[:-1]
+
+
+def test_the_fine_detail_check_is_said_to_be_off_for_multi_label_projects() -> None:
+    from ept_studio.data.store import LabelMode
+    from ept_studio.services.project.training_plan import _detail_notes
+
+    assert _detail_notes(TrainingOptions(), LabelMode.MULTI) == [
+        "The fine-detail check is off for this project: it averages one-label-per-image "
+        "scores, and images here may carry several labels."
+    ]
+    assert _detail_notes(TrainingOptions(detail=False), LabelMode.MULTI) == []
