@@ -31,3 +31,25 @@ def test_a_larger_input_has_more_patches_and_the_spec_says_its_size() -> None:
 def test_an_input_size_that_cuts_a_patch_is_refused_with_a_size_that_fits() -> None:
     with pytest.raises(BackboneError, match=r"multiple of 14 \(e.g. 238\), not 250"):
         load_backbone(img_size=250)
+
+
+def test_the_detail_backbone_is_the_weights_file_built_for_twice_the_size() -> None:
+    from support import tiny_backbone
+
+    from ept_studio.core.backbones import backbone_at_size
+
+    torch.set_num_threads(1)
+    base = load_backbone()
+    detail = backbone_at_size(base, 448)
+    direct = load_backbone(img_size=448)  # what bench accuracy --detail 448 measured
+    assert detail.spec.input_size == 448
+    assert detail.weights_sha256 == base.weights_sha256
+    assert torch.equal(detail.model.pos_embed, direct.model.pos_embed)
+    assert base.spec.input_size == 224  # the loaded one is left as it was
+    # a backbone without a weights file (a random test one) is resized in place of a copy
+    tiny = tiny_backbone()
+    resized = backbone_at_size(tiny, 64)
+    assert tuple(resized.model.patch_embed.grid_size) == (8, 8)
+    assert tuple(tiny.model.patch_embed.grid_size) == (4, 4)
+    with pytest.raises(BackboneError, match="multiple of 8, not 60"):
+        backbone_at_size(tiny, 60)
