@@ -3,7 +3,10 @@
 Torch-free (numpy and Pillow), like :mod:`ept_studio.core.onnx_runtime`. :class:`ModelInfo` is stored in
 the ONNX file's ``metadata_props``; :func:`preprocess` is the torch engine's test-time transform
 (bicubic antialiased resize, clamp, normalise) without torch, so the ONNX and torch runners see the same
-pixels; :class:`ModelOutputs` is what :class:`~ept_studio.core.onnx_runtime.OnnxRunner` and
+pixels. A model with a detail view (:mod:`ept_studio.core.detail`) takes the same image twice: at
+``input_size`` (``pixels``) and, resized separately from the rendered image, at ``detail_input_size``
+(``detail_pixels``, :func:`preprocess_detail`); :func:`check_model_inputs` is the one rule both
+runners apply to what they are given. :class:`ModelOutputs` is what :class:`~ept_studio.core.onnx_runtime.OnnxRunner` and
 :class:`~ept_studio.core.torch_runner.TorchRunner` return, both through :func:`model_outputs`, which
 applies the stored temperature and prediction-set thresholds the same way for either.
 """
@@ -28,10 +31,15 @@ ONNX_FORMAT = 1
 
 FORMAT_KEY = "ept_studio.onnx_format"
 INPUT_NAME = "pixels"
+DETAIL_INPUT_NAME = "detail_pixels"
+"""The second input of a model with a detail view: the image at ``detail_input_size``."""
 OUTPUT_NAMES = ("logits", "probabilities", "attention", "rollout")
 OPTIONAL_BLOCKS = ("calibration", "conformal", "precision")
 """Metadata entries a model may leave out: no ``calibration``, its scores are uncalibrated; no
 ``conformal``, it gives no prediction sets; no ``precision``, it is the fp32 export."""
+OPTIONAL_ENTRIES = (*OPTIONAL_BLOCKS, "detail_input_size")
+"""Every entry a model may leave out: the blocks, and ``detail_input_size`` (no detail view; files
+exported before the detail view existed have none)."""
 REDUCED_PRECISIONS = ("int8", "fp16")
 MAX_INPUT_SIZE = 4096
 """The largest image side a model file may ask for: the size builds every image's pixels (and, for a
@@ -95,6 +103,8 @@ class ModelInfo:
 
     It describes the model and its preprocessing, never the images it was tuned on (no PHI).
     ``calibration``, ``conformal`` and ``precision`` are stored only when present (JSON objects).
+    ``detail_input_size``: the side of the detail view's input (the graph's second input,
+    :data:`DETAIL_INPUT_NAME`); None, stored as no entry, for a model without a detail view.
     """
 
     class_names: tuple[str, ...]
@@ -114,6 +124,7 @@ class ModelInfo:
     calibration: Calibration | None = None
     conformal: ConformalSets | None = None
     precision: PrecisionRecord | None = None
+    detail_input_size: int | None = None
 
     @property
     def patches(self) -> int:
@@ -159,7 +170,7 @@ def _json(value: object) -> str:
 def _parse_props(props: Mapping[str, str]) -> dict[str, Any]:
     """Field values from text, each checked; a missing key is a KeyError naming it."""
     for name in (f.name for f in dataclasses.fields(ModelInfo)):
-        if name not in props and name not in OPTIONAL_BLOCKS:
+        if name not in props and name not in OPTIONAL_ENTRIES:
             raise KeyError(f"no {name!r} entry")
     names = json.loads(props["class_names"])
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -190,7 +201,22 @@ def _parse_props(props: Mapping[str, str]) -> dict[str, Any]:
         **{k: props[k] for k in ("backbone", "backbone_sha256", "prompt_sha256")},
         **{k: props[k] for k in ("app_version", "notice")},
         **_blocks(props),
+        **_detail(props, input_size),
     }
+
+
+def _detail(props: Mapping[str, str], input_size: int) -> dict[str, Any]:
+    """The detail view's input size when the model has one: larger than ``input_size``."""
+    if "detail_input_size" not in props:
+        return {}
+    size = _bounded_size(
+        props["detail_input_size"], "detail_input_size", MAX_INPUT_SIZE, "4096-pixel limit"
+    )
+    if size <= input_size:
+        raise ValueError(f"'detail_input_size' {size} is not above the input size {input_size}")
+    if props["label_mode"] != "single":
+        raise ValueError("it has a detail view, which only single-label models have")
+    return {"detail_input_size": size}
 
 
 def _blocks(props: Mapping[str, str]) -> dict[str, Any]:
@@ -290,13 +316,49 @@ class Runner(Protocol):
     @property
     def notes(self) -> tuple[str, ...]: ...
 
-    def run(self, pixels: np.ndarray) -> ModelOutputs:
-        """Model outputs for preprocessed pixels ``[B, 3, S, S]`` float32."""
+    def run(self, pixels: np.ndarray, detail_pixels: np.ndarray | None = None) -> ModelOutputs:
+        """Model outputs for preprocessed pixels ``[B, 3, S, S]`` float32 and, for a model with
+        a detail view (only then), the same images at its size ``[B, 3, D, D]``."""
         ...
 
     def predict(self, images: Sequence[np.ndarray]) -> ModelOutputs:
         """Model outputs for rendered images (``H x W x 3`` uint8, any size)."""
         ...
+
+
+def check_model_inputs(
+    info: ModelInfo, pixels: np.ndarray, detail_pixels: np.ndarray | None
+) -> None:
+    """What a runner is given must be what the model takes: ``pixels [B, 3, S, S]`` and, exactly
+    when the model has a detail view, ``detail_pixels [B, 3, D, D]`` of the same images.
+
+    A detail model run without its second input would silently be another model, and a plain
+    model given one would silently ignore it, so both are a :class:`ConfigError`.
+    """
+    size = info.input_size
+    if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, size, size):
+        raise ConfigError(
+            f"the model takes pixels [batch, 3, {size}, {size}], got {tuple(pixels.shape)}"
+        )
+    detail = info.detail_input_size
+    if detail is None:
+        if detail_pixels is not None:
+            raise ConfigError(
+                "this model has no detail view, so it takes no detail pixels; pass only the pixels"
+            )
+        return
+    if detail_pixels is None:
+        raise ConfigError(
+            f"this model has a detail view and also takes the images at {detail} px "
+            f"(detail pixels [batch, 3, {detail}, {detail}]); preprocess them with "
+            "preprocess_detail"
+        )
+    expected = (pixels.shape[0], 3, detail, detail)
+    if tuple(detail_pixels.shape) != expected:
+        raise ConfigError(
+            f"the model's detail view takes detail pixels {list(expected)} (one per image), got "
+            f"{list(detail_pixels.shape)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,15 +378,16 @@ def resize_plane(plane: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(resized, dtype=np.float32)
 
 
-def preprocess_image(image: np.ndarray, info: ModelInfo) -> np.ndarray:
+def preprocess_image(image: np.ndarray, info: ModelInfo, size: int | None = None) -> np.ndarray:
     """One rendered image (``H x W x 3`` or ``H x W`` uint8) -> normalised ``[3, S, S]`` float32.
 
     Resize the whole image to ``S x S`` (bicubic, antialiased), clamp to [0, 1], then
     ``(x - mean) / std``: what the torch engine does at test time. A grey image (three equal
-    channels) is resized once.
+    channels) is resized once. ``size``: ``S``, the model's ``input_size`` unless given (the
+    detail view's input is the same image at ``detail_input_size``).
     """
     pixels = _rgb(image)
-    size = info.input_size
+    size = info.input_size if size is None else size
     unit = pixels.astype(np.float32) / np.float32(255.0)
     grey = bool(
         (pixels[:, :, 0] == pixels[:, :, 1]).all() and (pixels[:, :, 0] == pixels[:, :, 2]).all()
@@ -345,6 +408,32 @@ def preprocess(images: Sequence[np.ndarray], info: ModelInfo) -> np.ndarray:
     if not images:
         raise ConfigError("there are no images to run the model on")
     return np.stack([preprocess_image(image, info) for image in images])
+
+
+def preprocess_detail(images: Sequence[np.ndarray], info: ModelInfo) -> np.ndarray:
+    """The detail view's batch ``[B, 3, D, D]`` float32: :func:`preprocess` at the model's
+    ``detail_input_size``, from the rendered images themselves (not from the smaller pixels)."""
+    size = _detail_size(info)
+    if not images:
+        raise ConfigError("there are no images to run the model on")
+    return np.stack([preprocess_image(image, info, size) for image in images])
+
+
+def preprocess_inputs(
+    images: Sequence[np.ndarray], info: ModelInfo
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Everything the model takes for rendered images: its pixels and, when it has a detail view,
+    its detail pixels (else None); what ``Runner.predict`` runs."""
+    pixels = preprocess(images, info)
+    if info.detail_input_size is None:
+        return pixels, None
+    return pixels, preprocess_detail(images, info)
+
+
+def _detail_size(info: ModelInfo) -> int:
+    if info.detail_input_size is None:
+        raise ConfigError("this model has no detail view, so it takes no detail pixels")
+    return info.detail_input_size
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Export a tuned model to ONNX with its attention maps, then prove the export matches torch.
 
 The graph takes ``pixels [batch, 3, S, S]`` (normalised, see :func:`~ept_studio.core.model_io.preprocess`)
-and returns ``logits [batch, C]``, ``probabilities [batch, C]`` (softmax, or per-class sigmoid for
+and, for a model with a detail view (:mod:`ept_studio.core.detail`), also ``detail_pixels [batch, 3,
+D, D]``, the same images at the detail view's size (:func:`~ept_studio.core.model_io.preprocess_detail`);
+it returns ``logits [batch, C]``, ``probabilities [batch, C]`` (softmax, or per-class sigmoid for
 multi-label models), ``attention [batch, heads, patches]`` (the CLS row of the last block over the
 patch tokens, after the tuning method: EPT's prompt columns are dropped, so it is the tuned model's
 attention) and ``rollout [batch, patches]`` (attention rollout over every block, see
@@ -11,9 +13,20 @@ in through its forward pre-hooks, which tracing records like any other operation
 prompts are traced in their exact compact form (:class:`LogsumexpPrompt`, from
 :mod:`ept_studio.core.attention`), one column per row instead of ``L``.
 
+With a detail view, ``logits`` are the combined ones,
+``log((softmax(tuned) + softmax(detail)) / 2)`` (:func:`~ept_studio.core.detail.combine_logits_torch`,
+traced as :func:`exportable_combine`), and ``probabilities`` their softmax (the mean of the two
+views' probabilities); ``attention`` and ``rollout`` stay the tuned model's, the maps the overlay
+shows. The detail view runs the same frozen backbone weights (its position embedding resampled for the
+larger grid), and the exporter stores equal weights once, so the file grows by little more than the
+detail view's position embedding and head (unless the tuning method changed the backbone's own
+weights, as full fine-tuning does: then both are stored). An export never drops it: a model whose metadata has a
+detail size must be exported with its detail view, and the parity check feeds both inputs.
+
 Every export is checked before the file appears: ONNX Runtime runs the new file on real rendered
-images and its outputs must match torch (logits within 1e-4, attention and rollout within 1e-5),
-else :class:`~ept_studio.common.errors.ParityError` and nothing is written.
+images and its outputs must match torch (logits within 1e-4, attention and rollout within 1e-5; a
+detail model's torch logits are its two views' own forward passes, combined), else
+:class:`~ept_studio.common.errors.ParityError` and nothing is written.
 
 The graph's ``probabilities`` are never calibrated: a stored temperature (``ModelInfo.calibration``)
 is applied by the runners, in numpy, to the ``logits`` (:func:`~ept_studio.core.model_io.model_outputs`).
@@ -25,6 +38,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import secrets
 import time
@@ -38,15 +52,17 @@ import torch
 from torch import nn
 
 from ept_studio import RESEARCH_USE_NOTICE, __version__
-from ept_studio.common.errors import ExportError, OnnxModelError, ParityError
+from ept_studio.common.errors import ConfigError, ExportError, OnnxModelError, ParityError
 from ept_studio.core.attention import ConcatPrompt, LogsumexpPrompt
+from ept_studio.core.detail import combine_logits_torch
 from ept_studio.core.model import LabelMode, TunedModel
 from ept_studio.core.model_io import (
+    DETAIL_INPUT_NAME,
     INPUT_NAME,
     OUTPUT_NAMES,
     ModelInfo,
     calibrated_probabilities,
-    preprocess,
+    preprocess_inputs,
 )
 from ept_studio.core.onnx_runtime import OnnxRunner
 from ept_studio.core.prompt_file import PromptFileMetadata
@@ -88,22 +104,55 @@ def _residual_mix(weights: torch.Tensor) -> torch.Tensor:
 
 class InferenceModule(nn.Module):
     """A tuned model with the four outputs of the ONNX graph (what is exported, and what
-    :class:`~ept_studio.core.torch_runner.TorchRunner` runs)."""
+    :class:`~ept_studio.core.torch_runner.TorchRunner` runs).
 
-    def __init__(self, model: TunedModel, label_mode: LabelMode | str) -> None:
+    ``detail``: the model's detail view (single-label only); then :meth:`forward` takes the detail
+    pixels too and its logits are the two views' combined ones, while the attention maps stay the
+    tuned model's.
+    """
+
+    def __init__(
+        self, model: TunedModel, label_mode: LabelMode | str, detail: TunedModel | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.multi_label = LabelMode(label_mode) is LabelMode.MULTI
+        if detail is not None and self.multi_label:
+            raise ConfigError("a multi-label model has no detail view; export it without one")
+        self.detail = detail
         self.blocks = tuple(range(len(model.backbone.blocks)))
+        self.detail_blocks = () if detail is None else tuple(range(len(detail.backbone.blocks)))
 
     def forward(
-        self, pixels: torch.Tensor
+        self, pixels: torch.Tensor, detail_pixels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if (self.detail is None) != (detail_pixels is None):
+            raise ConfigError(
+                "the detail pixels go with a detail view: give both or neither"
+                if self.detail is None
+                else "this model has a detail view and needs the detail pixels too"
+            )
         logits, weights = self.model.forward_with_attention(pixels, self.blocks)
+        if self.detail is not None and detail_pixels is not None:
+            # The reference attention path, like the tuned model's (the fused one traces to a
+            # graph that ONNX Runtime's fp16 converter breaks); the maps themselves are unused.
+            detail_logits, _ = self.detail.forward_with_attention(detail_pixels, self.detail_blocks)
+            logits = exportable_combine(logits, detail_logits)
         probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
         attention = self.model.cls_attention(weights[-1])
         rollout = attention_rollout(weights, self.model.prefix_tokens)
         return logits, probabilities, attention, rollout
+
+
+def exportable_combine(tuned: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
+    """:func:`~ept_studio.core.detail.combine_logits_torch` in operators the ONNX exporter has.
+
+    ``logaddexp`` has no ONNX form, so the pair of log-softmaxes is stacked and reduced with
+    ``logsumexp`` (ONNX ``ReduceLogSumExp``, which subtracts the maximum first): the same
+    ``log((softmax(tuned) + softmax(detail)) / 2)``, as stable for large logits.
+    """
+    both = torch.stack((torch.log_softmax(tuned, dim=-1), torch.log_softmax(detail, dim=-1)))
+    return torch.logsumexp(both, dim=0) - math.log(2.0)
 
 
 @contextlib.contextmanager
@@ -123,7 +172,8 @@ def compact_prompts_for_export(model: TunedModel) -> Iterator[None]:
 
 
 def model_info(model: TunedModel, metadata: PromptFileMetadata, prompt_sha256: str) -> ModelInfo:
-    """The description an export stores, from the prompt file the model was loaded from."""
+    """The description an export stores, from the prompt file the model was loaded from (with its
+    detail view's size when the file has one: export it with that view, ``detail=``)."""
     grid = tuple(int(g) for g in model.backbone.patch_embed.grid_size)
     return ModelInfo(
         class_names=tuple(metadata.class_names),
@@ -142,6 +192,7 @@ def model_info(model: TunedModel, metadata: PromptFileMetadata, prompt_sha256: s
         notice=RESEARCH_USE_NOTICE,
         calibration=metadata.calibration,
         conformal=metadata.conformal,
+        detail_input_size=metadata.detail_input_size,
     )
 
 
@@ -180,18 +231,22 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     logits_tolerance: float = LOGITS_TOLERANCE,
     attention_tolerance: float = ATTENTION_TOLERANCE,
+    detail: TunedModel | None = None,
 ) -> ExportReport:
     """Write ``model`` to ``path`` as ONNX with ``info`` as metadata, after a parity check.
 
     ``check_images`` are rendered images (``H x W x 3`` uint8); at least one, two or more also check
     the dynamic batch. The file is built next to ``path`` and renamed over it only once it passed.
+    ``detail``: the model's detail view, required exactly when ``info.detail_input_size`` is set
+    (the graph then takes ``detail_pixels`` too and returns the combined logits).
     """
     path = Path(path)
     _check_request(path, check_images, opset)
+    _check_detail(path, info, detail)
     start = time.perf_counter()
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        _trace_to_onnx(model, info, temporary, opset)
+        _trace_to_onnx(model, info, temporary, opset, detail)
         _write_metadata(temporary, info)
         parity = check_parity(
             model,
@@ -199,6 +254,7 @@ def export_onnx(
             check_images,
             logits_tolerance=logits_tolerance,
             attention_tolerance=attention_tolerance,
+            detail=detail,
         )
         os.replace(temporary, path)
     except ExportError as err:
@@ -223,14 +279,45 @@ def _check_request(path: Path, check_images: Sequence[np.ndarray], opset: int) -
         raise ExportError(f"{path}: not exported, the folder {path.parent} does not exist")
 
 
-def _trace_to_onnx(model: TunedModel, info: ModelInfo, path: Path, opset: int) -> None:
+def _check_detail(path: Path, info: ModelInfo, detail: TunedModel | None) -> None:
+    """The detail view and the metadata's detail size come together (nothing dropped silently)."""
+    if info.detail_input_size is not None and detail is None:
+        raise ExportError(
+            f"{path}: not exported, the model has a {info.detail_input_size} px detail view but "
+            "none was given to export; load the prompt file with its detail view"
+        )
+    if info.detail_input_size is None and detail is not None:
+        raise ExportError(
+            f"{path}: not exported, a detail view was given but the model's description has no "
+            "detail size; describe it with model_info from a prompt file that has the view"
+        )
+    if detail is not None and info.label_mode != "single":
+        raise ExportError(f"{path}: not exported, only single-label models have a detail view")
+
+
+def _trace_to_onnx(
+    model: TunedModel,
+    info: ModelInfo,
+    path: Path,
+    opset: int,
+    detail: TunedModel | None = None,
+) -> None:
     """The legacy (tracing) exporter: fast, and it records VPT's pre-hooks and EPT's capture path."""
-    module = InferenceModule(model, info.label_mode)
+    module = InferenceModule(model, info.label_mode, detail)
     device = next(model.parameters()).device
-    example = torch.zeros(2, 3, info.input_size, info.input_size, device=device)
+    example: tuple[torch.Tensor, ...] = (
+        torch.zeros(2, 3, info.input_size, info.input_size, device=device),
+    )
+    inputs = [INPUT_NAME]
+    if detail is not None and info.detail_input_size is not None:
+        size = info.detail_input_size
+        example = (*example, torch.zeros(2, 3, size, size, device=device))
+        inputs.append(DETAIL_INPUT_NAME)
     batch = {0: "batch"}
     was_training = model.training
     model.eval()
+    if detail is not None:
+        detail.eval()
     try:
         with warnings.catch_warnings(), torch.no_grad(), compact_prompts_for_export(model):
             # The legacy exporter announces its deprecation and tracing notes; neither is actionable.
@@ -238,11 +325,11 @@ def _trace_to_onnx(model: TunedModel, info: ModelInfo, path: Path, opset: int) -
             warnings.simplefilter("ignore", category=_TRACER_WARNING)
             torch.onnx.export(
                 module,
-                (example,),
+                example,
                 str(path),
-                input_names=[INPUT_NAME],
+                input_names=inputs,
                 output_names=list(OUTPUT_NAMES),
-                dynamic_axes={name: batch for name in (INPUT_NAME, *OUTPUT_NAMES)},
+                dynamic_axes={name: batch for name in (*inputs, *OUTPUT_NAMES)},
                 opset_version=opset,
                 dynamo=False,
                 external_data=False,
@@ -281,6 +368,8 @@ def _declare_shapes(proto: onnx.ModelProto, info: ModelInfo) -> None:
         "attention": [info.heads, info.patches],
         "rollout": [info.patches],
     }
+    if info.detail_input_size is not None:
+        sizes[DETAIL_INPUT_NAME] = [3, info.detail_input_size, info.detail_input_size]
     for value in (*proto.graph.input, *proto.graph.output):
         if value.name not in sizes:
             continue
@@ -299,20 +388,28 @@ def check_parity(
     *,
     logits_tolerance: float = LOGITS_TOLERANCE,
     attention_tolerance: float = ATTENTION_TOLERANCE,
+    detail: TunedModel | None = None,
 ) -> ParityReport:
     """Run ``onnx_path`` in ONNX Runtime (CPU) and ``model`` in torch on ``images``; compare.
 
     The torch logits come from the model's own forward pass (EPT's fast path), its attention from
     the capture path; ONNX Runtime runs the whole batch and, to check the dynamic batch, the first
-    image alone. Raises :class:`ParityError` when any output is further off than the tolerances.
+    image alone. With ``detail`` (the model's detail view) both get the detail pixels too and the
+    torch logits are the two views' own forward passes combined. Raises :class:`ParityError` when
+    any output is further off than the tolerances.
     """
     try:
         runner = OnnxRunner(Path(onnx_path), device="cpu")
     except OnnxModelError as err:
         raise ExportError(f"the exported model cannot be opened by ONNX Runtime: {err}") from err
-    pixels = preprocess(images, runner.info)
-    ours, single = runner.run(pixels), runner.run(pixels[:1])
-    reference = _torch_reference(model, pixels, runner.info.label_mode)
+    if (detail is None) != (runner.info.detail_input_size is None):
+        raise ExportError(
+            "the exported model and the torch model differ in having a detail view; export again"
+        )
+    pixels, detail_pixels = preprocess_inputs(images, runner.info)
+    ours = runner.run(pixels, detail_pixels)
+    single = runner.run(pixels[:1], None if detail_pixels is None else detail_pixels[:1])
+    reference = _torch_reference(model, pixels, runner.info.label_mode, detail, detail_pixels)
     reference[1] = calibrated_probabilities(runner.info, reference[0], reference[1])
     pairs = zip(
         (ours.logits, ours.probabilities, ours.attention, ours.rollout),
@@ -335,14 +432,27 @@ def check_parity(
     return report
 
 
-def _torch_reference(model: TunedModel, pixels: np.ndarray, label_mode: str) -> list[np.ndarray]:
-    """Logits from the model's own forward pass, the other outputs from the export graph."""
+def _torch_reference(
+    model: TunedModel,
+    pixels: np.ndarray,
+    label_mode: str,
+    detail: TunedModel | None = None,
+    detail_pixels: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """Logits from the model's own forward pass (combined with the detail view's own), the other
+    outputs from the export graph."""
     was_training = model.training
     model.eval()
     try:
-        tensor = torch.from_numpy(pixels).to(next(model.parameters()).device)
-        outputs = list(InferenceModule(model, label_mode)(tensor))
-        outputs[0] = model(tensor)
+        device = next(model.parameters()).device
+        tensor = torch.from_numpy(pixels).to(device)
+        if detail is None or detail_pixels is None:
+            outputs = list(InferenceModule(model, label_mode)(tensor))
+            outputs[0] = model(tensor)
+        else:
+            second = torch.from_numpy(detail_pixels).to(device)
+            outputs = list(InferenceModule(model, label_mode, detail.eval())(tensor, second))
+            outputs[0] = combine_logits_torch(model(tensor), detail(second))
     finally:
         model.train(was_training)
     return [t.float().cpu().numpy() for t in outputs]

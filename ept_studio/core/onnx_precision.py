@@ -7,13 +7,16 @@ parity check against torch (:mod:`ept_studio.core.onnx_export`). From it:
   weight (the blocks' qkv, projection and MLP layers, and the head) are stored as signed 8-bit
   integers, one scale per tensor; each run quantizes the activations on the fly. The attention
   products (queries by keys, weights by values), softmax and layer norms stay fp32, so no
-  calibration images are needed.
+  calibration images are needed. A weight the exporter stores once for two users (a detail view
+  runs the backbone's weights a second time) is quantized too (:func:`inline_weight_aliases`).
 - **fp16**: every float tensor and operator in half precision, except the inputs and outputs (kept
   float32, so callers see no difference) and the operators whose results leave fp16's range or lose
   its precision (:data:`FP32_OPS`, and ONNX Runtime's own list).
 
 The reduced model is checked against the fp32 export on the check images before it is kept (the
-same atomic write as the fp32 export: nothing appears unless it passed). The figures and the
+same atomic write as the fp32 export: nothing appears unless it passed). A model with a detail view
+(a second input, ``detail_pixels``) is converted whole, both views, and checked with both inputs
+fed; its detail pixels are required, so the check never runs it without its second view. The figures and the
 thresholds go into its metadata as a :class:`~ept_studio.core.model_io.PrecisionRecord`.
 """
 
@@ -104,12 +107,14 @@ def export_precision(
     pixels: np.ndarray,
     *,
     thresholds: PrecisionThresholds = PrecisionThresholds(),
+    detail_pixels: np.ndarray | None = None,
 ) -> PrecisionExport:
     """Convert the fp32 model ``reference`` to ``precision``, check it on ``pixels``, write ``out``.
 
-    ``pixels`` are the preprocessed check images ``[B, 3, S, S]``. The model is built next to
-    ``out`` and renamed over it only once it passed; otherwise :class:`ExportError` with the
-    figures, and ``out`` is left as it was.
+    ``pixels`` are the preprocessed check images ``[B, 3, S, S]``; ``detail_pixels`` the same
+    images at the detail view's size, for (and only for) a model with a detail view. The model is
+    built next to ``out`` and renamed over it only once it passed; otherwise :class:`ExportError`
+    with the figures, and ``out`` is left as it was.
     """
     chosen = precision_choice(precision)
     if chosen is Precision.FP32:
@@ -118,7 +123,9 @@ def export_precision(
     temporary = out.with_name(f".{out.name}.{secrets.token_hex(4)}.{chosen.value}.tmp")
     try:
         convert(Path(reference), temporary, chosen)
-        record, notes = check_precision(Path(reference), temporary, chosen, pixels, thresholds)
+        record, notes = check_precision(
+            Path(reference), temporary, chosen, pixels, thresholds, detail_pixels=detail_pixels
+        )
         _write_record(temporary, record)
         os.replace(temporary, out)
     except ExportError as err:
@@ -148,15 +155,55 @@ def convert(reference: Path, target: Path, precision: Precision) -> None:
 def _quantize_int8(reference: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet_onnxruntime_tools():
-        quantize_dynamic(
-            reference,
-            target,
-            op_types_to_quantize=["MatMul", "Gemm"],
-            per_channel=False,
-            weight_type=QuantType.QInt8,
-            extra_options={"MatMulConstBOnly": True},
-        )
+    direct = target.with_name(f"{target.name}.direct.onnx")
+    model = onnx.load(str(reference))
+    if inline_weight_aliases(model):
+        onnx.save(model, str(direct))
+        reference = direct
+    try:
+        with _quiet_onnxruntime_tools():
+            quantize_dynamic(
+                reference,
+                target,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                per_channel=False,
+                weight_type=QuantType.QInt8,
+                extra_options={"MatMulConstBOnly": True},
+            )
+    finally:
+        direct.unlink(missing_ok=True)
+
+
+def inline_weight_aliases(model: onnx.ModelProto) -> int:
+    """Let every operator read a weight straight from its initializer; returns how many
+    ``Identity`` aliases were removed.
+
+    The exporter stores equal weights once and gives the other users an ``Identity`` of it: a
+    model with a detail view runs the same frozen backbone weights twice (at both input sizes). A
+    MatMul whose weight comes through an ``Identity`` is not a constant weight to the quantizer,
+    which would leave it fp32 and keep the fp32 weight beside the int8 one (a larger file).
+    """
+    weights = {tensor.name for tensor in model.graph.initializer}
+    outputs = {value.name for value in model.graph.output}
+    aliases = {
+        node.output[0]: node.input[0]
+        for node in model.graph.node
+        if node.op_type == "Identity" and node.input[0] in weights and node.output[0] not in outputs
+    }
+    if not aliases:
+        return 0
+    kept = [
+        node
+        for node in model.graph.node
+        if not (node.op_type == "Identity" and node.output[0] in aliases)
+    ]
+    for node in kept:
+        for index, name in enumerate(node.input):
+            if name in aliases:
+                node.input[index] = aliases[name]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return len(aliases)
 
 
 def _convert_fp16(reference: Path, target: Path) -> None:
@@ -201,17 +248,20 @@ def check_precision(
     precision: Precision,
     pixels: np.ndarray,
     thresholds: PrecisionThresholds = PrecisionThresholds(),
+    *,
+    detail_pixels: np.ndarray | None = None,
 ) -> tuple[PrecisionRecord, tuple[str, ...]]:
-    """Run both models on ``pixels`` and compare; :class:`ExportError` with the figures when short.
+    """Run both models on ``pixels`` (and a detail model on its ``detail_pixels`` too) and
+    compare; :class:`ExportError` with the figures when short.
 
     The fp32 reference runs on the CPU (as its parity check did). int8 runs on the CPU, where its
     integer kernels are; fp16 on a CUDA GPU when there is one, else on the CPU, and a note says so.
     """
     device = "auto" if precision is Precision.FP16 else "cpu"
     try:
-        fp32 = OnnxRunner(reference, device="cpu", spinning=False).run(pixels)
+        fp32 = OnnxRunner(reference, device="cpu", spinning=False).run(pixels, detail_pixels)
         runner = OnnxRunner(candidate, device=device, spinning=False)
-        reduced = runner.run(pixels)
+        reduced = runner.run(pixels, detail_pixels)
     except OnnxModelError as err:
         raise ExportError(
             f"the {precision.value} model could not be run by ONNX Runtime: {err}"

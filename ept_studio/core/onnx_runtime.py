@@ -33,12 +33,14 @@ import onnxruntime as ort
 from ept_studio.common.errors import ConfigError, OnnxModelError
 from ept_studio.core.gpu import nvidia_gpu_count
 from ept_studio.core.model_io import (
+    DETAIL_INPUT_NAME,
     INPUT_NAME,
     OUTPUT_NAMES,
     ModelInfo,
     ModelOutputs,
+    check_model_inputs,
     model_outputs,
-    preprocess,
+    preprocess_inputs,
 )
 
 logger = logging.getLogger(__name__)
@@ -219,13 +221,13 @@ class OnnxRunner:
         """The options the session runs with (its config entries, threads, optimisation level)."""
         return self._session.get_session_options()
 
-    def run(self, pixels: np.ndarray) -> ModelOutputs:
-        size = self._info.input_size
-        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, size, size):
-            raise ConfigError(
-                f"the model takes pixels [batch, 3, {size}, {size}], got {tuple(pixels.shape)}"
-            )
+    def run(self, pixels: np.ndarray, detail_pixels: np.ndarray | None = None) -> ModelOutputs:
+        """The model on preprocessed ``pixels`` and, for a model with a detail view (only then),
+        ``detail_pixels`` (:func:`~ept_studio.core.model_io.check_model_inputs`)."""
+        check_model_inputs(self._info, pixels, detail_pixels)
         feed = {INPUT_NAME: np.ascontiguousarray(pixels, dtype=np.float32)}
+        if detail_pixels is not None:
+            feed[DETAIL_INPUT_NAME] = np.ascontiguousarray(detail_pixels, dtype=np.float32)
         try:
             logits, probabilities, attention, rollout = self._session.run(list(OUTPUT_NAMES), feed)
         except _ORT_ERRORS as err:
@@ -233,7 +235,7 @@ class OnnxRunner:
         return model_outputs(self._info, logits, probabilities, attention, rollout, self._provider)
 
     def predict(self, images: Sequence[np.ndarray]) -> ModelOutputs:
-        return self.run(preprocess(images, self._info))
+        return self.run(*preprocess_inputs(images, self._info))
 
 
 def _check_file(path: Path) -> None:
@@ -246,19 +248,17 @@ def _check_file(path: Path) -> None:
 
 
 def _check_signature(session: ort.InferenceSession, info: ModelInfo, path: Path) -> None:
-    """Input ``pixels [batch, 3, S, S]`` and the four outputs with the shapes the metadata says."""
+    """Input ``pixels [batch, 3, S, S]`` (and ``detail_pixels [batch, 3, D, D]`` exactly when the
+    metadata gives a detail size) and the four outputs with the shapes the metadata says."""
     inputs = {i.name: i.shape for i in session.get_inputs()}
     outputs = {o.name: o.shape for o in session.get_outputs()}
-    size = info.input_size
     expected = {
         "logits": [len(info.class_names)],
         "probabilities": [len(info.class_names)],
         "attention": [info.heads, info.patches],
         "rollout": [info.patches],
     }
-    problems = []
-    if list(inputs) != [INPUT_NAME] or list(inputs[INPUT_NAME][1:]) != [3, size, size]:
-        problems.append(f"input {inputs} instead of pixels [batch, 3, {size}, {size}]")
+    problems = _input_problems(inputs, info)
     for name, tail in expected.items():
         if name not in outputs:
             problems.append(f"no {name!r} output")
@@ -269,6 +269,29 @@ def _check_signature(session: ort.InferenceSession, info: ModelInfo, path: Path)
             f"{path}: its inputs and outputs do not match its EPT Studio metadata "
             f"({'; '.join(problems)[:300]}); export it again"
         )
+
+
+def _input_problems(inputs: dict[str, list[object]], info: ModelInfo) -> list[str]:
+    """What is wrong with the graph's inputs for ``info``: a detail model's graph must take the
+    detail pixels, a plain model's graph must not (else one of the two views would be lost)."""
+    size, detail = info.input_size, info.detail_input_size
+    expected = {INPUT_NAME: [3, size, size]}
+    if detail is not None:
+        expected[DETAIL_INPUT_NAME] = [3, detail, detail]
+    if DETAIL_INPUT_NAME in inputs and detail is None:
+        return ["the graph takes detail pixels but its metadata gives no detail view"]
+    if detail is not None and DETAIL_INPUT_NAME not in inputs:
+        return [
+            f"its metadata gives a {detail} px detail view but the graph takes no detail pixels"
+        ]
+    wanted = ", ".join(
+        f"{name} [batch, {', '.join(map(str, tail))}]" for name, tail in expected.items()
+    )
+    if list(inputs) != list(expected) or any(
+        list(inputs[name][1:]) != tail for name, tail in expected.items()
+    ):
+        return [f"input {inputs} instead of {wanted}"]
+    return []
 
 
 def _short(err: BaseException) -> str:

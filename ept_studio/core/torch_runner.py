@@ -2,7 +2,8 @@
 
 It runs exactly the graph that :func:`~ept_studio.core.onnx_export.export_onnx` exports
 (:class:`~ept_studio.core.onnx_export.InferenceModule`) on the same numpy preprocessing, and returns
-the same :class:`~ept_studio.core.model_io.ModelOutputs`, so a caller can switch between the two.
+the same :class:`~ept_studio.core.model_io.ModelOutputs`, so a caller can switch between the two; a
+model with a detail view runs with it (its logits the two views' combined ones), as exported.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ import torch
 from ept_studio.common.errors import ConfigError
 from ept_studio.core.device import resolve_device
 from ept_studio.core.model import TunedModel
-from ept_studio.core.model_io import ModelInfo, ModelOutputs, model_outputs, preprocess
+from ept_studio.core.model_io import (
+    ModelInfo,
+    ModelOutputs,
+    check_model_inputs,
+    model_outputs,
+    preprocess_inputs,
+)
 from ept_studio.core.onnx_export import InferenceModule
 
 
@@ -23,16 +30,29 @@ class TorchRunner:
     """A tuned torch model behind the :class:`~ept_studio.core.model_io.Runner` API.
 
     ``device``: None keeps the model where it is; otherwise it is moved there (``auto``, ``cpu``,
-    ``cuda``...). The model is put in eval mode.
+    ``cuda``...). The model is put in eval mode. ``detail``: the model's detail view, required
+    exactly when ``info.detail_input_size`` is set (it runs on the model's device).
     """
 
     def __init__(
-        self, model: TunedModel, info: ModelInfo, *, device: str | torch.device | None = None
+        self,
+        model: TunedModel,
+        info: ModelInfo,
+        *,
+        device: str | torch.device | None = None,
+        detail: TunedModel | None = None,
     ) -> None:
+        if (detail is None) != (info.detail_input_size is None):
+            raise ConfigError(
+                "the model's description and its torch modules differ in having a detail view; "
+                "load the prompt file again"
+            )
         if device is not None:
             model.to(device if isinstance(device, torch.device) else resolve_device(device))
         self._device = next(model.parameters()).device
-        self._module = InferenceModule(model.eval(), info.label_mode)
+        if detail is not None:
+            detail.to(self._device).eval()
+        self._module = InferenceModule(model.eval(), info.label_mode, detail)
         self._info = info
         self._provider = f"torch-{self._device}"
 
@@ -49,16 +69,16 @@ class TorchRunner:
         return ()
 
     @torch.inference_mode()
-    def run(self, pixels: np.ndarray) -> ModelOutputs:
-        size = self._info.input_size
-        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, size, size):
-            raise ConfigError(
-                f"the model takes pixels [batch, 3, {size}, {size}], got {tuple(pixels.shape)}"
-            )
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(self._device)
-        outputs = [t.float().cpu().numpy() for t in self._module(tensor)]
+    def run(self, pixels: np.ndarray, detail_pixels: np.ndarray | None = None) -> ModelOutputs:
+        check_model_inputs(self._info, pixels, detail_pixels)
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self._device)
+            for array in (pixels, detail_pixels)
+            if array is not None
+        ]
+        outputs = [t.float().cpu().numpy() for t in self._module(*tensors)]
         logits, probabilities, attention, rollout = outputs
         return model_outputs(self._info, logits, probabilities, attention, rollout, self._provider)
 
     def predict(self, images: Sequence[np.ndarray]) -> ModelOutputs:
-        return self.run(preprocess(images, self._info))
+        return self.run(*preprocess_inputs(images, self._info))

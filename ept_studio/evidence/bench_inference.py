@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ept_studio.common.errors import OnnxModelError
+from ept_studio.evidence.onnx_bench_worker import save_inputs
 from ept_studio.services.model import check_images, reference_check_files
 
 ONNX = "onnx"
@@ -233,7 +234,7 @@ def run_inference_bench(
     """Export, then measure (see the module docstring); ``spinning`` is the workers' setting."""
     import torch
 
-    from ept_studio.core.model_io import preprocess
+    from ept_studio.core.model_io import preprocess_inputs
     from ept_studio.core.onnx_export import export_onnx
     from ept_studio.services.model import open_onnx_model
 
@@ -244,9 +245,9 @@ def run_inference_bench(
     with tempfile.TemporaryDirectory(prefix="ept-bench-") as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
         report = export_onnx(model, folder / "bench.onnx", info, images)
-        reduced, fp16_skipped = reduced_exports(report.path, preprocess(images, info))
-        pixels = folder / "single.npy"
-        np.save(pixels, preprocess([images[0]], info))
+        reduced, fp16_skipped = reduced_exports(report.path, *preprocess_inputs(images, info))
+        single = preprocess_inputs([images[0]], info)
+        pixels = save_inputs(folder / "single", *single)
         data = _dicom_folder(folder / "images", files, folder_images)
         # Next to torch: the app's setting, threads not spinning.
         in_process = open_onnx_model(report.path, device="cpu", threads=threads, spinning=False)
@@ -259,7 +260,9 @@ def run_inference_bench(
             )
             for name, (export, device) in reduced.items()
         }
-        timings = _latencies(model, in_process, worker, np.load(pixels), rounds, settle_s, extra)
+        timings = _latencies(
+            model, in_process, worker, single[0], rounds, settle_s, extra, single_detail=single[1]
+        )
         time.sleep(settle_s)
         model_only, folder_rate = _throughputs(worker, data, batch_size, rounds)
     medians = {name: statistics.median(values) for name, values in timings.items()}
@@ -290,20 +293,26 @@ def run_inference_bench(
     )
 
 
-def reduced_exports(reference: Path, pixels: np.ndarray) -> tuple[dict[str, tuple[Any, str]], str]:
+def reduced_exports(
+    reference: Path, pixels: np.ndarray, detail_pixels: np.ndarray | None = None
+) -> tuple[dict[str, tuple[Any, str]], str]:
     """The int8 copy of ``reference`` (run on the CPU) and, where CUDA runs, the fp16 copy (run on
-    CUDA), each checked as ``export --precision`` checks it; and why fp16 was skipped ("" if not)."""
+    CUDA), each checked as ``export --precision`` checks it (a model with a detail view on its
+    ``detail_pixels`` too); and why fp16 was skipped ("" if not)."""
     from ept_studio.core.onnx_precision import export_precision
     from ept_studio.core.onnx_runtime import CUDA_PROVIDER, choose_providers
 
-    exports = {
-        ONNX_INT8: (export_precision(reference, _beside(reference, "int8"), "int8", pixels), "cpu")
-    }
+    int8 = export_precision(
+        reference, _beside(reference, "int8"), "int8", pixels, detail_pixels=detail_pixels
+    )
+    exports = {ONNX_INT8: (int8, "cpu")}
     providers, notes = choose_providers("auto")
     if providers[0] != CUDA_PROVIDER:
         reason = notes[0].split(";")[0] if notes else "CUDA is not available"
         return exports, f"not measured: fp16 is for CUDA GPUs, and here {reason}"
-    fp16 = export_precision(reference, _beside(reference, "fp16"), "fp16", pixels)
+    fp16 = export_precision(
+        reference, _beside(reference, "fp16"), "fp16", pixels, detail_pixels=detail_pixels
+    )
     if fp16.record.provider != CUDA_PROVIDER:
         return exports, "not measured: the CUDA provider could not start"
     exports[ONNX_FP16] = (fp16, "cuda")
@@ -330,10 +339,14 @@ def _latencies(
     rounds: int,
     settle_s: float,
     extra: Mapping[str, OnnxWorker] | None = None,
+    *,
+    single_detail: np.ndarray | None = None,
 ) -> dict[str, list[float]]:
     """Batch-1 seconds of each contender per round; the order rotates from round to round.
 
-    ``extra``: more torch-free workers (the int8 and fp16 models), measured like ``worker``.
+    ``single``: one image's pixels; ``single_detail`` its detail pixels for a model with a detail
+    view (the bench's own model has none). ``extra``: more torch-free workers (the int8 and fp16
+    models), measured like ``worker``.
     """
     import torch
 
@@ -348,9 +361,9 @@ def _latencies(
 
     steps: dict[str, Callable[[], float]] = {
         ONNX: lambda: worker.latency(1)[0],
-        ONNX_IN_PROCESS: lambda: _seconds_per_call(lambda: in_process.run(single)),
+        ONNX_IN_PROCESS: lambda: _seconds_per_call(lambda: in_process.run(single, single_detail)),
         TORCH: lambda: _seconds_per_call(eager),
-        TORCH_FULL: lambda: _seconds_per_call(lambda: torch_runner.run(single)),
+        TORCH_FULL: lambda: _seconds_per_call(lambda: torch_runner.run(single, single_detail)),
     }
     for name, other in (extra or {}).items():
         steps[name] = functools.partial(_first_latency, other)

@@ -2,8 +2,10 @@
 
 ``python -m ept_studio.evidence.onnx_bench_worker MODEL PIXELS THREADS SPINNING [DEVICE]`` opens the
 model the way ``predict --onnx`` does (an :class:`~ept_studio.core.onnx_runtime.OnnxRunner`;
-SPINNING is ``auto``, ``on`` or ``off``; DEVICE ``cpu``, the default, or ``cuda``), warms it up on the preprocessed ``PIXELS`` (a ``.npy`` file, batch 1),
-prints one JSON line describing the session, then answers JSON requests, one per line on stdin:
+SPINNING is ``auto``, ``on`` or ``off``; DEVICE ``cpu``, the default, or ``cuda``), warms it up on the
+preprocessed ``PIXELS`` (batch 1: a ``.npy`` file, or for a model with a detail view a ``.npz`` file
+holding ``pixels`` and ``detail_pixels``, see :func:`save_inputs`), prints one JSON line describing
+the session, then answers JSON requests, one per line on stdin:
 
 - ``{"op": "latency", "calls": N}`` -> ``{"seconds": [...]}``, one batch-1 run per value;
 - ``{"op": "throughput", "folder": F, "batch_size": B}`` -> ``{"model_only_ips": x, "folder_ips":
@@ -28,25 +30,50 @@ import numpy as np
 
 SPINNING_CHOICES = {"auto": None, "on": True, "off": False}
 
+Inputs = tuple[np.ndarray, np.ndarray | None]
+"""A model's preprocessed inputs: its pixels and, for a model with a detail view, its detail
+pixels (else None)."""
 
-def _latency(runner: Any, pixels: np.ndarray, calls: int) -> dict[str, Any]:
+
+def save_inputs(path: Path, pixels: np.ndarray, detail_pixels: np.ndarray | None = None) -> Path:
+    """Write the worker's ``PIXELS`` file: ``.npy`` for a plain model, ``.npz`` with both arrays
+    for a model with a detail view; returns the path written (its suffix set accordingly)."""
+    if detail_pixels is None:
+        target = path.with_suffix(".npy")
+        np.save(target, pixels)
+    else:
+        target = path.with_suffix(".npz")
+        np.savez(target, pixels=pixels, detail_pixels=detail_pixels)
+    return target
+
+
+def load_inputs(path: Path) -> Inputs:
+    """What :func:`save_inputs` wrote."""
+    if path.suffix == ".npz":
+        with np.load(path) as stored:
+            return stored["pixels"], stored["detail_pixels"]
+    return np.load(path), None
+
+
+def _latency(runner: Any, inputs: Inputs, calls: int) -> dict[str, Any]:
     seconds = []
     for _ in range(calls):
         start = time.perf_counter()
-        runner.run(pixels)
+        runner.run(*inputs)
         seconds.append(time.perf_counter() - start)
     return {"seconds": seconds}
 
 
-def _throughput(runner: Any, pixels: np.ndarray, folder: Path, batch_size: int) -> dict[str, Any]:
+def _throughput(runner: Any, inputs: Inputs, folder: Path, batch_size: int) -> dict[str, Any]:
     from ept_studio.services.model import predict_paths
 
     files = len(list(folder.iterdir()))
-    batch = np.repeat(pixels, batch_size, axis=0)
+    pixels = np.repeat(inputs[0], batch_size, axis=0)
+    detail = None if inputs[1] is None else np.repeat(inputs[1], batch_size, axis=0)
     calls = max(1, files // batch_size)
     start = time.perf_counter()
     for _ in range(calls):
-        runner.run(batch)
+        runner.run(pixels, detail)
     model_only = batch_size * calls / (time.perf_counter() - start)
     finished = predict_paths(runner, [folder], batch_size=batch_size)
     return {
@@ -64,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ept_studio.core.onnx_runtime import OnnxRunner
 
     model, pixels_file, threads, spinning, *device = argv if argv is not None else sys.argv[1:]
-    pixels = np.load(pixels_file)
+    inputs = load_inputs(Path(pixels_file))
     runner = OnnxRunner(
         Path(model),
         device=device[0] if device else "cpu",
@@ -72,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spinning=SPINNING_CHOICES[spinning],
     )
     for _ in range(3):  # warm-up
-        runner.run(pixels)
+        runner.run(*inputs)
     _reply(
         {
             "provider": runner.provider,
@@ -85,13 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in sys.stdin:
         request = json.loads(line)
         if request["op"] == "latency":
-            _reply(_latency(runner, pixels, int(request["calls"])))
+            _reply(_latency(runner, inputs, int(request["calls"])))
         elif request["op"] == "throughput":
             folder = Path(request["folder"])
             if str(folder) not in warmed_folders:  # imports, the file cache
-                _throughput(runner, pixels, folder, int(request["batch_size"]))
+                _throughput(runner, inputs, folder, int(request["batch_size"]))
                 warmed_folders.add(str(folder))
-            _reply(_throughput(runner, pixels, folder, int(request["batch_size"])))
+            _reply(_throughput(runner, inputs, folder, int(request["batch_size"])))
         elif request["op"] == "quit":
             break
         else:

@@ -7,6 +7,9 @@ file name or header of those images: the ONNX metadata describes the model only.
 ``precision`` int8 (for the CPU) or fp16 (for CUDA GPUs) first makes the checked fp32 export in a
 hidden file beside ``out``, then converts it and checks the result against it on the same images
 (:mod:`ept_studio.core.onnx_precision`); only the reduced model is kept, and only if it passed.
+
+A prompt file with a detail view exports with it: the graph takes the images at both sizes and
+returns the combined logits, and every check feeds both.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def export_handle_to_onnx(
     info = model_info(handle.model, handle.metadata, file_sha256(handle.prompt_file))
     if chosen is not Precision.FP32:
         return _export_reduced(handle, out, info, images, source, chosen.value, thresholds)
-    report = export_onnx(handle.model, out, info, images)
+    report = export_onnx(handle.model, out, info, images, detail=handle.detail)
     return OnnxExportResult(
         report.path,
         report.sha256,
@@ -144,22 +147,24 @@ def _export_reduced(
     thresholds: PrecisionThresholds | None,
 ) -> OnnxExportResult:
     """The fp32 export in a hidden file beside ``out``, then its int8 or fp16 copy as ``out``."""
-    from ept_studio.core.model_io import preprocess
+    from ept_studio.core.model_io import preprocess_inputs
     from ept_studio.core.onnx_export import export_onnx
     from ept_studio.core.onnx_precision import PrecisionThresholds, export_precision
 
     fp32 = out.with_name(f".{out.name}.{secrets.token_hex(4)}.fp32.onnx")
     try:
         try:
-            report = export_onnx(handle.model, fp32, info, images)
+            report = export_onnx(handle.model, fp32, info, images, detail=handle.detail)
         except ExportError as err:  # name the file asked for, not the hidden fp32 one
             raise type(err)(str(err).replace(str(fp32), str(out))) from err
+        pixels, detail_pixels = preprocess_inputs(images, info)
         reduced = export_precision(
             fp32,
             out,
             precision,
-            preprocess(images, info),
+            pixels,
             thresholds=thresholds or PrecisionThresholds(),
+            detail_pixels=detail_pixels,
         )
     finally:
         fp32.unlink(missing_ok=True)

@@ -8,6 +8,10 @@ gives an :class:`ImagePrediction` with the predicted class, every class's score 
 a plain dataclass that the project store can keep as a run's predictions. A file that cannot be
 decoded is reported as an :class:`ImageFailed` and the others go on.
 
+A model with a detail view takes each image twice, resized from the rendered image to its input size
+and to its detail view's size (:class:`LoadedImage` carries both); the runner refuses the one
+without the other.
+
 Nothing here imports torch: with an :class:`~ept_studio.core.onnx_runtime.OnnxRunner` this runs
 where PyTorch is not installed.
 """
@@ -122,7 +126,7 @@ def open_torch_model(handle: TunedHandle, *, device: str | None = None) -> Runne
     from ept_studio.core.torch_runner import TorchRunner
 
     info = model_info(handle.model, handle.metadata, file_sha256(handle.prompt_file))
-    return TorchRunner(handle.model, info, device=device)
+    return TorchRunner(handle.model, info, device=device, detail=handle.detail)
 
 
 def image_decoder(rendering: Mapping[str, Any]) -> Decoder:
@@ -139,13 +143,15 @@ def image_decoder(rendering: Mapping[str, Any]) -> Decoder:
 
 @dataclasses.dataclass(frozen=True)
 class LoadedImage:
-    """One file ready for the model: its content hash, its preprocessed pixels, and the rendered
-    image when an overlay will be drawn on it."""
+    """One file ready for the model: its content hash, its preprocessed pixels, the rendered
+    image when an overlay will be drawn on it, and for a model with a detail view its pixels at
+    the detail size (else None)."""
 
     path: Path
     sha256: str
     pixels: np.ndarray
     image: np.ndarray | None
+    detail_pixels: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
 
 def load_for_model(
@@ -154,17 +160,20 @@ def load_for_model(
     """Runs in the pool: decode, render, hash and preprocess one file; failures become results."""
     from ept_studio.core.model_io import preprocess_image
 
+    detail = None
     try:
         image = decode(path)
         sha256 = file_sha256(path)
         pixels = preprocess_image(image, info)
+        if info.detail_input_size is not None:
+            detail = preprocess_image(image, info, info.detail_input_size)
     except ImageDecodeError as err:
         return ImageFailed(path, err.reason)
     except EptStudioError as err:
         return ImageFailed(path, str(err))
     except OSError as err:
         return ImageFailed(path, f"file cannot be read ({err.strerror or err})")
-    return LoadedImage(path, sha256, pixels, image if keep_image else None)
+    return LoadedImage(path, sha256, pixels, image if keep_image else None, detail)
 
 
 def iter_predictions(
@@ -278,7 +287,7 @@ class _Job:
     ) -> tuple[ImagePrediction, ...]:
         if not loaded:
             return ()
-        outputs = self.runner.run(np.stack([item.pixels for item in loaded]))
+        outputs = self.runner.run(*stacked_inputs(loaded))
         predictions = predictions_of(loaded, outputs, self.runner.info, self.overlays)
         if self.overlays is not None:
             writes = [
@@ -288,6 +297,17 @@ class _Job:
             for write in writes:
                 write.result()
         return predictions
+
+
+def stacked_inputs(loaded: Sequence[LoadedImage]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The batch's pixels and, when its images carry them, their detail pixels (all or none)."""
+    pixels = np.stack([item.pixels for item in loaded])
+    details = [item.detail_pixels for item in loaded]
+    if all(detail is None for detail in details):
+        return pixels, None
+    if any(detail is None for detail in details):  # pragma: no cover - one model loads them all
+        raise ConfigError("some images of the batch have detail pixels and some have not")
+    return pixels, np.stack([d for d in details if d is not None])
 
 
 def predictions_of(

@@ -6,7 +6,8 @@ of actors, each holding one ONNX Runtime session (CUDA where its node has a GPU)
 This process gathers the scores in the files' order and writes the CSV and the overlays itself,
 as the local path does, so the outputs are the same. Every node reads the images at the path
 given here (a shared folder) and needs the model file at the same path; what travels between
-nodes is the preprocessed pixels, the scores, and the rendered images when overlays are asked.
+nodes is the preprocessed pixels (for a model with a detail view, its detail pixels too), the
+scores, and the rendered images when overlays are asked.
 """
 
 from __future__ import annotations
@@ -109,10 +110,13 @@ def _default_actors(ray: Any, gpus: int) -> int:
 
 def _decode_batch(batch: Batch, info: ModelInfo, keep_image: bool) -> Batch:
     """A Ray Data task: decode, render, hash and preprocess a batch of files (the local path's
-    :func:`load_for_model`); a file that fails keeps its row, with the reason and zero pixels."""
+    :func:`load_for_model`); a file that fails keeps its row, with the reason and zero pixels.
+    A detail model's batch has a ``detail_pixels`` column too."""
     decode = image_decoder(info.rendering)
-    size = info.input_size
-    pixels = np.zeros((len(batch["path"]), 3, size, size), dtype=np.float32)
+    size, count = info.input_size, len(batch["path"])
+    pixels = np.zeros((count, 3, size, size), dtype=np.float32)
+    detail = info.detail_input_size
+    detail_pixels = None if detail is None else np.zeros((count, 3, detail, detail), np.float32)
     sha256, errors, images, shapes = [], [], [], []
     for row, name in enumerate(batch["path"]):
         loaded = load_for_model(Path(str(name)), decode, info, keep_image)
@@ -123,12 +127,14 @@ def _decode_batch(batch: Batch, info: ModelInfo, keep_image: bool) -> Batch:
             shapes.append((0, 0, 0))
             continue
         pixels[row] = loaded.pixels
+        if detail_pixels is not None:
+            detail_pixels[row] = loaded.detail_pixels
         sha256.append(loaded.sha256)
         errors.append("")
         image = loaded.image if loaded.image is not None else np.zeros((0, 0, 0), np.uint8)
         images.append(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
         shapes.append(image.shape)
-    return {
+    decoded = {
         "index": batch["index"],
         "sha256": np.array(sha256, dtype=object),
         "error": np.array(errors, dtype=object),
@@ -136,6 +142,9 @@ def _decode_batch(batch: Batch, info: ModelInfo, keep_image: bool) -> Batch:
         "image": np.array(images, dtype=object),
         "image_shape": np.array(shapes, dtype=np.int64).reshape(-1, 3),
     }
+    if detail_pixels is not None:
+        decoded["detail_pixels"] = detail_pixels
+    return decoded
 
 
 class _OnnxScorer:
@@ -156,7 +165,11 @@ class _OnnxScorer:
         in_set = np.zeros((count, classes), dtype=bool)
         usable = np.array([not error for error in batch["error"]], dtype=bool)
         if usable.any():
-            outputs = self.runner.run(np.ascontiguousarray(batch["pixels"][usable]))
+            detail = batch.get("detail_pixels")
+            outputs = self.runner.run(
+                np.ascontiguousarray(batch["pixels"][usable]),
+                None if detail is None else np.ascontiguousarray(detail[usable]),
+            )
             scores[usable] = outputs.probabilities
             attention[usable] = outputs.attention
             rollout[usable] = outputs.rollout

@@ -270,30 +270,37 @@ def export_run_onnx(
             yield SmallerModelRefused(run_id, chosen.value, outcome, result.check_source)
 
 
-def _check_pixels(handle: TunedHandle, check_files: Sequence[Path]) -> np.ndarray:
-    """The fp32 export's check images, preprocessed as the model reads them."""
-    from ept_studio.core.model_io import preprocess
+def _check_pixels(
+    handle: TunedHandle, check_files: Sequence[Path]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fp32 export's check images, preprocessed as the model reads them: its pixels and, for
+    a model with a detail view, its detail pixels (else None)."""
+    from ept_studio.core.model_io import preprocess_inputs
     from ept_studio.core.onnx_export import model_info
 
     files = list(check_files) or reference_check_files()
     images = check_images(files, dict(handle.metadata.rendering))
-    return preprocess(images, model_info(handle.model, handle.metadata, ""))
+    return preprocess_inputs(images, model_info(handle.model, handle.metadata, ""))
 
 
 def _reduced_copy(
     fp32: Path,
     destination: Path,
     precision: Precision,
-    pixels: np.ndarray,
+    pixels: tuple[np.ndarray, np.ndarray | None],
     thresholds: PrecisionThresholds,
     result: OnnxExportResult,
 ) -> OnnxExportResult | PrecisionRecord:
-    """The int8 or fp16 model written at ``destination``, or the figures it fell short with."""
+    """The int8 or fp16 model written at ``destination``, or the figures it fell short with;
+    ``pixels`` are the check images' pixels and detail pixels (:func:`_check_pixels`)."""
     from ept_studio.core.onnx_precision import export_precision
 
+    plain, detail = pixels
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        reduced = export_precision(fp32, destination, precision, pixels, thresholds=thresholds)
+        reduced = export_precision(
+            fp32, destination, precision, plain, thresholds=thresholds, detail_pixels=detail
+        )
     except OSError as err:
         raise ExportError(f"{destination}: the ONNX model cannot be written ({err})") from err
     except ExportError:
@@ -314,7 +321,10 @@ def _reduced_copy(
 
 
 def _shortfall(
-    fp32: Path, precision: Precision, pixels: np.ndarray, thresholds: PrecisionThresholds
+    fp32: Path,
+    precision: Precision,
+    pixels: tuple[np.ndarray, np.ndarray | None],
+    thresholds: PrecisionThresholds,
 ) -> PrecisionRecord | None:
     """The check's figures when the reduced model fell short; None when the export failed for
     another reason (then its error stands). The refusal's message holds the figures as text only,
@@ -326,8 +336,8 @@ def _shortfall(
     try:
         convert(fp32, candidate, precision)
         device = "auto" if precision.value == "fp16" else "cpu"
-        reference = OnnxRunner(fp32, device="cpu", spinning=False).run(pixels)
-        reduced = OnnxRunner(candidate, device=device, spinning=False).run(pixels)
+        reference = OnnxRunner(fp32, device="cpu", spinning=False).run(*pixels)
+        reduced = OnnxRunner(candidate, device=device, spinning=False).run(*pixels)
     except EptStudioError:
         return None
     finally:
