@@ -154,6 +154,8 @@ def backbone_at_size(loaded: LoadedBackbone, img_size: int) -> LoadedBackbone:
             f"{loaded.spec.name} cuts images into {patch} px patches: choose an input size that "
             f"is a multiple of {patch}, not {img_size}"
         )
+    if not isinstance(model, VisionTransformer):
+        raise BackboneError(f"{loaded.spec.name} cannot be built for another input size")
     model.set_input_size(img_size=(img_size, img_size))
     spec = dataclasses.replace(loaded.spec, input_size=img_size)
     return LoadedBackbone(freeze(model), spec, loaded.weights_sha256, None)
