@@ -128,7 +128,10 @@ def test_cancel_stops_within_a_step_then_train_again(labelled: MainWindow, qtbot
     cancelled = blocker.args[1]
     assert isinstance(cancelled, TuningCancelled)
     assert stopping == [(False, False, "Stopping after the current step…")]
-    assert cancelled.steps_done < 10  # asked at step 2; the queued events allow a few more
+    # asked at step 2: it stopped early, however many steps a busy machine ran before the cancel
+    # reached the worker (counting them would assert on the machine's speed)
+    assert panel.plan is not None
+    assert 2 <= cancelled.steps_done < panel.plan.steps
     assert "Cancelled after" in panel.state.text()
     with open_project(labelled.session.folder or Path()) as project:
         assert [r.status for r in project.runs()] == ["cancelled"]
