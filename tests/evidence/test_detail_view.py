@@ -4,6 +4,9 @@ the backbone built for a larger input, equal to combining the two runs made apar
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -102,4 +105,50 @@ def test_the_detail_view_refuses_multi_label_pools(
     with pytest.raises(ConfigError, match="single-label"):
         run_episode(
             episode, pool, images.__getitem__, backbone_at(32), RECIPE, detail=backbone_at(64)
+        )
+
+
+def test_a_sweep_with_the_detail_view_records_its_size_and_refuses_a_smaller_one(
+    tmp_path: Path,
+) -> None:
+    from support import tiny_backbone
+
+    from ept_studio.core.backbones import backbone_at_size
+    from ept_studio.evidence.accuracy import AccuracyRequest, AccuracySaved, run_accuracy
+
+    settings: dict[str, Any] = {
+        "dataset": "lfw-faces",
+        "shots": (1,),
+        "draws": 1,
+        "seeds": 1,
+        "methods": ("prototype", "linear"),
+        "recipe": {"epochs": 1, "batch_size": 4, "device": "cpu"},
+        "queries_per_class": 4,
+        "calibration_resplits": 20,
+    }
+    plain_events = list(
+        run_accuracy(AccuracyRequest(out=tmp_path / "plain", **settings), tiny_backbone())
+    )
+    detail_request = AccuracyRequest(out=tmp_path / "detail", detail_size=64, **settings)
+    detail = backbone_at_size(tiny_backbone(), 64)
+    events = list(run_accuracy(detail_request, tiny_backbone(), detail=detail))
+    plain, saved = plain_events[-1], events[-1]
+    assert isinstance(plain, AccuracySaved)
+    assert isinstance(saved, AccuracySaved)
+    document = json.loads(saved.results_json.read_text(encoding="utf-8"))
+    before = json.loads(plain.results_json.read_text(encoding="utf-8"))
+    assert document["protocol"]["detail_size"] == 64
+    assert before["protocol"]["detail_size"] is None
+    # the prototype baseline is untouched; the trained method's scores are combined
+    runs = {run["method"]: run for run in document["runs"]}
+    old = {run["method"]: run for run in before["runs"]}
+    assert runs["prototype"]["query_scores"] == old["prototype"]["query_scores"]
+    assert runs["linear"]["query_scores"]["logits"] != old["linear"]["query_scores"]["logits"]
+    with pytest.raises(ConfigError, match="--detail 32 must be larger than the 32 px"):
+        list(
+            run_accuracy(
+                AccuracyRequest(out=tmp_path / "same", detail_size=32, **settings),
+                tiny_backbone(),
+                detail=tiny_backbone(),
+            )
         )
