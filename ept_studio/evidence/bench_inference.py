@@ -20,7 +20,13 @@ machine load hits every contender alike), each contender alone:
   CPU: the fp16 ratio then compares the GPU with the CPU);
 - folder throughput, in the worker (the torch-free path):
   :func:`~ept_studio.services.model.onnx_inference.predict_paths` over a folder of DICOM files (decode,
-  render, hash, preprocess in the pool) vs the model alone on preprocessed batches.
+  render, hash, preprocess in the pool) vs the model alone on preprocessed batches;
+- with ``detail=True`` (``bench latency --detail``), the cost of the fine-detail check
+  (:mod:`ept_studio.core.detail`): the same tuned model given a detail view fitted on the check
+  images at twice the backbone's size, saved in a prompt file, loaded and exported as the app does,
+  then the fp32 export with and without it in two torch-free workers, batch-1 latency in alternating
+  rounds and folder throughput in alternating passes. The app's "about N times as long" is this
+  run's ratio, never an assumed one.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ class InferenceBench:
     fp16_skipped: str = ""
     checks: tuple[Any, ...] = ()
     sizes_mb: dict[str, float] = dataclasses.field(default_factory=dict)
+    detail: DetailBench | None = None
 
     @property
     def latency_ratio(self) -> float:
@@ -113,6 +120,40 @@ class InferenceBench:
     @property
     def throughput_ratio(self) -> float:
         return self.folder_ips / self.model_only_ips
+
+
+PLAIN = "plain"
+DETAIL = "detail"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetailBench:
+    """The plain fp32 export against the same model with its fine-detail check, measured in the
+    same rounds: medians in seconds, throughputs in images per second, ``round_s`` every round's
+    value (keys :data:`PLAIN` and :data:`DETAIL`)."""
+
+    input_size: int
+    detail_input_size: int
+    rounds: int
+    settle_s: float
+    plain_latency_s: float
+    detail_latency_s: float
+    round_s: dict[str, tuple[float, ...]]
+    folder_images: int
+    batch_size: int
+    plain_folder_ips: float
+    detail_folder_ips: float
+    parity: Any
+
+    @property
+    def latency_ratio(self) -> float:
+        """Fine detail over plain, batch-1 seconds per image."""
+        return self.detail_latency_s / self.plain_latency_s
+
+    @property
+    def folder_ratio(self) -> float:
+        """Fine detail over plain, seconds per image over the whole folder (images/s inverted)."""
+        return self.plain_folder_ips / self.detail_folder_ips
 
 
 class OnnxWorker:
@@ -197,14 +238,15 @@ def _seconds_per_call(function: Callable[[], object], repeats: int = 1) -> float
 
 
 def _bench_model(seed: int = 0) -> tuple[Any, Any, Any]:
-    """The offline backbone with EPT-deep (L = 100) and seeded random prompts and head."""
+    """The offline backbone with EPT-deep (L = 100) and seeded random prompts and head; its
+    :class:`ModelInfo` (whose prompt-file metadata :func:`_bench_metadata` gives) and the backbone
+    as loaded (not wrapped by the model)."""
     import torch
 
     from ept_studio.core.backbones import load_backbone
     from ept_studio.core.methods import EptConfig
     from ept_studio.core.model import TunedModel
     from ept_studio.core.onnx_export import model_info
-    from ept_studio.core.prompt_file import PromptFileMetadata, backbone_fields
 
     loaded = load_backbone()
     model = TunedModel(loaded.model, EptConfig(), 2).eval()
@@ -213,13 +255,19 @@ def _bench_model(seed: int = 0) -> tuple[Any, Any, Any]:
         for parameter in model.parameters():
             if parameter.requires_grad:
                 parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
-    metadata = PromptFileMetadata(
+    return model, model_info(model, _bench_metadata(model, loaded), "0" * 64), loaded
+
+
+def _bench_metadata(model: Any, loaded: Any) -> Any:
+    """The prompt-file metadata of the bench model (two classes, single-label)."""
+    from ept_studio.core.prompt_file import PromptFileMetadata, backbone_fields
+
+    return PromptFileMetadata(
         method=model.method_config.to_dict(),
         **backbone_fields(loaded),
         label_mode="single",
         class_names=("class_a", "class_b"),
     )
-    return model, model_info(model, metadata, "0" * 64), loaded
 
 
 def run_inference_bench(
@@ -230,8 +278,10 @@ def run_inference_bench(
     batch_size: int = 8,
     spinning: str = "auto",
     settle_s: float = 0.1,
+    detail: bool = False,
 ) -> InferenceBench:
-    """Export, then measure (see the module docstring); ``spinning`` is the workers' setting."""
+    """Export, then measure (see the module docstring); ``spinning`` is the workers' setting;
+    ``detail``: also measure the model with its fine-detail check against the plain one."""
     import torch
 
     from ept_studio.core.model_io import preprocess_inputs
@@ -239,7 +289,7 @@ def run_inference_bench(
     from ept_studio.services.model import open_onnx_model
 
     torch.set_num_threads(threads)
-    model, info, _ = _bench_model()
+    model, info, loaded = _bench_model()
     files = reference_check_files()
     images = check_images(files, info.rendering)
     with tempfile.TemporaryDirectory(prefix="ept-bench-") as tmp, contextlib.ExitStack() as stack:
@@ -265,6 +315,22 @@ def run_inference_bench(
         )
         time.sleep(settle_s)
         model_only, folder_rate = _throughputs(worker, data, batch_size, rounds)
+        detail_bench = None
+        if detail:
+            detail_bench = run_detail_bench(
+                model,
+                loaded,
+                _bench_metadata(model, loaded),
+                files,
+                folder / "detail",
+                worker,
+                data,
+                rounds=rounds,
+                batch_size=batch_size,
+                threads=threads,
+                spinning=spinning,
+                settle_s=settle_s,
+            )
     medians = {name: statistics.median(values) for name, values in timings.items()}
     return InferenceBench(
         provider=str(worker.session["provider"]),
@@ -290,7 +356,121 @@ def run_inference_bench(
             "fp32": report.size_bytes / 1e6,
             **{export.record.precision: export.size_bytes / 1e6 for export, _ in reduced.values()},
         },
+        detail=detail_bench,
     )
+
+
+def run_detail_bench(
+    model: Any,
+    loaded: Any,
+    metadata: Any,
+    files: Sequence[Path],
+    folder: Path,
+    plain_worker: OnnxWorker,
+    data: Path,
+    *,
+    rounds: int,
+    batch_size: int,
+    threads: int,
+    spinning: str = "auto",
+    settle_s: float = 0.1,
+) -> DetailBench:
+    """The fine-detail version of ``model`` built as the app builds it, then timed against
+    ``plain_worker`` (the torch-free worker of ``model``'s own fp32 export).
+
+    ``loaded``: the backbone as loaded (``model`` works on a copy); ``metadata``: ``model``'s
+    prompt-file metadata; ``files``: the check images, which are also the detail view's training
+    images (one class each in turn: the view's head does not change its cost); ``folder``: a new
+    folder for the prompt file and the export; ``data``: the folder of DICOM files both models
+    score for the throughput.
+    """
+    from ept_studio.core.model_io import preprocess_inputs
+    from ept_studio.core.onnx_export import model_info
+    from ept_studio.services.model import export_prompt_to_onnx
+
+    folder.mkdir()
+    prompt = folder / "detail.safetensors"
+    detailed = _save_detail_prompt(model, loaded, metadata, files, prompt)
+    # as ``ept-studio export`` does: the file loaded on the backbone, its detail view on the same
+    # weights built for its size, exported with the parity check
+    exported = export_prompt_to_onnx(
+        prompt, folder / "detail.onnx", backbone=loaded, check_files=files
+    )
+    info = model_info(model, detailed, "")
+    images = check_images([files[0]], info.rendering)
+    pixels = save_inputs(folder / "single_detail", *preprocess_inputs(images, info))
+    with OnnxWorker(exported.onnx_path, pixels, threads=threads, spinning=spinning) as worker:
+        workers = {PLAIN: plain_worker, DETAIL: worker}
+        timings = _alternating(workers, _first_latency, rounds, settle_s)
+        passes = max(3, rounds // 4)  # as the plain throughput; the worker warms up on the folder
+        rates = _alternating(
+            workers, lambda w: w.throughput(data, batch_size)[1], passes, settle_s, warm_up=False
+        )
+    return DetailBench(
+        input_size=int(info.input_size),
+        detail_input_size=int(detailed.detail_input_size),
+        rounds=rounds,
+        settle_s=settle_s,
+        plain_latency_s=statistics.median(timings[PLAIN]),
+        detail_latency_s=statistics.median(timings[DETAIL]),
+        round_s={name: tuple(values) for name, values in timings.items()},
+        folder_images=len(list(data.iterdir())),
+        batch_size=batch_size,
+        plain_folder_ips=statistics.median(rates[PLAIN]),
+        detail_folder_ips=statistics.median(rates[DETAIL]),
+        parity=exported.parity,
+    )
+
+
+def _save_detail_prompt(
+    model: Any, loaded: Any, metadata: Any, files: Sequence[Path], path: Path
+) -> Any:
+    """Save at ``path`` ``model``'s prompt file with a detail view fitted on ``files`` at twice
+    ``loaded``'s size (:func:`~ept_studio.core.detail.fit_detail_view`, the training recipe's
+    prototype scale); return the file's metadata."""
+    import torch
+
+    from ept_studio.core.backbones import backbone_at_size
+    from ept_studio.core.detail import DETAIL_FACTOR, detail_tensors, fit_detail_view
+    from ept_studio.core.prompt_file import save_prompt_file
+    from ept_studio.core.training.recipe import TrainRecipe
+
+    resized = backbone_at_size(loaded, DETAIL_FACTOR * int(loaded.spec.input_size))
+    images = check_images(files, dict(metadata.rendering))
+    classes = len(metadata.class_names)
+    view = fit_detail_view(
+        resized,
+        [torch.from_numpy(image).permute(2, 0, 1).contiguous() for image in images],
+        [index % classes for index in range(len(images))],
+        classes,
+        TrainRecipe().prototype_scale,
+    )
+    detailed = dataclasses.replace(metadata, detail_input_size=int(resized.spec.input_size))
+    save_prompt_file(path, {**model.trainable_state(), **detail_tensors(view)}, detailed)
+    return detailed
+
+
+def _alternating(
+    workers: Mapping[str, OnnxWorker],
+    measure: Callable[[OnnxWorker], float],
+    rounds: int,
+    settle_s: float,
+    *,
+    warm_up: bool = True,
+) -> dict[str, list[float]]:
+    """``measure`` of each worker per round, after one warm-up run each (``warm_up``); the order
+    alternates from round to round and each run starts after a ``settle_s`` pause, as in
+    :func:`_latencies`."""
+    for worker in workers.values() if warm_up else ():
+        measure(worker)
+    names = tuple(workers)
+    values: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            time.sleep(settle_s)
+            values[name].append(measure(workers[name]))
+    return values
 
 
 def reduced_exports(
@@ -436,7 +616,55 @@ def format_inference_bench(bench: InferenceBench) -> str:
     for name, _, short, _ in rows:
         per_round = " ".join(f"{v * ms:.1f}" for v in bench.round_s[name])
         lines.append(f"- {short}: {per_round}")
+    if bench.detail is not None:
+        lines += ["", *format_detail_bench(bench.detail, bench.provider, bench.threads)]
     return "\n".join(lines)
+
+
+def format_detail_bench(detail: DetailBench, provider: str, threads: int) -> list[str]:
+    """The fine-detail check's section of the report: both models' rows and the ratio of the two
+    medians of this run (milliseconds to two decimals, so the ratio can be checked against them)."""
+    ms = 1000.0
+    size, twice = detail.input_size, detail.detail_input_size
+    labels = {
+        PLAIN: f"plain model ({size} px)",
+        DETAIL: f"with the fine-detail check ({size} px + {twice} px)",
+    }
+    medians = {PLAIN: detail.plain_latency_s, DETAIL: detail.detail_latency_s}
+    lines = [
+        f"### Fine-detail check: ONNX Runtime fp32 ({provider}, {threads} threads, torch-free "
+        f"process, medians of {detail.rounds} rounds)",
+        "",
+        "| batch-1 latency per image | median ms | min | max |",
+        "|---|---|---|---|",
+    ]
+    for name, label in labels.items():
+        values = detail.round_s[name]
+        lines.append(
+            f"| {label} | {medians[name] * ms:.2f} | {min(values) * ms:.2f} | "
+            f"{max(values) * ms:.2f} |"
+        )
+    lines += [
+        "",
+        f"Ratio fine detail / plain: **{detail.latency_ratio:.2f}** (batch-1 latency, both "
+        "measured in this run, order alternating).",
+        "",
+        f"| folder throughput, batch {detail.batch_size}, {detail.folder_images} DICOM files | "
+        "images/s |",
+        "|---|---|",
+        f"| {labels[PLAIN]} | {detail.plain_folder_ips:.2f} |",
+        f"| {labels[DETAIL]} | {detail.detail_folder_ips:.2f} |",
+        f"| ratio fine detail / plain, seconds per image | {detail.folder_ratio:.2f} |",
+        "",
+        f"Parity of the fine-detail export: logits {detail.parity.logits_error:.2g}, attention "
+        f"{detail.parity.attention_error:.2g} (max abs. difference to torch).",
+        "",
+        f"Per round, ms ({PLAIN}, {DETAIL}; {detail.settle_s:.2f} s pause before each run):",
+        "",
+    ]
+    for name in labels:
+        lines.append(f"- {name}: " + " ".join(f"{v * ms:.2f}" for v in detail.round_s[name]))
+    return lines
 
 
 def _latency_rows(bench: InferenceBench) -> list[tuple[str, str, str, float]]:
@@ -515,6 +743,12 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settle", type=float, default=0.1, help="seconds of pause before each measured run"
     )
+    parser.add_argument(
+        "--detail",
+        action="store_true",
+        help="also time the same model with the fine-detail check (twice the input size) against "
+        "it: ONNX Runtime fp32 latency and folder throughput, and their ratio",
+    )
 
 
 def bench_from_args(args: argparse.Namespace) -> InferenceBench:
@@ -525,6 +759,7 @@ def bench_from_args(args: argparse.Namespace) -> InferenceBench:
         batch_size=args.batch_size,
         spinning=args.spinning,
         settle_s=args.settle,
+        detail=args.detail,
     )
 
 

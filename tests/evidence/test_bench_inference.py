@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pydicom
 import pytest
-from support import make_tiny_vit
+from support import make_tiny_vit, tiny_backbone
 
 from ept_studio.core.gpu import nvidia_gpu_count
 from ept_studio.core.methods import EptConfig
 from ept_studio.core.model import TunedModel
-from ept_studio.core.model_io import PrecisionRecord, preprocess
+from ept_studio.core.model_io import DETAIL_INPUT_NAME, INPUT_NAME, PrecisionRecord, preprocess
 from ept_studio.core.onnx_export import export_onnx, model_info
 from ept_studio.core.onnx_runtime import CPU_PROVIDER, OnnxRunner
-from ept_studio.core.prompt_file import PromptFileMetadata
+from ept_studio.core.prompt_file import PromptFileMetadata, backbone_fields, read_prompt_file
 from ept_studio.data.render import render_file
 from ept_studio.evidence.bench_inference import (
     CONTENDERS,
+    DETAIL,
     ONNX,
     ONNX_INT8,
+    PLAIN,
     InferenceBench,
     OnnxWorker,
     _latencies,
     _throughputs,
+    add_bench_options,
+    format_detail_bench,
     format_inference_bench,
     reduced_exports,
+    run_detail_bench,
 )
+from ept_studio.evidence.onnx_bench_worker import save_inputs
+from ept_studio.services.model import check_images
 
 SAMPLES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -132,6 +143,7 @@ def test_report_shows_the_ratio_settings_and_every_round() -> None:
     )
     report = format_inference_bench(bench)
     assert "int8" not in report
+    assert "detail" not in report.lower()  # without --detail, the report as before
     assert "2 threads, medians of 3 rounds" in report
     assert "threads spinning (`predict --onnx`) | 80.0 | 70.0 | 90.0 |" in report
     assert "torch eager: **0.73** (target <= 0.8)" in report
@@ -187,3 +199,113 @@ def test_report_gives_the_int8_ratio_its_check_and_why_fp16_was_skipped() -> Non
     assert "File sizes: fp32 86.7 MB, int8 23.2 MB." in report
     assert "(onnx, onnx-app, torch, torch-full, int8 as in the table;" in report
     assert "- int8: 50.0 40.0 60.0" in report
+
+
+def test_detail_option_is_off_unless_asked() -> None:
+    parser = argparse.ArgumentParser()
+    add_bench_options(parser)
+    assert parser.parse_args([]).detail is False
+    assert parser.parse_args(["--detail", "--rounds", "3"]).detail is True
+
+
+def _printed(pattern: str, text: str) -> tuple[float, ...]:
+    found = re.search(pattern, text)
+    assert found is not None, pattern
+    return tuple(float(group) for group in found.groups())
+
+
+def test_detail_run_times_both_exports_and_prints_the_ratio_of_its_figures(
+    tmp_path: Path,
+) -> None:
+    """The fine-detail version of a tiny model (32 px, detail view at 64 px) saved, exported and
+    timed against the plain export in the same rounds; the printed ratio is the printed figures'."""
+    loaded = tiny_backbone()
+    model = TunedModel(loaded.model, EptConfig(length=4), 2).eval()
+    metadata = PromptFileMetadata(
+        method=model.method_config.to_dict(),
+        **backbone_fields(loaded),
+        label_mode="single",
+        class_names=("a", "b"),
+    )
+    files = [SAMPLES / "CT_small.dcm", SAMPLES / "MR_small.dcm"]
+    info = model_info(model, metadata, "cd" * 32)
+    images = check_images(files, info.rendering)
+    plain = export_onnx(model, tmp_path / "plain.onnx", info, images).path
+    pixels = save_inputs(tmp_path / "single", preprocess(images[:1], info))
+    data = tmp_path / "images"
+    data.mkdir()
+    for path in files:
+        shutil.copyfile(path, data / path.name)
+    with OnnxWorker(plain, pixels, threads=1) as worker:
+        detail = run_detail_bench(
+            model,
+            loaded,
+            metadata,
+            files,
+            tmp_path / "detail",
+            worker,
+            data,
+            rounds=2,
+            batch_size=2,
+            threads=1,
+            settle_s=0.0,
+        )
+    # the prompt file carries the detail view, and its export takes both inputs
+    _, saved = read_prompt_file(tmp_path / "detail" / "detail.safetensors")
+    assert saved.detail_input_size == 64
+    graph = onnx.load(str(tmp_path / "detail" / "detail.onnx"))
+    assert [value.name for value in graph.graph.input] == [INPUT_NAME, DETAIL_INPUT_NAME]
+    assert (detail.input_size, detail.detail_input_size, detail.folder_images) == (32, 64, 2)
+    assert {name: len(values) for name, values in detail.round_s.items()} == {PLAIN: 2, DETAIL: 2}
+    assert min(min(values) for values in detail.round_s.values()) > 0
+    assert detail.plain_folder_ips > 0
+    assert detail.detail_folder_ips > 0
+    assert detail.parity.logits_error < 1e-3
+
+    text = "\n".join(format_detail_bench(detail, CPU_PROVIDER, 1))
+    assert "(CPUExecutionProvider, 1 threads, torch-free process, medians of 2 rounds)" in text
+    (plain_ms,) = _printed(r"\| plain model \(32 px\) \| ([0-9.]+) \|", text)
+    (detail_ms,) = _printed(
+        r"\| with the fine-detail check \(32 px \+ 64 px\) \| ([0-9.]+) \|", text
+    )
+    (ratio,) = _printed(r"Ratio fine detail / plain: \*\*([0-9.]+)\*\*", text)
+    assert (plain_ms, detail_ms) == (
+        round(detail.plain_latency_s * 1000, 2),
+        round(detail.detail_latency_s * 1000, 2),
+    )
+    assert ratio == round(detail.detail_latency_s / detail.plain_latency_s, 2)
+    # the printed ratio is that of the printed figures, up to their printed rounding
+    low = (detail_ms - 0.005) / (plain_ms + 0.005)
+    high = (detail_ms + 0.005) / max(plain_ms - 0.005, 1e-9)
+    assert low - 0.005 <= ratio <= high + 0.005
+    plain_ips, detail_ips, folder_ratio = _printed(
+        r"\| plain model \(32 px\) \| ([0-9.]+) \|\n.*\| ([0-9.]+) \|\n"
+        r"\| ratio fine detail / plain, seconds per image \| ([0-9.]+) \|",
+        text,
+    )
+    assert folder_ratio == round(detail.plain_folder_ips / detail.detail_folder_ips, 2)
+    # ``bench latency --detail``: the section follows the plain report unchanged
+    plain_rounds = {name: (0.1, 0.12, 0.11) for name in CONTENDERS}
+    bench = InferenceBench(
+        provider=CPU_PROVIDER,
+        threads=1,
+        rounds=3,
+        onnx_spinning=True,
+        settle_s=0.0,
+        onnx_latency_s=0.1,
+        onnx_in_process_latency_s=0.1,
+        torch_latency_s=0.1,
+        torch_full_latency_s=0.1,
+        round_s=plain_rounds,
+        folder_images=2,
+        batch_size=2,
+        model_only_ips=10.0,
+        folder_ips=9.5,
+        parity=detail.parity,
+    )
+    report = format_inference_bench(dataclasses.replace(bench, detail=detail))
+    assert report == format_inference_bench(bench) + "\n\n" + text
+    assert (plain_ips, detail_ips) == (
+        round(detail.plain_folder_ips, 2),
+        round(detail.detail_folder_ips, 2),
+    )
