@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import torch
 
     from ept_studio.core.backbones import LoadedBackbone
-    from ept_studio.core.model import TunedModel
+    from ept_studio.core.model import LabelMode, TunedModel
 
 DETAIL_FACTOR = 2
 """The detail view sees the image at this many times the backbone's own input size (448 px for
@@ -60,6 +60,41 @@ def combine_logits(tuned: np.ndarray, detail: np.ndarray) -> np.ndarray:
     combined = np.logaddexp(log_softmax(tuned_array), log_softmax(detail_array)) - math.log(2.0)
     result: np.ndarray = combined.astype(np.float32)
     return result
+
+
+def scored_logits(
+    tuned: TunedModel,
+    detail: TunedModel | None,
+    images: Sequence[torch.Tensor],
+    *,
+    input_size: int,
+    detail_size: int | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    label_mode: LabelMode,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """The logits ``[n, C]`` a model scores rendered images (uint8 ``[3, H, W]``) with: the tuned
+    model's at ``input_size``, combined with the detail view's at ``detail_size`` when there is
+    one (each view resizes the images to its own size)."""
+    from ept_studio.core.training.evaluation import predict_probabilities
+
+    def logits_of(view: TunedModel, size: int) -> np.ndarray:
+        return predict_probabilities(
+            view,
+            images,
+            input_size=size,
+            mean=mean,
+            std=std,
+            label_mode=label_mode,
+            batch_size=batch_size,
+            raw_logits=True,
+        )
+
+    own = logits_of(tuned, input_size)
+    if detail is None or detail_size is None or not len(images):
+        return own
+    return combine_logits(own, logits_of(detail, detail_size))
 
 
 def combine_logits_torch(tuned: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:

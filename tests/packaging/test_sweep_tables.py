@@ -50,6 +50,6 @@ def test_the_evidence_document_quotes_every_sweep_table_and_the_readme_none() ->
     module = _sweep_tables()
     quoted = module.BLOCK.findall(module.EVIDENCE.read_text(encoding="utf-8"))
     names = [match[1] for match in quoted]
-    expected = ["default-wide.md", "default-verdicts", "share-verdicts", *module.VERSUS]
+    expected = ["default-wide.md", "default-verdicts", "share-verdicts", "detail", *module.VERSUS]
     assert sorted(names) == sorted(expected)
     assert "<!-- sweep:" not in (ROOT / "README.md").read_text(encoding="utf-8")

@@ -163,27 +163,20 @@ def _logits(
     label_mode: str,
     detail: DetailFit | None = None,
 ) -> np.ndarray:
-    from ept_studio.core.detail import combine_logits
+    from ept_studio.core.detail import scored_logits
     from ept_studio.core.model import LabelMode as EngineLabelMode
-    from ept_studio.core.training.evaluation import predict_probabilities
 
-    images = [pixels for pixels, _ in samples]
-
-    def logits_of(view: TunedModel, spec: Any) -> np.ndarray:
-        return predict_probabilities(
-            view,
-            images,
-            input_size=spec.input_size,
-            mean=spec.mean,
-            std=spec.std,
-            label_mode=EngineLabelMode(label_mode),
-            raw_logits=True,
-        )
-
-    tuned = logits_of(model, loaded.spec)
-    if detail is None or not images:
-        return tuned
-    return combine_logits(tuned, logits_of(detail.view, detail.loaded.spec))
+    spec = loaded.spec
+    return scored_logits(
+        model,
+        None if detail is None else detail.view,
+        [pixels for pixels, _ in samples],
+        input_size=spec.input_size,
+        detail_size=None if detail is None else detail.input_size,
+        mean=spec.mean,
+        std=spec.std,
+        label_mode=EngineLabelMode(label_mode),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

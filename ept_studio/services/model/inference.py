@@ -113,34 +113,33 @@ def handle_scores(
     """The model's probabilities ``[n, C]`` on rendered images (uint8 ``[3, H, W]``), or its
     logits with ``raw_logits``; with a detail view, the two views' combined logits (each view
     resizes the images to its own size) and their softmax."""
-    from ept_studio.core.detail import combine_logits, log_softmax
+    from ept_studio.core.detail import log_softmax, scored_logits
     from ept_studio.core.training import predict_probabilities
 
     meta = handle.metadata
     mode = _label_mode(meta)
-    tuned = predict_probabilities(
-        handle.model,
-        images,
-        input_size=meta.input_size,
-        mean=meta.mean,
-        std=meta.std,
-        label_mode=mode,
-        batch_size=batch_size,
-        raw_logits=raw_logits or handle.detail is not None,
-    )
     if handle.detail is None or meta.detail_input_size is None:
-        return tuned
-    detail = predict_probabilities(
+        return predict_probabilities(
+            handle.model,
+            images,
+            input_size=meta.input_size,
+            mean=meta.mean,
+            std=meta.std,
+            label_mode=mode,
+            batch_size=batch_size,
+            raw_logits=raw_logits,
+        )
+    combined = scored_logits(
+        handle.model,
         handle.detail,
         images,
-        input_size=meta.detail_input_size,
+        input_size=meta.input_size,
+        detail_size=meta.detail_input_size,
         mean=meta.mean,
         std=meta.std,
         label_mode=mode,
         batch_size=batch_size,
-        raw_logits=True,
     )
-    combined = combine_logits(tuned, detail)
     if raw_logits:
         return combined
     probabilities: np.ndarray = np.exp(log_softmax(combined)).astype(np.float32)
