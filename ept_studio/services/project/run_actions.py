@@ -90,7 +90,15 @@ def trained_runs(project: Project) -> list[TrainedRun]:
         shown = ""
         if accuracy is not None:
             shown = f", {plain_metric_name('accuracy').lower()} on test images {accuracy:.2f}"
-        label = f"Run {run.id}: {method.upper()}{shown}"
+        detail = run.config.get("detail_size")
+        checked = " + fine detail" if detail else ""
+        label = f"Run {run.id}: {method.upper()}{checked}{shown}"
+        tooltip = _metrics_tooltip(run.metrics)
+        if detail:
+            tooltip += (
+                f"\nScores: the tuned model averaged with the untrained class centres of the "
+                f"training images seen at {detail} px (Also check fine detail)"
+            )
         runs.append(
             TrainedRun(
                 run.id,
@@ -98,7 +106,7 @@ def trained_runs(project: Project) -> list[TrainedRun]:
                 method,
                 dict(run.metrics),
                 onnx_file(project, run.id) is not None,
-                _metrics_tooltip(run.metrics),
+                tooltip,
             )
         )
     return runs

@@ -15,6 +15,7 @@ from ept_studio.services.model.inference import load_tuned_model, predict_files
 from ept_studio.services.model.training_options import TrainingOptions
 from ept_studio.services.project import Project, ProjectTrainingSaved, import_paths
 from ept_studio.services.project.reports import write_model_card
+from ept_studio.services.project.run_actions import trained_runs
 from ept_studio.services.project.training import detail_size
 from ept_studio.services.project.tuning import tune_project
 
@@ -51,6 +52,9 @@ def test_a_run_with_the_detail_view_records_scores_that_inference_repeats(
     assert {"detail.weight", "detail.bias"} <= set(tensors)
     with Project.open(folder, locations_dir=locations) as project:
         assert project.run(saved.run_id).config["detail_size"] == 64
+        [listed] = trained_runs(project)
+        assert listed.label.startswith(f"Run {saved.run_id}: LINEAR + fine detail, accuracy")
+        assert "training images seen at 64 px" in listed.tooltip
         recorded = {row.image_id: row.scores for row in project.predictions(saved.run_id)}
         paths = {image.id: image.path for image in project.images()}
     assert len(recorded) == 4
@@ -76,6 +80,8 @@ def test_a_run_without_it_saves_a_plain_model(tmp_path: Path) -> None:
     assert not any(name.startswith("detail.") for name in tensors)
     with Project.open(folder, locations_dir=locations) as project:
         assert project.run(saved.run_id).config["detail_size"] is None
+        [listed] = trained_runs(project)
+        assert "fine detail" not in listed.label + listed.tooltip
     card = write_model_card(folder, saved.run_id, tmp_path / "card.md").read_text("utf-8")
     assert "fine-detail" not in card
 

@@ -54,7 +54,9 @@ def test_predict_then_export_then_predict_through_onnx(
         [listed] = trained_runs(project)
         assert (listed.run_id, listed.method, listed.has_onnx) == (run_id, "ept", False)
         accuracy = project.run(run_id).metrics["accuracy"]
-        assert listed.label == f"Run {run_id}: EPT, accuracy on test images {accuracy:.2f}"
+        assert listed.label == (
+            f"Run {run_id}: EPT + fine detail, accuracy on test images {accuracy:.2f}"
+        )
         assert "Balanced accuracy (mean of per-class recall): " in listed.tooltip
         assert "(key: balanced_accuracy)" in listed.tooltip
         assert "Calibration error: " in listed.tooltip
