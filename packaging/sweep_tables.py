@@ -8,7 +8,9 @@ replaces each block ``<!-- sweep: NAME -->`` ... ``<!-- /sweep -->`` of
 (``default-verdicts`` is the default recipe's lines of ``table.md``: where each method beats, ties
 or falls below the prototype; ``calibration.md`` is the default recipe's ECE before and after
 temperature scaling and its prediction sets' coverage, from the runs that measured them, quoted
-in the block ``<!-- calibration -->`` ... ``<!-- /calibration -->``).
+in the block ``<!-- calibration -->`` ... ``<!-- /calibration -->``; ``detail`` is the
+fine-detail check's tables, from ``packaging/detail_table.py``, also written to
+``resources/evidence/detail/table.md``).
 ``--check`` writes nothing and exits 1 when a file would change. ``--recalibrate`` first measures
 the calibration of every results file whose runs kept their query scores again, with the current
 rules (no training again), and rewrites those files.
@@ -26,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "resources" / "evidence" / "sweep"
 RUNS = (SWEEP / "runs", ROOT / "resources" / "evidence" / "recipes-textiles-k5" / "paper")
 EVIDENCE = ROOT / "resources" / "docs" / "evidence.md"
+DETAIL_TABLE = ROOT / "resources" / "evidence" / "detail" / "table.md"
+"""The fine-detail check's tables (the app's default), also quoted in the block ``detail``."""
 CALIBRATION_RECIPE = "default + bf16=on"
 """The recipe whose runs the calibration table shows: the default, under bfloat16 autocast as the
 app runs it on a CPU with AVX512-BF16 (these runs kept their query scores; see evidence.md)."""
@@ -141,14 +145,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if recalibrate_results(path.parent):
                 sys.stdout.write(f"recalibrated {path.relative_to(ROOT)}\n")
     made = tables()
+    detail = detail_markdown()
     blocks = dict(
         made,
         **{
             "default-verdicts": default_verdicts(made["table.md"]),
             "share-verdicts": default_verdicts(made["table.md"], APP_RECIPE),
+            "detail": detail,
         },
     )
     targets: dict[Path, str] = {SWEEP / name: text for name, text in made.items()}
+    targets[DETAIL_TABLE] = detail
     document = fill_blocks(EVIDENCE.read_text(encoding="utf-8"), blocks)
     targets[EVIDENCE] = CALIBRATION_BLOCK.sub(
         lambda match: match.group(1) + made["calibration.md"].strip() + "\n" + match.group(2),
@@ -161,6 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         verb = "would change" if args.check else "wrote"
         sys.stdout.write(f"{verb} {path.relative_to(ROOT)}\n")
     return 1 if args.check and changed else 0
+
+
+def detail_markdown() -> str:
+    """The fine-detail tables (``packaging/detail_table.py``, beside this file)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import detail_table
+
+    return str(detail_table.markdown())
 
 
 def _differs(path: Path, text: str) -> bool:
