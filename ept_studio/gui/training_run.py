@@ -152,14 +152,17 @@ def _data_summary(ready: ProjectDataReady) -> str:
 
 
 def saved_summary(saved: ProjectTrainingSaved) -> str:
-    """``Run 3 saved. On the test images: accuracy 83 %, …`` in plain metric names."""
+    """``Run 3 saved. On 12 test images, scored with the fine-detail check: accuracy 83 %, …`` in
+    plain metric names: what the figures were measured on comes with them."""
     if not saved.metrics:
         return (
             f"Run {saved.run_id} saved. There were no test images, so no accuracy: press "
             "'Split for me' and train again to measure it."
         )
     shown = ", ".join(plain_metric(k, v) for k, v in sorted(saved.metrics.items()))
-    return f"Run {saved.run_id} saved. On the test images: {shown}."
+    images = f"{saved.test_size} test image{'' if saved.test_size == 1 else 's'}"
+    scored = "" if saved.detail_size is None else ", scored with the fine-detail check"
+    return f"Run {saved.run_id} saved. On {images}{scored}: {shown}."
 
 
 def device_words(device: str) -> str:

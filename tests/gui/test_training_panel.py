@@ -68,7 +68,13 @@ def test_train_shows_progress_curves_and_saves_the_run(labelled: MainWindow, qtb
     assert [x for x, _ in panel.curves.points(LOSS)] == [1.0, 2.0, 3.0, 4.0]
     assert [y for _, y in panel.curves.points(LOSS)] == pytest.approx([s.loss for s in steps])
     assert panel.last_saved is saved
-    assert f"Run {saved.run_id} saved. On the test images: Accuracy " in panel.state.text()
+    # the figures say what they were measured on: how many test images, and the fine-detail check
+    assert saved.test_size > 0
+    assert saved.detail_size is not None
+    assert (
+        f"Run {saved.run_id} saved. On {saved.test_size} test images, scored with the fine-detail "
+        "check: Accuracy "
+    ) in panel.state.text()
     assert panel.train_button.isEnabled()
     assert not panel.cancel_button.isEnabled()
     # the next plan is timed on this run: 4 steps in the run record's training seconds
@@ -78,6 +84,7 @@ def test_train_shows_progress_curves_and_saves_the_run(labelled: MainWindow, qtb
         assert run.status == "finished"
         assert run.config["method"]["length"] == 4
         assert run.config["recipe"]["epochs"] == 2
+        assert run.config["detail_size"] == saved.detail_size
         assert saved.prompt_file.is_file()
 
 

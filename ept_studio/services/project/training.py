@@ -204,6 +204,10 @@ class ProjectTrainingSaved:
     run_record: Path
     metrics: dict[str, float]
     model: TunedModel = dataclasses.field(repr=False, compare=False)
+    test_size: int = 0
+    """How many test images ``metrics`` were measured on."""
+    detail_size: int | None = None
+    """The fine-detail check's input size when the run scores with it (and so do ``metrics``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -560,7 +564,14 @@ def _save_run(run: _Run, fitted: fitting.FittedRun) -> ProjectTrainingSaved:
         run.run_id, "finished", metrics=metrics, artifacts=artifacts, device=fitted.training.device
     )
     return ProjectTrainingSaved(
-        run.run_id, prompt, files.prompt_sha256, record_path, metrics, fitted.model
+        run.run_id,
+        prompt,
+        files.prompt_sha256,
+        record_path,
+        metrics,
+        fitted.model,
+        test_size=fitted.evaluation.test_size,
+        detail_size=None if fitted.detail is None else fitted.detail.input_size,
     )
 
 
